@@ -1,0 +1,449 @@
+//! The domain model shared by the store, the services and the data plane.
+//! These types are transport-neutral: conversion to and from the `ferry.v1`
+//! messages lives in `service::convert`.
+
+use std::fmt;
+
+use crate::secrets::Sealed;
+
+/// A point in time as Unix milliseconds (UTC). Millisecond precision is what
+/// the store keeps, and is finer than any Zoom timestamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        let now = time::OffsetDateTime::now_utc();
+        Timestamp((now.unix_timestamp_nanos() / 1_000_000) as i64)
+    }
+
+    pub fn from_unix_seconds(seconds: i64) -> Self {
+        Timestamp(seconds.saturating_mul(1000))
+    }
+
+    pub fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    pub fn saturating_add_millis(self, millis: i64) -> Self {
+        Timestamp(self.0.saturating_add(millis))
+    }
+
+    /// Parses RFC 3339 (`2023-12-01T20:02:01Z`), the form Zoom uses.
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        let parsed =
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .ok()?;
+        Some(Timestamp(
+            (parsed.unix_timestamp_nanos() / 1_000_000) as i64,
+        ))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nanos = i128::from(self.0) * 1_000_000;
+        match time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            }) {
+            Some(text) => f.write_str(&text),
+            None => write!(f, "{}ms", self.0),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Institution {
+    pub institution_id: String,
+    pub display_name: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminKey {
+    pub key_id: String,
+    pub institution_id: String,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoomConfiguration {
+    pub configuration_id: String,
+    pub institution_id: String,
+    pub display_name: String,
+    /// Empty means the default order (`rules::DEFAULT_VIEW_PRIORITY`).
+    pub view_priority: Vec<String>,
+    pub created_at: Timestamp,
+    pub token_issued_at: Timestamp,
+    pub installed_account_count: u32,
+}
+
+/// A change to a configuration; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigurationUpdate {
+    pub display_name: Option<String>,
+    pub view_priority: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZoomPlan {
+    Free,
+    Pro,
+    Business,
+    Education,
+    Api,
+    Enterprise,
+}
+
+impl ZoomPlan {
+    pub const ALL: [ZoomPlan; 6] = [
+        ZoomPlan::Free,
+        ZoomPlan::Pro,
+        ZoomPlan::Business,
+        ZoomPlan::Education,
+        ZoomPlan::Api,
+        ZoomPlan::Enterprise,
+    ];
+
+    /// Only paid plans may install (the seed's first requirement).
+    pub fn is_paid(self) -> bool {
+        !matches!(self, ZoomPlan::Free)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZoomPlan::Free => "free",
+            ZoomPlan::Pro => "pro",
+            ZoomPlan::Business => "business",
+            ZoomPlan::Education => "education",
+            ZoomPlan::Api => "api",
+            ZoomPlan::Enterprise => "enterprise",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim().to_ascii_lowercase();
+        Self::ALL.into_iter().find(|plan| plan.as_str() == text)
+    }
+}
+
+/// Server-to-Server OAuth credentials as the store keeps them: the client
+/// secret sealed with the daemon's encryption key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedOAuthCredentials {
+    pub client_id: String,
+    pub sealed_client_secret: Sealed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoomAccount {
+    pub zoom_account_id: String,
+    pub institution_id: String,
+    pub configuration_id: String,
+    pub plan: ZoomPlan,
+    pub installed_at: Timestamp,
+    pub uninstalled_at: Option<Timestamp>,
+    pub oauth: Option<SealedOAuthCredentials>,
+}
+
+impl ZoomAccount {
+    pub fn is_installed(&self) -> bool {
+        self.uninstalled_at.is_none()
+    }
+}
+
+/// What `InstallZoomAccount` asks the store to do, after the service has
+/// checked the plan and resolved the configuration token.
+#[derive(Clone, Debug)]
+pub struct AccountInstall {
+    pub configuration_id: String,
+    pub zoom_account_id: String,
+    pub plan: ZoomPlan,
+    pub oauth: Option<SealedOAuthCredentials>,
+    pub now: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UserRole {
+    Admin,
+    Instructor,
+    Student,
+}
+
+impl UserRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserRole::Admin => "admin",
+            UserRole::Instructor => "instructor",
+            UserRole::Student => "student",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "admin" => Some(UserRole::Admin),
+            "instructor" => Some(UserRole::Instructor),
+            "student" => Some(UserRole::Student),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub user_id: String,
+    pub institution_id: String,
+    pub external_id: String,
+    /// Normalised: trimmed and lowercased.
+    pub email: String,
+    /// Normalised like `email`.
+    pub alternate_zoom_email: Option<String>,
+    pub display_name: String,
+    pub role: UserRole,
+    pub active: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One validated record of a directory sync: emails are already normalised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Zero-based position in the sync stream, for the summary.
+    pub record_index: u32,
+    pub external_id: String,
+    pub email: String,
+    pub alternate_zoom_email: Option<String>,
+    pub display_name: String,
+    pub role: UserRole,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Users absent from the stream are deactivated.
+    Full,
+    /// Only add and update.
+    Upsert,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedRecord {
+    pub record_index: u32,
+    pub external_id: String,
+    pub email: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncOutcome {
+    pub created: u32,
+    pub updated: u32,
+    pub unchanged: u32,
+    pub deactivated: u32,
+    pub rejected: Vec<RejectedRecord>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JobState {
+    Queued,
+    Transferring,
+    Completed,
+    Skipped,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 6] = [
+        JobState::Queued,
+        JobState::Transferring,
+        JobState::Completed,
+        JobState::Skipped,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Transferring => "transferring",
+            JobState::Completed => "completed",
+            JobState::Skipped => "skipped",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim().to_ascii_lowercase();
+        Self::ALL.into_iter().find(|state| state.as_str() == text)
+    }
+
+    /// Final states: nothing moves the job on but an admin's retry.
+    pub fn is_final(self) -> bool {
+        !matches!(self, JobState::Queued | JobState::Transferring)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    NoMatchingUser,
+    RecordedBeforeInstall,
+    TooLong,
+    TooLarge,
+    NoDownloadableFile,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 5] = [
+        SkipReason::NoMatchingUser,
+        SkipReason::RecordedBeforeInstall,
+        SkipReason::TooLong,
+        SkipReason::TooLarge,
+        SkipReason::NoDownloadableFile,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NoMatchingUser => "no_matching_user",
+            SkipReason::RecordedBeforeInstall => "recorded_before_install",
+            SkipReason::TooLong => "too_long",
+            SkipReason::TooLarge => "too_large",
+            SkipReason::NoDownloadableFile => "no_downloadable_file",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim().to_ascii_lowercase();
+        Self::ALL.into_iter().find(|reason| reason.as_str() == text)
+    }
+}
+
+/// The recording file a job copies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordingFile {
+    pub file_id: String,
+    pub recording_type: String,
+    pub file_type: String,
+    pub file_extension: String,
+    pub file_size: u64,
+    pub recording_start: Timestamp,
+    pub recording_end: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub job_id: String,
+    pub institution_id: String,
+    pub zoom_account_id: String,
+    pub meeting_uuid: String,
+    pub meeting_id: u64,
+    pub topic: String,
+    pub host_email: String,
+    pub meeting_start: Option<Timestamp>,
+    pub state: JobState,
+    pub skip_reason: Option<SkipReason>,
+    pub message: String,
+    pub owner_user_id: Option<String>,
+    pub recording_file: Option<RecordingFile>,
+    pub skipped_file_count: u32,
+    pub skipped_segment_count: u32,
+    pub bytes_transferred: u64,
+    pub total_bytes: u64,
+    pub attempt_count: u32,
+    pub media_id: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub detected_mid_stream: bool,
+}
+
+/// A job as the intake creates it. The download URL and token are sealed
+/// before they reach the store; `recording` keeps what a later retry needs to
+/// decide the recording again.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub institution_id: String,
+    pub zoom_account_id: String,
+    pub meeting_uuid: String,
+    pub meeting_id: u64,
+    pub topic: String,
+    pub host_email: String,
+    pub meeting_start: Option<Timestamp>,
+    pub state: JobState,
+    pub skip_reason: Option<SkipReason>,
+    pub message: String,
+    pub owner_user_id: Option<String>,
+    pub recording_file: Option<RecordingFile>,
+    pub skipped_file_count: u32,
+    pub skipped_segment_count: u32,
+    pub sealed_download_url: Option<Sealed>,
+    pub sealed_download_token: Option<Sealed>,
+    /// The webhook's recording object, sealed (it holds download URLs).
+    pub sealed_recording: Option<Sealed>,
+    /// The event's own time (`event_ts`): of two deliveries, the download
+    /// credentials of the later event win.
+    pub event_time: Timestamp,
+    pub now: Timestamp,
+}
+
+/// A new decision for a job an admin retries: who owns it and which file.
+/// `None` keeps what the job has.
+#[derive(Clone, Debug)]
+pub struct JobRequeue {
+    pub owner_user_id: String,
+    pub recording_file: Option<RecordingFile>,
+    pub sealed_download_url: Option<Sealed>,
+}
+
+/// Which jobs `list_jobs` returns; every set filter must hold.
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    pub states: Vec<JobState>,
+    pub skip_reason: Option<SkipReason>,
+    pub zoom_account_id: Option<String>,
+    /// Normalised like user emails.
+    pub host_email: Option<String>,
+    pub created_from: Option<Timestamp>,
+    pub created_before: Option<Timestamp>,
+}
+
+/// A change to a job, broadcast to `WatchJobs` subscribers.
+#[derive(Clone, Debug)]
+pub struct JobEvent {
+    pub job: Job,
+    pub progress_only: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Media {
+    pub media_id: String,
+    pub institution_id: String,
+    pub owner_user_id: String,
+    pub title: String,
+    pub duration_ms: u64,
+    pub size_bytes: u64,
+    pub checksum: String,
+    pub object_key: String,
+    pub meeting_id: u64,
+    pub meeting_uuid: String,
+    pub recorded_at: Option<Timestamp>,
+    pub job_id: String,
+    pub created_at: Timestamp,
+    pub content_type: String,
+}
+
+/// What the transfer engine knows when a job's object is verified and stored;
+/// the rest of the media record comes from the job.
+#[derive(Clone, Debug)]
+pub struct NewMedia {
+    pub object_key: String,
+    pub checksum: String,
+    pub duration_ms: u64,
+    pub size_bytes: u64,
+    pub content_type: String,
+}

@@ -1,0 +1,284 @@
+//! The store: everything Ferry must remember, behind one trait so that the
+//! embedded SQLite backend and a later Postgres backend are interchangeable.
+//!
+//! The store owns durability and the invariants that need a transaction
+//! (one account one institution, unique configuration names, one active user
+//! per email, one job per meeting). It never sees a plaintext secret: tokens
+//! arrive hashed and download credentials arrive sealed. It never decides
+//! policy that belongs to the services (plans, validation of input shape).
+
+mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use crate::error::StoreError;
+use crate::model::*;
+use crate::secrets::TokenHash;
+
+pub use sqlite::{SqliteConfig, SqliteStore};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Default and maximum page sizes of every list call.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// A page request: items are ordered by id (ids grow with creation time) and
+/// `after` is the last id of the previous page.
+#[derive(Clone, Debug, Default)]
+pub struct PageQuery {
+    pub after: Option<String>,
+    pub size: u32,
+}
+
+impl PageQuery {
+    pub fn first(size: u32) -> Self {
+        PageQuery { after: None, size }
+    }
+
+    /// The effective page size: the default for 0, clamped to the maximum.
+    pub fn limit(&self) -> u32 {
+        match self.size {
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        }
+    }
+}
+
+/// One page of results; `next_after` is set when more may follow.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_after: Option<String>,
+}
+
+/// A transfer worker's hold on a job: valid until `expires_at` unless renewed.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    pub job: Job,
+    pub worker_id: String,
+    pub expires_at: Timestamp,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- operator -------------------------------------------------------
+    /// The stored hash of the generated operator token, if one was generated.
+    async fn operator_token_hash(&self) -> StoreResult<Option<TokenHash>>;
+    /// Stores `hash` unless a hash is already stored; returns whether it did.
+    async fn init_operator_token_hash(&self, hash: TokenHash) -> StoreResult<bool>;
+
+    // --- institutions and admin keys ----------------------------------------
+    async fn create_institution(
+        &self,
+        display_name: &str,
+        now: Timestamp,
+    ) -> StoreResult<Institution>;
+    async fn get_institution(&self, institution_id: &str) -> StoreResult<Institution>;
+    async fn list_institutions(&self, page: &PageQuery) -> StoreResult<Page<Institution>>;
+    async fn create_admin_key(
+        &self,
+        institution_id: &str,
+        name: &str,
+        hash: TokenHash,
+        now: Timestamp,
+    ) -> StoreResult<AdminKey>;
+    async fn get_admin_key(&self, key_id: &str) -> StoreResult<AdminKey>;
+    async fn list_admin_keys(
+        &self,
+        institution_id: &str,
+        page: &PageQuery,
+    ) -> StoreResult<Page<AdminKey>>;
+    /// Revoking a revoked key keeps its first revocation time.
+    async fn revoke_admin_key(&self, key_id: &str, now: Timestamp) -> StoreResult<AdminKey>;
+    /// The unrevoked key with this hash, if any.
+    async fn find_admin_key(&self, hash: &TokenHash) -> StoreResult<Option<AdminKey>>;
+
+    // --- Zoom configurations ------------------------------------------------
+    /// AlreadyExists when the institution has a configuration of that name.
+    async fn create_configuration(
+        &self,
+        institution_id: &str,
+        display_name: &str,
+        view_priority: &[String],
+        token_hash: TokenHash,
+        now: Timestamp,
+    ) -> StoreResult<ZoomConfiguration>;
+    async fn get_configuration(
+        &self,
+        institution_id: &str,
+        configuration_id: &str,
+    ) -> StoreResult<ZoomConfiguration>;
+    async fn list_configurations(
+        &self,
+        institution_id: &str,
+        page: &PageQuery,
+    ) -> StoreResult<Page<ZoomConfiguration>>;
+    async fn update_configuration(
+        &self,
+        institution_id: &str,
+        configuration_id: &str,
+        update: ConfigurationUpdate,
+    ) -> StoreResult<ZoomConfiguration>;
+    async fn rotate_configuration_token(
+        &self,
+        institution_id: &str,
+        configuration_id: &str,
+        token_hash: TokenHash,
+        now: Timestamp,
+    ) -> StoreResult<ZoomConfiguration>;
+    /// Deletes the configuration and uninstalls its accounts, atomically;
+    /// returns the uninstalled account ids.
+    async fn delete_configuration(
+        &self,
+        institution_id: &str,
+        configuration_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>>;
+    async fn find_configuration_by_token(
+        &self,
+        hash: &TokenHash,
+    ) -> StoreResult<Option<ZoomConfiguration>>;
+
+    // --- Zoom accounts -------------------------------------------------------
+    /// Binds an account to the configuration's institution. AlreadyExists
+    /// when it is installed in another institution or another configuration;
+    /// idempotent for the same configuration (keeps `installed_at`, refreshes
+    /// plan and credentials when given).
+    async fn install_account(&self, install: AccountInstall) -> StoreResult<ZoomAccount>;
+    async fn get_account(
+        &self,
+        institution_id: &str,
+        zoom_account_id: &str,
+    ) -> StoreResult<ZoomAccount>;
+    async fn list_accounts(
+        &self,
+        institution_id: &str,
+        include_uninstalled: bool,
+        page: &PageQuery,
+    ) -> StoreResult<Page<ZoomAccount>>;
+    /// Uninstalls an installed account. With `institution_id` the account
+    /// must belong to it (NotFound otherwise); without, any account (the
+    /// `app_deauthorized` path). Uninstalling twice is not an error.
+    async fn uninstall_account(
+        &self,
+        institution_id: Option<&str>,
+        zoom_account_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<ZoomAccount>;
+    /// The account if it is currently installed, whichever institution owns it.
+    async fn installed_account(&self, zoom_account_id: &str) -> StoreResult<Option<ZoomAccount>>;
+
+    // --- user directory ------------------------------------------------------
+    /// Applies validated records atomically (see `SyncMode`). Records that
+    /// repeat an external id or email of an earlier record, or that would
+    /// give an email to two active users, are rejected, not applied.
+    /// `rejected_upfront` are the records the caller found invalid: they are
+    /// reported in the outcome, and in FULL mode their users are left as they
+    /// are rather than deactivated.
+    async fn sync_users(
+        &self,
+        institution_id: &str,
+        mode: SyncMode,
+        records: Vec<UserRecord>,
+        rejected_upfront: Vec<RejectedRecord>,
+        now: Timestamp,
+    ) -> StoreResult<SyncOutcome>;
+    /// The active user whose email or alternate email equals `email`
+    /// (already normalised). Indexed.
+    async fn lookup_user_by_email(
+        &self,
+        institution_id: &str,
+        email: &str,
+    ) -> StoreResult<Option<User>>;
+    async fn get_user(&self, institution_id: &str, user_id: &str) -> StoreResult<User>;
+    async fn list_users(
+        &self,
+        institution_id: &str,
+        include_inactive: bool,
+        page: &PageQuery,
+    ) -> StoreResult<Page<User>>;
+
+    // --- jobs ---------------------------------------------------------------
+    /// Creates the job for (account, meeting uuid), or returns the existing
+    /// one with `false`. A newer sealed download URL or token replaces the
+    /// stored one on an existing job that has not completed.
+    async fn upsert_job(&self, job: NewJob) -> StoreResult<(Job, bool)>;
+    async fn get_job(&self, institution_id: &str, job_id: &str) -> StoreResult<Job>;
+    async fn list_jobs(
+        &self,
+        institution_id: &str,
+        filter: &JobFilter,
+        page: &PageQuery,
+    ) -> StoreResult<Page<Job>>;
+    /// Moves a SKIPPED, FAILED or CANCELLED job back to QUEUED with the
+    /// given owner (and file, when given); FailedPrecondition otherwise.
+    async fn requeue_job(
+        &self,
+        institution_id: &str,
+        job_id: &str,
+        requeue: JobRequeue,
+        now: Timestamp,
+    ) -> StoreResult<Job>;
+    /// Cancels a QUEUED or TRANSFERRING job (dropping any lease).
+    async fn cancel_job(
+        &self,
+        institution_id: &str,
+        job_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Job>;
+    /// Claims the oldest QUEUED job, or a TRANSFERRING one whose lease has
+    /// expired, for `worker_id` until `now + lease`.
+    async fn claim_job(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        now: Timestamp,
+    ) -> StoreResult<Option<Lease>>;
+    /// Extends a lease still held by `worker_id`; false when it was lost
+    /// (expired and claimed by another worker, or the job was cancelled).
+    async fn renew_lease(
+        &self,
+        job_id: &str,
+        worker_id: &str,
+        lease: Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Completes a job held by `worker_id`: creates its media record (owner,
+    /// title and meeting from the job) and moves it to COMPLETED, atomically.
+    /// FailedPrecondition when the lease was lost.
+    async fn complete_job(
+        &self,
+        job_id: &str,
+        worker_id: &str,
+        media: NewMedia,
+        now: Timestamp,
+    ) -> StoreResult<(Job, Media)>;
+    /// Receives every job change committed through this store.
+    fn subscribe_job_events(&self) -> broadcast::Receiver<JobEvent>;
+
+    // --- media ---------------------------------------------------------------
+    async fn get_media(&self, institution_id: &str, media_id: &str) -> StoreResult<Media>;
+    async fn list_media(
+        &self,
+        institution_id: &str,
+        owner_user_id: Option<&str>,
+        page: &PageQuery,
+    ) -> StoreResult<Page<Media>>;
+    /// NotFound when the media or the new owner is not in the institution.
+    async fn transfer_media_ownership(
+        &self,
+        institution_id: &str,
+        media_id: &str,
+        new_owner_user_id: &str,
+    ) -> StoreResult<Media>;
+}
+
+/// Prefixed, time-ordered identifiers: `inst_0190...`. Ordering by id is
+/// ordering by creation, which list paging relies on.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}

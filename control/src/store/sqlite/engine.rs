@@ -1,0 +1,176 @@
+//! How the SQLite backend runs statements: one writer thread that commits in
+//! groups, and a small pool of reader connections.
+//!
+//! Group commit: every write is a closure sent to the writer thread. The
+//! thread takes whatever writes are waiting (up to `max_batch`), runs each
+//! inside its own SAVEPOINT of one transaction, commits once (one fsync for
+//! the whole group), and only then answers each caller. A write whose
+//! closure fails is rolled back to its savepoint without touching the others.
+//! A failed COMMIT fails every write of the group, so no caller is ever told
+//! "done" for data that is not on disk.
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::StoreError;
+use crate::store::StoreResult;
+
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+type WriteOp = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+
+pub(super) struct Engine {
+    path: PathBuf,
+    write_tx: mpsc::Sender<WriteOp>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    busy_timeout: Duration,
+}
+
+impl Engine {
+    pub(super) fn start(
+        path: &Path,
+        writer: Connection,
+        max_batch: usize,
+        busy_timeout: Duration,
+    ) -> Engine {
+        let (write_tx, write_rx) = mpsc::channel::<WriteOp>(4096);
+        std::thread::Builder::new()
+            .name("ferry-sqlite-writer".into())
+            .spawn(move || run_writer(writer, write_rx, max_batch.max(1)))
+            .expect("spawning the sqlite writer thread");
+        Engine {
+            path: path.to_path_buf(),
+            write_tx,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            busy_timeout,
+        }
+    }
+
+    /// Runs `op` in the writer's current group transaction and returns its
+    /// result once the group is durably committed.
+    pub(super) async fn write<T, F>(&self, op: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (done_tx, done_rx) = oneshot::channel::<StoreResult<T>>();
+        let write_op: WriteOp = Box::new(move |conn| {
+            let result = op(conn);
+            let ok = result.is_ok();
+            let completion: Completion = Box::new(move |commit| {
+                let outcome = match commit {
+                    Ok(()) => result,
+                    Err(message) => Err(StoreError::Unavailable(message)),
+                };
+                let _ = done_tx.send(outcome);
+            });
+            (ok, completion)
+        });
+        self.write_tx
+            .send(write_op)
+            .await
+            .map_err(|_| StoreError::Unavailable("sqlite writer has stopped".into()))?;
+        done_rx
+            .await
+            .map_err(|_| StoreError::Unavailable("sqlite write was abandoned".into()))?
+    }
+
+    /// Runs `op` on a pooled read-only connection on the blocking pool.
+    pub(super) async fn read<T, F>(&self, op: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        let path = self.path.clone();
+        let busy_timeout = self.busy_timeout;
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().expect("reader pool lock").pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_reader(&path, busy_timeout)?,
+            };
+            let result = op(&conn);
+            readers.lock().expect("reader pool lock").push(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("sqlite read task failed: {e}")))?
+    }
+}
+
+fn open_reader(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql_error)?;
+    conn.busy_timeout(busy_timeout).map_err(sql_error)?;
+    Ok(conn)
+}
+
+fn run_writer(conn: Connection, mut write_rx: mpsc::Receiver<WriteOp>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Some(first) = write_rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match write_rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        commit_group(&conn, &mut batch);
+    }
+}
+
+fn commit_group(conn: &Connection, batch: &mut Vec<WriteOp>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        // Dropping the ops drops their reply channels: every caller gets
+        // Unavailable, so nothing is acknowledged that was not committed.
+        tracing::error!(error = %e, writes = batch.len(), "could not begin a store transaction");
+        batch.clear();
+        return;
+    }
+    let mut completions = Vec::with_capacity(batch.len());
+    for op in batch.drain(..) {
+        if let Err(e) = conn.execute_batch("SAVEPOINT ferry_op") {
+            tracing::error!(error = %e, "could not open a savepoint; write dropped");
+            drop(op);
+            continue;
+        }
+        match std::panic::catch_unwind(AssertUnwindSafe(|| op(conn))) {
+            Ok((true, completion)) => {
+                let _ = conn.execute_batch("RELEASE ferry_op");
+                completions.push(completion);
+            }
+            Ok((false, completion)) => {
+                let _ = conn.execute_batch("ROLLBACK TO ferry_op; RELEASE ferry_op");
+                completions.push(completion);
+            }
+            Err(_) => {
+                // The op's reply channel was dropped while unwinding: its caller
+                // sees "abandoned". Undo its partial work and keep serving.
+                let _ = conn.execute_batch("ROLLBACK TO ferry_op; RELEASE ferry_op");
+                tracing::error!("a store write panicked and was rolled back");
+            }
+        }
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        format!("commit failed: {e}")
+    });
+    if let Err(message) = &commit {
+        tracing::error!(error = %message, writes = completions.len(), "store group commit failed");
+    }
+    for completion in completions {
+        completion(commit.clone());
+    }
+}
+
+pub(super) fn sql_error(error: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("sqlite: {error}"))
+}

@@ -1,0 +1,142 @@
+//! Versioned schema migrations, applied in order at start-up inside one
+//! transaction each. The SQL sticks to what SQLite and PostgreSQL share
+//! (`ON CONFLICT`, `RETURNING`, integer milliseconds for time) so that the
+//! Postgres backend can reuse the shapes.
+
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1)];
+
+const V1: &str = r#"
+CREATE TABLE settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE institutions (
+    institution_id TEXT PRIMARY KEY,
+    display_name   TEXT NOT NULL,
+    created_ms     INTEGER NOT NULL
+);
+
+CREATE TABLE admin_keys (
+    key_id         TEXT PRIMARY KEY,
+    institution_id TEXT NOT NULL REFERENCES institutions (institution_id),
+    name           TEXT NOT NULL,
+    key_hash       TEXT NOT NULL UNIQUE,
+    created_ms     INTEGER NOT NULL,
+    revoked_ms     INTEGER
+);
+CREATE INDEX admin_keys_by_institution ON admin_keys (institution_id, key_id);
+
+CREATE TABLE zoom_configurations (
+    configuration_id TEXT PRIMARY KEY,
+    institution_id   TEXT NOT NULL REFERENCES institutions (institution_id),
+    display_name     TEXT NOT NULL,
+    name_key         TEXT NOT NULL,
+    view_priority    TEXT NOT NULL,
+    token_hash       TEXT NOT NULL UNIQUE,
+    created_ms       INTEGER NOT NULL,
+    token_issued_ms  INTEGER NOT NULL,
+    UNIQUE (institution_id, name_key)
+);
+
+CREATE TABLE zoom_accounts (
+    zoom_account_id            TEXT PRIMARY KEY,
+    institution_id             TEXT NOT NULL REFERENCES institutions (institution_id),
+    configuration_id           TEXT NOT NULL,
+    plan                       TEXT NOT NULL,
+    installed_ms               INTEGER NOT NULL,
+    uninstalled_ms             INTEGER,
+    oauth_client_id            TEXT,
+    oauth_client_secret_sealed BLOB
+);
+CREATE INDEX zoom_accounts_by_institution ON zoom_accounts (institution_id, zoom_account_id);
+CREATE INDEX zoom_accounts_by_configuration ON zoom_accounts (configuration_id);
+
+CREATE TABLE users (
+    user_id              TEXT PRIMARY KEY,
+    institution_id       TEXT NOT NULL REFERENCES institutions (institution_id),
+    external_id          TEXT NOT NULL,
+    email                TEXT NOT NULL,
+    alternate_zoom_email TEXT,
+    display_name         TEXT NOT NULL,
+    role                 TEXT NOT NULL,
+    active               INTEGER NOT NULL,
+    created_ms           INTEGER NOT NULL,
+    updated_ms           INTEGER NOT NULL,
+    UNIQUE (institution_id, external_id)
+);
+CREATE INDEX users_by_institution ON users (institution_id, user_id);
+
+-- Every email and alternate email of every active user, one row each. The
+-- primary key is the rule "an email belongs to at most one active user of an
+-- institution", and the index behind LookupUserByEmail.
+CREATE TABLE user_emails (
+    institution_id TEXT NOT NULL,
+    email          TEXT NOT NULL,
+    user_id        TEXT NOT NULL REFERENCES users (user_id),
+    PRIMARY KEY (institution_id, email)
+);
+CREATE INDEX user_emails_by_user ON user_emails (user_id);
+
+CREATE TABLE jobs (
+    job_id                 TEXT PRIMARY KEY,
+    institution_id         TEXT NOT NULL REFERENCES institutions (institution_id),
+    zoom_account_id        TEXT NOT NULL,
+    meeting_uuid           TEXT NOT NULL,
+    meeting_id             INTEGER NOT NULL,
+    topic                  TEXT NOT NULL,
+    host_email             TEXT NOT NULL,
+    host_email_key         TEXT NOT NULL,
+    meeting_start_ms       INTEGER,
+    state                  TEXT NOT NULL,
+    skip_reason            TEXT,
+    message                TEXT NOT NULL,
+    owner_user_id          TEXT,
+    file_id                TEXT,
+    recording_type         TEXT,
+    file_type              TEXT,
+    file_extension         TEXT,
+    file_size              INTEGER,
+    recording_start_ms     INTEGER,
+    recording_end_ms       INTEGER,
+    skipped_file_count     INTEGER NOT NULL,
+    skipped_segment_count  INTEGER NOT NULL,
+    bytes_transferred      INTEGER NOT NULL DEFAULT 0,
+    total_bytes            INTEGER NOT NULL DEFAULT 0,
+    attempt_count          INTEGER NOT NULL DEFAULT 0,
+    media_id               TEXT,
+    created_ms             INTEGER NOT NULL,
+    updated_ms             INTEGER NOT NULL,
+    finished_ms            INTEGER,
+    detected_mid_stream    INTEGER NOT NULL DEFAULT 0,
+    download_url_sealed    BLOB,
+    download_token_sealed  BLOB,
+    download_event_ms      INTEGER,
+    recording_sealed       BLOB,
+    lease_owner            TEXT,
+    lease_expires_ms       INTEGER,
+    UNIQUE (zoom_account_id, meeting_uuid)
+);
+CREATE INDEX jobs_by_institution ON jobs (institution_id, job_id);
+CREATE INDEX jobs_by_state ON jobs (state, job_id);
+CREATE INDEX jobs_by_host ON jobs (institution_id, host_email_key);
+
+CREATE TABLE media (
+    media_id       TEXT PRIMARY KEY,
+    institution_id TEXT NOT NULL REFERENCES institutions (institution_id),
+    owner_user_id  TEXT NOT NULL REFERENCES users (user_id),
+    title          TEXT NOT NULL,
+    duration_ms    INTEGER NOT NULL,
+    size_bytes     INTEGER NOT NULL,
+    checksum       TEXT NOT NULL,
+    object_key     TEXT NOT NULL UNIQUE,
+    meeting_id     INTEGER NOT NULL,
+    meeting_uuid   TEXT NOT NULL,
+    recorded_ms    INTEGER,
+    job_id         TEXT NOT NULL UNIQUE REFERENCES jobs (job_id),
+    created_ms     INTEGER NOT NULL,
+    content_type   TEXT NOT NULL
+);
+CREATE INDEX media_by_institution ON media (institution_id, media_id);
+CREATE INDEX media_by_owner ON media (institution_id, owner_user_id, media_id);
+"#;
