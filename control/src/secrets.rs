@@ -48,6 +48,12 @@ impl fmt::Debug for Secret {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret)
+    }
+}
+
 /// The SHA-256 of a token, as lowercase hex. Tokens carry 256 random bits, so
 /// a fast hash is the right one: there is nothing to brute-force.
 #[derive(Clone, PartialEq, Eq, Hash)]

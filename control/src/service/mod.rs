@@ -1,1 +1,83 @@
+//! The gRPC services of `ferry.v1`. Each handler authenticates the caller,
+//! scopes the request to an institution, validates every field (naming it in
+//! INVALID_ARGUMENT), then calls the store once so that nothing is ever half
+//! applied. Handlers never log or return a secret other than the one a call
+//! exists to hand out (a new key or token).
 
+mod auth;
+mod convert;
+mod institutions;
+mod jobs;
+mod media;
+mod users;
+mod validate;
+mod zoom;
+
+use std::sync::Arc;
+
+pub use auth::{Authenticator, Principal};
+pub use institutions::InstitutionApi;
+pub use jobs::JobApi;
+pub use media::MediaApi;
+pub use users::UserDirectoryApi;
+pub use zoom::{ZoomAccountApi, ZoomConfigurationApi};
+
+use crate::api;
+use crate::secrets::SecretBox;
+use crate::store::Store;
+
+/// What every service shares.
+#[derive(Clone)]
+pub struct ControlContext {
+    pub store: Arc<dyn Store>,
+    pub auth: Authenticator,
+    /// Seals OAuth client secrets before they reach the store.
+    pub secret_box: SecretBox,
+    /// Most user records one SyncUsers call may carry.
+    pub max_sync_records: usize,
+}
+
+/// The services, ready to be added to a tonic router.
+pub struct ControlServices {
+    pub institutions: api::institution_service_server::InstitutionServiceServer<InstitutionApi>,
+    pub configurations: api::zoom_configuration_service_server::ZoomConfigurationServiceServer<
+        ZoomConfigurationApi,
+    >,
+    pub accounts: api::zoom_account_service_server::ZoomAccountServiceServer<ZoomAccountApi>,
+    pub users: api::user_directory_service_server::UserDirectoryServiceServer<UserDirectoryApi>,
+    pub jobs: api::job_service_server::JobServiceServer<JobApi>,
+    pub media: api::media_service_server::MediaServiceServer<MediaApi>,
+}
+
+impl ControlServices {
+    pub fn new(context: ControlContext) -> Self {
+        let context = Arc::new(context);
+        ControlServices {
+            institutions: api::institution_service_server::InstitutionServiceServer::new(
+                InstitutionApi::new(context.clone()),
+            ),
+            configurations:
+                api::zoom_configuration_service_server::ZoomConfigurationServiceServer::new(
+                    ZoomConfigurationApi::new(context.clone()),
+                ),
+            accounts: api::zoom_account_service_server::ZoomAccountServiceServer::new(
+                ZoomAccountApi::new(context.clone()),
+            ),
+            users: api::user_directory_service_server::UserDirectoryServiceServer::new(
+                UserDirectoryApi::new(context.clone()),
+            ),
+            jobs: api::job_service_server::JobServiceServer::new(JobApi::new(context.clone())),
+            media: api::media_service_server::MediaServiceServer::new(MediaApi::new(context)),
+        }
+    }
+}
+
+/// Fully-qualified names of the services, for health reporting.
+pub const SERVICE_NAMES: [&str; 6] = [
+    "ferry.v1.InstitutionService",
+    "ferry.v1.ZoomConfigurationService",
+    "ferry.v1.ZoomAccountService",
+    "ferry.v1.UserDirectoryService",
+    "ferry.v1.JobService",
+    "ferry.v1.MediaService",
+];

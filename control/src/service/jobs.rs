@@ -1,0 +1,182 @@
+//! JobService: reading, watching, retrying and cancelling ingest jobs.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tonic::{Request, Response, Status};
+
+use super::ControlContext;
+use super::convert;
+use super::validate::{page_query, page_response, required_id};
+use crate::api;
+use crate::api::job_service_server::JobService;
+use crate::email;
+use crate::model::{JobFilter, JobRequeue, JobState, Timestamp};
+
+pub struct JobApi {
+    context: Arc<ControlContext>,
+}
+
+impl JobApi {
+    pub(super) fn new(context: Arc<ControlContext>) -> Self {
+        JobApi { context }
+    }
+}
+
+type JobEventStream = Pin<Box<dyn Stream<Item = Result<api::JobEvent, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl JobService for JobApi {
+    async fn list_jobs(
+        &self,
+        request: Request<api::ListJobsRequest>,
+    ) -> Result<Response<api::ListJobsResponse>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let page = page_query("page", body.page.as_ref())?;
+        let filter = JobFilter {
+            states: body
+                .states
+                .iter()
+                .map(|s| convert::job_state_from_api(*s))
+                .collect::<Result<_, _>>()?,
+            skip_reason: convert::skip_reason_from_api(body.skip_reason)?,
+            zoom_account_id: Some(body.zoom_account_id.trim().to_string())
+                .filter(|s| !s.is_empty()),
+            host_email: Some(email::normalize(&body.host_email)).filter(|s| !s.is_empty()),
+            created_from: body
+                .create_time
+                .as_ref()
+                .and_then(|r| r.start_time.as_ref())
+                .map(|t| convert::from_timestamp("create_time.start_time", t))
+                .transpose()?,
+            created_before: body
+                .create_time
+                .as_ref()
+                .and_then(|r| r.end_time.as_ref())
+                .map(|t| convert::from_timestamp("create_time.end_time", t))
+                .transpose()?,
+        };
+        let page = self
+            .context
+            .store
+            .list_jobs(&institution_id, &filter, &page)
+            .await?;
+        Ok(Response::new(api::ListJobsResponse {
+            page: page_response(&page),
+            jobs: page.items.into_iter().map(convert::job).collect(),
+        }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<api::GetJobRequest>,
+    ) -> Result<Response<api::Job>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let job_id = required_id("job_id", &body.job_id)?;
+        let job = self.context.store.get_job(&institution_id, &job_id).await?;
+        Ok(Response::new(convert::job(job)))
+    }
+
+    type WatchJobsStream = JobEventStream;
+
+    async fn watch_jobs(
+        &self,
+        request: Request<api::WatchJobsRequest>,
+    ) -> Result<Response<Self::WatchJobsStream>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let job_id = Some(body.job_id.trim().to_string()).filter(|s| !s.is_empty());
+        if let Some(job_id) = &job_id {
+            // Answer NOT_FOUND now rather than stream nothing forever.
+            self.context.store.get_job(&institution_id, job_id).await?;
+        }
+        let events = BroadcastStream::new(self.context.store.subscribe_job_events());
+        let stream = events.filter_map(move |event| match event {
+            Ok(event)
+                if event.job.institution_id == institution_id
+                    && job_id.as_ref().is_none_or(|id| *id == event.job.job_id) =>
+            {
+                Some(Ok(api::JobEvent {
+                    progress_only: event.progress_only,
+                    job: Some(convert::job(event.job)),
+                }))
+            }
+            Ok(_) => None,
+            // A watcher that falls far behind loses intermediate updates, not
+            // the stream: the next event carries the job's whole state.
+            Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "job watcher lagged");
+                None
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn retry_job(
+        &self,
+        request: Request<api::RetryJobRequest>,
+    ) -> Result<Response<api::Job>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let job_id = required_id("job_id", &body.job_id)?;
+        let job = self.context.store.get_job(&institution_id, &job_id).await?;
+        let owner_user_id = match (job.state, &job.owner_user_id, &job.recording_file) {
+            (JobState::Failed | JobState::Cancelled, Some(owner), Some(_)) => owner.clone(),
+            (JobState::Failed | JobState::Cancelled, _, _) => {
+                return Err(Status::failed_precondition(format!(
+                    "job {job_id} has no owner or recording file to transfer"
+                )));
+            }
+            (JobState::Skipped, _, _) => {
+                return Err(Status::failed_precondition(format!(
+                    "job {job_id} was skipped by the ingest rules; only failed or cancelled jobs can be retried"
+                )));
+            }
+            (state, _, _) => {
+                return Err(Status::failed_precondition(format!(
+                    "job {job_id} is {}; only failed or cancelled jobs can be retried",
+                    state.as_str()
+                )));
+            }
+        };
+        let requeue = JobRequeue {
+            owner_user_id,
+            recording_file: None,
+            sealed_download_url: None,
+        };
+        let job = self
+            .context
+            .store
+            .requeue_job(&institution_id, &job_id, requeue, Timestamp::now())
+            .await?;
+        tracing::info!(job = %job_id, "job requeued by an admin");
+        Ok(Response::new(convert::job(job)))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<api::CancelJobRequest>,
+    ) -> Result<Response<api::Job>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let job_id = required_id("job_id", &body.job_id)?;
+        let job = self
+            .context
+            .store
+            .cancel_job(&institution_id, &job_id, Timestamp::now())
+            .await?;
+        tracing::info!(job = %job_id, "job cancelled by an admin");
+        Ok(Response::new(convert::job(job)))
+    }
+}

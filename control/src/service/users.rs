@@ -1,0 +1,226 @@
+//! UserDirectoryService: directory syncs and email lookups.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::ControlContext;
+use super::convert;
+use super::validate::{page_query, page_response, required_id};
+use crate::api;
+use crate::api::user_directory_service_server::UserDirectoryService;
+use crate::email;
+use crate::model::{RejectedRecord, SyncMode, Timestamp, UserRecord};
+
+pub struct UserDirectoryApi {
+    context: Arc<ControlContext>,
+}
+
+impl UserDirectoryApi {
+    pub(super) fn new(context: Arc<ControlContext>) -> Self {
+        UserDirectoryApi { context }
+    }
+}
+
+/// Checks one record's fields; the error names the field and says why.
+fn validate_record(record_index: u32, record: &api::UserRecord) -> Result<UserRecord, String> {
+    let external_id = record.external_id.trim();
+    if external_id.is_empty() {
+        return Err("external_id: required".into());
+    }
+    if external_id.chars().count() > 200 || external_id.chars().any(char::is_control) {
+        return Err(
+            "external_id: longer than 200 characters or contains control characters".into(),
+        );
+    }
+    let primary = email::normalize(&record.email);
+    email::validate(&primary).map_err(|why| format!("email: {why}"))?;
+    let alternate = match email::normalize(&record.alternate_zoom_email) {
+        alternate if alternate.is_empty() => None,
+        alternate => {
+            email::validate(&alternate).map_err(|why| format!("alternate_zoom_email: {why}"))?;
+            // The same address twice is one address, not a conflict.
+            (alternate != primary).then_some(alternate)
+        }
+    };
+    let display_name = record.display_name.trim();
+    if display_name.chars().count() > 200 || display_name.chars().any(char::is_control) {
+        return Err(
+            "display_name: longer than 200 characters or contains control characters".into(),
+        );
+    }
+    let role = convert::role_from_api(record.role)?;
+    Ok(UserRecord {
+        record_index,
+        external_id: external_id.to_string(),
+        email: primary,
+        alternate_zoom_email: alternate,
+        display_name: display_name.to_string(),
+        role,
+    })
+}
+
+#[tonic::async_trait]
+impl UserDirectoryService for UserDirectoryApi {
+    async fn sync_users(
+        &self,
+        request: Request<Streaming<api::SyncUsersRequest>>,
+    ) -> Result<Response<api::SyncUsersSummary>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let mut stream = request.into_inner();
+        let header = match stream.next().await {
+            Some(Ok(api::SyncUsersRequest {
+                item: Some(api::sync_users_request::Item::Header(header)),
+            })) => header,
+            Some(Ok(_)) => {
+                return Err(Status::invalid_argument(
+                    "header: the first message of the stream must be a SyncUsersHeader",
+                ));
+            }
+            Some(Err(status)) => return Err(status),
+            None => return Err(Status::invalid_argument("header: the stream is empty")),
+        };
+        let institution_id = principal.scope(&header.institution_id)?;
+        let mode = match api::SyncMode::try_from(header.mode) {
+            Ok(api::SyncMode::Full) => SyncMode::Full,
+            Ok(api::SyncMode::Upsert) => SyncMode::Upsert,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "header.mode: required (FULL or UPSERT)",
+                ));
+            }
+        };
+
+        // Nothing is applied until the whole stream has arrived and checked:
+        // a stream that breaks off half way changes nothing.
+        let mut records = Vec::new();
+        let mut rejected = Vec::new();
+        let mut received: u32 = 0;
+        while let Some(message) = stream.next().await {
+            let record = match message?.item {
+                Some(api::sync_users_request::Item::User(record)) => record,
+                Some(api::sync_users_request::Item::Header(_)) => {
+                    return Err(Status::invalid_argument(format!(
+                        "header: only the first message may be a header (message {} is one too)",
+                        received + 1
+                    )));
+                }
+                None => {
+                    return Err(Status::invalid_argument(format!(
+                        "item: message {} is empty",
+                        received + 1
+                    )));
+                }
+            };
+            if received as usize >= self.context.max_sync_records {
+                return Err(Status::invalid_argument(format!(
+                    "user: more than {} records in one sync; split it into UPSERT syncs",
+                    self.context.max_sync_records
+                )));
+            }
+            match validate_record(received, &record) {
+                Ok(valid) => records.push(valid),
+                Err(reason) => rejected.push(RejectedRecord {
+                    record_index: received,
+                    external_id: record.external_id,
+                    email: record.email,
+                    reason,
+                }),
+            }
+            received += 1;
+        }
+        if mode == SyncMode::Full && records.is_empty() && rejected.is_empty() {
+            // An empty FULL sync would deactivate everyone; that is far more
+            // likely a broken export than an intent.
+            return Err(Status::invalid_argument(
+                "user: a FULL sync needs at least one record (it would deactivate every user)",
+            ));
+        }
+        let outcome = self
+            .context
+            .store
+            .sync_users(&institution_id, mode, records, rejected, Timestamp::now())
+            .await?;
+        let applied = outcome.created + outcome.updated + outcome.unchanged;
+        tracing::info!(institution = %institution_id, received, applied, created = outcome.created,
+            updated = outcome.updated, deactivated = outcome.deactivated,
+            rejected = outcome.rejected.len(), "user directory synced");
+        Ok(Response::new(api::SyncUsersSummary {
+            mode: convert::sync_mode_to_api(mode) as i32,
+            received,
+            applied,
+            created: outcome.created,
+            updated: outcome.updated,
+            unchanged: outcome.unchanged,
+            deactivated: outcome.deactivated,
+            rejected: outcome
+                .rejected
+                .into_iter()
+                .map(|r| api::RejectedUserRecord {
+                    record_index: r.record_index,
+                    external_id: r.external_id,
+                    email: r.email,
+                    reason: r.reason,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn lookup_user_by_email(
+        &self,
+        request: Request<api::LookupUserByEmailRequest>,
+    ) -> Result<Response<api::User>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let address = email::normalize(&body.email);
+        if address.is_empty() {
+            return Err(Status::invalid_argument("email: required"));
+        }
+        let user = self
+            .context
+            .store
+            .lookup_user_by_email(&institution_id, &address)
+            .await?
+            .ok_or_else(|| {
+                Status::not_found("no active user has this email or alternate zoom email")
+            })?;
+        Ok(Response::new(convert::user(user)))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<api::GetUserRequest>,
+    ) -> Result<Response<api::User>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let user_id = required_id("user_id", &body.user_id)?;
+        let user = self
+            .context
+            .store
+            .get_user(&institution_id, &user_id)
+            .await?;
+        Ok(Response::new(convert::user(user)))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<api::ListUsersRequest>,
+    ) -> Result<Response<api::ListUsersResponse>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let page = page_query("page", body.page.as_ref())?;
+        let page = self
+            .context
+            .store
+            .list_users(&institution_id, body.include_inactive, &page)
+            .await?;
+        Ok(Response::new(api::ListUsersResponse {
+            page: page_response(&page),
+            users: page.items.into_iter().map(convert::user).collect(),
+        }))
+    }
+}

@@ -1,0 +1,313 @@
+//! ZoomConfigurationService and ZoomAccountService.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::ControlContext;
+use super::convert;
+use super::validate::{page_query, page_response, required_id, required_text};
+use crate::api;
+use crate::api::zoom_account_service_server::ZoomAccountService;
+use crate::api::zoom_configuration_service_server::ZoomConfigurationService;
+use crate::model::{AccountInstall, ConfigurationUpdate, SealedOAuthCredentials, Timestamp};
+use crate::secrets::{CONFIGURATION_TOKEN_PREFIX, TokenHash, generate_token};
+
+/// Recording types may be named in a view priority list: lowercase words and
+/// underscores, as Zoom spells them.
+fn view_priority(field: &str, types: &[String]) -> Result<Vec<String>, Status> {
+    let mut seen = std::collections::HashSet::new();
+    types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let t = t.trim().to_ascii_lowercase();
+            if t.is_empty()
+                || t.len() > 64
+                || !t.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            {
+                return Err(Status::invalid_argument(format!(
+                    "{field}[{i}]: not a zoom recording type (lowercase letters and underscores)"
+                )));
+            }
+            if !seen.insert(t.clone()) {
+                return Err(Status::invalid_argument(format!(
+                    "{field}[{i}]: {t} is listed twice"
+                )));
+            }
+            Ok(t)
+        })
+        .collect()
+}
+
+pub struct ZoomConfigurationApi {
+    context: Arc<ControlContext>,
+}
+
+impl ZoomConfigurationApi {
+    pub(super) fn new(context: Arc<ControlContext>) -> Self {
+        ZoomConfigurationApi { context }
+    }
+}
+
+#[tonic::async_trait]
+impl ZoomConfigurationService for ZoomConfigurationApi {
+    async fn create_zoom_configuration(
+        &self,
+        request: Request<api::CreateZoomConfigurationRequest>,
+    ) -> Result<Response<api::CreateZoomConfigurationResponse>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let display_name = required_text("display_name", &body.display_name, 100)?;
+        let priority = view_priority("view_priority", &body.view_priority)?;
+        let (token, hash) = generate_token(CONFIGURATION_TOKEN_PREFIX);
+        let configuration = self
+            .context
+            .store
+            .create_configuration(
+                &institution_id,
+                &display_name,
+                &priority,
+                hash,
+                Timestamp::now(),
+            )
+            .await?;
+        tracing::info!(institution = %institution_id, configuration = %configuration.configuration_id,
+            "zoom configuration created");
+        Ok(Response::new(api::CreateZoomConfigurationResponse {
+            configuration: Some(convert::configuration(configuration)),
+            configuration_token: token.expose().to_string(),
+        }))
+    }
+
+    async fn get_zoom_configuration(
+        &self,
+        request: Request<api::GetZoomConfigurationRequest>,
+    ) -> Result<Response<api::ZoomConfiguration>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let configuration_id = required_id("configuration_id", &body.configuration_id)?;
+        let configuration = self
+            .context
+            .store
+            .get_configuration(&institution_id, &configuration_id)
+            .await?;
+        Ok(Response::new(convert::configuration(configuration)))
+    }
+
+    async fn list_zoom_configurations(
+        &self,
+        request: Request<api::ListZoomConfigurationsRequest>,
+    ) -> Result<Response<api::ListZoomConfigurationsResponse>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let page = page_query("page", body.page.as_ref())?;
+        let page = self
+            .context
+            .store
+            .list_configurations(&institution_id, &page)
+            .await?;
+        Ok(Response::new(api::ListZoomConfigurationsResponse {
+            page: page_response(&page),
+            configurations: page.items.into_iter().map(convert::configuration).collect(),
+        }))
+    }
+
+    async fn update_zoom_configuration(
+        &self,
+        request: Request<api::UpdateZoomConfigurationRequest>,
+    ) -> Result<Response<api::ZoomConfiguration>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let configuration_id = required_id("configuration_id", &body.configuration_id)?;
+        let update = ConfigurationUpdate {
+            display_name: body
+                .display_name
+                .as_deref()
+                .map(|name| required_text("display_name", name, 100))
+                .transpose()?,
+            view_priority: body
+                .view_priority
+                .as_ref()
+                .map(|p| view_priority("view_priority.recording_types", &p.recording_types))
+                .transpose()?,
+        };
+        let configuration = self
+            .context
+            .store
+            .update_configuration(&institution_id, &configuration_id, update)
+            .await?;
+        Ok(Response::new(convert::configuration(configuration)))
+    }
+
+    async fn rotate_zoom_configuration_token(
+        &self,
+        request: Request<api::RotateZoomConfigurationTokenRequest>,
+    ) -> Result<Response<api::RotateZoomConfigurationTokenResponse>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let configuration_id = required_id("configuration_id", &body.configuration_id)?;
+        let (token, hash) = generate_token(CONFIGURATION_TOKEN_PREFIX);
+        let configuration = self
+            .context
+            .store
+            .rotate_configuration_token(&institution_id, &configuration_id, hash, Timestamp::now())
+            .await?;
+        tracing::info!(configuration = %configuration_id, "zoom configuration token rotated");
+        Ok(Response::new(api::RotateZoomConfigurationTokenResponse {
+            configuration: Some(convert::configuration(configuration)),
+            configuration_token: token.expose().to_string(),
+        }))
+    }
+
+    async fn delete_zoom_configuration(
+        &self,
+        request: Request<api::DeleteZoomConfigurationRequest>,
+    ) -> Result<Response<api::DeleteZoomConfigurationResponse>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let configuration_id = required_id("configuration_id", &body.configuration_id)?;
+        let uninstalled = self
+            .context
+            .store
+            .delete_configuration(&institution_id, &configuration_id, Timestamp::now())
+            .await?;
+        tracing::info!(configuration = %configuration_id, uninstalled = uninstalled.len(),
+            "zoom configuration deleted");
+        Ok(Response::new(api::DeleteZoomConfigurationResponse {
+            uninstalled_zoom_account_ids: uninstalled,
+        }))
+    }
+}
+
+pub struct ZoomAccountApi {
+    context: Arc<ControlContext>,
+}
+
+impl ZoomAccountApi {
+    pub(super) fn new(context: Arc<ControlContext>) -> Self {
+        ZoomAccountApi { context }
+    }
+}
+
+#[tonic::async_trait]
+impl ZoomAccountService for ZoomAccountApi {
+    async fn install_zoom_account(
+        &self,
+        request: Request<api::InstallZoomAccountRequest>,
+    ) -> Result<Response<api::ZoomAccount>, Status> {
+        let body = request.into_inner();
+        let token = body.configuration_token.trim();
+        if token.is_empty() {
+            return Err(Status::invalid_argument("configuration_token: required"));
+        }
+        let zoom_account_id = required_id("zoom_account_id", &body.zoom_account_id)?;
+        let plan = convert::plan_from_api(body.plan)?;
+        let oauth = match &body.oauth_credentials {
+            Some(credentials) => {
+                let client_id =
+                    required_text("oauth_credentials.client_id", &credentials.client_id, 200)?;
+                if credentials.client_secret.trim().is_empty() {
+                    return Err(Status::invalid_argument(
+                        "oauth_credentials.client_secret: required",
+                    ));
+                }
+                Some(SealedOAuthCredentials {
+                    client_id,
+                    sealed_client_secret: self
+                        .context
+                        .secret_box
+                        .seal_str(credentials.client_secret.trim()),
+                })
+            }
+            None => None,
+        };
+        let configuration = self
+            .context
+            .store
+            .find_configuration_by_token(&TokenHash::of(token))
+            .await?
+            .ok_or_else(|| {
+                Status::unauthenticated("configuration_token: not a valid configuration token")
+            })?;
+        if !plan.is_paid() {
+            return Err(Status::failed_precondition(format!(
+                "plan: zoom {} accounts cannot install Ferry; a paid plan (pro, business, education, api or \
+                 enterprise) is required",
+                plan.as_str()
+            )));
+        }
+        let account = self
+            .context
+            .store
+            .install_account(AccountInstall {
+                configuration_id: configuration.configuration_id.clone(),
+                zoom_account_id,
+                plan,
+                oauth,
+                now: Timestamp::now(),
+            })
+            .await?;
+        tracing::info!(account = %account.zoom_account_id, institution = %account.institution_id,
+            configuration = %account.configuration_id, "zoom account installed");
+        Ok(Response::new(convert::account(account)))
+    }
+
+    async fn get_zoom_account(
+        &self,
+        request: Request<api::GetZoomAccountRequest>,
+    ) -> Result<Response<api::ZoomAccount>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let zoom_account_id = required_id("zoom_account_id", &body.zoom_account_id)?;
+        let account = self
+            .context
+            .store
+            .get_account(&institution_id, &zoom_account_id)
+            .await?;
+        Ok(Response::new(convert::account(account)))
+    }
+
+    async fn list_zoom_accounts(
+        &self,
+        request: Request<api::ListZoomAccountsRequest>,
+    ) -> Result<Response<api::ListZoomAccountsResponse>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let page = page_query("page", body.page.as_ref())?;
+        let page = self
+            .context
+            .store
+            .list_accounts(&institution_id, body.include_uninstalled, &page)
+            .await?;
+        Ok(Response::new(api::ListZoomAccountsResponse {
+            page: page_response(&page),
+            accounts: page.items.into_iter().map(convert::account).collect(),
+        }))
+    }
+
+    async fn uninstall_zoom_account(
+        &self,
+        request: Request<api::UninstallZoomAccountRequest>,
+    ) -> Result<Response<api::ZoomAccount>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let zoom_account_id = required_id("zoom_account_id", &body.zoom_account_id)?;
+        let account = self
+            .context
+            .store
+            .uninstall_account(Some(&institution_id), &zoom_account_id, Timestamp::now())
+            .await?;
+        tracing::info!(account = %zoom_account_id, "zoom account uninstalled");
+        Ok(Response::new(convert::account(account)))
+    }
+}

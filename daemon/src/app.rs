@@ -1,0 +1,217 @@
+//! The running daemon: `Config` → `start()` → `RunningApp` → `shutdown()`.
+//! Start-up opens and migrates the store, settles the operator token and the
+//! encryption key, binds both listeners and serves until shut down.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ferry_control::secrets::{OPERATOR_TOKEN_PREFIX, Secret, SecretBox, TokenHash, generate_token};
+use ferry_control::service::{Authenticator, ControlContext, ControlServices, SERVICE_NAMES};
+use ferry_control::store::{SqliteConfig, SqliteStore, Store};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+
+/// A started daemon. Dropping it does not stop it; call `shutdown`.
+pub struct RunningApp {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    /// Set when this start generated the operator token: the one chance to
+    /// show it.
+    pub generated_operator_token: Option<Secret>,
+    pub grpc_tls: bool,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl RunningApp {
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Waits until something else cancels the shutdown token.
+    pub async fn wait(self) {
+        self.shutdown.cancelled().await;
+        self.shutdown().await;
+    }
+}
+
+pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let mut sqlite = SqliteConfig::new(config.sqlite_path());
+    sqlite.max_batch = config.store.max_batch;
+    let store: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || SqliteStore::open(&sqlite))
+            .await
+            .context("store open task")?
+            .context("cannot open the store")?,
+    );
+    let secret_box = load_secret_box(&config)?;
+    let (operator_hash, generated_operator_token) =
+        settle_operator_token(&config, store.as_ref()).await?;
+
+    for (name, listener) in [("grpc", &config.grpc), ("http", &config.http)] {
+        if listener.insecure && !listener.tls_enabled() {
+            tracing::warn!(listener = name, addr = %listener.addr,
+                "serving plain TCP because {name}.insecure = true; credentials cross the network in clear text");
+        }
+    }
+    let grpc_listener = TcpListener::bind(config.grpc.addr)
+        .await
+        .with_context(|| format!("cannot bind grpc.addr {}", config.grpc.addr))?;
+    let http_listener = TcpListener::bind(config.http.addr)
+        .await
+        .with_context(|| format!("cannot bind http.addr {}", config.http.addr))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let context = ControlContext {
+        store: store.clone(),
+        auth: Authenticator::new(store.clone(), operator_hash),
+        secret_box,
+        max_sync_records: config.directory.max_sync_records,
+    };
+    let grpc = grpc_server(&config, context, grpc_listener, shutdown.clone())?;
+    tasks.spawn(async move {
+        if let Err(e) = grpc.await {
+            tracing::error!(error = %e, "grpc server stopped");
+        }
+    });
+    let http_tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    tasks.spawn(crate::http::serve(
+        http_listener,
+        http_tls,
+        shutdown.clone(),
+        tasks.clone(),
+    ));
+    tracing::info!(%grpc_addr, %http_addr, data_dir = %config.data_dir.display(), "ferry is serving");
+    Ok(RunningApp {
+        grpc_addr,
+        http_addr,
+        store,
+        generated_operator_token,
+        grpc_tls: config.grpc.tls_enabled(),
+        shutdown,
+        tasks,
+    })
+}
+
+fn grpc_server(
+    config: &Config,
+    context: ControlContext,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<impl std::future::Future<Output = Result<(), tonic::transport::Error>> + use<>>
+{
+    let services = ControlServices::new(context);
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ferry_control::api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("grpc reflection service")?;
+    let mut builder = tonic::transport::Server::builder();
+    if let (Some(cert), Some(key)) = (&config.grpc.tls_cert, &config.grpc.tls_key) {
+        let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .context("grpc TLS configuration")?;
+    }
+    let router = builder
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(services.institutions)
+        .add_service(services.configurations)
+        .add_service(services.accounts)
+        .add_service(services.users)
+        .add_service(services.jobs)
+        .add_service(services.media);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    Ok(async move {
+        for name in SERVICE_NAMES {
+            health_reporter
+                .set_service_status(name, tonic_health::ServingStatus::Serving)
+                .await;
+        }
+        health_reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        router
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await
+    })
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// The configured key, or the one kept in `<data_dir>/encryption.key`
+/// (generated with mode 0600 at first start).
+fn load_secret_box(config: &Config) -> anyhow::Result<SecretBox> {
+    if let Some(key) = &config.encryption_key {
+        return SecretBox::from_base64(key.expose())
+            .map_err(|e| anyhow::anyhow!("encryption_key: {e}"));
+    }
+    let path = config.data_dir.join("encryption.key");
+    if !path.exists() {
+        let key = SecretBox::generate_key_base64();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        file.write_all(key.expose().as_bytes())?;
+        file.sync_all()?;
+        tracing::info!(path = %path.display(), "generated an encryption key for stored secrets");
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    SecretBox::from_base64(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// The configured operator token's hash; else the stored hash; else a newly
+/// generated token whose hash is stored and which is returned to be shown once.
+async fn settle_operator_token(
+    config: &Config,
+    store: &dyn Store,
+) -> anyhow::Result<(TokenHash, Option<Secret>)> {
+    if let Some(token) = &config.operator_token {
+        return Ok((TokenHash::of(token.expose()), None));
+    }
+    if let Some(hash) = store.operator_token_hash().await? {
+        return Ok((hash, None));
+    }
+    let (token, hash) = generate_token(OPERATOR_TOKEN_PREFIX);
+    if store.init_operator_token_hash(hash.clone()).await? {
+        Ok((hash, Some(token)))
+    } else {
+        // Another process sharing the database got there first.
+        let hash = store
+            .operator_token_hash()
+            .await?
+            .context("operator token hash vanished")?;
+        Ok((hash, None))
+    }
+}

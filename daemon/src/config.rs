@@ -1,0 +1,350 @@
+//! Ferry's settings: defaults, then a TOML file, then `FERRY_*` environment
+//! variables, then validation. Unknown keys are errors that name the key, so
+//! a typo never silently falls back to a default.
+//!
+//! Variable names: `FERRY_<KEY>` for top-level keys, `FERRY_<SECTION>_<KEY>`
+//! for keys of a section (`FERRY_GRPC_ADDR` is `[grpc] addr`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use ferry_control::secrets::Secret;
+use serde::Deserialize;
+
+/// Environment variables the admin client reads; `ferry serve` ignores them
+/// instead of rejecting them as unknown settings.
+pub const CLIENT_VARIABLES: &[&str] = &[
+    "FERRY_SERVER",
+    "FERRY_TOKEN",
+    "FERRY_CA_CERT",
+    "FERRY_INSTITUTION",
+    "FERRY_CONFIG",
+    "FERRY_OAUTH_CLIENT_SECRET",
+];
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the database, the generated encryption key and local media live.
+    pub data_dir: PathBuf,
+    /// The operator's credential. When unset, one is generated at first
+    /// start, printed once, and only its hash is stored.
+    pub operator_token: Option<Secret>,
+    /// Base64 of 32 bytes; seals stored OAuth client secrets and download
+    /// tokens. When unset, a key is generated into `<data_dir>/encryption.key`.
+    pub encryption_key: Option<Secret>,
+    /// Log filter, in `tracing` env-filter syntax.
+    pub log: String,
+    /// `text` or `json`.
+    pub log_format: String,
+    pub grpc: ListenerConfig,
+    pub http: ListenerConfig,
+    pub store: StoreConfig,
+    pub directory: DirectoryConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerConfig {
+    pub addr: SocketAddr,
+    /// PEM certificate chain; with `tls_key`, the listener serves TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// Allows plain TCP on a non-loopback address. Logged as a warning.
+    pub insecure: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Only `sqlite` for now.
+    pub backend: String,
+    /// SQLite file; defaults to `<data_dir>/ferry.db`.
+    pub sqlite_path: Option<PathBuf>,
+    /// Most writes committed in one transaction.
+    pub max_batch: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectoryConfig {
+    /// Most user records one SyncUsers call may carry.
+    pub max_sync_records: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./ferry-data"),
+            operator_token: None,
+            encryption_key: None,
+            log: "info".into(),
+            log_format: "text".into(),
+            grpc: ListenerConfig::on("127.0.0.1:50051"),
+            http: ListenerConfig::on("127.0.0.1:8080"),
+            store: StoreConfig::default(),
+            directory: DirectoryConfig::default(),
+        }
+    }
+}
+
+impl ListenerConfig {
+    fn on(addr: &str) -> Self {
+        ListenerConfig {
+            addr: addr.parse().expect("default listener address"),
+            tls_cert: None,
+            tls_key: None,
+            insecure: false,
+        }
+    }
+
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    fn validate(&self, section: &str) -> anyhow::Result<()> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => bail!("{section}.tls_key: required when {section}.tls_cert is set"),
+            (None, Some(_)) => bail!("{section}.tls_cert: required when {section}.tls_key is set"),
+            _ => {}
+        }
+        if !self.tls_enabled() && !self.addr.ip().is_loopback() && !self.insecure {
+            bail!(
+                "{section}.addr: {} is not a loopback address; configure {section}.tls_cert and \
+                 {section}.tls_key, or set {section}.insecure = true to serve plain TCP anyway",
+                self.addr
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig::on("127.0.0.1:0")
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: "sqlite".into(),
+            sqlite_path: None,
+            max_batch: 256,
+        }
+    }
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        DirectoryConfig {
+            max_sync_records: 1_000_000,
+        }
+    }
+}
+
+/// Sections whose keys can be set from `FERRY_<SECTION>_<KEY>`.
+const SECTIONS: &[&str] = &["grpc", "http", "store", "directory"];
+
+impl Config {
+    /// Defaults, overlaid with the file (if any), then with `FERRY_*`
+    /// variables from `env`, then validated.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str::<Config>(&text).map_err(|e| {
+                    anyhow::anyhow!("config file {}: {}", path.display(), e.message())
+                })?
+            }
+            None => Config::default(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("FERRY_") else {
+                continue;
+            };
+            if CLIENT_VARIABLES.contains(&name.as_str()) {
+                continue;
+            }
+            let rest = rest.to_ascii_lowercase();
+            let (section, key) = SECTIONS
+                .iter()
+                .find_map(|s| {
+                    rest.strip_prefix(&format!("{s}_"))
+                        .map(|key| (Some(*s), key.to_string()))
+                })
+                .unwrap_or((None, rest.clone()));
+            config
+                .set(section, &key, &value)
+                .with_context(|| format!("environment variable {name}"))?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Sets one key from text, as given in the environment.
+    fn set(&mut self, section: Option<&str>, key: &str, value: &str) -> anyhow::Result<()> {
+        fn parse<T: std::str::FromStr>(key: &str, value: &str) -> anyhow::Result<T>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value
+                .trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{key}: cannot parse {value:?}: {e}"))
+        }
+        fn path(value: &str) -> Option<PathBuf> {
+            Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
+        }
+        match (section, key) {
+            (None, "data_dir") => self.data_dir = PathBuf::from(value),
+            (None, "operator_token") => {
+                self.operator_token = Some(Secret::new(value)).filter(|s| !s.is_empty())
+            }
+            (None, "encryption_key") => {
+                self.encryption_key = Some(Secret::new(value)).filter(|s| !s.is_empty())
+            }
+            (None, "log") => self.log = value.to_string(),
+            (None, "log_format") => self.log_format = value.to_string(),
+            (Some(section @ ("grpc" | "http")), key) => {
+                let listener = if section == "grpc" {
+                    &mut self.grpc
+                } else {
+                    &mut self.http
+                };
+                match key {
+                    "addr" => listener.addr = parse(key, value)?,
+                    "tls_cert" => listener.tls_cert = path(value),
+                    "tls_key" => listener.tls_key = path(value),
+                    "insecure" => listener.insecure = parse(key, value)?,
+                    _ => bail!("unknown setting {section}.{key}"),
+                }
+            }
+            (Some("store"), "backend") => self.store.backend = value.to_string(),
+            (Some("store"), "sqlite_path") => self.store.sqlite_path = path(value),
+            (Some("store"), "max_batch") => self.store.max_batch = parse(key, value)?,
+            (Some("directory"), "max_sync_records") => {
+                self.directory.max_sync_records = parse(key, value)?
+            }
+            (Some(section), key) => bail!("unknown setting {section}.{key}"),
+            (None, key) => bail!("unknown setting {key}"),
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.grpc.validate("grpc")?;
+        self.http.validate("http")?;
+        if self.store.backend != "sqlite" {
+            bail!(
+                "store.backend: {:?} is not supported (only \"sqlite\")",
+                self.store.backend
+            );
+        }
+        if self.store.max_batch == 0 {
+            bail!("store.max_batch: must be at least 1");
+        }
+        if self.directory.max_sync_records == 0 {
+            bail!("directory.max_sync_records: must be at least 1");
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!("log_format: {:?} is not one of text, json", self.log_format);
+        }
+        if let Some(key) = &self.encryption_key {
+            ferry_control::secrets::SecretBox::from_base64(key.expose())
+                .map_err(|e| anyhow::anyhow!("encryption_key: {e}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.store
+            .sqlite_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("ferry.db"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_ones() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("./ferry-data"));
+        assert_eq!(config.grpc.addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(config.http.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.sqlite_path(), PathBuf::from("./ferry-data/ferry.db"));
+    }
+
+    #[test]
+    fn environment_overrides_file_and_names_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ferry.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/from/file\"\n[grpc]\naddr = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("FERRY_GRPC_ADDR", "127.0.0.1:2"),
+                ("FERRY_HTTP_ADDR", "127.0.0.1:3"),
+                ("FERRY_TOKEN", "client variables are ignored"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(config.grpc.addr.port(), 2);
+        assert_eq!(config.http.addr.port(), 3);
+
+        let error = Config::load(None, env(&[("FERRY_GRPC_ADRR", "x")])).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("FERRY_GRPC_ADRR"),
+            "{error:#}"
+        );
+        std::fs::write(&file, "[grpc]\nadrr = \"127.0.0.1:1\"\n").unwrap();
+        let error = Config::load(Some(&file), env(&[])).unwrap_err();
+        assert!(format!("{error:#}").contains("adrr"), "{error:#}");
+    }
+
+    #[test]
+    fn plain_tcp_off_loopback_needs_insecure() {
+        let error = Config::load(None, env(&[("FERRY_GRPC_ADDR", "0.0.0.0:50051")])).unwrap_err();
+        assert!(format!("{error:#}").contains("grpc.insecure"), "{error:#}");
+        let config = Config::load(
+            None,
+            env(&[
+                ("FERRY_GRPC_ADDR", "0.0.0.0:50051"),
+                ("FERRY_GRPC_INSECURE", "true"),
+            ]),
+        )
+        .unwrap();
+        assert!(config.grpc.insecure);
+        let error = Config::load(None, env(&[("FERRY_HTTP_TLS_CERT", "/c.pem")])).unwrap_err();
+        assert!(format!("{error:#}").contains("http.tls_key"), "{error:#}");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let config =
+            Config::load(None, env(&[("FERRY_OPERATOR_TOKEN", "fop_supersecret")])).unwrap();
+        assert!(!format!("{config:?}").contains("supersecret"));
+    }
+}

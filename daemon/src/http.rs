@@ -1,0 +1,97 @@
+//! The HTTP listener: the side Zoom calls. It serves `/healthz` now; the
+//! webhook intake and metrics are routed here as they arrive.
+//!
+//! Plain TCP or TLS (rustls) per `[http]`; each connection is served on its
+//! own task so a slow client never holds up another.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+pub fn text_response(status: StatusCode, body: &'static str) -> HttpResponse {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .expect("static response")
+}
+
+async fn route(request: Request<Incoming>) -> Result<HttpResponse, Infallible> {
+    Ok(match (request.method(), request.uri().path()) {
+        (&hyper::Method::GET, "/healthz") => text_response(StatusCode::OK, "ok\n"),
+        _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
+    })
+}
+
+/// Accepts connections until `shutdown` fires.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
+    let acceptor = tls.map(TlsAcceptor::from);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let result = match acceptor {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls_stream) => serve_connection(TokioIo::new(tls_stream), &shutdown).await,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "tls handshake failed");
+                        return;
+                    }
+                },
+                None => serve_connection(TokioIo::new(stream), &shutdown).await,
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "http connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Serves one connection; on shutdown, lets the request in flight finish and
+/// then closes.
+async fn serve_connection<I>(
+    io: I,
+    shutdown: &CancellationToken,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection(io, hyper::service::service_fn(route));
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    }
+}
