@@ -86,6 +86,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
         auth: Authenticator::new(store.clone(), operator_hash),
         secret_box,
         max_sync_records: config.directory.max_sync_records,
+        shutdown: shutdown.clone(),
     };
     let grpc = grpc_server(&config, context, grpc_listener, shutdown.clone())?;
     tasks.spawn(async move {

@@ -118,6 +118,8 @@ impl JobService for JobApi {
                 None
             }
         });
+        let stream =
+            futures::StreamExt::take_until(stream, self.context.shutdown.clone().cancelled_owned());
         Ok(Response::new(Box::pin(stream)))
     }
 

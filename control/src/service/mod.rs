@@ -35,6 +35,9 @@ pub struct ControlContext {
     pub secret_box: SecretBox,
     /// Most user records one SyncUsers call may carry.
     pub max_sync_records: usize,
+    /// Cancelled when the daemon shuts down: ends long-lived streams
+    /// (WatchJobs) so that graceful shutdown does not wait on them forever.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The services, ready to be added to a tonic router.

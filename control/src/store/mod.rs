@@ -7,6 +7,8 @@
 //! arrive hashed and download credentials arrive sealed. It never decides
 //! policy that belongs to the services (plans, validation of input shape).
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod sqlite;
 
 use std::time::Duration;

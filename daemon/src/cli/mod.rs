@@ -1,7 +1,7 @@
 //! The command line: `ferry serve`, `ferry demo`, and the admin client
 //! commands that call a running daemon's gRPC API.
 
-mod client;
+pub mod client;
 mod commands;
 mod output;
 

@@ -113,15 +113,28 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
         )));
     }
     for (version, sql) in schema::MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        // Re-read the version under the write lock: another process opening
+        // the same new file may have applied this migration meanwhile.
         conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_error)?;
-        let applied = conn.execute_batch(sql).and_then(|()| {
-            conn.execute(
-                "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
-                params![version, Timestamp::now().0],
+        let applied = conn
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |row| row.get::<_, i64>(0),
             )
-        });
+            .and_then(|now_current| {
+                if now_current >= *version {
+                    return Ok(());
+                }
+                conn.execute_batch(sql)?;
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
+                    params![version, Timestamp::now().0],
+                )
+                .map(|_| ())
+            });
         match applied {
-            Ok(_) => conn.execute_batch("COMMIT").map_err(sql_error)?,
+            Ok(()) => conn.execute_batch("COMMIT").map_err(sql_error)?,
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
                 return Err(crate::error::StoreError::Unavailable(format!(
@@ -595,5 +608,143 @@ impl Store for SqliteStore {
         self.engine
             .write(move |c| jobs::transfer_media_ownership(c, &institution_id, &media_id, &owner))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+
+    fn open_temp_store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        let store = SqliteStore::open(&SqliteConfig::new(dir.path().join("ferry.db")))
+            .expect("open sqlite store");
+        (dir, store)
+    }
+
+    /// One test per conformance check, each on its own fresh database, so a
+    /// failure names the rule that broke.
+    macro_rules! conformance_tests {
+        ($($check:ident),* $(,)?) => {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let (_dir, store) = open_temp_store();
+                    conformance::$check(&store).await;
+                }
+            )*
+        };
+    }
+
+    conformance_tests!(
+        operator_token,
+        institutions,
+        admin_keys,
+        configurations,
+        configuration_delete,
+        accounts,
+        user_sync_modes,
+        user_sync_conflicts,
+        job_upsert_and_scope,
+        job_list_filters,
+        job_leases,
+        job_cancel_and_requeue,
+        job_completion_and_media,
+        job_events,
+    );
+
+    /// The checks also hold when they share one database, as they will on a
+    /// Postgres instance.
+    #[tokio::test]
+    async fn conformance_run_all_on_one_store() {
+        let (_dir, store) = open_temp_store();
+        conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn committed_writes_survive_reopen_and_migration_is_idempotent() {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        // A missing parent directory is created at open.
+        let config = SqliteConfig::new(dir.path().join("state").join("ferry.db"));
+        let operator_hash = TokenHash::of("fop_durability");
+        let store = SqliteStore::open(&config).expect("open");
+        let institution = store
+            .create_institution("Durable University", Timestamp(1_000))
+            .await
+            .expect("create institution");
+        assert!(
+            store
+                .init_operator_token_hash(operator_hash.clone())
+                .await
+                .expect("init operator hash")
+        );
+        store
+            .sync_users(
+                &institution.institution_id,
+                SyncMode::Full,
+                vec![UserRecord {
+                    record_index: 0,
+                    external_id: "ada".into(),
+                    email: "ada@example.edu".into(),
+                    alternate_zoom_email: None,
+                    display_name: "Ada".into(),
+                    role: UserRole::Instructor,
+                }],
+                Vec::new(),
+                Timestamp(2_000),
+            )
+            .await
+            .expect("sync users");
+        drop(store);
+
+        let reopened = SqliteStore::open(&config).expect("reopen");
+        assert_eq!(
+            reopened
+                .get_institution(&institution.institution_id)
+                .await
+                .expect("institution survives reopen"),
+            institution
+        );
+        let user = reopened
+            .lookup_user_by_email(&institution.institution_id, "ada@example.edu")
+            .await
+            .expect("lookup")
+            .expect("user survives reopen");
+        assert_eq!(user.external_id, "ada");
+        assert!(
+            reopened
+                .operator_token_hash()
+                .await
+                .expect("read operator hash")
+                .is_some_and(|hash| hash.matches(&operator_hash)),
+            "operator hash survives reopen"
+        );
+        drop(reopened);
+
+        // Migrating an up-to-date database again applies nothing.
+        let conn = Connection::open(&config.path).expect("open raw connection");
+        migrate(&conn).expect("migrate again");
+        migrate(&conn).expect("and again");
+        let versions: Vec<i64> = conn
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| row.get(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .expect("read schema_migrations");
+        let expected: Vec<i64> = schema::MIGRATIONS.iter().map(|(v, _)| *v).collect();
+        assert_eq!(versions, expected, "each migration is recorded once");
+        drop(conn);
+        let third = SqliteStore::open(&config).expect("open a third time");
+        assert_eq!(
+            third
+                .list_institutions(&PageQuery::first(0))
+                .await
+                .expect("list")
+                .items,
+            vec![institution]
+        );
     }
 }

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real daemon on 127.0.0.1, driven over TCP with the
+//! generated gRPC clients (and the `ferry` binary for process-level tests).
+//! One test binary with modules keeps link time down.
+
+mod cli;
+mod control_plane;
+mod directory;
+mod durability;
+mod jobs_media;
+mod support;
+mod tls;
