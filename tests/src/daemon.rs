@@ -191,6 +191,10 @@ impl DaemonProcess {
         format!("http://{}", self.grpc_addr)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill9(mut self) -> anyhow::Result<()> {
         self.child.kill()?;

@@ -2,7 +2,9 @@
 //! Credentials arrive as `authorization: Bearer <secret>` metadata and are
 //! only ever compared by hash.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tonic::{Request, Status};
 
@@ -54,12 +56,22 @@ impl Principal {
     }
 }
 
+/// How long a verified admin key is trusted without asking the store again.
+/// A revocation made through this daemon takes effect at once (the entry is
+/// dropped); one made through another replica sharing the store, within this.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
+/// Verified keys kept at most; past this the cache starts over.
+const KEY_CACHE_CAPACITY: usize = 10_000;
+
 /// Checks bearer credentials against the operator token hash and the store's
 /// admin keys.
 #[derive(Clone)]
 pub struct Authenticator {
     store: Arc<dyn Store>,
     operator_hash: TokenHash,
+    /// Hash of a valid admin key → its principal and when it was checked.
+    /// Only successes are cached: an unknown key always reaches the store.
+    verified: Arc<Mutex<HashMap<TokenHash, (Principal, Instant)>>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -73,6 +85,7 @@ impl Authenticator {
         Authenticator {
             store,
             operator_hash,
+            verified: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -95,12 +108,34 @@ impl Authenticator {
         if hash.matches(&self.operator_hash) {
             return Ok(Principal::Operator);
         }
+        if let Some((principal, checked_at)) =
+            self.verified.lock().expect("key cache lock").get(&hash)
+            && checked_at.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(principal.clone());
+        }
         match self.store.find_admin_key(&hash).await? {
-            Some(key) => Ok(Principal::Admin {
-                institution_id: key.institution_id,
-                key_id: key.key_id,
-            }),
+            Some(key) => {
+                let principal = Principal::Admin {
+                    institution_id: key.institution_id,
+                    key_id: key.key_id,
+                };
+                let mut verified = self.verified.lock().expect("key cache lock");
+                if verified.len() >= KEY_CACHE_CAPACITY {
+                    verified.clear();
+                }
+                verified.insert(hash, (principal.clone(), Instant::now()));
+                Ok(principal)
+            }
             None => Err(Status::unauthenticated("unknown or revoked key")),
         }
+    }
+
+    /// Drops a revoked key from the cache so that it stops working at once.
+    pub fn forget_key(&self, key_id: &str) {
+        self.verified
+            .lock()
+            .expect("key cache lock")
+            .retain(|_, (principal, _)| !matches!(principal, Principal::Admin { key_id: id, .. } if id == key_id));
     }
 }

@@ -79,6 +79,23 @@ impl Engine {
             .map_err(|_| StoreError::Unavailable("sqlite write was abandoned".into()))?
     }
 
+    /// Runs a point read (one indexed row, a few microseconds) right here on
+    /// the async worker: a hop to the blocking pool would cost more than the
+    /// query. Only for single-row lookups by key; scans use `read`.
+    pub(super) fn read_point<T, F>(&self, op: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Connection) -> StoreResult<T>,
+    {
+        let pooled = self.readers.lock().expect("reader pool lock").pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => open_reader(&self.path, self.busy_timeout)?,
+        };
+        let result = op(&conn);
+        self.readers.lock().expect("reader pool lock").push(conn);
+        result
+    }
+
     /// Runs `op` on a pooled read-only connection on the blocking pool.
     pub(super) async fn read<T, F>(&self, op: F) -> StoreResult<T>
     where
@@ -103,13 +120,23 @@ impl Engine {
     }
 }
 
+/// Readers open the file read-write but refuse writes with `query_only`: a
+/// connection opened read-only cannot share the WAL index (`-shm`) and would
+/// rebuild it from the whole WAL on every read transaction.
 fn open_reader(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(sql_error)?;
     conn.busy_timeout(busy_timeout).map_err(sql_error)?;
+    conn.execute_batch("PRAGMA query_only = ON")
+        .map_err(sql_error)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(sql_error)?;
     Ok(conn)
 }
 

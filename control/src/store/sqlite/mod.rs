@@ -192,10 +192,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_institution(&self, institution_id: &str) -> StoreResult<Institution> {
-        let institution_id = institution_id.to_string();
         self.engine
-            .read(move |c| tenants::get_institution(c, &institution_id))
-            .await
+            .read_point(|c| tenants::get_institution(c, institution_id))
     }
 
     async fn list_institutions(&self, page: &PageQuery) -> StoreResult<Page<Institution>> {
@@ -219,10 +217,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_admin_key(&self, key_id: &str) -> StoreResult<AdminKey> {
-        let key_id = key_id.to_string();
         self.engine
-            .read(move |c| tenants::get_admin_key(c, &key_id))
-            .await
+            .read_point(|c| tenants::get_admin_key(c, key_id))
     }
 
     async fn list_admin_keys(
@@ -244,10 +240,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_admin_key(&self, hash: &TokenHash) -> StoreResult<Option<AdminKey>> {
-        let hash = hash.clone();
-        self.engine
-            .read(move |c| tenants::find_admin_key(c, &hash))
-            .await
+        self.engine.read_point(|c| tenants::find_admin_key(c, hash))
     }
 
     async fn create_configuration(
@@ -279,11 +272,8 @@ impl Store for SqliteStore {
         institution_id: &str,
         configuration_id: &str,
     ) -> StoreResult<ZoomConfiguration> {
-        let (institution_id, configuration_id) =
-            (institution_id.to_string(), configuration_id.to_string());
         self.engine
-            .read(move |c| tenants::get_configuration(c, &institution_id, &configuration_id))
-            .await
+            .read_point(|c| tenants::get_configuration(c, institution_id, configuration_id))
     }
 
     async fn list_configurations(
@@ -353,10 +343,8 @@ impl Store for SqliteStore {
         &self,
         hash: &TokenHash,
     ) -> StoreResult<Option<ZoomConfiguration>> {
-        let hash = hash.clone();
         self.engine
-            .read(move |c| tenants::find_configuration_by_token(c, &hash))
-            .await
+            .read_point(|c| tenants::find_configuration_by_token(c, hash))
     }
 
     async fn install_account(&self, install: AccountInstall) -> StoreResult<ZoomAccount> {
@@ -370,11 +358,8 @@ impl Store for SqliteStore {
         institution_id: &str,
         zoom_account_id: &str,
     ) -> StoreResult<ZoomAccount> {
-        let (institution_id, zoom_account_id) =
-            (institution_id.to_string(), zoom_account_id.to_string());
         self.engine
-            .read(move |c| tenants::get_account(c, &institution_id, &zoom_account_id))
-            .await
+            .read_point(|c| tenants::get_account(c, institution_id, zoom_account_id))
     }
 
     async fn list_accounts(
@@ -407,10 +392,8 @@ impl Store for SqliteStore {
     }
 
     async fn installed_account(&self, zoom_account_id: &str) -> StoreResult<Option<ZoomAccount>> {
-        let zoom_account_id = zoom_account_id.to_string();
         self.engine
-            .read(move |c| tenants::installed_account(c, &zoom_account_id))
-            .await
+            .read_point(|c| tenants::installed_account(c, zoom_account_id))
     }
 
     async fn sync_users(
@@ -434,17 +417,13 @@ impl Store for SqliteStore {
         institution_id: &str,
         email: &str,
     ) -> StoreResult<Option<User>> {
-        let (institution_id, email) = (institution_id.to_string(), email.to_string());
         self.engine
-            .read(move |c| directory::lookup_user_by_email(c, &institution_id, &email))
-            .await
+            .read_point(|c| directory::lookup_user_by_email(c, institution_id, email))
     }
 
     async fn get_user(&self, institution_id: &str, user_id: &str) -> StoreResult<User> {
-        let (institution_id, user_id) = (institution_id.to_string(), user_id.to_string());
         self.engine
-            .read(move |c| directory::get_user(c, &institution_id, &user_id))
-            .await
+            .read_point(|c| directory::get_user(c, institution_id, user_id))
     }
 
     async fn list_users(
@@ -471,10 +450,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_job(&self, institution_id: &str, job_id: &str) -> StoreResult<Job> {
-        let (institution_id, job_id) = (institution_id.to_string(), job_id.to_string());
         self.engine
-            .read(move |c| jobs::get_job(c, &institution_id, &job_id))
-            .await
+            .read_point(|c| jobs::get_job(c, institution_id, job_id))
     }
 
     async fn list_jobs(
@@ -572,10 +549,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_media(&self, institution_id: &str, media_id: &str) -> StoreResult<Media> {
-        let (institution_id, media_id) = (institution_id.to_string(), media_id.to_string());
         self.engine
-            .read(move |c| jobs::get_media(c, &institution_id, &media_id))
-            .await
+            .read_point(|c| jobs::get_media(c, institution_id, media_id))
     }
 
     async fn list_media(
