@@ -130,6 +130,7 @@ impl InstitutionService for InstitutionApi {
             .store
             .revoke_admin_key(&key_id, Timestamp::now())
             .await?;
+        self.context.auth.forget_key(&key.key_id);
         tracing::info!(key = %key.key_id, "admin key revoked");
         Ok(Response::new(convert::admin_key(key)))
     }
