@@ -1,7 +1,146 @@
-//! `ferry demo`: the control plane end to end on the embedded defaults.
+//! `ferry demo`: Ferry on the embedded defaults (SQLite, local folder),
+//! driven end to end over its own gRPC API on loopback, printing each step.
+//! It starts a fresh daemon in `data_dir`, so it never touches a real one.
 
 use std::path::Path;
 
-pub async fn run(_data_dir: &Path) -> anyhow::Result<()> {
-    anyhow::bail!("demo is not built yet")
+use anyhow::Context;
+use ferry_control::api;
+use ferry_control::secrets::{OPERATOR_TOKEN_PREFIX, generate_token};
+
+use crate::cli::client::{Clients, Connection};
+use crate::config::Config;
+
+pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
+    if data_dir.exists() {
+        std::fs::remove_dir_all(data_dir).with_context(|| format!("cannot clear {}", data_dir.display()))?;
+    }
+    let (operator_token, _) = generate_token(OPERATOR_TOKEN_PREFIX);
+    let mut config = Config {
+        data_dir: data_dir.to_path_buf(),
+        operator_token: Some(operator_token.clone()),
+        ..Config::default()
+    };
+    // Ephemeral loopback ports, so the demo never collides with a running daemon.
+    config.grpc.addr = "127.0.0.1:0".parse()?;
+    config.http.addr = "127.0.0.1:0".parse()?;
+    let app = crate::app::start(config).await?;
+    let server = format!("http://{}", app.grpc_addr);
+    println!("1. started ferry: gRPC {} HTTP {} data {}", app.grpc_addr, app.http_addr, data_dir.display());
+
+    let connect = |token: Option<String>| Connection {
+        server: server.clone(),
+        token,
+        ca_cert: None,
+    };
+    let mut operator: Clients = connect(Some(operator_token.expose().to_string())).connect().await?;
+    let institution = operator
+        .institutions
+        .create_institution(api::CreateInstitutionRequest {
+            display_name: "Demo University".into(),
+        })
+        .await?
+        .into_inner();
+    let key = operator
+        .institutions
+        .create_admin_key(api::CreateAdminKeyRequest {
+            institution_id: institution.institution_id.clone(),
+            name: "demo admin".into(),
+        })
+        .await?
+        .into_inner();
+    println!("2. operator created institution {} and an admin key", institution.institution_id);
+
+    let mut admin = connect(Some(key.secret.clone())).connect().await?;
+    let configuration = admin
+        .configurations
+        .create_zoom_configuration(api::CreateZoomConfigurationRequest {
+            institution_id: String::new(),
+            display_name: "Main Zoom account".into(),
+            view_priority: vec![],
+        })
+        .await?
+        .into_inner();
+    println!(
+        "3. admin created zoom configuration {:?}; its token is shown once",
+        configuration.configuration.as_ref().map(|c| c.display_name.as_str()).unwrap_or_default()
+    );
+
+    let mut marketplace = connect(None).connect().await?;
+    let free = marketplace
+        .accounts
+        .install_zoom_account(api::InstallZoomAccountRequest {
+            configuration_token: configuration.configuration_token.clone(),
+            zoom_account_id: "demo-free-account".into(),
+            plan: api::ZoomPlan::Free as i32,
+            oauth_credentials: None,
+        })
+        .await;
+    if let Err(status) = free {
+        println!("4. a free zoom account cannot install: {}", status.message());
+    }
+    let account = marketplace
+        .accounts
+        .install_zoom_account(api::InstallZoomAccountRequest {
+            configuration_token: configuration.configuration_token.clone(),
+            zoom_account_id: "demo-edu-account".into(),
+            plan: api::ZoomPlan::Education as i32,
+            oauth_credentials: None,
+        })
+        .await?
+        .into_inner();
+    println!("5. zoom account {} installed into the institution", account.zoom_account_id);
+
+    let records = [
+        ("e-100", "Elisa@Example.edu", "elisa.zoom@example.edu", "Elisa Example", api::UserRole::Instructor),
+        ("e-101", "sam@example.edu", "", "Sam Student", api::UserRole::Student),
+        ("e-102", "not-an-email", "", "Broken Row", api::UserRole::Student),
+    ];
+    let header = api::SyncUsersRequest {
+        item: Some(api::sync_users_request::Item::Header(api::SyncUsersHeader {
+            institution_id: String::new(),
+            mode: api::SyncMode::Full as i32,
+        })),
+    };
+    let users = records.into_iter().map(|(id, email, alternate, name, role)| api::SyncUsersRequest {
+        item: Some(api::sync_users_request::Item::User(api::UserRecord {
+            external_id: id.to_string(),
+            email: email.to_string(),
+            alternate_zoom_email: alternate.to_string(),
+            display_name: name.to_string(),
+            role: role as i32,
+        })),
+    });
+    let summary = admin
+        .users
+        .sync_users(tokio_stream::iter(std::iter::once(header).chain(users)))
+        .await?
+        .into_inner();
+    println!(
+        "6. synced the directory: {} applied, {} rejected{}",
+        summary.applied,
+        summary.rejected.len(),
+        summary
+            .rejected
+            .first()
+            .map(|r| format!(" ({}: {})", r.external_id, r.reason))
+            .unwrap_or_default()
+    );
+    let host = admin
+        .users
+        .lookup_user_by_email(api::LookupUserByEmailRequest {
+            institution_id: String::new(),
+            email: "ELISA.ZOOM@example.edu".into(),
+        })
+        .await?
+        .into_inner();
+    println!(
+        "7. a zoom host signing in as ELISA.ZOOM@example.edu matches user {} ({})",
+        host.external_id, host.display_name
+    );
+    let jobs = admin.jobs.list_jobs(api::ListJobsRequest::default()).await?.into_inner();
+    println!("8. jobs so far: {} (recordings arrive through Zoom's webhooks)", jobs.jobs.len());
+    app.shutdown().await;
+    println!("done: everything above is stored in {}", data_dir.join("ferry.db").display());
+    Ok(())
 }
