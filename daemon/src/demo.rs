@@ -13,7 +13,8 @@ use crate::config::Config;
 
 pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     if data_dir.exists() {
-        std::fs::remove_dir_all(data_dir).with_context(|| format!("cannot clear {}", data_dir.display()))?;
+        std::fs::remove_dir_all(data_dir)
+            .with_context(|| format!("cannot clear {}", data_dir.display()))?;
     }
     let (operator_token, _) = generate_token(OPERATOR_TOKEN_PREFIX);
     let mut config = Config {
@@ -26,14 +27,21 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     config.http.addr = "127.0.0.1:0".parse()?;
     let app = crate::app::start(config).await?;
     let server = format!("http://{}", app.grpc_addr);
-    println!("1. started ferry: gRPC {} HTTP {} data {}", app.grpc_addr, app.http_addr, data_dir.display());
+    println!(
+        "1. started ferry: gRPC {} HTTP {} data {}",
+        app.grpc_addr,
+        app.http_addr,
+        data_dir.display()
+    );
 
     let connect = |token: Option<String>| Connection {
         server: server.clone(),
         token,
         ca_cert: None,
     };
-    let mut operator: Clients = connect(Some(operator_token.expose().to_string())).connect().await?;
+    let mut operator: Clients = connect(Some(operator_token.expose().to_string()))
+        .connect()
+        .await?;
     let institution = operator
         .institutions
         .create_institution(api::CreateInstitutionRequest {
@@ -49,7 +57,10 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
-    println!("2. operator created institution {} and an admin key", institution.institution_id);
+    println!(
+        "2. operator created institution {} and an admin key",
+        institution.institution_id
+    );
 
     let mut admin = connect(Some(key.secret.clone())).connect().await?;
     let configuration = admin
@@ -63,7 +74,11 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         .into_inner();
     println!(
         "3. admin created zoom configuration {:?}; its token is shown once",
-        configuration.configuration.as_ref().map(|c| c.display_name.as_str()).unwrap_or_default()
+        configuration
+            .configuration
+            .as_ref()
+            .map(|c| c.display_name.as_str())
+            .unwrap_or_default()
     );
 
     let mut marketplace = connect(None).connect().await?;
@@ -77,7 +92,10 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         })
         .await;
     if let Err(status) = free {
-        println!("4. a free zoom account cannot install: {}", status.message());
+        println!(
+            "4. a free zoom account cannot install: {}",
+            status.message()
+        );
     }
     let account = marketplace
         .accounts
@@ -89,28 +107,53 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
-    println!("5. zoom account {} installed into the institution", account.zoom_account_id);
+    println!(
+        "5. zoom account {} installed into the institution",
+        account.zoom_account_id
+    );
 
     let records = [
-        ("e-100", "Elisa@Example.edu", "elisa.zoom@example.edu", "Elisa Example", api::UserRole::Instructor),
-        ("e-101", "sam@example.edu", "", "Sam Student", api::UserRole::Student),
-        ("e-102", "not-an-email", "", "Broken Row", api::UserRole::Student),
+        (
+            "e-100",
+            "Elisa@Example.edu",
+            "elisa.zoom@example.edu",
+            "Elisa Example",
+            api::UserRole::Instructor,
+        ),
+        (
+            "e-101",
+            "sam@example.edu",
+            "",
+            "Sam Student",
+            api::UserRole::Student,
+        ),
+        (
+            "e-102",
+            "not-an-email",
+            "",
+            "Broken Row",
+            api::UserRole::Student,
+        ),
     ];
     let header = api::SyncUsersRequest {
-        item: Some(api::sync_users_request::Item::Header(api::SyncUsersHeader {
-            institution_id: String::new(),
-            mode: api::SyncMode::Full as i32,
-        })),
+        item: Some(api::sync_users_request::Item::Header(
+            api::SyncUsersHeader {
+                institution_id: String::new(),
+                mode: api::SyncMode::Full as i32,
+            },
+        )),
     };
-    let users = records.into_iter().map(|(id, email, alternate, name, role)| api::SyncUsersRequest {
-        item: Some(api::sync_users_request::Item::User(api::UserRecord {
-            external_id: id.to_string(),
-            email: email.to_string(),
-            alternate_zoom_email: alternate.to_string(),
-            display_name: name.to_string(),
-            role: role as i32,
-        })),
-    });
+    let users = records
+        .into_iter()
+        .map(|(id, email, alternate, name, role)| api::SyncUsersRequest {
+            item: Some(api::sync_users_request::Item::User(api::UserRecord {
+                external_id: id.to_string(),
+                email: email.to_string(),
+                alternate_zoom_email: alternate.to_string(),
+                display_name: name.to_string(),
+                role: role as i32,
+            })),
+        });
     let summary = admin
         .users
         .sync_users(tokio_stream::iter(std::iter::once(header).chain(users)))
@@ -138,9 +181,19 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         "7. a zoom host signing in as ELISA.ZOOM@example.edu matches user {} ({})",
         host.external_id, host.display_name
     );
-    let jobs = admin.jobs.list_jobs(api::ListJobsRequest::default()).await?.into_inner();
-    println!("8. jobs so far: {} (recordings arrive through Zoom's webhooks)", jobs.jobs.len());
+    let jobs = admin
+        .jobs
+        .list_jobs(api::ListJobsRequest::default())
+        .await?
+        .into_inner();
+    println!(
+        "8. jobs so far: {} (recordings arrive through Zoom's webhooks)",
+        jobs.jobs.len()
+    );
     app.shutdown().await;
-    println!("done: everything above is stored in {}", data_dir.join("ferry.db").display());
+    println!(
+        "done: everything above is stored in {}",
+        data_dir.join("ferry.db").display()
+    );
     Ok(())
 }
