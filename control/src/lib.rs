@@ -5,10 +5,13 @@
 
 pub mod email;
 pub mod error;
+pub mod ingest;
 pub mod model;
+pub mod rules;
 pub mod secrets;
 pub mod service;
 pub mod store;
+pub mod zoom;
 
 /// Code generated from `proto/ferry/v1/*.proto`.
 #[allow(clippy::all, missing_docs)]

@@ -8,7 +8,10 @@ use crate::secrets::Sealed;
 
 /// A point in time as Unix milliseconds (UTC). Millisecond precision is what
 /// the store keeps, and is finer than any Zoom timestamp.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
@@ -446,4 +449,13 @@ pub struct NewMedia {
     pub duration_ms: u64,
     pub size_bytes: u64,
     pub content_type: String,
+}
+
+/// A job's sealed secrets: only the transfer engine and the retry path open
+/// them; no API returns them.
+#[derive(Clone, Debug, Default)]
+pub struct JobSecrets {
+    pub sealed_download_url: Option<Sealed>,
+    pub sealed_download_token: Option<Sealed>,
+    pub sealed_recording: Option<Sealed>,
 }

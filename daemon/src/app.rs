@@ -84,9 +84,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     let context = ControlContext {
         store: store.clone(),
         auth: Authenticator::new(store.clone(), operator_hash),
-        secret_box,
+        secret_box: secret_box.clone(),
         max_sync_records: config.directory.max_sync_records,
         shutdown: shutdown.clone(),
+        caps: config.caps(),
     };
     let grpc = grpc_server(&config, context, grpc_listener, shutdown.clone())?;
     tasks.spawn(async move {
@@ -98,9 +99,36 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
         (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
         _ => None,
     };
+    let verifier = match &config.zoom.webhook_secret {
+        Some(secret) => Some(crate::intake::WebhookVerifier::new(
+            secret.clone(),
+            config.zoom.webhook_secret_previous.clone(),
+            std::time::Duration::from_secs(config.zoom.timestamp_tolerance_secs),
+        )),
+        None => {
+            tracing::warn!("zoom.webhook_secret is not set: webhooks are answered 503 until it is");
+            None
+        }
+    };
+    let read_timeout = std::time::Duration::from_secs(config.http.read_timeout_secs);
+    let routes = Arc::new(crate::http::Routes {
+        intake: crate::intake::Intake::new(
+            store.clone(),
+            secret_box,
+            crate::intake::IntakeConfig {
+                verifier,
+                max_body_bytes: config.http.max_body_bytes,
+                read_timeout,
+                caps: config.caps(),
+            },
+        ),
+        metrics: crate::metrics::install(),
+        read_timeout,
+    });
     tasks.spawn(crate::http::serve(
         http_listener,
         http_tls,
+        routes,
         shutdown.clone(),
         tasks.clone(),
     ));

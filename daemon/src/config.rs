@@ -42,6 +42,28 @@ pub struct Config {
     pub http: ListenerConfig,
     pub store: StoreConfig,
     pub directory: DirectoryConfig,
+    pub zoom: ZoomConfig,
+    pub caps: CapsConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZoomConfig {
+    /// The Zoom app's webhook secret token. Without it, webhooks get 503.
+    pub webhook_secret: Option<Secret>,
+    /// A second secret accepted during rotation.
+    pub webhook_secret_previous: Option<Secret>,
+    /// How far `x-zm-request-timestamp` may be from now, in seconds.
+    pub timestamp_tolerance_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapsConfig {
+    /// Longest recording copied, in seconds (8 hours).
+    pub max_duration_secs: u64,
+    /// Largest file copied, in bytes (5 GiB).
+    pub max_file_bytes: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -54,6 +76,11 @@ pub struct ListenerConfig {
     pub tls_key: Option<PathBuf>,
     /// Allows plain TCP on a non-loopback address. Logged as a warning.
     pub insecure: bool,
+    /// Largest request body accepted (HTTP listener only).
+    pub max_body_bytes: u64,
+    /// Time a client has to send a request's head and body, in seconds
+    /// (HTTP listener only).
+    pub read_timeout_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -86,6 +113,8 @@ impl Default for Config {
             http: ListenerConfig::on("127.0.0.1:8080"),
             store: StoreConfig::default(),
             directory: DirectoryConfig::default(),
+            zoom: ZoomConfig::default(),
+            caps: CapsConfig::default(),
         }
     }
 }
@@ -97,6 +126,8 @@ impl ListenerConfig {
             tls_cert: None,
             tls_key: None,
             insecure: false,
+            max_body_bytes: 1024 * 1024,
+            read_timeout_secs: 10,
         }
     }
 
@@ -137,6 +168,26 @@ impl Default for StoreConfig {
     }
 }
 
+impl Default for ZoomConfig {
+    fn default() -> Self {
+        ZoomConfig {
+            webhook_secret: None,
+            webhook_secret_previous: None,
+            timestamp_tolerance_secs: 300,
+        }
+    }
+}
+
+impl Default for CapsConfig {
+    fn default() -> Self {
+        let caps = ferry_control::rules::Caps::default();
+        CapsConfig {
+            max_duration_secs: (caps.max_duration_ms / 1000) as u64,
+            max_file_bytes: caps.max_file_bytes,
+        }
+    }
+}
+
 impl Default for DirectoryConfig {
     fn default() -> Self {
         DirectoryConfig {
@@ -146,7 +197,7 @@ impl Default for DirectoryConfig {
 }
 
 /// Sections whose keys can be set from `FERRY_<SECTION>_<KEY>`.
-const SECTIONS: &[&str] = &["grpc", "http", "store", "directory"];
+const SECTIONS: &[&str] = &["grpc", "http", "store", "directory", "zoom", "caps"];
 
 impl Config {
     /// Defaults, overlaid with the file (if any), then with `FERRY_*`
@@ -223,6 +274,8 @@ impl Config {
                     "tls_cert" => listener.tls_cert = path(value),
                     "tls_key" => listener.tls_key = path(value),
                     "insecure" => listener.insecure = parse(key, value)?,
+                    "max_body_bytes" => listener.max_body_bytes = parse(key, value)?,
+                    "read_timeout_secs" => listener.read_timeout_secs = parse(key, value)?,
                     _ => bail!("unknown setting {section}.{key}"),
                 }
             }
@@ -232,6 +285,18 @@ impl Config {
             (Some("directory"), "max_sync_records") => {
                 self.directory.max_sync_records = parse(key, value)?
             }
+            (Some("zoom"), "webhook_secret") => {
+                self.zoom.webhook_secret = Some(Secret::new(value)).filter(|s| !s.is_empty())
+            }
+            (Some("zoom"), "webhook_secret_previous") => {
+                self.zoom.webhook_secret_previous =
+                    Some(Secret::new(value)).filter(|s| !s.is_empty())
+            }
+            (Some("zoom"), "timestamp_tolerance_secs") => {
+                self.zoom.timestamp_tolerance_secs = parse(key, value)?
+            }
+            (Some("caps"), "max_duration_secs") => self.caps.max_duration_secs = parse(key, value)?,
+            (Some("caps"), "max_file_bytes") => self.caps.max_file_bytes = parse(key, value)?,
             (Some(section), key) => bail!("unknown setting {section}.{key}"),
             (None, key) => bail!("unknown setting {key}"),
         }
@@ -253,6 +318,15 @@ impl Config {
         if self.directory.max_sync_records == 0 {
             bail!("directory.max_sync_records: must be at least 1");
         }
+        if self.http.max_body_bytes < 1024 {
+            bail!("http.max_body_bytes: must be at least 1024");
+        }
+        if self.http.read_timeout_secs == 0 {
+            bail!("http.read_timeout_secs: must be at least 1");
+        }
+        if self.caps.max_duration_secs == 0 || self.caps.max_file_bytes == 0 {
+            bail!("caps: max_duration_secs and max_file_bytes must be positive");
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!("log_format: {:?} is not one of text, json", self.log_format);
         }
@@ -261,6 +335,14 @@ impl Config {
                 .map_err(|e| anyhow::anyhow!("encryption_key: {e}"))?;
         }
         Ok(())
+    }
+
+    pub fn caps(&self) -> ferry_control::rules::Caps {
+        ferry_control::rules::Caps {
+            max_duration_ms: i64::try_from(self.caps.max_duration_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            max_file_bytes: self.caps.max_file_bytes,
+        }
     }
 
     pub fn sqlite_path(&self) -> PathBuf {

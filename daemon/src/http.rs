@@ -1,5 +1,5 @@
-//! The HTTP listener: the side Zoom calls. It serves `/healthz` now; the
-//! webhook intake and metrics are routed here as they arrive.
+//! The HTTP listener: the side Zoom calls. Routes `POST /zoom/webhook` to
+//! the intake, `GET /metrics` to the Prometheus exporter, `GET /healthz`.
 //!
 //! Plain TCP or TLS (rustls) per `[http]`; each connection is served on its
 //! own task so a slow client never holds up another.
@@ -28,8 +28,25 @@ pub fn text_response(status: StatusCode, body: &'static str) -> HttpResponse {
         .expect("static response")
 }
 
-async fn route(request: Request<Incoming>) -> Result<HttpResponse, Infallible> {
+/// What the listener serves.
+pub struct Routes {
+    pub intake: crate::intake::Intake,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Time a client has to send a request head.
+    pub read_timeout: std::time::Duration,
+}
+
+async fn route(
+    routes: Arc<Routes>,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, Infallible> {
     Ok(match (request.method(), request.uri().path()) {
+        (&hyper::Method::POST, "/zoom/webhook") => routes.intake.handle(request).await,
+        (_, "/zoom/webhook") => text_response(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
+        (&hyper::Method::GET, "/metrics") => Response::builder()
+            .header("content-type", "text/plain; version=0.0.4")
+            .body(Full::new(Bytes::from(routes.metrics.render())))
+            .expect("static response parts"),
         (&hyper::Method::GET, "/healthz") => text_response(StatusCode::OK, "ok\n"),
         _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
     })
@@ -39,6 +56,7 @@ async fn route(request: Request<Incoming>) -> Result<HttpResponse, Infallible> {
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    routes: Arc<Routes>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
@@ -57,16 +75,25 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         let shutdown = shutdown.clone();
+        let routes = routes.clone();
         tasks.spawn(async move {
             let result = match acceptor {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(tls_stream) => serve_connection(TokioIo::new(tls_stream), &shutdown).await,
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "tls handshake failed");
-                        return;
+                Some(acceptor) => {
+                    match tokio::time::timeout(routes.read_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(TokioIo::new(tls_stream), routes, &shutdown).await
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "tls handshake timed out");
+                            return;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "tls handshake failed");
+                            return;
+                        }
                     }
-                },
-                None => serve_connection(TokioIo::new(stream), &shutdown).await,
+                }
+                None => serve_connection(TokioIo::new(stream), routes, &shutdown).await,
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "http connection ended with an error");
@@ -79,13 +106,22 @@ pub async fn serve(
 /// then closes.
 async fn serve_connection<I>(
     io: I,
+    routes: Arc<Routes>,
     shutdown: &CancellationToken,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let connection = builder.serve_connection(io, hyper::service::service_fn(route));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that dribbles its request head is cut off; its body is bounded
+    // in time by the intake. Each connection has its own task, so a slow
+    // sender never holds up another.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(routes.read_timeout);
+    let service = hyper::service::service_fn(move |request| route(routes.clone(), request));
+    let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => result,

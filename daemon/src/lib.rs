@@ -7,5 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod intake;
+pub mod metrics;
 pub mod telemetry;
 pub mod tls;

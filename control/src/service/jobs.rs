@@ -15,7 +15,9 @@ use super::validate::{page_query, page_response, required_id};
 use crate::api;
 use crate::api::job_service_server::JobService;
 use crate::email;
+use crate::ingest::{self, Decision};
 use crate::model::{JobFilter, JobRequeue, JobState, Timestamp};
+use crate::zoom::Recording;
 
 pub struct JobApi {
     context: Arc<ControlContext>,
@@ -24,6 +26,69 @@ pub struct JobApi {
 impl JobApi {
     pub(super) fn new(context: Arc<ControlContext>) -> Self {
         JobApi { context }
+    }
+}
+
+impl JobApi {
+    /// Runs a skipped job's stored recording through the rules again, as if
+    /// its webhook arrived now (with today's users, install and caps).
+    async fn decide_again(&self, institution_id: &str, job_id: &str) -> Result<JobRequeue, Status> {
+        let context = &self.context;
+        let secrets = context
+            .store
+            .get_job_secrets(institution_id, job_id)
+            .await?;
+        let sealed = secrets.sealed_recording.ok_or_else(|| {
+            Status::failed_precondition(format!("job {job_id} kept no recording to decide again"))
+        })?;
+        let recording: Recording = context
+            .secret_box
+            .open(&sealed)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(|| {
+                Status::internal(format!(
+                    "job {job_id}'s stored recording cannot be read (was the encryption key changed?)"
+                ))
+            })?;
+        let token = match &secrets.sealed_download_token {
+            Some(sealed) => Some(context.secret_box.open_secret(sealed).map_err(|_| {
+                Status::internal(format!("job {job_id}'s download token cannot be read"))
+            })?),
+            None => None,
+        };
+        let now = Timestamp::now();
+        let decision = ingest::decide(
+            context.store.as_ref(),
+            &context.secret_box,
+            &recording,
+            token.as_ref().map(|t| t.expose()),
+            &context.caps,
+            now,
+            now,
+        )
+        .await?;
+        let job = match decision {
+            Decision::Job(job) if job.institution_id == institution_id => job,
+            _ => {
+                return Err(Status::failed_precondition(format!(
+                    "zoom account {} is no longer installed in this institution",
+                    recording.account_id
+                )));
+            }
+        };
+        match (job.state, job.owner_user_id, job.recording_file) {
+            (JobState::Queued, Some(owner_user_id), Some(file)) => Ok(JobRequeue {
+                owner_user_id,
+                recording_file: Some(file),
+                sealed_download_url: job.sealed_download_url,
+            }),
+            _ => Err(Status::failed_precondition(format!(
+                "the rules still skip job {job_id} ({}): {}",
+                job.skip_reason.map_or("unknown", |r| r.as_str()),
+                job.message
+            ))),
+        }
     }
 }
 
@@ -132,29 +197,28 @@ impl JobService for JobApi {
         let institution_id = principal.scope(&body.institution_id)?;
         let job_id = required_id("job_id", &body.job_id)?;
         let job = self.context.store.get_job(&institution_id, &job_id).await?;
-        let owner_user_id = match (job.state, &job.owner_user_id, &job.recording_file) {
-            (JobState::Failed | JobState::Cancelled, Some(owner), Some(_)) => owner.clone(),
-            (JobState::Failed | JobState::Cancelled, _, _) => {
-                return Err(Status::failed_precondition(format!(
-                    "job {job_id} has no owner or recording file to transfer"
-                )));
+        let requeue = match job.state {
+            JobState::Failed | JobState::Cancelled => {
+                match (&job.owner_user_id, &job.recording_file) {
+                    (Some(owner), Some(_)) => JobRequeue {
+                        owner_user_id: owner.clone(),
+                        recording_file: None,
+                        sealed_download_url: None,
+                    },
+                    _ => {
+                        return Err(Status::failed_precondition(format!(
+                            "job {job_id} has no owner or recording file to transfer"
+                        )));
+                    }
+                }
             }
-            (JobState::Skipped, _, _) => {
+            JobState::Skipped => self.decide_again(&institution_id, &job_id).await?,
+            state => {
                 return Err(Status::failed_precondition(format!(
-                    "job {job_id} was skipped by the ingest rules; only failed or cancelled jobs can be retried"
-                )));
-            }
-            (state, _, _) => {
-                return Err(Status::failed_precondition(format!(
-                    "job {job_id} is {}; only failed or cancelled jobs can be retried",
+                    "job {job_id} is {}; only skipped, failed or cancelled jobs can be retried",
                     state.as_str()
                 )));
             }
-        };
-        let requeue = JobRequeue {
-            owner_user_id,
-            recording_file: None,
-            sealed_download_url: None,
         };
         let job = self
             .context

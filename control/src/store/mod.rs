@@ -210,6 +210,8 @@ pub trait Store: Send + Sync + 'static {
     /// stored one on an existing job that has not completed.
     async fn upsert_job(&self, job: NewJob) -> StoreResult<(Job, bool)>;
     async fn get_job(&self, institution_id: &str, job_id: &str) -> StoreResult<Job>;
+    /// The job's sealed download URL, download token and recording.
+    async fn get_job_secrets(&self, institution_id: &str, job_id: &str) -> StoreResult<JobSecrets>;
     async fn list_jobs(
         &self,
         institution_id: &str,

@@ -89,6 +89,29 @@ pub(super) fn get_job(conn: &Connection, institution_id: &str, job_id: &str) -> 
         .ok_or_else(|| job_not_found(job_id))
 }
 
+pub(super) fn get_job_secrets(
+    conn: &Connection,
+    institution_id: &str,
+    job_id: &str,
+) -> StoreResult<JobSecrets> {
+    let sealed = |bytes: Option<Vec<u8>>| bytes.map(crate::secrets::Sealed);
+    conn.prepare_cached(
+        "SELECT download_url_sealed, download_token_sealed, recording_sealed FROM jobs
+         WHERE institution_id = ?1 AND job_id = ?2",
+    )
+    .map_err(sql_error)?
+    .query_row(params![institution_id, job_id], |row| {
+        Ok(JobSecrets {
+            sealed_download_url: sealed(row.get(0)?),
+            sealed_download_token: sealed(row.get(1)?),
+            sealed_recording: sealed(row.get(2)?),
+        })
+    })
+    .optional()
+    .map_err(sql_error)?
+    .ok_or_else(|| job_not_found(job_id))
+}
+
 pub(super) fn upsert_job(conn: &Connection, job: &NewJob) -> StoreResult<(Job, bool)> {
     let job_id = new_id("job");
     let file = job.recording_file.as_ref();

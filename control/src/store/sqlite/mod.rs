@@ -454,6 +454,11 @@ impl Store for SqliteStore {
             .read_point(|c| jobs::get_job(c, institution_id, job_id))
     }
 
+    async fn get_job_secrets(&self, institution_id: &str, job_id: &str) -> StoreResult<JobSecrets> {
+        self.engine
+            .read_point(|c| jobs::get_job_secrets(c, institution_id, job_id))
+    }
+
     async fn list_jobs(
         &self,
         institution_id: &str,

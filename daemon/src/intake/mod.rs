@@ -1,0 +1,267 @@
+//! The webhook intake: `POST /zoom/webhook`. It owns turning Zoom's signed
+//! events into durable, deduplicated jobs, decided by the seed's rules.
+//!
+//! Order of work for every request: bounded read of the raw body, signature
+//! check on those exact bytes, parse, decide, commit, answer. The answer is
+//! 200 only once the outcome is committed (503 otherwise, so Zoom retries).
+//! It must never log or return a download URL, download token or secret, and
+//! it never copies media itself: the transfer engine does that.
+
+pub mod signature;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferry_control::error::ErrorClass;
+use ferry_control::ingest::{self, Decision};
+use ferry_control::model::Timestamp;
+use ferry_control::rules::Caps;
+use ferry_control::secrets::SecretBox;
+use ferry_control::store::Store;
+use ferry_control::zoom::{self, DeauthorizedPayload, UrlValidationPayload, WebhookEnvelope};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde_json::json;
+use std::sync::Arc;
+
+pub use signature::{SignatureError, WebhookVerifier};
+
+use crate::metrics::{JOBS_CREATED_TOTAL, WEBHOOK_ACK_SECONDS, WEBHOOK_REQUESTS_TOTAL};
+
+/// Why a webhook was not accepted; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("request body was not received in time")]
+    Timeout,
+    #[error("request body could not be read")]
+    BodyRead,
+    #[error("unauthorized: {0}")]
+    Unauthorized(#[from] SignatureError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the webhook secret is not configured")]
+    NotConfigured,
+    #[error("could not record the event; retry later")]
+    Unavailable,
+}
+
+impl IntakeError {
+    fn status(&self) -> StatusCode {
+        match self {
+            IntakeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            IntakeError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            IntakeError::BodyRead | IntakeError::BadRequest(_) => {
+                StatusCode::from_u16(ErrorClass::InvalidArgument.http_status())
+                    .expect("valid status")
+            }
+            IntakeError::Unauthorized(_) => {
+                StatusCode::from_u16(ErrorClass::Unauthenticated.http_status())
+                    .expect("valid status")
+            }
+            IntakeError::NotConfigured | IntakeError::Unavailable => {
+                StatusCode::from_u16(ErrorClass::Unavailable.http_status()).expect("valid status")
+            }
+        }
+    }
+
+    fn outcome(&self) -> &'static str {
+        match self {
+            IntakeError::TooLarge(_) => "too_large",
+            IntakeError::Timeout => "timeout",
+            IntakeError::BodyRead | IntakeError::BadRequest(_) => "bad_request",
+            IntakeError::Unauthorized(_) => "unauthorized",
+            IntakeError::NotConfigured => "not_configured",
+            IntakeError::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Settings of the intake.
+#[derive(Clone, Debug)]
+pub struct IntakeConfig {
+    pub verifier: Option<WebhookVerifier>,
+    pub max_body_bytes: u64,
+    pub read_timeout: Duration,
+    pub caps: Caps,
+}
+
+pub struct Intake {
+    store: Arc<dyn Store>,
+    secret_box: SecretBox,
+    config: IntakeConfig,
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("static response parts")
+}
+
+impl Intake {
+    pub fn new(store: Arc<dyn Store>, secret_box: SecretBox, config: IntakeConfig) -> Self {
+        Intake {
+            store,
+            secret_box,
+            config,
+        }
+    }
+
+    /// Answers one webhook request.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let (outcome, response) = match self.accept(request).await {
+            Ok((outcome, body)) => (outcome, json_response(StatusCode::OK, body)),
+            Err(error) => {
+                if matches!(error, IntakeError::Unavailable | IntakeError::NotConfigured) {
+                    tracing::warn!(error = %error, "webhook not recorded");
+                } else {
+                    tracing::debug!(error = %error, "webhook refused");
+                }
+                // A short reason a sender can act on; never echoes the body.
+                let body = json!({ "error": error.to_string() });
+                (error.outcome(), json_response(error.status(), body))
+            }
+        };
+        metrics::counter!(WEBHOOK_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
+        metrics::histogram!(WEBHOOK_ACK_SECONDS).record(started.elapsed().as_secs_f64());
+        response
+    }
+
+    async fn read_body(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<(http::HeaderMap, Bytes), IntakeError> {
+        let limit = self.config.max_body_bytes;
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > limit) {
+            return Err(IntakeError::TooLarge(limit));
+        }
+        let (parts, body) = request.into_parts();
+        let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+        match tokio::time::timeout(self.config.read_timeout, limited.collect()).await {
+            Err(_) => Err(IntakeError::Timeout),
+            Ok(Err(error))
+                if error
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                Err(IntakeError::TooLarge(limit))
+            }
+            Ok(Err(_)) => Err(IntakeError::BodyRead),
+            Ok(Ok(collected)) => Ok((parts.headers, collected.to_bytes())),
+        }
+    }
+
+    async fn accept(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<(&'static str, serde_json::Value), IntakeError> {
+        let (headers, body) = self.read_body(request).await?;
+        let verifier = self
+            .config
+            .verifier
+            .as_ref()
+            .ok_or(IntakeError::NotConfigured)?;
+        let now = Timestamp::now();
+        verifier.verify(&headers, &body, now.0.div_euclid(1000))?;
+
+        let envelope: WebhookEnvelope = serde_json::from_slice(&body).map_err(|e| {
+            IntakeError::BadRequest(format!("malformed JSON: {}", short(&e.to_string())))
+        })?;
+        match envelope.event.as_str() {
+            "endpoint.url_validation" => {
+                let payload: UrlValidationPayload = serde_json::from_value(envelope.payload)
+                    .map_err(|_| IntakeError::BadRequest("payload.plainToken: missing".into()))?;
+                let encrypted = verifier.url_validation_token(&payload.plain_token);
+                Ok((
+                    "url_validation",
+                    json!({ "plainToken": payload.plain_token, "encryptedToken": encrypted }),
+                ))
+            }
+            "recording.completed" => self.recording_completed(envelope, now).await,
+            "app_deauthorized" => {
+                let payload: DeauthorizedPayload = serde_json::from_value(envelope.payload)
+                    .map_err(|_| IntakeError::BadRequest("payload.account_id: missing".into()))?;
+                match self
+                    .store
+                    .uninstall_account(None, &payload.account_id, now)
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(account = %payload.account_id, "zoom account deauthorized the app")
+                    }
+                    Err(ferry_control::error::StoreError::NotFound(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not record a deauthorization");
+                        return Err(IntakeError::Unavailable);
+                    }
+                }
+                Ok(("deauthorized", json!({ "status": "uninstalled" })))
+            }
+            _ => Ok(("ignored", json!({ "status": "ignored" }))),
+        }
+    }
+
+    async fn recording_completed(
+        &self,
+        envelope: WebhookEnvelope,
+        now: Timestamp,
+    ) -> Result<(&'static str, serde_json::Value), IntakeError> {
+        let recording = zoom::parse_recording_completed(&envelope.payload)
+            .map_err(|e| IntakeError::BadRequest(e.0))?;
+        let event_time = envelope.event_ts.map(Timestamp).unwrap_or(now);
+        let decision = ingest::decide(
+            self.store.as_ref(),
+            &self.secret_box,
+            &recording,
+            envelope.download_token.as_deref(),
+            &self.config.caps,
+            event_time,
+            now,
+        )
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "could not decide a recording");
+            IntakeError::Unavailable
+        })?;
+        let job = match decision {
+            Decision::NotInstalled => return Ok(("not_installed", json!({ "status": "ignored" }))),
+            Decision::Job(job) => job,
+        };
+        let (job, created) = self.store.upsert_job(*job).await.map_err(|e| {
+            tracing::warn!(error = %e, "could not commit a job");
+            IntakeError::Unavailable
+        })?;
+        if created {
+            let reason = job.skip_reason.map_or("", |r| r.as_str());
+            metrics::counter!(JOBS_CREATED_TOTAL, "state" => job.state.as_str(), "reason" => reason).increment(1);
+            tracing::info!(job = %job.job_id, account = %job.zoom_account_id, state = job.state.as_str(),
+                reason, "recording decided");
+        }
+        let outcome = if created { "job_created" } else { "duplicate" };
+        Ok((
+            outcome,
+            json!({ "job_id": job.job_id, "state": job.state.as_str(), "duplicate": !created }),
+        ))
+    }
+}
+
+/// serde's messages can quote input; keep only their first line, bounded.
+fn short(message: &str) -> String {
+    message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(120)
+        .collect()
+}
