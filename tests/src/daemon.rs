@@ -17,6 +17,9 @@ use ferry_daemon::config::Config;
 /// The operator token every `TestDaemon` is configured with.
 pub const OPERATOR_TOKEN: &str = "fop_test-operator-token-for-loopback-tests-only";
 
+/// The Zoom app webhook secret every `TestDaemon` is configured with.
+pub const WEBHOOK_SECRET: &str = "zoom-webhook-secret-for-loopback-tests";
+
 /// Defaults for a daemon under test: loopback, port 0, a fresh data dir.
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config {
@@ -26,6 +29,7 @@ pub fn test_config(data_dir: &Path) -> Config {
     };
     config.grpc.addr = "127.0.0.1:0".parse().expect("loopback");
     config.http.addr = "127.0.0.1:0".parse().expect("loopback");
+    config.zoom.webhook_secret = Some(ferry_control::secrets::Secret::new(WEBHOOK_SECRET));
     config
 }
 
@@ -65,6 +69,17 @@ impl TestDaemon {
 
     pub async fn operator(&self) -> anyhow::Result<Clients> {
         self.clients(Some(OPERATOR_TOKEN)).await
+    }
+
+    /// A Zoom simulator posting to this daemon's webhook endpoint.
+    pub fn zoom(&self) -> crate::zoomsim::ZoomSimulator {
+        crate::zoomsim::ZoomSimulator::new(self.app.http_addr, WEBHOOK_SECRET)
+    }
+
+    /// The daemon's key for sealed secrets, read from its data directory.
+    pub fn secret_box(&self) -> anyhow::Result<ferry_control::secrets::SecretBox> {
+        let key = std::fs::read_to_string(self.data_dir.join("encryption.key"))?;
+        Ok(ferry_control::secrets::SecretBox::from_base64(&key)?)
     }
 
     /// Shuts the daemon down. The returned guard keeps the data directory

@@ -129,6 +129,102 @@ async fn acknowledged_changes_survive_kill_9_and_restart() {
     .unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_webhook_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("FERRY_OPERATOR_TOKEN", OPERATOR_TOKEN),
+        ("FERRY_ZOOM_WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ];
+    let daemon = DaemonProcess::spawn(binary(), dir.path(), &env).unwrap();
+    let mut operator = connect(&daemon.grpc_url(), Some(OPERATOR_TOKEN))
+        .await
+        .unwrap();
+    let institution = create_institution(&mut operator, "Burst U").await.unwrap();
+    let mut admin = connect(&daemon.grpc_url(), Some(&institution.admin_key))
+        .await
+        .unwrap();
+    let config = create_configuration(&mut admin, "Main").await;
+    let account = install(
+        &mut admin,
+        &config.configuration_token,
+        "burst-account",
+        api::ZoomPlan::Business,
+    )
+    .await
+    .unwrap();
+    sync(
+        &mut admin,
+        api::SyncMode::Upsert,
+        vec![user("h", "host@example.edu", "", api::UserRole::Instructor)],
+    )
+    .await
+    .unwrap();
+    let start = ferry_control::model::Timestamp::from_unix_seconds(
+        account.install_time.unwrap().seconds + 5,
+    );
+
+    let zoom = ferry_tests::zoomsim::ZoomSimulator::new(daemon.http_addr, WEBHOOK_SECRET);
+    let mut senders = Vec::new();
+    for _ in 0..300 {
+        let zoom = zoom.clone();
+        let meeting =
+            ferry_tests::zoomsim::Meeting::lecture("burst-account", "host@example.edu", start);
+        senders.push(tokio::spawn(async move {
+            let delivery = zoom.recording_completed(&meeting).await.unwrap();
+            (
+                delivery.status,
+                delivery.job_id().map(str::to_string),
+                meeting.uuid,
+            )
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for sender in senders {
+        let (status, job_id, uuid) = sender.await.unwrap();
+        assert_eq!(status, 200);
+        acknowledged.push((job_id.unwrap(), uuid));
+    }
+    // Killed the moment the last acknowledgement arrived.
+    daemon.kill9().unwrap();
+
+    let restarted = DaemonProcess::spawn(binary(), dir.path(), &env).unwrap();
+    let mut admin = connect(&restarted.grpc_url(), Some(&institution.admin_key))
+        .await
+        .unwrap();
+    let mut stored = std::collections::HashMap::new();
+    let mut token = String::new();
+    loop {
+        let page = admin
+            .jobs
+            .list_jobs(api::ListJobsRequest {
+                page: Some(api::PageRequest {
+                    page_size: 1000,
+                    page_token: token,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for job in page.jobs {
+            stored.insert(job.job_id, job.meeting_uuid);
+        }
+        token = page.page.unwrap().next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(stored.len(), acknowledged.len());
+    for (job_id, uuid) in acknowledged {
+        assert_eq!(
+            stored.get(&job_id),
+            Some(&uuid),
+            "acknowledged job {job_id} was lost"
+        );
+    }
+}
+
 #[tokio::test]
 async fn serve_refuses_plain_tcp_off_loopback_and_unknown_settings() {
     let dir = tempfile::tempdir().unwrap();

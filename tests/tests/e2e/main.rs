@@ -6,6 +6,7 @@ mod cli;
 mod control_plane;
 mod directory;
 mod durability;
+mod intake;
 mod jobs_media;
 mod support;
 mod tls;
