@@ -8,8 +8,11 @@ use anyhow::Context;
 use ferry_control::api;
 use ferry_control::secrets::{OPERATOR_TOKEN_PREFIX, generate_token};
 
+use ferry_control::model::Timestamp;
+
 use crate::cli::client::{Clients, Connection};
 use crate::config::Config;
+use crate::zoomsim::{FileSpec, Meeting, ZoomSimulator};
 
 pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     if data_dir.exists() {
@@ -17,11 +20,13 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("cannot clear {}", data_dir.display()))?;
     }
     let (operator_token, _) = generate_token(OPERATOR_TOKEN_PREFIX);
+    let (webhook_secret, _) = generate_token("zws_");
     let mut config = Config {
         data_dir: data_dir.to_path_buf(),
         operator_token: Some(operator_token.clone()),
         ..Config::default()
     };
+    config.zoom.webhook_secret = Some(webhook_secret.clone());
     // Ephemeral loopback ports, so the demo never collides with a running daemon.
     config.grpc.addr = "127.0.0.1:0".parse()?;
     config.http.addr = "127.0.0.1:0".parse()?;
@@ -181,15 +186,75 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         "7. a zoom host signing in as ELISA.ZOOM@example.edu matches user {} ({})",
         host.external_id, host.display_name
     );
+
+    // Zoom's side: the simulator signs and posts webhooks like Zoom does.
+    let zoom = ZoomSimulator::new(app.http_addr, webhook_secret.expose());
+    let challenge = zoom.validate_endpoint("qgg8vlvZRS6UYooatFL8Aw").await?;
+    println!(
+        "8. zoom validated the webhook endpoint (HTTP {}, encryptedToken {}...)",
+        challenge.status,
+        challenge.body["encryptedToken"]
+            .as_str()
+            .unwrap_or_default()
+            .get(..12)
+            .unwrap_or_default()
+    );
+    let install_second = account.install_time.map_or(0, |t| t.seconds);
+    let after_install = Timestamp::from_unix_seconds(install_second + 60);
+    let account_id = account.zoom_account_id.as_str();
+    let lecture = Meeting::lecture(account_id, "ELISA.ZOOM@example.edu", after_install);
+    let stop_start =
+        Meeting::lecture(account_id, "sam@example.edu", after_install).with_files(vec![
+            FileSpec::mp4("gallery_view", 0, 1200, 2_000_000),
+            FileSpec::mp4("speaker_view(CC)", 0, 1200, 1_500_000),
+            FileSpec::mp4("shared_screen_with_speaker_view", 0, 1200, 1_800_000).processing(),
+            FileSpec::mp4("speaker_view", 1500, 900, 1_100_000),
+        ]);
+    let stranger = Meeting::lecture(account_id, "guest@elsewhere.org", after_install);
+    let marathon =
+        Meeting::lecture(account_id, "elisa@example.edu", after_install).with_files(vec![
+            FileSpec::mp4("speaker_view", 0, 9 * 3600, 4_000_000_000),
+        ]);
+    let old = Meeting::lecture(
+        account_id,
+        "elisa@example.edu",
+        Timestamp::from_unix_seconds(install_second - 3600),
+    );
+    for (what, meeting) in [
+        ("a lecture by a host known by alternate email", &lecture),
+        ("a stop/start session with separate views", &stop_start),
+        ("a host with no matching user", &stranger),
+        ("a 9-hour meeting", &marathon),
+        ("a recording made before the install", &old),
+        ("the first lecture again (Zoom retries)", &lecture),
+    ] {
+        let delivery = zoom.recording_completed(meeting).await?;
+        let duplicate = if delivery.body["duplicate"] == true {
+            " (the same job: no duplicate)"
+        } else {
+            ""
+        };
+        println!(
+            "9. webhook: {what}: HTTP {} -> {}{duplicate}",
+            delivery.status,
+            delivery.state().unwrap_or("-")
+        );
+    }
     let jobs = admin
         .jobs
         .list_jobs(api::ListJobsRequest::default())
         .await?
-        .into_inner();
-    println!(
-        "8. jobs so far: {} (recordings arrive through Zoom's webhooks)",
-        jobs.jobs.len()
-    );
+        .into_inner()
+        .jobs;
+    println!("10. the admin's job list ({} jobs):", jobs.len());
+    for job in &jobs {
+        let state = api::JobState::try_from(job.state).map_or("?", |s| s.as_str_name());
+        let reason = api::SkipReason::try_from(job.skip_reason)
+            .ok()
+            .filter(|r| *r != api::SkipReason::Unspecified)
+            .map_or(String::new(), |r| format!(" {}", r.as_str_name()));
+        println!("    {} {state}{reason}: {}", job.host_email, job.message);
+    }
     app.shutdown().await;
     println!(
         "done: everything above is stored in {}",

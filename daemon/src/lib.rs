@@ -11,3 +11,4 @@ pub mod intake;
 pub mod metrics;
 pub mod telemetry;
 pub mod tls;
+pub mod zoomsim;

@@ -1,6 +1,8 @@
-//! Test support shared by the end-to-end tests, the demo and the benchmarks:
-//! starting a real daemon on loopback (in-process or as a process), talking
-//! to it with the generated gRPC clients, and the Zoom simulator.
+//! Test support shared by the end-to-end tests and the benchmarks: starting a
+//! real daemon on loopback (in-process or as a process) and talking to it
+//! with the generated gRPC clients. The Zoom simulator lives in the daemon
+//! crate (the demo drives it too) and is re-exported here.
 
 pub mod daemon;
-pub mod zoomsim;
+
+pub use ferry_daemon::zoomsim;

@@ -1,4 +1,4 @@
-//! A Zoom simulator: builds `recording.completed` payloads shaped like
+//! A Zoom simulator for the demo, the tests and the benchmarks: builds `recording.completed` payloads shaped like
 //! ZOOM.md's example (stop/start segments, separate views with `(CC)`
 //! suffixes, `processing` files, uuids with `/` and `+`), signs them exactly
 //! as Zoom does, and delivers them over real HTTP to a daemon on loopback.
@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-pub use ferry_daemon::intake::signature::sign;
+pub use crate::intake::signature::sign;
 pub use payload::{FileSpec, Meeting, random_meeting_uuid};
 
 /// An answer from the daemon.
