@@ -11,4 +11,5 @@ pub mod intake;
 pub mod metrics;
 pub mod telemetry;
 pub mod tls;
+pub mod transfer;
 pub mod zoomsim;
