@@ -459,3 +459,43 @@ pub struct JobSecrets {
     pub sealed_download_token: Option<Sealed>,
     pub sealed_recording: Option<Sealed>,
 }
+
+/// A multipart upload the transfer engine started for a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadRecord {
+    pub upload_id: String,
+    pub object_key: String,
+    pub part_size: u64,
+}
+
+/// One uploaded part, as the sink acknowledged it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartRecord {
+    pub part_number: u32,
+    pub etag: String,
+    pub crc32c: u32,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// What a restarted transfer resumes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadState {
+    pub upload: UploadRecord,
+    /// Ordered by part number.
+    pub parts: Vec<PartRecord>,
+    /// The MP4 duration, once the stream showed it (a resumed transfer of a
+    /// faststart file never sees its head again).
+    pub media_duration_ms: Option<u64>,
+}
+
+/// How a transfer that did not complete ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// FAILED, with a message a person can act on.
+    Failed { message: String },
+    /// SKIPPED by a cap found while streaming.
+    Skipped { reason: SkipReason, message: String },
+    /// Back to QUEUED (shutdown): the upload state is kept for resuming.
+    Released,
+}

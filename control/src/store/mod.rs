@@ -261,6 +261,44 @@ pub trait Store: Send + Sync + 'static {
         media: NewMedia,
         now: Timestamp,
     ) -> StoreResult<(Job, Media)>;
+    /// Records the multipart upload a lease holder started for the job,
+    /// replacing any earlier one and its parts (a transfer starting over).
+    async fn start_upload(
+        &self,
+        job_id: &str,
+        worker_id: &str,
+        upload: UploadRecord,
+    ) -> StoreResult<()>;
+    /// The job's upload and its acknowledged parts, if one was started.
+    async fn upload_state(&self, job_id: &str) -> StoreResult<Option<UploadState>>;
+    /// Records an acknowledged part and the job's byte progress (lease
+    /// holder only; FailedPrecondition when the lease was lost).
+    async fn record_part(
+        &self,
+        job_id: &str,
+        worker_id: &str,
+        part: PartRecord,
+        bytes_transferred: u64,
+    ) -> StoreResult<()>;
+    /// Remembers the media duration the stream revealed.
+    async fn record_media_duration(&self, job_id: &str, duration_ms: u64) -> StoreResult<()>;
+    /// Forgets a job's upload (after it was aborted).
+    async fn drop_upload(&self, job_id: &str) -> StoreResult<()>;
+    /// Uploads whose jobs are no longer queued or transferring (cancelled,
+    /// failed, skipped): their multipart uploads must be aborted.
+    async fn abandoned_uploads(&self) -> StoreResult<Vec<(String, UploadRecord)>>;
+    /// Every upload id the store tracks, for finding orphans in the sink.
+    async fn tracked_upload_ids(&self) -> StoreResult<Vec<String>>;
+    /// Ends a transfer that did not complete (lease holder only).
+    async fn finish_job(
+        &self,
+        job_id: &str,
+        worker_id: &str,
+        outcome: JobOutcome,
+        now: Timestamp,
+    ) -> StoreResult<Job>;
+    /// Tells watchers about byte progress without writing anything.
+    fn publish_progress(&self, job: Job);
     /// Receives every job change committed through this store.
     fn subscribe_job_events(&self) -> broadcast::Receiver<JobEvent>;
 

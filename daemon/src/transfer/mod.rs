@@ -6,5 +6,7 @@
 //! transfer in memory, never copy a downloaded chunk into a new buffer, and
 //! never complete an upload before every check has passed.
 
+pub mod download;
 pub mod mp4;
 pub mod parts;
+pub mod sink;

@@ -79,6 +79,10 @@ fn find_job(conn: &Connection, job_id: &str) -> StoreResult<Option<Job>> {
         .map_err(sql_error)
 }
 
+pub(super) fn find_job_by_id(conn: &Connection, job_id: &str) -> StoreResult<Job> {
+    find_job(conn, job_id)?.ok_or_else(|| job_not_found(job_id))
+}
+
 fn job_not_found(job_id: &str) -> StoreError {
     StoreError::not_found(format!("job {job_id}"))
 }
@@ -457,6 +461,7 @@ pub(super) fn complete_job(
         params![job_id, created.media_id, created.size_bytes as i64, now.0],
     )
     .map_err(sql_error)?;
+    super::transfers::drop_upload(conn, job_id)?;
     let job = find_job(conn, job_id)?.ok_or_else(|| job_not_found(job_id))?;
     Ok((job, created))
 }

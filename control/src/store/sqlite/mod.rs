@@ -10,6 +10,7 @@ mod engine;
 mod jobs;
 mod schema;
 mod tenants;
+mod transfers;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -547,6 +548,86 @@ impl Store for SqliteStore {
             .await?;
         self.publish(&job, false);
         Ok((job, media))
+    }
+
+    async fn start_upload(
+        &self,
+        job_id: &str,
+        worker_id: &str,
+        upload: UploadRecord,
+    ) -> StoreResult<()> {
+        let (job_id, worker_id) = (job_id.to_string(), worker_id.to_string());
+        self.engine
+            .write(move |c| transfers::start_upload(c, &job_id, &worker_id, &upload))
+            .await
+    }
+
+    async fn upload_state(&self, job_id: &str) -> StoreResult<Option<UploadState>> {
+        self.engine
+            .read_point(|c| transfers::upload_state(c, job_id))
+    }
+
+    async fn record_part(
+        &self,
+        job_id: &str,
+        worker_id: &str,
+        part: PartRecord,
+        bytes_transferred: u64,
+    ) -> StoreResult<()> {
+        let (job_id, worker_id) = (job_id.to_string(), worker_id.to_string());
+        self.engine
+            .write(move |c| {
+                transfers::record_part(c, &job_id, &worker_id, &part, bytes_transferred)
+            })
+            .await
+    }
+
+    async fn record_media_duration(&self, job_id: &str, duration_ms: u64) -> StoreResult<()> {
+        let job_id = job_id.to_string();
+        self.engine
+            .write(move |c| transfers::record_media_duration(c, &job_id, duration_ms))
+            .await
+    }
+
+    async fn drop_upload(&self, job_id: &str) -> StoreResult<()> {
+        let job_id = job_id.to_string();
+        self.engine
+            .write(move |c| transfers::drop_upload(c, &job_id))
+            .await
+    }
+
+    async fn abandoned_uploads(&self) -> StoreResult<Vec<(String, UploadRecord)>> {
+        self.engine.read(transfers::abandoned_uploads).await
+    }
+
+    async fn tracked_upload_ids(&self) -> StoreResult<Vec<String>> {
+        self.engine.read(transfers::tracked_upload_ids).await
+    }
+
+    async fn finish_job(
+        &self,
+        job_id: &str,
+        worker_id: &str,
+        outcome: JobOutcome,
+        now: Timestamp,
+    ) -> StoreResult<Job> {
+        let (job_id, worker_id) = (job_id.to_string(), worker_id.to_string());
+        let job = self
+            .engine
+            .write(move |c| {
+                transfers::finish_job(c, &job_id, &worker_id, &outcome, now)?;
+                jobs::find_job_by_id(c, &job_id)
+            })
+            .await?;
+        self.publish(&job, false);
+        Ok(job)
+    }
+
+    fn publish_progress(&self, job: Job) {
+        let _ = self.job_events.send(JobEvent {
+            job,
+            progress_only: true,
+        });
     }
 
     fn subscribe_job_events(&self) -> broadcast::Receiver<JobEvent> {

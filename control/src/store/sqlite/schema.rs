@@ -3,7 +3,7 @@
 //! (`ON CONFLICT`, `RETURNING`, integer milliseconds for time) so that the
 //! Postgres backend can reuse the shapes.
 
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
 
 const V1: &str = r#"
 CREATE TABLE settings (
@@ -139,4 +139,27 @@ CREATE TABLE media (
 );
 CREATE INDEX media_by_institution ON media (institution_id, media_id);
 CREATE INDEX media_by_owner ON media (institution_id, owner_user_id, media_id);
+"#;
+
+/// Resumable transfers: the multipart upload of a job and its acknowledged
+/// parts, so a retry or a restart continues from the first missing byte.
+const V2: &str = r#"
+CREATE TABLE transfer_uploads (
+    job_id            TEXT PRIMARY KEY REFERENCES jobs (job_id),
+    upload_id         TEXT NOT NULL,
+    object_key        TEXT NOT NULL,
+    part_size         INTEGER NOT NULL,
+    media_duration_ms INTEGER,
+    created_ms        INTEGER NOT NULL
+);
+
+CREATE TABLE transfer_parts (
+    job_id      TEXT NOT NULL REFERENCES transfer_uploads (job_id),
+    part_number INTEGER NOT NULL,
+    etag        TEXT NOT NULL,
+    crc32c      INTEGER NOT NULL,
+    offset_b    INTEGER NOT NULL,
+    len_b       INTEGER NOT NULL,
+    PRIMARY KEY (job_id, part_number)
+);
 "#;

@@ -1,0 +1,215 @@
+//! Resumable transfer state: a job's multipart upload and its parts.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::engine::sql_error;
+use crate::error::StoreError;
+use crate::model::*;
+use crate::store::StoreResult;
+
+/// FailedPrecondition unless `worker_id` holds the job's lease.
+pub(super) fn require_lease(conn: &Connection, job_id: &str, worker_id: &str) -> StoreResult<()> {
+    let holder: Option<Option<String>> = conn
+        .prepare_cached("SELECT lease_owner FROM jobs WHERE job_id = ?1 AND state = 'transferring'")
+        .map_err(sql_error)?
+        .query_row(params![job_id], |row| row.get(0))
+        .optional()
+        .map_err(sql_error)?;
+    if holder.flatten().as_deref() == Some(worker_id) {
+        Ok(())
+    } else {
+        Err(StoreError::FailedPrecondition(format!(
+            "job {job_id} is no longer held by worker {worker_id}"
+        )))
+    }
+}
+
+pub(super) fn start_upload(
+    conn: &Connection,
+    job_id: &str,
+    worker_id: &str,
+    upload: &UploadRecord,
+) -> StoreResult<()> {
+    require_lease(conn, job_id, worker_id)?;
+    drop_upload(conn, job_id)?;
+    conn.execute(
+        "INSERT INTO transfer_uploads (job_id, upload_id, object_key, part_size, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            job_id,
+            upload.upload_id,
+            upload.object_key,
+            upload.part_size as i64,
+            Timestamp::now().0
+        ],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+pub(super) fn upload_state(conn: &Connection, job_id: &str) -> StoreResult<Option<UploadState>> {
+    let upload = conn
+        .prepare_cached(
+            "SELECT upload_id, object_key, part_size, media_duration_ms FROM transfer_uploads WHERE job_id = ?1",
+        )
+        .map_err(sql_error)?
+        .query_row(params![job_id], |row| {
+            Ok((
+                UploadRecord {
+                    upload_id: row.get(0)?,
+                    object_key: row.get(1)?,
+                    part_size: row.get::<_, i64>(2)? as u64,
+                },
+                row.get::<_, Option<i64>>(3)?.map(|ms| ms as u64),
+            ))
+        })
+        .optional()
+        .map_err(sql_error)?;
+    let Some((upload, media_duration_ms)) = upload else {
+        return Ok(None);
+    };
+    let parts = conn
+        .prepare_cached(
+            "SELECT part_number, etag, crc32c, offset_b, len_b FROM transfer_parts
+             WHERE job_id = ?1 ORDER BY part_number",
+        )
+        .map_err(sql_error)?
+        .query_map(params![job_id], |row| {
+            Ok(PartRecord {
+                part_number: row.get(0)?,
+                etag: row.get(1)?,
+                crc32c: row.get::<_, i64>(2)? as u32,
+                offset: row.get::<_, i64>(3)? as u64,
+                len: row.get::<_, i64>(4)? as u64,
+            })
+        })
+        .map_err(sql_error)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sql_error)?;
+    Ok(Some(UploadState {
+        upload,
+        parts,
+        media_duration_ms,
+    }))
+}
+
+pub(super) fn record_part(
+    conn: &Connection,
+    job_id: &str,
+    worker_id: &str,
+    part: &PartRecord,
+    bytes_transferred: u64,
+) -> StoreResult<()> {
+    require_lease(conn, job_id, worker_id)?;
+    conn.prepare_cached(
+        "INSERT INTO transfer_parts (job_id, part_number, etag, crc32c, offset_b, len_b)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (job_id, part_number) DO UPDATE SET etag = excluded.etag, crc32c = excluded.crc32c,
+            offset_b = excluded.offset_b, len_b = excluded.len_b",
+    )
+    .map_err(sql_error)?
+    .execute(params![
+        job_id,
+        part.part_number,
+        part.etag,
+        i64::from(part.crc32c),
+        part.offset as i64,
+        part.len as i64
+    ])
+    .map_err(sql_error)?;
+    conn.prepare_cached(
+        "UPDATE jobs SET bytes_transferred = ?2, updated_ms = ?3 WHERE job_id = ?1",
+    )
+    .map_err(sql_error)?
+    .execute(params![
+        job_id,
+        bytes_transferred as i64,
+        Timestamp::now().0
+    ])
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+pub(super) fn record_media_duration(
+    conn: &Connection,
+    job_id: &str,
+    duration_ms: u64,
+) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE transfer_uploads SET media_duration_ms = ?2 WHERE job_id = ?1",
+        params![job_id, duration_ms as i64],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+pub(super) fn drop_upload(conn: &Connection, job_id: &str) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM transfer_parts WHERE job_id = ?1")
+        .map_err(sql_error)?
+        .execute(params![job_id])
+        .map_err(sql_error)?;
+    conn.prepare_cached("DELETE FROM transfer_uploads WHERE job_id = ?1")
+        .map_err(sql_error)?
+        .execute(params![job_id])
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+pub(super) fn abandoned_uploads(conn: &Connection) -> StoreResult<Vec<(String, UploadRecord)>> {
+    conn.prepare_cached(
+        "SELECT u.job_id, u.upload_id, u.object_key, u.part_size FROM transfer_uploads u
+         JOIN jobs j ON j.job_id = u.job_id WHERE j.state NOT IN ('queued', 'transferring')",
+    )
+    .map_err(sql_error)?
+    .query_map([], |row| {
+        Ok((
+            row.get(0)?,
+            UploadRecord {
+                upload_id: row.get(1)?,
+                object_key: row.get(2)?,
+                part_size: row.get::<_, i64>(3)? as u64,
+            },
+        ))
+    })
+    .map_err(sql_error)?
+    .collect::<rusqlite::Result<Vec<_>>>()
+    .map_err(sql_error)
+}
+
+pub(super) fn tracked_upload_ids(conn: &Connection) -> StoreResult<Vec<String>> {
+    conn.prepare_cached("SELECT upload_id FROM transfer_uploads")
+        .map_err(sql_error)?
+        .query_map([], |row| row.get(0))
+        .map_err(sql_error)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sql_error)
+}
+
+pub(super) fn finish_job(
+    conn: &Connection,
+    job_id: &str,
+    worker_id: &str,
+    outcome: &JobOutcome,
+    now: Timestamp,
+) -> StoreResult<()> {
+    require_lease(conn, job_id, worker_id)?;
+    match outcome {
+        JobOutcome::Failed { message } => conn.execute(
+            "UPDATE jobs SET state = 'failed', message = ?2, lease_owner = NULL, lease_expires_ms = NULL,
+                finished_ms = ?3, updated_ms = ?3 WHERE job_id = ?1",
+            params![job_id, message, now.0],
+        ),
+        JobOutcome::Skipped { reason, message } => conn.execute(
+            "UPDATE jobs SET state = 'skipped', skip_reason = ?2, message = ?3, detected_mid_stream = 1,
+                lease_owner = NULL, lease_expires_ms = NULL, finished_ms = ?4, updated_ms = ?4 WHERE job_id = ?1",
+            params![job_id, reason.as_str(), message, now.0],
+        ),
+        JobOutcome::Released => conn.execute(
+            "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_ms = NULL, updated_ms = ?2
+             WHERE job_id = ?1",
+            params![job_id, now.0],
+        ),
+    }
+    .map_err(sql_error)?;
+    Ok(())
+}
