@@ -449,6 +449,8 @@ pub struct NewMedia {
     pub duration_ms: u64,
     pub size_bytes: u64,
     pub content_type: String,
+    /// Recorded as the job's message (e.g. "not a valid MP4"); may be empty.
+    pub job_note: String,
 }
 
 /// A job's sealed secrets: only the transfer engine and the retry path open

@@ -95,6 +95,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
             tracing::error!(error = %e, "grpc server stopped");
         }
     });
+    if config.transfer.enabled {
+        start_transfers(
+            &config,
+            store.clone(),
+            secret_box.clone(),
+            shutdown.clone(),
+            tasks.clone(),
+        )?;
+    }
     let http_tls = match (&config.http.tls_cert, &config.http.tls_key) {
         (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
         _ => None,
@@ -188,6 +197,67 @@ fn grpc_server(
             .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
             .await
     })
+}
+
+fn start_transfers(
+    config: &Config,
+    store: Arc<dyn Store>,
+    secret_box: SecretBox,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) -> anyhow::Result<()> {
+    use crate::transfer::download::{DownloadPolicy, Downloader, HostPattern};
+    use crate::transfer::engine::{TransferEngine, TransferSettings};
+    use std::time::Duration;
+    let transfer = &config.transfer;
+    let sink = crate::transfer::sink::LocalSink::new(config.media_dir()).with_context(|| {
+        format!(
+            "cannot create the media folder {}",
+            config.media_dir().display()
+        )
+    })?;
+    let downloader = Downloader::new(DownloadPolicy {
+        allowlist: config
+            .zoom
+            .download_allowlist
+            .iter()
+            .filter_map(|e| HostPattern::parse(e))
+            .collect(),
+        allow_insecure_http: config.zoom.allow_insecure_downloads,
+        connect_timeout: Duration::from_secs(transfer.connect_timeout_secs),
+    });
+    let settings = TransferSettings {
+        worker_id: format!(
+            "ferry-{}-{}",
+            std::process::id(),
+            ferry_control::store::new_id("w")
+        ),
+        max_concurrent: transfer.max_concurrent,
+        byte_budget: transfer.byte_budget_bytes,
+        part_size: transfer.part_size_bytes,
+        parts_in_flight: transfer.parts_in_flight,
+        lease: Duration::from_secs(transfer.lease_secs),
+        heartbeat: Duration::from_secs(transfer.heartbeat_secs),
+        max_attempts: transfer.max_attempts,
+        backoff_base: Duration::from_millis(transfer.backoff_base_ms),
+        stall_timeout: Duration::from_secs(transfer.stall_timeout_secs),
+        download_requests_per_second: transfer.download_requests_per_second,
+        bandwidth_bytes_per_second: Some(transfer.bandwidth_bytes_per_second).filter(|b| *b > 0),
+        sink_requests_per_second: Some(transfer.sink_requests_per_second).filter(|r| *r > 0),
+        key_prefix: transfer.key_prefix.clone(),
+        caps: config.caps(),
+        poll_interval: Duration::from_secs(2),
+    };
+    TransferEngine::start(
+        store,
+        secret_box,
+        std::sync::Arc::new(sink),
+        downloader,
+        settings,
+        shutdown,
+        tasks,
+    );
+    Ok(())
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {

@@ -44,6 +44,59 @@ pub struct Config {
     pub directory: DirectoryConfig,
     pub zoom: ZoomConfig,
     pub caps: CapsConfig,
+    pub transfer: TransferConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransferConfig {
+    /// Run the transfer engine in this daemon.
+    pub enabled: bool,
+    /// `local` (a folder) or `s3`.
+    pub sink: String,
+    /// The local sink's folder; defaults to `<data_dir>/media`.
+    pub local_dir: Option<PathBuf>,
+    /// Object keys start with this.
+    pub key_prefix: String,
+    pub max_concurrent: usize,
+    pub byte_budget_bytes: u64,
+    pub part_size_bytes: u64,
+    pub parts_in_flight: usize,
+    pub lease_secs: u64,
+    pub heartbeat_secs: u64,
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub stall_timeout_secs: u64,
+    pub connect_timeout_secs: u64,
+    pub download_requests_per_second: u32,
+    /// 0 is unlimited.
+    pub bandwidth_bytes_per_second: u64,
+    /// 0 is unlimited.
+    pub sink_requests_per_second: u32,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        TransferConfig {
+            enabled: true,
+            sink: "local".into(),
+            local_dir: None,
+            key_prefix: "recordings".into(),
+            max_concurrent: 4,
+            byte_budget_bytes: 256 * 1024 * 1024,
+            part_size_bytes: 16 * 1024 * 1024,
+            parts_in_flight: 4,
+            lease_secs: 60,
+            heartbeat_secs: 10,
+            max_attempts: 5,
+            backoff_base_ms: 500,
+            stall_timeout_secs: 30,
+            connect_timeout_secs: 10,
+            download_requests_per_second: 10,
+            bandwidth_bytes_per_second: 0,
+            sink_requests_per_second: 0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -55,6 +108,11 @@ pub struct ZoomConfig {
     pub webhook_secret_previous: Option<Secret>,
     /// How far `x-zm-request-timestamp` may be from now, in seconds.
     pub timestamp_tolerance_secs: u64,
+    /// Hosts downloads may come from (every redirect hop is checked):
+    /// `name` exactly, or `*.name` for its subdomains.
+    pub download_allowlist: Vec<String>,
+    /// Allow plain http:// downloads (loopback tests only).
+    pub allow_insecure_downloads: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -115,6 +173,7 @@ impl Default for Config {
             directory: DirectoryConfig::default(),
             zoom: ZoomConfig::default(),
             caps: CapsConfig::default(),
+            transfer: TransferConfig::default(),
         }
     }
 }
@@ -174,6 +233,10 @@ impl Default for ZoomConfig {
             webhook_secret: None,
             webhook_secret_previous: None,
             timestamp_tolerance_secs: 300,
+            download_allowlist: ["zoom.us", "*.zoom.us", "zoomgov.com", "*.zoomgov.com"]
+                .map(String::from)
+                .to_vec(),
+            allow_insecure_downloads: false,
         }
     }
 }
@@ -197,7 +260,15 @@ impl Default for DirectoryConfig {
 }
 
 /// Sections whose keys can be set from `FERRY_<SECTION>_<KEY>`.
-const SECTIONS: &[&str] = &["grpc", "http", "store", "directory", "zoom", "caps"];
+const SECTIONS: &[&str] = &[
+    "grpc",
+    "http",
+    "store",
+    "directory",
+    "zoom",
+    "caps",
+    "transfer",
+];
 
 impl Config {
     /// Defaults, overlaid with the file (if any), then with `FERRY_*`
@@ -295,6 +366,55 @@ impl Config {
             (Some("zoom"), "timestamp_tolerance_secs") => {
                 self.zoom.timestamp_tolerance_secs = parse(key, value)?
             }
+            (Some("zoom"), "download_allowlist") => {
+                self.zoom.download_allowlist = value
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }
+            (Some("zoom"), "allow_insecure_downloads") => {
+                self.zoom.allow_insecure_downloads = parse(key, value)?
+            }
+            (Some("transfer"), "enabled") => self.transfer.enabled = parse(key, value)?,
+            (Some("transfer"), "sink") => self.transfer.sink = value.to_string(),
+            (Some("transfer"), "local_dir") => self.transfer.local_dir = path(value),
+            (Some("transfer"), "key_prefix") => self.transfer.key_prefix = value.to_string(),
+            (Some("transfer"), "max_concurrent") => {
+                self.transfer.max_concurrent = parse(key, value)?
+            }
+            (Some("transfer"), "byte_budget_bytes") => {
+                self.transfer.byte_budget_bytes = parse(key, value)?
+            }
+            (Some("transfer"), "part_size_bytes") => {
+                self.transfer.part_size_bytes = parse(key, value)?
+            }
+            (Some("transfer"), "parts_in_flight") => {
+                self.transfer.parts_in_flight = parse(key, value)?
+            }
+            (Some("transfer"), "lease_secs") => self.transfer.lease_secs = parse(key, value)?,
+            (Some("transfer"), "heartbeat_secs") => {
+                self.transfer.heartbeat_secs = parse(key, value)?
+            }
+            (Some("transfer"), "max_attempts") => self.transfer.max_attempts = parse(key, value)?,
+            (Some("transfer"), "backoff_base_ms") => {
+                self.transfer.backoff_base_ms = parse(key, value)?
+            }
+            (Some("transfer"), "stall_timeout_secs") => {
+                self.transfer.stall_timeout_secs = parse(key, value)?
+            }
+            (Some("transfer"), "connect_timeout_secs") => {
+                self.transfer.connect_timeout_secs = parse(key, value)?
+            }
+            (Some("transfer"), "download_requests_per_second") => {
+                self.transfer.download_requests_per_second = parse(key, value)?
+            }
+            (Some("transfer"), "bandwidth_bytes_per_second") => {
+                self.transfer.bandwidth_bytes_per_second = parse(key, value)?
+            }
+            (Some("transfer"), "sink_requests_per_second") => {
+                self.transfer.sink_requests_per_second = parse(key, value)?
+            }
             (Some("caps"), "max_duration_secs") => self.caps.max_duration_secs = parse(key, value)?,
             (Some("caps"), "max_file_bytes") => self.caps.max_file_bytes = parse(key, value)?,
             (Some(section), key) => bail!("unknown setting {section}.{key}"),
@@ -327,6 +447,42 @@ impl Config {
         if self.caps.max_duration_secs == 0 || self.caps.max_file_bytes == 0 {
             bail!("caps: max_duration_secs and max_file_bytes must be positive");
         }
+        let transfer = &self.transfer;
+        if transfer.sink != "local" {
+            bail!(
+                "transfer.sink: {:?} is not supported (only \"local\" so far)",
+                transfer.sink
+            );
+        }
+        if transfer.part_size_bytes < 5 * 1024 * 1024 {
+            bail!("transfer.part_size_bytes: must be at least 5 MiB (S3's minimum part size)");
+        }
+        if transfer.max_concurrent == 0
+            || transfer.parts_in_flight == 0
+            || transfer.max_attempts == 0
+        {
+            bail!("transfer: max_concurrent, parts_in_flight and max_attempts must be at least 1");
+        }
+        if transfer.byte_budget_bytes < transfer.part_size_bytes {
+            bail!(
+                "transfer.byte_budget_bytes: must hold at least one part (transfer.part_size_bytes)"
+            );
+        }
+        if transfer.heartbeat_secs == 0 || transfer.heartbeat_secs >= transfer.lease_secs {
+            bail!(
+                "transfer.heartbeat_secs: must be at least 1 and shorter than transfer.lease_secs"
+            );
+        }
+        if transfer.download_requests_per_second == 0 || transfer.stall_timeout_secs == 0 {
+            bail!(
+                "transfer: download_requests_per_second and stall_timeout_secs must be at least 1"
+            );
+        }
+        for entry in &self.zoom.download_allowlist {
+            if crate::transfer::download::HostPattern::parse(entry).is_none() {
+                bail!("zoom.download_allowlist: {entry:?} is not a host name or *.domain pattern");
+            }
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!("log_format: {:?} is not one of text, json", self.log_format);
         }
@@ -343,6 +499,13 @@ impl Config {
                 .unwrap_or(i64::MAX),
             max_file_bytes: self.caps.max_file_bytes,
         }
+    }
+
+    pub fn media_dir(&self) -> PathBuf {
+        self.transfer
+            .local_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("media"))
     }
 
     pub fn sqlite_path(&self) -> PathBuf {

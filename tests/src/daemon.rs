@@ -30,6 +30,9 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.grpc.addr = "127.0.0.1:0".parse().expect("loopback");
     config.http.addr = "127.0.0.1:0".parse().expect("loopback");
     config.zoom.webhook_secret = Some(ferry_control::secrets::Secret::new(WEBHOOK_SECRET));
+    // Control-plane and intake tests read jobs as the intake left them;
+    // transfer tests turn the engine on.
+    config.transfer.enabled = false;
     config
 }
 
@@ -159,6 +162,7 @@ impl DaemonProcess {
             .env("FERRY_GRPC_ADDR", "127.0.0.1:0")
             .env("FERRY_HTTP_ADDR", "127.0.0.1:0")
             .env("FERRY_LOG", "warn")
+            .env("FERRY_TRANSFER_ENABLED", "false")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (key, value) in env {

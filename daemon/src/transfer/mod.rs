@@ -7,6 +7,8 @@
 //! never complete an upload before every check has passed.
 
 pub mod download;
+pub mod engine;
 pub mod mp4;
 pub mod parts;
 pub mod sink;
+pub mod stream;

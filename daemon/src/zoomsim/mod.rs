@@ -3,6 +3,7 @@
 //! suffixes, `processing` files, uuids with `/` and `+`), signs them exactly
 //! as Zoom does, and delivers them over real HTTP to a daemon on loopback.
 
+pub mod media;
 mod payload;
 
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 pub use crate::intake::signature::sign;
+pub use media::{Mp4Layout, SyntheticMedia};
 pub use payload::{FileSpec, Meeting, random_meeting_uuid};
 
 /// An answer from the daemon.

@@ -384,6 +384,7 @@ async fn completed_jobs_show_up_as_the_owners_media() {
                 duration_ms: 3_600_000,
                 size_bytes: 3_400_000,
                 content_type: "video/mp4".into(),
+                job_note: String::new(),
             },
             Timestamp::now(),
         )

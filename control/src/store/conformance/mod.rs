@@ -315,5 +315,6 @@ fn new_media(label: &str) -> NewMedia {
         duration_ms: 3_000_000,
         size_bytes: 52_428_800,
         content_type: "video/mp4".into(),
+        job_note: String::new(),
     }
 }

@@ -1,0 +1,459 @@
+//! Webhook intake capacity: signed `recording.completed` webhooks posted to
+//! the real `ferry` daemon as a separate process on loopback, with SQLite on
+//! disk. Every meeting is distinct, so every 200 is one job committed.
+//!
+//! Run: `cargo bench -p ferry-benches --bench webhooks`
+//! Optional: FERRY_BENCH_SECS (default 5, per phase), FERRY_BENCH_CONCURRENCY
+//! (default 64, phase A), FERRY_BENCH_RATE (default 1000 /s, phase B),
+//! FERRY_BENCH_MAX_RATE (default 10000 /s: phase A pre-builds
+//! `max rate × secs` webhooks and stops early if it runs out).
+//!
+//! Phase A is a closed loop (each sender posts its next webhook when the
+//! last one is answered): it finds the acknowledged throughput. Phase B is an
+//! open loop at a fixed rate: each webhook has a scheduled send time, is sent
+//! on its own task, and its latency runs from the scheduled time to the
+//! answer, so a slow answer cannot hide the ones queued behind it
+//! (coordinated omission). The load generator shares the machine's cores with
+//! the daemon, so the daemon's own CPU time per webhook is reported as well.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use ferry_benches::{per_second, print_table, process_cpu_seconds};
+use ferry_control::api;
+use ferry_control::model::Timestamp;
+use ferry_tests::daemon::{DaemonProcess, OPERATOR_TOKEN, connect, create_institution};
+use ferry_tests::zoomsim::{self, Meeting, ZoomSimulator};
+use http_body_util::{BodyExt, Full};
+use hyper::header::HeaderValue;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+const SECRET: &str = "bench-webhook-secret-for-loopback-only";
+const ACCOUNT_ID: &str = "BenchAccount0000000001";
+const HOST_EMAIL: &str = "Lecturer@Bench.example.edu";
+/// No single request may hang the bench; Zoom itself gives up after 3 s.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Signatures are made once per phase and must stay inside the daemon's
+/// 300 s replay window until the phase ends.
+const MAX_PHASE_SECS: u64 = 240;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run())
+}
+
+/// A webhook body with its signature headers, ready to post.
+struct SignedWebhook {
+    body: Bytes,
+    timestamp: HeaderValue,
+    signature: HeaderValue,
+}
+
+/// Signs every body with the current time, as Zoom would just before sending.
+fn sign_all(bodies: Vec<Bytes>) -> anyhow::Result<Vec<SignedWebhook>> {
+    let unix_seconds = zoomsim::unix_now();
+    let timestamp = HeaderValue::from_str(&unix_seconds.to_string())?;
+    bodies
+        .into_iter()
+        .map(|body| {
+            let signature = HeaderValue::from_str(&zoomsim::sign(SECRET, unix_seconds, &body))?;
+            Ok(SignedWebhook {
+                body,
+                timestamp: timestamp.clone(),
+                signature,
+            })
+        })
+        .collect()
+}
+
+/// A lecture of the bench host. Its download URLs point at a closed
+/// loopback port: the intake never fetches them, and should a transfer
+/// engine pick the job up, the address is refused (an IP literal outside the
+/// allowlist) or at worst fails on loopback, never reaching Zoom.
+fn lecture(start: Timestamp) -> Meeting {
+    let mut meeting = Meeting::lecture(ACCOUNT_ID, HOST_EMAIL, start);
+    meeting.download_base = "https://127.0.0.1:9".into();
+    meeting
+}
+
+/// Distinct lectures, each one job.
+fn lecture_bodies(count: u64, start: Timestamp) -> Vec<Bytes> {
+    (0..count)
+        .map(|_| Bytes::from(lecture(start).recording_completed_body()))
+        .collect()
+}
+
+/// Posts pre-signed webhooks over pooled keep-alive connections.
+#[derive(Clone)]
+struct WebhookPoster {
+    client: Client<HttpConnector, Full<Bytes>>,
+    uri: hyper::Uri,
+}
+
+impl WebhookPoster {
+    fn new(http_addr: std::net::SocketAddr) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            http_addr.ip().is_loopback(),
+            "the daemon must listen on loopback"
+        );
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Ok(WebhookPoster {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            uri: format!("http://{http_addr}/zoom/webhook").parse()?,
+        })
+    }
+
+    /// Posts one webhook; Ok only for a 200 that committed a new queued job.
+    async fn post(&self, webhook: &SignedWebhook) -> anyhow::Result<()> {
+        let request = hyper::Request::post(self.uri.clone())
+            .header("content-type", "application/json")
+            .header("x-zm-request-timestamp", webhook.timestamp.clone())
+            .header("x-zm-signature", webhook.signature.clone())
+            .body(Full::new(webhook.body.clone()))?;
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            let response = self.client.request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, body))
+        })
+        .await
+        .context("webhook not answered within 10 s")??;
+        let (status, body) = answer;
+        let text = String::from_utf8_lossy(&body);
+        anyhow::ensure!(
+            status == hyper::StatusCode::OK,
+            "webhook answered {status}: {text}"
+        );
+        let answer: serde_json::Value = serde_json::from_slice(&body)?;
+        anyhow::ensure!(
+            answer["state"] == "queued" && answer["duplicate"] == false,
+            "webhook answered 200 without a new queued job: {text}"
+        );
+        Ok(())
+    }
+}
+
+struct ThroughputResult {
+    acknowledged: u64,
+    elapsed: Duration,
+    pool_exhausted: bool,
+}
+
+/// Phase A: `concurrency` senders, each posting the next unsent webhook as
+/// soon as its last one is answered, until the deadline or the pool ends.
+async fn closed_loop(
+    poster: &WebhookPoster,
+    webhooks: Vec<SignedWebhook>,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<ThroughputResult> {
+    let webhooks = Arc::new(webhooks);
+    let next = Arc::new(AtomicUsize::new(0));
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut senders = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (poster, webhooks, next, acknowledged) = (
+            poster.clone(),
+            webhooks.clone(),
+            next.clone(),
+            acknowledged.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let Some(webhook) = webhooks.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                let result = poster.post(webhook).await;
+                if result.is_ok() {
+                    acknowledged.fetch_add(1, Ordering::Relaxed);
+                }
+                result?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for sender in senders {
+        sender.await??;
+    }
+    Ok(ThroughputResult {
+        acknowledged: acknowledged.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        pool_exhausted: next.load(Ordering::Relaxed) >= webhooks.len(),
+    })
+}
+
+struct LatencyResult {
+    /// Scheduled send time to answer, sorted ascending.
+    latencies: Vec<Duration>,
+    /// Phase start to the last answer.
+    elapsed: Duration,
+}
+
+impl LatencyResult {
+    /// Nearest-rank percentile.
+    fn percentile(&self, percent: usize) -> Duration {
+        let rank = (self.latencies.len() * percent).div_ceil(100).max(1);
+        self.latencies[rank - 1]
+    }
+}
+
+/// Phase B: webhook `i` is due at `start + i / rate` and is sent on its own
+/// task then, whether or not earlier ones have been answered.
+async fn open_loop(
+    poster: &WebhookPoster,
+    webhooks: Vec<SignedWebhook>,
+    rate: u64,
+) -> anyhow::Result<LatencyResult> {
+    let interval_nanos = 1_000_000_000 / rate;
+    let started = tokio::time::Instant::now();
+    let mut requests = Vec::with_capacity(webhooks.len());
+    for (i, webhook) in webhooks.into_iter().enumerate() {
+        let scheduled = started + Duration::from_nanos(interval_nanos * i as u64);
+        tokio::time::sleep_until(scheduled).await;
+        let poster = poster.clone();
+        requests.push(tokio::spawn(async move {
+            poster.post(&webhook).await?;
+            anyhow::Ok(scheduled.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(requests.len());
+    for request in requests {
+        latencies.push(request.await??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    Ok(LatencyResult { latencies, elapsed })
+}
+
+/// Every job of the caller's institution, through paged ListJobs.
+async fn count_jobs(
+    jobs: &mut api::job_service_client::JobServiceClient<ferry_daemon::cli::client::AuthChannel>,
+) -> anyhow::Result<u64> {
+    let mut count = 0;
+    let mut page_token = String::new();
+    loop {
+        let page = jobs
+            .list_jobs(api::ListJobsRequest {
+                page: Some(api::PageRequest {
+                    page_size: 1000,
+                    page_token,
+                }),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        count += page.jobs.len() as u64;
+        page_token = page.page.map(|p| p.next_page_token).unwrap_or_default();
+        if page_token.is_empty() {
+            return Ok(count);
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let secs = env_number("FERRY_BENCH_SECS", 5);
+    let concurrency = env_number("FERRY_BENCH_CONCURRENCY", 64) as usize;
+    let rate = env_number("FERRY_BENCH_RATE", 1000);
+    let max_rate = env_number("FERRY_BENCH_MAX_RATE", 10_000);
+    anyhow::ensure!(
+        (1..=MAX_PHASE_SECS).contains(&secs),
+        "FERRY_BENCH_SECS must be 1 to {MAX_PHASE_SECS}"
+    );
+    anyhow::ensure!(
+        concurrency >= 1,
+        "FERRY_BENCH_CONCURRENCY must be at least 1"
+    );
+    anyhow::ensure!(
+        (1..=1_000_000).contains(&rate),
+        "FERRY_BENCH_RATE must be 1 to 1000000"
+    );
+    let phase = Duration::from_secs(secs);
+
+    let dir = tempfile::tempdir()?;
+    let daemon = DaemonProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_ferry-bench-daemon")),
+        dir.path(),
+        &[
+            ("FERRY_OPERATOR_TOKEN", OPERATOR_TOKEN),
+            ("FERRY_ZOOM_WEBHOOK_SECRET", SECRET),
+        ],
+    )?;
+    let mut operator = connect(&daemon.grpc_url(), Some(OPERATOR_TOKEN)).await?;
+    let institution = create_institution(&mut operator, "Bench University").await?;
+    let mut admin = connect(&daemon.grpc_url(), Some(&institution.admin_key)).await?;
+
+    // The account is installed and its one lecturer synced, so every
+    // webhook goes the whole way through the seed's rules to a queued job.
+    let configuration = admin
+        .configurations
+        .create_zoom_configuration(api::CreateZoomConfigurationRequest {
+            institution_id: String::new(),
+            display_name: "Bench configuration".into(),
+            view_priority: vec![],
+        })
+        .await?
+        .into_inner();
+    admin
+        .accounts
+        .install_zoom_account(api::InstallZoomAccountRequest {
+            configuration_token: configuration.configuration_token,
+            zoom_account_id: ACCOUNT_ID.into(),
+            plan: api::ZoomPlan::Education as i32,
+            oauth_credentials: None,
+        })
+        .await?;
+    let sync = [
+        api::SyncUsersRequest {
+            item: Some(api::sync_users_request::Item::Header(
+                api::SyncUsersHeader {
+                    institution_id: String::new(),
+                    mode: api::SyncMode::Upsert as i32,
+                },
+            )),
+        },
+        api::SyncUsersRequest {
+            item: Some(api::sync_users_request::Item::User(api::UserRecord {
+                external_id: "lecturer-1".into(),
+                email: HOST_EMAIL.into(),
+                alternate_zoom_email: String::new(),
+                display_name: "Bench Lecturer".into(),
+                role: api::UserRole::Instructor as i32,
+            })),
+        },
+    ];
+    let summary = admin
+        .users
+        .sync_users(tokio_stream::iter(sync))
+        .await?
+        .into_inner();
+    anyhow::ensure!(
+        summary.created == 1,
+        "sync created {} users of 1",
+        summary.created
+    );
+
+    // Meetings start after the install, or they would be skipped.
+    let start = Timestamp::now().saturating_add_millis(5_000);
+    let check = ZoomSimulator::new(daemon.http_addr, SECRET)
+        .recording_completed(&lecture(start))
+        .await?;
+    anyhow::ensure!(
+        check.status == 200 && check.state() == Some("queued"),
+        "set-up webhook answered {}: {}",
+        check.status,
+        check.body
+    );
+
+    let poster = WebhookPoster::new(daemon.http_addr)?;
+    let throughput_bodies = lecture_bodies(max_rate * secs, start);
+    let latency_bodies = lecture_bodies(rate * secs, start);
+
+    // Phase A: throughput, closed loop.
+    let throughput_webhooks = sign_all(throughput_bodies)?;
+    let daemon_cpu_before = process_cpu_seconds(daemon.pid())?;
+    let generator_cpu_before = process_cpu_seconds(std::process::id())?;
+    let throughput = closed_loop(&poster, throughput_webhooks, concurrency, phase).await?;
+    let daemon_cpu = process_cpu_seconds(daemon.pid())? - daemon_cpu_before;
+    let generator_cpu = process_cpu_seconds(std::process::id())? - generator_cpu_before;
+
+    // Phase B: latency at a fixed rate, open loop.
+    let latency_webhooks = sign_all(latency_bodies)?;
+    let latency = open_loop(&poster, latency_webhooks, rate).await?;
+
+    // Every 200 promised a committed job; the daemon must hold exactly those.
+    let acknowledged = 1 + throughput.acknowledged + latency.latencies.len() as u64;
+    let jobs = count_jobs(&mut admin.jobs).await?;
+    anyhow::ensure!(
+        jobs == acknowledged,
+        "the daemon holds {jobs} jobs but acknowledged {acknowledged} distinct meetings"
+    );
+    drop(daemon);
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let throughput_rate = per_second(throughput.acknowledged, throughput.elapsed);
+    let daemon_cpu_per_thousand = daemon_cpu * 1000.0 / throughput.acknowledged as f64;
+    let generator_cpu_per_thousand = generator_cpu * 1000.0 / throughput.acknowledged as f64;
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+    print_table(
+        &format!(
+            "webhooks bench: {secs} s per phase, {concurrency} closed-loop senders, \
+             {rate} /s open loop, {cores} cores"
+        ),
+        &[
+            (
+                format!(
+                    "acknowledged webhooks/s, closed loop, {concurrency} senders{}",
+                    if throughput.pool_exhausted {
+                        " (ran out of pre-built webhooks; raise FERRY_BENCH_MAX_RATE)"
+                    } else {
+                        ""
+                    }
+                ),
+                format!("{throughput_rate:.0} /s"),
+                ">= 2,000 /s".into(),
+            ),
+            (
+                "daemon CPU per 1,000 webhooks (phase A)".into(),
+                format!("{daemon_cpu_per_thousand:.3} s"),
+                "reference".into(),
+            ),
+            (
+                "load generator CPU per 1,000 webhooks (same cores)".into(),
+                format!("{generator_cpu_per_thousand:.3} s"),
+                "reference".into(),
+            ),
+            (
+                format!("webhooks/s the daemon's CPU would sustain on {cores} cores"),
+                format!("{:.0} /s", cores as f64 * 1000.0 / daemon_cpu_per_thousand),
+                "reference (derived)".into(),
+            ),
+            (
+                format!("achieved rate, open loop at {rate} /s"),
+                format!(
+                    "{:.0} /s",
+                    per_second(latency.latencies.len() as u64, latency.elapsed)
+                ),
+                format!("{rate} /s"),
+            ),
+            (
+                format!("latency p50 at {rate} /s (from scheduled send)"),
+                ms(latency.percentile(50)),
+                "reference".into(),
+            ),
+            (
+                format!("latency p99 at {rate} /s (from scheduled send)"),
+                ms(latency.percentile(99)),
+                "< 50 ms".into(),
+            ),
+            (
+                format!("latency max at {rate} /s (from scheduled send)"),
+                ms(latency.percentile(100)),
+                "reference".into(),
+            ),
+            (
+                "jobs in the daemon = webhooks answered 200".into(),
+                format!("{jobs} = {acknowledged}"),
+                "equal".into(),
+            ),
+        ],
+    );
+    Ok(())
+}
