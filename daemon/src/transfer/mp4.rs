@@ -242,6 +242,14 @@ impl Mp4Scanner {
             Level::TopLevel => None,
             Level::InsideMoov { end } => end,
         };
+        if let Some(parent_end) = parent_end
+            && self.offset > parent_end
+        {
+            return Err(format!(
+                "box header {} at offset {box_start} runs past the end of moov at {parent_end}",
+                printable(&self.buf[..self.buffered])
+            ));
+        }
         let box_end = match self.size_field() {
             0 => parent_end,
             1 => {
@@ -614,6 +622,19 @@ mod tests {
     }
 
     #[test]
+    fn a_child_header_straddling_the_end_of_moov_is_not_mp4() {
+        // moov holds 4 bytes, so the next header takes 4 more from the box after it.
+        for child_size in [0u32, 8, 1] {
+            let mut file = ftyp();
+            file.extend(boxed(b"moov", &child_size.to_be_bytes()));
+            file.extend(mdat(100));
+            let reason = not_mp4_reason(scan(&[&file]));
+            assert!(reason.contains("past the end of moov"), "{reason}");
+            assert_eq!(not_mp4_reason(scan_bytewise(&file)), reason);
+        }
+    }
+
+    #[test]
     fn a_short_or_unknown_mvhd_is_not_mp4() {
         let mut file = ftyp();
         file.extend(boxed(b"moov", &boxed(b"mvhd", &[0, 0, 0, 0, 1, 2, 3])));
@@ -776,10 +797,18 @@ mod tests {
             file in synthetic_file(),
             cut in any::<prop::sample::Index>(),
             garbage in prop::collection::vec(any::<u8>(), 0..16),
+            overwrites in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
             lengths in chunk_lengths(),
         ) {
             let mut damaged = file[..cut.index(file.len() + 1)].to_vec();
             damaged.extend(garbage);
+            // Within the first 300 bytes: box headers and mvhd, or mdat's payload.
+            for (at, byte) in overwrites {
+                if !damaged.is_empty() {
+                    let at = at.index(damaged.len().min(300));
+                    damaged[at] = byte;
+                }
+            }
             let whole = scan(&[&damaged]);
             prop_assert_eq!(scan_in_chunks(&damaged, &lengths), whole.clone());
             prop_assert_eq!(scan_bytewise(&damaged), whole);

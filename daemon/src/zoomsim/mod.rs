@@ -3,6 +3,7 @@
 //! suffixes, `processing` files, uuids with `/` and `+`), signs them exactly
 //! as Zoom does, and delivers them over real HTTP to a daemon on loopback.
 
+pub mod downloads;
 pub mod media;
 mod payload;
 

@@ -10,3 +10,4 @@ mod intake;
 mod jobs_media;
 mod support;
 mod tls;
+mod transfer;
