@@ -254,3 +254,139 @@ async fn serve_refuses_plain_tcp_off_loopback_and_unknown_settings() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_killed_mid_stream_resumes_after_restart() {
+    use ferry_tests::zoomsim::downloads::{DownloadServer, FileBehavior};
+    use ferry_tests::zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia};
+    const MIB: u64 = 1024 * 1024;
+
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("FERRY_OPERATOR_TOKEN", OPERATOR_TOKEN),
+        ("FERRY_ZOOM_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("FERRY_TRANSFER_ENABLED", "true"),
+        ("FERRY_TRANSFER_PART_SIZE_BYTES", "5242880"),
+        ("FERRY_TRANSFER_LEASE_SECS", "3"),
+        ("FERRY_TRANSFER_HEARTBEAT_SECS", "1"),
+        ("FERRY_ZOOM_DOWNLOAD_ALLOWLIST", "127.0.0.1,localhost"),
+        ("FERRY_ZOOM_ALLOW_INSECURE_DOWNLOADS", "true"),
+    ];
+    let server = DownloadServer::start().await.unwrap();
+    let daemon = DaemonProcess::spawn(binary(), dir.path(), &env).unwrap();
+    let mut operator = connect(&daemon.grpc_url(), Some(OPERATOR_TOKEN))
+        .await
+        .unwrap();
+    let institution = create_institution(&mut operator, "Crash U").await.unwrap();
+    let mut admin = connect(&daemon.grpc_url(), Some(&institution.admin_key))
+        .await
+        .unwrap();
+    let config = create_configuration(&mut admin, "Main").await;
+    let account = install(
+        &mut admin,
+        &config.configuration_token,
+        "crash-account",
+        api::ZoomPlan::Business,
+    )
+    .await
+    .unwrap();
+    sync(
+        &mut admin,
+        api::SyncMode::Upsert,
+        vec![user("h", "host@example.edu", "", api::UserRole::Instructor)],
+    )
+    .await
+    .unwrap();
+
+    let media = SyntheticMedia::mp4(
+        40 * MIB,
+        std::time::Duration::from_secs(3000),
+        Mp4Layout::FastStart,
+        1,
+    );
+    let start = ferry_control::model::Timestamp::from_unix_seconds(
+        account.install_time.unwrap().seconds + 5,
+    );
+    let mut meeting = Meeting::lecture("crash-account", "host@example.edu", start)
+        .with_files(vec![FileSpec::mp4("speaker_view", 0, 3000, media.len())]);
+    meeting.download_base = server.zoom_base();
+    let mut behavior = FileBehavior::new(media.clone(), &meeting.download_token);
+    behavior.throttle_bytes_per_sec = Some(10 * MIB);
+    server.add(&meeting.files[0].id, behavior);
+    let zoom = ferry_tests::zoomsim::ZoomSimulator::new(daemon.http_addr, WEBHOOK_SECRET);
+    let delivery = zoom.recording_completed(&meeting).await.unwrap();
+    let job_id = delivery.job_id().unwrap().to_string();
+
+    let get = |admin: &mut ferry_daemon::cli::client::Clients| {
+        let request = api::GetJobRequest {
+            job_id: job_id.clone(),
+            institution_id: String::new(),
+        };
+        let mut jobs = admin.jobs.clone();
+        async move { jobs.get_job(request).await.unwrap().into_inner() }
+    };
+    for _ in 0..100 {
+        if get(&mut admin).await.bytes_transferred >= 15 * MIB {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let before_kill = get(&mut admin).await;
+    assert!(
+        before_kill.bytes_transferred >= 15 * MIB && before_kill.bytes_transferred < media.len()
+    );
+    daemon.kill9().unwrap();
+    server.update(&meeting.files[0].id, |b| b.throttle_bytes_per_sec = None);
+
+    let restarted = DaemonProcess::spawn(binary(), dir.path(), &env).unwrap();
+    let mut admin = connect(&restarted.grpc_url(), Some(&institution.admin_key))
+        .await
+        .unwrap();
+    let mut done = get(&mut admin).await;
+    for _ in 0..300 {
+        if done.state == api::JobState::Completed as i32
+            || done.state == api::JobState::Failed as i32
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        done = get(&mut admin).await;
+    }
+    assert_eq!(
+        done.state,
+        api::JobState::Completed as i32,
+        "{}",
+        done.message
+    );
+    let stats = server.stats(&meeting.files[0].id);
+    assert!(
+        stats.range_starts.len() >= 2 && stats.range_starts[1] > 0,
+        "resumed with Range: {stats:?}"
+    );
+
+    let mut objects = Vec::new();
+    let mut stack = vec![dir.path().join("media")];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path).unwrap().flatten() {
+            let p = entry.path();
+            if p.file_name().is_some_and(|n| n == ".uploads") {
+                assert_eq!(
+                    std::fs::read_dir(&p).unwrap().count(),
+                    0,
+                    "no upload left behind"
+                );
+            } else if p.is_dir() {
+                stack.push(p);
+            } else {
+                objects.push(p);
+            }
+        }
+    }
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let bytes = std::fs::read(&objects[0]).unwrap();
+    use sha2::Digest;
+    assert_eq!(
+        <[u8; 32]>::from(sha2::Sha256::digest(&bytes)),
+        media.sha256()
+    );
+}
