@@ -3,6 +3,7 @@
 //! It starts a fresh daemon in `data_dir`, so it never touches a real one.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 use ferry_control::api;
@@ -12,7 +13,8 @@ use ferry_control::model::Timestamp;
 
 use crate::cli::client::{Clients, Connection};
 use crate::config::Config;
-use crate::zoomsim::{FileSpec, Meeting, ZoomSimulator};
+use crate::zoomsim::downloads::{DownloadServer, FileBehavior};
+use crate::zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia, ZoomSimulator};
 
 pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     if data_dir.exists() {
@@ -27,9 +29,13 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         ..Config::default()
     };
     config.zoom.webhook_secret = Some(webhook_secret.clone());
+    // The simulated Zoom download hosts live on loopback, over plain http.
+    config.zoom.download_allowlist = vec!["127.0.0.1".into(), "localhost".into()];
+    config.zoom.allow_insecure_downloads = true;
     // Ephemeral loopback ports, so the demo never collides with a running daemon.
     config.grpc.addr = "127.0.0.1:0".parse()?;
     config.http.addr = "127.0.0.1:0".parse()?;
+    let config_media_dir = config.media_dir();
     let app = crate::app::start(config).await?;
     let server = format!("http://{}", app.grpc_addr);
     println!(
@@ -202,14 +208,46 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     let install_second = account.install_time.map_or(0, |t| t.seconds);
     let after_install = Timestamp::from_unix_seconds(install_second + 60);
     let account_id = account.zoom_account_id.as_str();
-    let lecture = Meeting::lecture(account_id, "ELISA.ZOOM@example.edu", after_install);
-    let stop_start =
-        Meeting::lecture(account_id, "sam@example.edu", after_install).with_files(vec![
-            FileSpec::mp4("gallery_view", 0, 1200, 2_000_000),
-            FileSpec::mp4("speaker_view(CC)", 0, 1200, 1_500_000),
-            FileSpec::mp4("shared_screen_with_speaker_view", 0, 1200, 1_800_000).processing(),
-            FileSpec::mp4("speaker_view", 1500, 900, 1_100_000),
+    // Zoom's download hosts: each MP4 is a synthetic recording whose bytes
+    // the demo can check after the transfer.
+    let downloads = DownloadServer::start().await?;
+    let mut served = Vec::new();
+    let mut serve = |meeting: &mut Meeting, minutes: u64| {
+        meeting.download_base = downloads.zoom_base();
+        for file in meeting.files.iter_mut().filter(|f| f.file_type == "MP4") {
+            let media = SyntheticMedia::mp4(
+                file.file_size,
+                Duration::from_secs(minutes * 60),
+                Mp4Layout::MoovAtEnd,
+                0,
+            );
+            downloads.add(
+                &file.id,
+                FileBehavior::new(media.clone(), &meeting.download_token),
+            );
+            served.push((file.id.clone(), media));
+        }
+    };
+    let mut lecture = Meeting::lecture(account_id, "ELISA.ZOOM@example.edu", after_install)
+        .with_files(vec![
+            FileSpec::mp4(
+                "shared_screen_with_speaker_view",
+                5,
+                3600,
+                200 * 1024 * 1024,
+            ),
+            FileSpec::audio(5, 3600, 900_000),
+            FileSpec::chat(5),
         ]);
+    serve(&mut lecture, 60);
+    let mut stop_start =
+        Meeting::lecture(account_id, "sam@example.edu", after_install).with_files(vec![
+            FileSpec::mp4("gallery_view", 0, 1200, 20_000_000),
+            FileSpec::mp4("speaker_view(CC)", 0, 1200, 15_000_000),
+            FileSpec::mp4("shared_screen_with_speaker_view", 0, 1200, 18_000_000).processing(),
+            FileSpec::mp4("speaker_view", 1500, 900, 11_000_000),
+        ]);
+    serve(&mut stop_start, 20);
     let stranger = Meeting::lecture(account_id, "guest@elsewhere.org", after_install);
     let marathon =
         Meeting::lecture(account_id, "elisa@example.edu", after_install).with_files(vec![
@@ -240,13 +278,35 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
             delivery.state().unwrap_or("-")
         );
     }
-    let jobs = admin
-        .jobs
-        .list_jobs(api::ListJobsRequest::default())
-        .await?
-        .into_inner()
-        .jobs;
-    println!("10. the admin's job list ({} jobs):", jobs.len());
+    // The transfer engine streams the queued recordings into the media folder.
+    let started = std::time::Instant::now();
+    let jobs = loop {
+        let jobs = admin
+            .jobs
+            .list_jobs(api::ListJobsRequest::default())
+            .await?
+            .into_inner()
+            .jobs;
+        let busy = jobs.iter().any(|j| {
+            j.state == api::JobState::Queued as i32 || j.state == api::JobState::Transferring as i32
+        });
+        if !busy || started.elapsed() > Duration::from_secs(300) {
+            break jobs;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let transferred: u64 = jobs
+        .iter()
+        .filter(|j| j.state == api::JobState::Completed as i32)
+        .map(|j| j.bytes_transferred)
+        .sum();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "10. transfers finished: {:.1} MiB in {seconds:.2} s ({:.0} MiB/s), streamed without staging",
+        transferred as f64 / 1048576.0,
+        transferred as f64 / 1048576.0 / seconds
+    );
+    println!("11. the admin's job list ({} jobs):", jobs.len());
     for job in &jobs {
         let state = api::JobState::try_from(job.state).map_or("?", |s| s.as_str_name());
         let reason = api::SkipReason::try_from(job.skip_reason)
@@ -255,10 +315,40 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
             .map_or(String::new(), |r| format!(" {}", r.as_str_name()));
         println!("    {} {state}{reason}: {}", job.host_email, job.message);
     }
+    let media = admin
+        .media
+        .list_media(api::ListMediaRequest::default())
+        .await?
+        .into_inner()
+        .media;
+    println!("12. the library ({} media):", media.len());
+    for item in &media {
+        let path = config_media_dir.join(&item.object_key);
+        let bytes_match = served
+            .iter()
+            .find(|(id, _)| item.object_key.contains(id.as_str()))
+            .is_some_and(|(_, synthetic)| sha256_of(&path).ok() == Some(synthetic.sha256()));
+        println!(
+            "    {:?} owned by {}, {} bytes, {} s, {}; bytes identical to zoom's: {}",
+            item.title,
+            item.owner_user_id,
+            item.size_bytes,
+            item.duration_ms / 1000,
+            item.checksum,
+            bytes_match
+        );
+    }
     app.shutdown().await;
     println!(
         "done: everything above is stored in {}",
         data_dir.join("ferry.db").display()
     );
     Ok(())
+}
+
+fn sha256_of(path: &Path) -> std::io::Result<[u8; 32]> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hasher.finalize().into())
 }

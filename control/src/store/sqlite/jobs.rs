@@ -456,7 +456,8 @@ pub(super) fn complete_job(
     .map_err(sql_error)?;
     conn.execute(
         "UPDATE jobs SET state = 'completed', media_id = ?2, bytes_transferred = ?3, total_bytes = ?3,
-            lease_owner = NULL, lease_expires_ms = NULL, finished_ms = ?4, updated_ms = ?4, message = ?5
+            lease_owner = NULL, lease_expires_ms = NULL, finished_ms = ?4, updated_ms = ?4,
+            message = CASE WHEN ?5 = '' THEN message ELSE ?5 END
          WHERE job_id = ?1",
         params![job_id, created.media_id, created.size_bytes as i64, now.0, media.job_note],
     )
