@@ -6,10 +6,12 @@
 //! an aborted upload must leave no object behind.
 
 mod local;
+mod s3;
 
 use async_trait::async_trait;
 
 pub use local::LocalSink;
+pub use s3::{S3Settings, S3Sink};
 
 use super::parts::Part;
 

@@ -1,0 +1,749 @@
+//! The object sinks' one behavioural suite, run against the S3 sink and the
+//! local-folder sink, plus what only the S3 sink can get wrong: signatures,
+//! unreachable endpoints, throttling, checksums.
+//!
+//! The S3 side is a real S3-protocol server on 127.0.0.1: s3s-fs (files in a
+//! temporary folder) behind s3s's HTTP service with SigV4 checked, so the
+//! sink's requests go through aws-sdk-s3, signing, hyper and TCP as in
+//! production. s3s-fs falls short of S3 in a few ways that matter to Ferry,
+//! so [`StrictUploads`] wraps it and adds what S3 does: unknown upload ids
+//! answer `NoSuchUpload` (s3s-fs says `AccessDenied`, or lists no parts),
+//! ListParts carries each part's ETag and CRC32C (s3s-fs gives sizes only),
+//! UploadPart verifies `x-amz-checksum-crc32c` (s3s-fs ignores it), and
+//! ListMultipartUploads exists (s3s-fs does not implement it). It also pages
+//! both listings two entries at a time, so the sink's pagination runs, and
+//! can answer `503 SlowDown` with a Retry-After on demand.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use ferry_control::secrets::Secret;
+use ferry_daemon::transfer::parts::{MIB, Part, PartAssembler};
+use ferry_daemon::transfer::sink::{
+    CompletedPart, LocalSink, ObjectSink, S3Settings, S3Sink, SinkError,
+};
+use futures::TryStreamExt as _;
+use s3s::dto::{
+    AbortMultipartUploadInput, AbortMultipartUploadOutput, CompleteMultipartUploadInput,
+    CompleteMultipartUploadOutput, CreateMultipartUploadInput, CreateMultipartUploadOutput,
+    GetObjectInput, GetObjectOutput, HeadObjectInput, HeadObjectOutput, ListMultipartUploadsInput,
+    ListMultipartUploadsOutput, ListPartsInput, ListPartsOutput, MultipartUpload, StreamingBlob,
+    UploadPartInput, UploadPartOutput,
+};
+use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+
+const ACCESS_KEY_ID: &str = "ferry-test-access-key";
+const SECRET_ACCESS_KEY: &str = "ferry-test-secret-key-0123456789";
+const BUCKET: &str = "recordings";
+/// The server's page size for ListParts and ListMultipartUploads.
+const PAGE_SIZE: usize = 2;
+
+// ---------------------------------------------------------------------------
+// The suite both sinks run.
+
+/// What the suite needs to know about where a sink keeps finished objects.
+type ReadObject<'a> = &'a (dyn Fn(&str) -> Option<Vec<u8>> + Sync);
+
+async fn sink_suite(sink: &dyn ObjectSink, read_object: ReadObject<'_>) {
+    multipart_upload_completes_with_the_input_bytes(sink, read_object).await;
+    aborted_upload_is_unknown_and_leaves_no_object(sink, read_object).await;
+    unfinished_uploads_are_listed_by_prefix(sink).await;
+    assert_eq!(
+        sink.object_size("suite/never/written.mp4").await.unwrap(),
+        None
+    );
+}
+
+/// 3 × 5 MiB + a short tail, uploaded in parallel, with part 2 first sent
+/// with the wrong bytes and then replaced.
+async fn multipart_upload_completes_with_the_input_bytes(
+    sink: &dyn ObjectSink,
+    read_object: ReadObject<'_>,
+) {
+    let key = "suite/meeting-1/recording.mp4";
+    let input = pseudo_random_bytes(3 * 5 * MIB as usize + 123_457, 7);
+    let parts = cut_into_parts(&input, 5 * MIB);
+    assert_eq!(parts.len(), 4);
+    let upload_id = sink.create_upload(key, "video/mp4").await.unwrap();
+    assert_eq!(sink.object_size(key).await.unwrap(), None);
+
+    let wrong_part_2 = part_of(2, 5 * MIB, Bytes::from(vec![0xEE; 1_000_000]));
+    let wrong_etag = sink
+        .upload_part(key, &upload_id, &wrong_part_2)
+        .await
+        .unwrap();
+    let held = sink.list_parts(key, &upload_id).await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        (held[0].part_number, held[0].size, held[0].etag.as_str()),
+        (2, 1_000_000, wrong_etag.as_str())
+    );
+
+    let etags = futures::future::try_join_all(
+        parts
+            .iter()
+            .map(|part| sink.upload_part(key, &upload_id, part)),
+    )
+    .await
+    .unwrap();
+    assert_ne!(etags[1], wrong_etag, "part 2 was replaced by other bytes");
+
+    let held = sink.list_parts(key, &upload_id).await.unwrap();
+    let expected: Vec<(u32, u64, &str)> = parts
+        .iter()
+        .zip(&etags)
+        .map(|(part, etag)| (part.number, part.len, etag.as_str()))
+        .collect();
+    let listed: Vec<(u32, u64, &str)> = held
+        .iter()
+        .map(|held| (held.part_number, held.size, held.etag.as_str()))
+        .collect();
+    assert_eq!(listed, expected);
+    // Not visible before completion.
+    assert_eq!(sink.object_size(key).await.unwrap(), None);
+    assert!(read_object(key).is_none());
+
+    let completed: Vec<CompletedPart> = parts
+        .iter()
+        .zip(&etags)
+        .map(|(part, etag)| CompletedPart {
+            part_number: part.number,
+            etag: etag.clone(),
+            crc32c: part.crc32c,
+        })
+        .collect();
+    sink.complete_upload(key, &upload_id, &completed)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        sink.object_size(key).await.unwrap(),
+        Some(input.len() as u64)
+    );
+    let stored = read_object(key).expect("the completed object");
+    assert!(stored == input[..], "stored bytes differ from the input");
+    // A completed upload is no longer unfinished.
+    assert!(matches!(
+        sink.list_parts(key, &upload_id).await,
+        Err(SinkError::NoSuchUpload(_))
+    ));
+}
+
+async fn aborted_upload_is_unknown_and_leaves_no_object(
+    sink: &dyn ObjectSink,
+    read_object: ReadObject<'_>,
+) {
+    let key = "suite/meeting-2/recording.mp4";
+    let upload_id = sink.create_upload(key, "video/mp4").await.unwrap();
+    let part = part_of(1, 0, pseudo_random_bytes(300_000, 9));
+    sink.upload_part(key, &upload_id, &part).await.unwrap();
+    assert_eq!(sink.list_parts(key, &upload_id).await.unwrap().len(), 1);
+
+    sink.abort_upload(key, &upload_id).await.unwrap();
+
+    let listed = sink.list_parts(key, &upload_id).await;
+    assert!(
+        matches!(listed, Err(SinkError::NoSuchUpload(_))),
+        "{listed:?}"
+    );
+    let uploaded = sink.upload_part(key, &upload_id, &part).await;
+    assert!(
+        matches!(uploaded, Err(SinkError::NoSuchUpload(_))),
+        "{uploaded:?}"
+    );
+    assert_eq!(sink.object_size(key).await.unwrap(), None);
+    assert!(read_object(key).is_none());
+    // Aborting twice, or an id the sink never issued, is not an error.
+    sink.abort_upload(key, &upload_id).await.unwrap();
+    let unknown = if sink.kind() == "local" {
+        "0123456789abcdef0123456789abcdef".to_string()
+    } else {
+        "3f0a0b9e-0000-4000-8000-000000000000".to_string()
+    };
+    sink.abort_upload(key, &unknown).await.unwrap();
+    assert!(
+        !sink
+            .list_uploads("suite/meeting-2/")
+            .await
+            .unwrap()
+            .iter()
+            .any(|(_, id)| *id == upload_id)
+    );
+}
+
+/// Three uploads under one prefix (more than a server page) and one
+/// elsewhere; only the three are listed.
+async fn unfinished_uploads_are_listed_by_prefix(sink: &dyn ObjectSink) {
+    let mut wanted = Vec::new();
+    for key in [
+        "suite/listing/a.mp4",
+        "suite/listing/b.mp4",
+        "suite/listing/b.mp4",
+    ] {
+        let upload_id = sink.create_upload(key, "video/mp4").await.unwrap();
+        wanted.push((key.to_string(), upload_id));
+    }
+    let other_key = "suite/elsewhere/c.mp4";
+    let other = sink.create_upload(other_key, "video/mp4").await.unwrap();
+
+    let mut listed = sink.list_uploads("suite/listing/").await.unwrap();
+    listed.sort();
+    wanted.sort();
+    assert_eq!(listed, wanted);
+
+    for (key, upload_id) in wanted.iter().chain([&(other_key.to_string(), other)]) {
+        sink.abort_upload(key, upload_id).await.unwrap();
+    }
+    assert_eq!(sink.list_uploads("suite/").await.unwrap(), Vec::new());
+}
+
+#[tokio::test]
+async fn local_sink_passes_the_sink_suite() {
+    let root = tempfile::tempdir().unwrap();
+    let sink = LocalSink::new(root.path()).unwrap();
+    let read_object = |key: &str| std::fs::read(root.path().join(key)).ok();
+    sink_suite(&sink, &read_object).await;
+}
+
+#[tokio::test]
+async fn s3_sink_passes_the_sink_suite() {
+    let server = TestS3::start(true).await;
+    let sink = S3Sink::new(server.settings()).unwrap();
+    assert_eq!(sink.kind(), "s3");
+    let read_object = |key: &str| server.read_object(key);
+    sink_suite(&sink, &read_object).await;
+    assert_eq!(
+        server.controls.checksums_seen.load(Ordering::SeqCst),
+        server.controls.parts_seen.load(Ordering::SeqCst),
+        "every part carried its CRC32C"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// What only the S3 sink can get wrong.
+
+#[tokio::test]
+async fn s3_wrong_secret_key_is_permanent_and_names_the_s3_error() {
+    let server = TestS3::start(true).await;
+    let mut settings = server.settings();
+    settings.secret_access_key = Secret::new("not-the-secret-key-at-all");
+    let sink = S3Sink::new(settings).unwrap();
+
+    let created = sink.create_upload("k/wrong-secret.mp4", "video/mp4").await;
+    let Err(SinkError::Permanent(message)) = created else {
+        panic!("expected a permanent error, got {created:?}");
+    };
+    assert!(message.contains("SignatureDoesNotMatch"), "{message}");
+    assert!(message.contains("CreateMultipartUpload"), "{message}");
+    assert!(!message.contains("not-the-secret-key"), "{message}");
+}
+
+#[tokio::test]
+async fn s3_refused_connection_is_transient() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let sink = S3Sink::new(S3Settings {
+        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        ..TestS3::settings_for("http://127.0.0.1:1".into())
+    })
+    .unwrap();
+
+    let created = sink.create_upload("k/refused.mp4", "video/mp4").await;
+    let Err(SinkError::Transient { message, .. }) = created else {
+        panic!("expected a transient error, got {created:?}");
+    };
+    assert!(message.contains("CreateMultipartUpload"), "{message}");
+    assert!(message.contains("refused"), "{message}");
+    let part = part_of(1, 0, Bytes::from_static(b"tail"));
+    let uploaded = sink.upload_part("k/refused.mp4", "some-id", &part).await;
+    assert!(
+        matches!(uploaded, Err(SinkError::Transient { .. })),
+        "{uploaded:?}"
+    );
+}
+
+/// UploadPart runs without SDK retries, so one throttled answer reaches the
+/// engine with its Retry-After; control requests keep the SDK's retries.
+#[tokio::test]
+async fn s3_throttling_is_transient_with_retry_after() {
+    let server = TestS3::start(true).await;
+    let sink = S3Sink::new(server.settings()).unwrap();
+    let key = "k/throttled.mp4";
+
+    server.controls.throttle_next.store(1, Ordering::SeqCst);
+    let upload_id = sink.create_upload(key, "video/mp4").await.unwrap();
+    assert_eq!(server.controls.throttle_next.load(Ordering::SeqCst), 0);
+
+    server.controls.throttle_next.store(1, Ordering::SeqCst);
+    let part = part_of(1, 0, pseudo_random_bytes(10_000, 3));
+    let uploaded = sink.upload_part(key, &upload_id, &part).await;
+    let Err(SinkError::Transient {
+        message,
+        retry_after,
+    }) = uploaded
+    else {
+        panic!("expected a transient error, got {uploaded:?}");
+    };
+    assert_eq!(retry_after, Some(Duration::from_secs(3)));
+    assert!(message.contains("SlowDown"), "{message}");
+    assert!(message.contains("UploadPart"), "{message}");
+    // The same part goes through on the engine's next attempt.
+    sink.upload_part(key, &upload_id, &part).await.unwrap();
+    sink.abort_upload(key, &upload_id).await.unwrap();
+}
+
+#[tokio::test]
+async fn s3_part_with_a_wrong_crc32c_is_refused_only_when_checksums_are_on() {
+    let server = TestS3::start(true).await;
+    let key = "k/corrupt.mp4";
+    let mut part = part_of(1, 0, pseudo_random_bytes(50_000, 5));
+    part.crc32c ^= 1;
+
+    let sink = S3Sink::new(server.settings()).unwrap();
+    let upload_id = sink.create_upload(key, "video/mp4").await.unwrap();
+    let uploaded = sink.upload_part(key, &upload_id, &part).await;
+    let Err(SinkError::Permanent(message)) = uploaded else {
+        panic!("expected a permanent error, got {uploaded:?}");
+    };
+    assert!(message.contains("BadDigest"), "{message}");
+    assert!(sink.list_parts(key, &upload_id).await.unwrap().is_empty());
+    sink.abort_upload(key, &upload_id).await.unwrap();
+
+    // With checksums off the sink sends none, so the server cannot object.
+    let mut settings = server.settings();
+    settings.checksums = false;
+    let sink = S3Sink::new(settings).unwrap();
+    let upload_id = sink.create_upload(key, "video/mp4").await.unwrap();
+    let seen_before = server.controls.checksums_seen.load(Ordering::SeqCst);
+    sink.upload_part(key, &upload_id, &part).await.unwrap();
+    assert_eq!(
+        server.controls.checksums_seen.load(Ordering::SeqCst),
+        seen_before
+    );
+    sink.abort_upload(key, &upload_id).await.unwrap();
+}
+
+/// Plain s3s-fs has no ListMultipartUploads; the sink says so plainly.
+#[tokio::test]
+async fn s3_server_without_list_multipart_uploads_is_a_clear_permanent_error() {
+    let server = TestS3::start(false).await;
+    let sink = S3Sink::new(server.settings()).unwrap();
+    let listed = sink.list_uploads("k/").await;
+    let Err(SinkError::Permanent(message)) = listed else {
+        panic!("expected a permanent error, got {listed:?}");
+    };
+    assert!(message.contains("ListMultipartUploads"), "{message}");
+    assert!(message.contains("NotImplemented"), "{message}");
+}
+
+// ---------------------------------------------------------------------------
+// Parts and data.
+
+/// Deterministic bytes that no two seeds share and no compressor shortens.
+fn pseudo_random_bytes(len: usize, seed: u64) -> Bytes {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(len);
+    Bytes::from(bytes)
+}
+
+/// Cuts `input` as a download would: 64 KiB chunks, slices of one buffer.
+fn cut_into_parts(input: &Bytes, part_size: u64) -> Vec<Part> {
+    let mut assembler = PartAssembler::new(part_size, 1, 0);
+    let mut parts = Vec::new();
+    let mut offset = 0;
+    while offset < input.len() {
+        let end = (offset + 64 * 1024).min(input.len());
+        assembler.push(input.slice(offset..end), &mut parts);
+        offset = end;
+    }
+    parts.extend(assembler.finish());
+    parts
+}
+
+fn part_of(number: u32, offset: u64, bytes: Bytes) -> Part {
+    Part {
+        number,
+        offset,
+        len: bytes.len() as u64,
+        crc32c: crc32c::crc32c(&bytes),
+        chunks: Arc::from(vec![bytes]),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The S3 server.
+
+struct TestS3 {
+    addr: SocketAddr,
+    root: tempfile::TempDir,
+    controls: Arc<Controls>,
+}
+
+impl TestS3 {
+    async fn start(list_uploads_supported: bool) -> TestS3 {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
+        let file_system = s3s_fs::FileSystem::new(root.path()).unwrap();
+        let controls = Arc::new(Controls::default());
+        let strict = StrictUploads {
+            inner: file_system,
+            uploads: Mutex::new(HashMap::new()),
+            list_uploads_supported,
+            controls: Arc::clone(&controls),
+        };
+        let mut builder = s3s::service::S3ServiceBuilder::new(strict);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(
+            ACCESS_KEY_ID,
+            SECRET_ACCESS_KEY,
+        ));
+        let service = builder.build();
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let http =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            while let Ok((socket, _)) = listener.accept().await {
+                let connection = http
+                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
+                    .into_owned();
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+        });
+        TestS3 {
+            addr,
+            root,
+            controls,
+        }
+    }
+
+    fn settings(&self) -> S3Settings {
+        TestS3::settings_for(format!("http://{}", self.addr))
+    }
+
+    fn settings_for(endpoint: String) -> S3Settings {
+        S3Settings {
+            endpoint: Some(endpoint),
+            region: "us-east-1".into(),
+            bucket: BUCKET.into(),
+            path_style: true,
+            access_key_id: ACCESS_KEY_ID.into(),
+            secret_access_key: Secret::new(SECRET_ACCESS_KEY),
+            session_token: None,
+            checksums: true,
+        }
+    }
+
+    /// s3s-fs keeps an object as the file `root/bucket/key`.
+    fn read_object(&self, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.object_path(key)).ok()
+    }
+
+    fn object_path(&self, key: &str) -> PathBuf {
+        self.root.path().join(BUCKET).join(Path::new(key))
+    }
+}
+
+#[derive(Default)]
+struct Controls {
+    /// Answer this many of the next CreateMultipartUpload and UploadPart
+    /// requests with `503 SlowDown` and `Retry-After: 3`.
+    throttle_next: AtomicU32,
+    parts_seen: AtomicU32,
+    checksums_seen: AtomicU32,
+}
+
+struct UploadState {
+    bucket: String,
+    key: String,
+    parts: BTreeMap<i32, PartState>,
+}
+
+struct PartState {
+    etag: s3s::dto::ETag,
+    crc32c: Option<String>,
+}
+
+/// s3s-fs with S3's multipart bookkeeping on top (see the module comment).
+struct StrictUploads {
+    inner: s3s_fs::FileSystem,
+    uploads: Mutex<HashMap<String, UploadState>>,
+    list_uploads_supported: bool,
+    controls: Arc<Controls>,
+}
+
+impl StrictUploads {
+    fn throttle(&self) -> S3Result<()> {
+        let throttled = self
+            .controls
+            .throttle_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if !throttled {
+            return Ok(());
+        }
+        let mut error =
+            S3Error::with_message(S3ErrorCode::SlowDown, "please reduce your request rate");
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("3"),
+        );
+        error.set_headers(headers);
+        Err(error)
+    }
+
+    fn known(&self, upload_id: &str) -> S3Result<()> {
+        if self.uploads.lock().unwrap().contains_key(upload_id) {
+            Ok(())
+        } else {
+            Err(s3_error!(
+                NoSuchUpload,
+                "the specified upload does not exist"
+            ))
+        }
+    }
+}
+
+fn crc32c_base64(chunks: &[Bytes]) -> String {
+    let crc = chunks
+        .iter()
+        .fold(0, |crc, chunk| crc32c::crc32c_append(crc, chunk));
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
+}
+
+#[async_trait::async_trait]
+impl S3 for StrictUploads {
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.throttle()?;
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let response = self.inner.create_multipart_upload(req).await?;
+        let upload_id = response.output.upload_id.clone().unwrap_or_default();
+        self.uploads.lock().unwrap().insert(
+            upload_id,
+            UploadState {
+                bucket,
+                key,
+                parts: BTreeMap::new(),
+            },
+        );
+        Ok(response)
+    }
+
+    async fn upload_part(
+        &self,
+        mut req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        self.throttle()?;
+        self.known(&req.input.upload_id)?;
+        let body = req
+            .input
+            .body
+            .take()
+            .ok_or_else(|| s3_error!(IncompleteBody))?;
+        let chunks: Vec<Bytes> = body
+            .try_collect()
+            .await
+            .map_err(|e| s3_error!(IncompleteBody, "body failed: {e}"))?;
+        self.controls.parts_seen.fetch_add(1, Ordering::SeqCst);
+        let claimed = req.input.checksum_crc32c.clone();
+        if let Some(claimed) = &claimed {
+            self.controls.checksums_seen.fetch_add(1, Ordering::SeqCst);
+            if *claimed != crc32c_base64(&chunks) {
+                return Err(s3_error!(
+                    BadDigest,
+                    "the CRC32C you specified did not match the calculated checksum"
+                ));
+            }
+        }
+        req.input.body = Some(StreamingBlob::wrap(futures::stream::iter(
+            chunks.into_iter().map(Ok::<_, std::io::Error>),
+        )));
+        let (upload_id, part_number) = (req.input.upload_id.clone(), req.input.part_number);
+        let response = self.inner.upload_part(req).await?;
+        let etag = response
+            .output
+            .e_tag
+            .clone()
+            .ok_or_else(|| s3_error!(InternalError, "s3s-fs gave no etag"))?;
+        let mut uploads = self.uploads.lock().unwrap();
+        let upload = uploads
+            .get_mut(&upload_id)
+            .ok_or_else(|| s3_error!(NoSuchUpload))?;
+        upload.parts.insert(
+            part_number,
+            PartState {
+                etag,
+                crc32c: claimed,
+            },
+        );
+        Ok(response)
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        self.known(&req.input.upload_id)?;
+        let upload_id = req.input.upload_id.clone();
+        let marker = req.input.part_number_marker.unwrap_or(0);
+        // s3s-fs lists what is on disk (numbers and sizes); ETags and
+        // checksums come from the bookkeeping.
+        let mut response = self.inner.list_parts(req).await?;
+        let mut on_disk = response.output.parts.take().unwrap_or_default();
+        on_disk.retain(|part| part.part_number.unwrap_or(0) > marker);
+        on_disk.sort_by_key(|part| part.part_number);
+        let truncated = on_disk.len() > PAGE_SIZE;
+        on_disk.truncate(PAGE_SIZE);
+        let uploads = self.uploads.lock().unwrap();
+        let upload = uploads
+            .get(&upload_id)
+            .ok_or_else(|| s3_error!(NoSuchUpload))?;
+        for part in &mut on_disk {
+            if let Some(state) = upload.parts.get(&part.part_number.unwrap_or(0)) {
+                part.e_tag = Some(state.etag.clone());
+                part.checksum_crc32c = state.crc32c.clone();
+            }
+        }
+        response.output.is_truncated = Some(truncated);
+        response.output.next_part_number_marker = if truncated {
+            on_disk.last().and_then(|part| part.part_number)
+        } else {
+            None
+        };
+        response.output.parts = Some(on_disk);
+        Ok(response)
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let upload_id = req.input.upload_id.clone();
+        {
+            let uploads = self.uploads.lock().unwrap();
+            let upload = uploads
+                .get(&upload_id)
+                .ok_or_else(|| s3_error!(NoSuchUpload))?;
+            let named = req
+                .input
+                .multipart_upload
+                .as_ref()
+                .and_then(|upload| upload.parts.as_ref());
+            for part in named.into_iter().flatten() {
+                let held = upload.parts.get(&part.part_number.unwrap_or(0));
+                let etag_matches = held.is_some_and(|held| {
+                    part.e_tag
+                        .as_ref()
+                        .is_some_and(|etag| etag.value() == held.etag.value())
+                });
+                let crc_matches = match (&part.checksum_crc32c, held) {
+                    (Some(named), Some(held)) => held.crc32c.as_ref() == Some(named),
+                    _ => true,
+                };
+                if !etag_matches || !crc_matches {
+                    return Err(s3_error!(
+                        InvalidPart,
+                        "part {:?} was not uploaded with that ETag and checksum",
+                        part.part_number
+                    ));
+                }
+            }
+        }
+        let response = self.inner.complete_multipart_upload(req).await?;
+        self.uploads.lock().unwrap().remove(&upload_id);
+        Ok(response)
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.known(&req.input.upload_id)?;
+        let upload_id = req.input.upload_id.clone();
+        let response = self.inner.abort_multipart_upload(req).await?;
+        self.uploads.lock().unwrap().remove(&upload_id);
+        Ok(response)
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        if !self.list_uploads_supported {
+            return self.inner.list_multipart_uploads(req).await;
+        }
+        let input = req.input;
+        let prefix = input.prefix.unwrap_or_default();
+        let after = (
+            input.key_marker.unwrap_or_default(),
+            input.upload_id_marker.unwrap_or_default(),
+        );
+        let mut matching: Vec<(String, String)> = self
+            .uploads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, upload)| upload.bucket == input.bucket && upload.key.starts_with(&prefix))
+            .map(|(upload_id, upload)| (upload.key.clone(), upload_id.clone()))
+            .filter(|entry| *entry > after)
+            .collect();
+        matching.sort();
+        let truncated = matching.len() > PAGE_SIZE;
+        matching.truncate(PAGE_SIZE);
+        let last = matching.last().cloned().filter(|_| truncated);
+        let output = ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: Some(prefix),
+            is_truncated: Some(truncated),
+            next_key_marker: last.as_ref().map(|(key, _)| key.clone()),
+            next_upload_id_marker: last.map(|(_, upload_id)| upload_id),
+            uploads: Some(
+                matching
+                    .into_iter()
+                    .map(|(key, upload_id)| MultipartUpload {
+                        key: Some(key),
+                        upload_id: Some(upload_id),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        self.inner.head_object(req).await
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        self.inner.get_object(req).await
+    }
+}
