@@ -210,12 +210,36 @@ fn start_transfers(
     use crate::transfer::engine::{TransferEngine, TransferSettings};
     use std::time::Duration;
     let transfer = &config.transfer;
-    let sink = crate::transfer::sink::LocalSink::new(config.media_dir()).with_context(|| {
-        format!(
-            "cannot create the media folder {}",
-            config.media_dir().display()
-        )
-    })?;
+    let sink: Arc<dyn crate::transfer::sink::ObjectSink> = match transfer.sink.as_str() {
+        "s3" => {
+            let settings = crate::transfer::sink::S3Settings {
+                endpoint: config.s3.endpoint.clone(),
+                region: config.s3.region.clone(),
+                bucket: config.s3.bucket.clone(),
+                path_style: config.s3.path_style,
+                access_key_id: config.s3.access_key_id.clone(),
+                secret_access_key: config
+                    .s3
+                    .secret_access_key
+                    .clone()
+                    .context("s3.secret_access_key")?,
+                session_token: config.s3.session_token.clone(),
+                checksums: config.s3.checksums,
+            };
+            Arc::new(
+                crate::transfer::sink::S3Sink::new(settings)
+                    .map_err(|e| anyhow::anyhow!("s3 sink: {e}"))?,
+            )
+        }
+        _ => Arc::new(
+            crate::transfer::sink::LocalSink::new(config.media_dir()).with_context(|| {
+                format!(
+                    "cannot create the media folder {}",
+                    config.media_dir().display()
+                )
+            })?,
+        ),
+    };
     let downloader = Downloader::new(DownloadPolicy {
         allowlist: config
             .zoom
@@ -249,13 +273,7 @@ fn start_transfers(
         poll_interval: Duration::from_secs(2),
     };
     TransferEngine::start(
-        store,
-        secret_box,
-        std::sync::Arc::new(sink),
-        downloader,
-        settings,
-        shutdown,
-        tasks,
+        store, secret_box, sink, downloader, settings, shutdown, tasks,
     );
     Ok(())
 }

@@ -45,6 +45,38 @@ pub struct Config {
     pub zoom: ZoomConfig,
     pub caps: CapsConfig,
     pub transfer: TransferConfig,
+    pub s3: S3Config,
+}
+
+/// The S3 sink (`transfer.sink = "s3"`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Base URL of an S3-compatible server; empty for AWS S3 itself.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub bucket: String,
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
+    /// Per-part CRC32C checksums; turn off for stores that reject them.
+    pub checksums: bool,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: None,
+            region: "us-east-1".into(),
+            bucket: String::new(),
+            path_style: false,
+            access_key_id: String::new(),
+            secret_access_key: None,
+            session_token: None,
+            checksums: true,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -174,6 +206,7 @@ impl Default for Config {
             zoom: ZoomConfig::default(),
             caps: CapsConfig::default(),
             transfer: TransferConfig::default(),
+            s3: S3Config::default(),
         }
     }
 }
@@ -415,6 +448,20 @@ impl Config {
             (Some("transfer"), "sink_requests_per_second") => {
                 self.transfer.sink_requests_per_second = parse(key, value)?
             }
+            (Some("s3"), "endpoint") => {
+                self.s3.endpoint = Some(value.to_string()).filter(|v| !v.is_empty())
+            }
+            (Some("s3"), "region") => self.s3.region = value.to_string(),
+            (Some("s3"), "bucket") => self.s3.bucket = value.to_string(),
+            (Some("s3"), "path_style") => self.s3.path_style = parse(key, value)?,
+            (Some("s3"), "access_key_id") => self.s3.access_key_id = value.to_string(),
+            (Some("s3"), "secret_access_key") => {
+                self.s3.secret_access_key = Some(Secret::new(value)).filter(|s| !s.is_empty())
+            }
+            (Some("s3"), "session_token") => {
+                self.s3.session_token = Some(Secret::new(value)).filter(|s| !s.is_empty())
+            }
+            (Some("s3"), "checksums") => self.s3.checksums = parse(key, value)?,
             (Some("caps"), "max_duration_secs") => self.caps.max_duration_secs = parse(key, value)?,
             (Some("caps"), "max_file_bytes") => self.caps.max_file_bytes = parse(key, value)?,
             (Some(section), key) => bail!("unknown setting {section}.{key}"),
