@@ -137,32 +137,7 @@ async fn every_acknowledged_webhook_survives_kill_9() {
         ("FERRY_ZOOM_WEBHOOK_SECRET", WEBHOOK_SECRET),
     ];
     let daemon = DaemonProcess::spawn(binary(), dir.path(), &env).unwrap();
-    let mut operator = connect(&daemon.grpc_url(), Some(OPERATOR_TOKEN))
-        .await
-        .unwrap();
-    let institution = create_institution(&mut operator, "Burst U").await.unwrap();
-    let mut admin = connect(&daemon.grpc_url(), Some(&institution.admin_key))
-        .await
-        .unwrap();
-    let config = create_configuration(&mut admin, "Main").await;
-    let account = install(
-        &mut admin,
-        &config.configuration_token,
-        "burst-account",
-        api::ZoomPlan::Business,
-    )
-    .await
-    .unwrap();
-    sync(
-        &mut admin,
-        api::SyncMode::Upsert,
-        vec![user("h", "host@example.edu", "", api::UserRole::Instructor)],
-    )
-    .await
-    .unwrap();
-    let start = ferry_control::model::Timestamp::from_unix_seconds(
-        account.install_time.unwrap().seconds + 5,
-    );
+    let (institution, start) = process_scene(&daemon, "burst-account").await;
 
     let zoom = ferry_tests::zoomsim::ZoomSimulator::new(daemon.http_addr, WEBHOOK_SECRET);
     let mut senders = Vec::new();
@@ -225,6 +200,44 @@ async fn every_acknowledged_webhook_survives_kill_9() {
     }
 }
 
+/// An institution with one installed Zoom account and its host as a user,
+/// made over the process's gRPC API; returns the admin key and the earliest
+/// recording start the rules accept.
+async fn process_scene(
+    daemon: &DaemonProcess,
+    account: &str,
+) -> (TestInstitution, ferry_control::model::Timestamp) {
+    let mut operator = connect(&daemon.grpc_url(), Some(OPERATOR_TOKEN))
+        .await
+        .unwrap();
+    let institution = create_institution(&mut operator, "Process U")
+        .await
+        .unwrap();
+    let mut admin = connect(&daemon.grpc_url(), Some(&institution.admin_key))
+        .await
+        .unwrap();
+    let config = create_configuration(&mut admin, "Main").await;
+    let installed = install(
+        &mut admin,
+        &config.configuration_token,
+        account,
+        api::ZoomPlan::Business,
+    )
+    .await
+    .unwrap();
+    sync(
+        &mut admin,
+        api::SyncMode::Upsert,
+        vec![user("h", "host@example.edu", "", api::UserRole::Instructor)],
+    )
+    .await
+    .unwrap();
+    let start = ferry_control::model::Timestamp::from_unix_seconds(
+        installed.install_time.unwrap().seconds + 5,
+    );
+    (institution, start)
+}
+
 #[tokio::test]
 async fn serve_refuses_plain_tcp_off_loopback_and_unknown_settings() {
     let dir = tempfile::tempdir().unwrap();
@@ -274,38 +287,16 @@ async fn a_transfer_killed_mid_stream_resumes_after_restart() {
     ];
     let server = DownloadServer::start().await.unwrap();
     let daemon = DaemonProcess::spawn(binary(), dir.path(), &env).unwrap();
-    let mut operator = connect(&daemon.grpc_url(), Some(OPERATOR_TOKEN))
-        .await
-        .unwrap();
-    let institution = create_institution(&mut operator, "Crash U").await.unwrap();
+    let (institution, start) = process_scene(&daemon, "crash-account").await;
     let mut admin = connect(&daemon.grpc_url(), Some(&institution.admin_key))
         .await
         .unwrap();
-    let config = create_configuration(&mut admin, "Main").await;
-    let account = install(
-        &mut admin,
-        &config.configuration_token,
-        "crash-account",
-        api::ZoomPlan::Business,
-    )
-    .await
-    .unwrap();
-    sync(
-        &mut admin,
-        api::SyncMode::Upsert,
-        vec![user("h", "host@example.edu", "", api::UserRole::Instructor)],
-    )
-    .await
-    .unwrap();
 
     let media = SyntheticMedia::mp4(
         40 * MIB,
         std::time::Duration::from_secs(3000),
         Mp4Layout::FastStart,
         1,
-    );
-    let start = ferry_control::model::Timestamp::from_unix_seconds(
-        account.install_time.unwrap().seconds + 5,
     );
     let mut meeting = Meeting::lecture("crash-account", "host@example.edu", start)
         .with_files(vec![FileSpec::mp4("speaker_view", 0, 3000, media.len())]);
