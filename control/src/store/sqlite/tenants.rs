@@ -257,11 +257,13 @@ pub(super) fn get_configuration(
     institution_id: &str,
     configuration_id: &str,
 ) -> StoreResult<ZoomConfiguration> {
-    conn.query_row(
-        &format!(
-            "SELECT {CONFIGURATION_COLUMNS} FROM zoom_configurations c
-             WHERE c.institution_id = ?1 AND c.configuration_id = ?2"
-        ),
+    // Cached: the intake reads the configuration for every webhook.
+    conn.prepare_cached(&format!(
+        "SELECT {CONFIGURATION_COLUMNS} FROM zoom_configurations c
+         WHERE c.institution_id = ?1 AND c.configuration_id = ?2"
+    ))
+    .map_err(sql_error)?
+    .query_row(
         params![institution_id, configuration_id],
         configuration_from_row,
     )
