@@ -24,6 +24,8 @@ type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 type WriteOp = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
 
 pub(super) struct Engine {
+    /// Set when the store is dropped: stops the checkpoint thread.
+    closed: Arc<std::sync::atomic::AtomicBool>,
     path: PathBuf,
     write_tx: mpsc::Sender<WriteOp>,
     readers: Arc<Mutex<Vec<Connection>>>,
@@ -42,7 +44,14 @@ impl Engine {
             .name("ferry-sqlite-writer".into())
             .spawn(move || run_writer(writer, write_rx, max_batch.max(1)))
             .expect("spawning the sqlite writer thread");
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (checkpoint_path, checkpoint_closed) = (path.to_path_buf(), closed.clone());
+        std::thread::Builder::new()
+            .name("ferry-sqlite-checkpoint".into())
+            .spawn(move || run_checkpoints(&checkpoint_path, &checkpoint_closed, busy_timeout))
+            .expect("spawning the sqlite checkpoint thread");
         Engine {
+            closed,
             path: path.to_path_buf(),
             write_tx,
             readers: Arc::new(Mutex::new(Vec::new())),
@@ -138,6 +147,32 @@ fn open_reader(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
     )
     .map_err(sql_error)?;
     Ok(conn)
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Copies the WAL into the database file every half second, on its own
+/// connection. Automatic checkpoints are off on the writer: they would run
+/// inline after a commit and put a database-file fsync (tens of ms on a busy
+/// disk) in front of every write waiting behind it. Commits stay durable:
+/// each still fsyncs the WAL.
+fn run_checkpoints(path: &Path, closed: &std::sync::atomic::AtomicBool, busy_timeout: Duration) {
+    let Ok(conn) = Connection::open(path) else {
+        tracing::error!("could not open a connection for WAL checkpoints");
+        return;
+    };
+    let _ = conn.busy_timeout(busy_timeout);
+    while !closed.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
 }
 
 fn run_writer(conn: Connection, mut write_rx: mpsc::Receiver<WriteOp>, max_batch: usize) {

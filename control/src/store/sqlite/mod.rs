@@ -91,7 +91,9 @@ fn open_writer(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;",
+         PRAGMA foreign_keys = ON;
+         PRAGMA wal_autocheckpoint = 0;
+         PRAGMA journal_size_limit = 67108864;",
     )
     .map_err(sql_error)?;
     Ok(conn)
