@@ -503,7 +503,17 @@ async fn stream_parts(
         }
         assembler.push(chunk, &mut ready);
         for part in ready.drain(..) {
-            let permit = budget.take().expect("a part being filled holds budget");
+            // One chunk can complete more than one part (a chunk larger than
+            // a part): every part after the first needs budget of its own.
+            let permit = match budget.take() {
+                Some(permit) => permit,
+                None => shared
+                    .budget
+                    .clone()
+                    .acquire_many_owned(part_permits)
+                    .await
+                    .expect("budget is never closed"),
+            };
             while in_flight.len() >= settings.parts_in_flight.max(1) {
                 if let Some(finished) = in_flight.join_next().await {
                     record(
