@@ -432,7 +432,9 @@ async fn stream_parts(
     let mut received_here = 0u64;
     let mut last_progress = Instant::now();
     let mut body = download.body;
-    let part_permits = kib(upload.part_size);
+    // A part larger than the whole budget (a huge file raised the part size)
+    // takes the whole budget rather than waiting forever.
+    let part_permits = kib(upload.part_size).min(kib(settings.byte_budget));
 
     loop {
         // Limiters first, then memory: a transfer waiting on a limiter holds
