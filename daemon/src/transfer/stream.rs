@@ -287,11 +287,7 @@ pub(super) async fn transfer(
         .clone()
         .ok_or_else(|| TransferError::Permanent("the job has no recording file".into()))?;
     let key = object_key(&shared.settings.key_prefix, job);
-    let content_type = if file.file_type == "M4A" {
-        "audio/mp4"
-    } else {
-        "video/mp4"
-    };
+    let content_type = content_type(job);
     let mut resume = resume_or_start(shared, job, &key, content_type).await?;
 
     shared
@@ -323,6 +319,31 @@ pub(super) async fn transfer(
         }
     }
     stream_parts(shared, job, stop, download, resume, file.file_size).await
+}
+
+/// The MIME type of the job's file: audio-only M4A, or MP4 video.
+fn content_type(job: &Job) -> &'static str {
+    match &job.recording_file {
+        Some(file) if file.file_type == "M4A" => "audio/mp4",
+        _ => "video/mp4",
+    }
+}
+
+/// The budget held for the part being filled, or a fresh share of it.
+async fn take_budget(
+    held: &mut Option<OwnedSemaphorePermit>,
+    shared: &Shared,
+    part_permits: u32,
+) -> OwnedSemaphorePermit {
+    match held.take() {
+        Some(permit) => permit,
+        None => shared
+            .budget
+            .clone()
+            .acquire_many_owned(part_permits)
+            .await
+            .expect("budget is never closed"),
+    }
 }
 
 /// A part upload in flight, holding its share of the byte budget.
@@ -507,15 +528,7 @@ async fn stream_parts(
         for part in ready.drain(..) {
             // One chunk can complete more than one part (a chunk larger than
             // a part): every part after the first needs budget of its own.
-            let permit = match budget.take() {
-                Some(permit) => permit,
-                None => shared
-                    .budget
-                    .clone()
-                    .acquire_many_owned(part_permits)
-                    .await
-                    .expect("budget is never closed"),
-            };
+            let permit = take_budget(&mut budget, shared, part_permits).await;
             while in_flight.len() >= settings.parts_in_flight.max(1) {
                 if let Some(finished) = in_flight.join_next().await {
                     record(
@@ -538,14 +551,7 @@ async fn stream_parts(
             ));
             if assembler.pending_len() > 0 {
                 // The chunk spilled into the next part: it needs budget too.
-                budget = Some(
-                    shared
-                        .budget
-                        .clone()
-                        .acquire_many_owned(part_permits)
-                        .await
-                        .expect("budget is never closed"),
-                );
+                budget = Some(take_budget(&mut None, shared, part_permits).await);
             }
         }
         if last_progress.elapsed() >= Duration::from_millis(250) {
@@ -559,15 +565,7 @@ async fn stream_parts(
 
     let received_total = assembler.offset();
     if let Some(last) = assembler.finish() {
-        let permit = match budget.take() {
-            Some(permit) => permit,
-            None => shared
-                .budget
-                .clone()
-                .acquire_many_owned(part_permits)
-                .await
-                .expect("budget is never closed"),
-        };
+        let permit = take_budget(&mut budget, shared, part_permits).await;
         in_flight.spawn(upload_part(
             shared.clone(),
             job.job_id.clone(),
@@ -628,15 +626,7 @@ async fn stream_parts(
         checksum: format!("crc32c:{checksum:08x}"),
         duration_ms: duration_ms.unwrap_or(0),
         size_bytes: received_total,
-        content_type: if job
-            .recording_file
-            .as_ref()
-            .is_some_and(|f| f.file_type == "M4A")
-        {
-            "audio/mp4".into()
-        } else {
-            "video/mp4".into()
-        },
+        content_type: content_type(job).into(),
         job_note: note.clone(),
     };
     let (completed_job, created) = shared
