@@ -206,8 +206,9 @@ fn start_transfers(
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) -> anyhow::Result<()> {
-    use crate::transfer::download::{DownloadPolicy, Downloader, HostPattern};
-    use crate::transfer::engine::{TransferEngine, TransferSettings};
+    use crate::transfer::download::Downloader;
+    use crate::transfer::engine::{Connections, TransferEngine, TransferSettings};
+    use crate::transfer::zoom_api::ZoomApi;
     use std::time::Duration;
     let transfer = &config.transfer;
     let sink: Arc<dyn crate::transfer::sink::ObjectSink> = match transfer.sink.as_str() {
@@ -240,16 +241,12 @@ fn start_transfers(
             })?,
         ),
     };
-    let downloader = Downloader::new(DownloadPolicy {
-        allowlist: config
-            .zoom
-            .download_allowlist
-            .iter()
-            .filter_map(|e| HostPattern::parse(e))
-            .collect(),
-        allow_insecure_http: config.zoom.allow_insecure_downloads,
-        connect_timeout: Duration::from_secs(transfer.connect_timeout_secs),
-    });
+    let downloader = Downloader::new(config.download_policy());
+    let zoom_api = ZoomApi::new(
+        downloader.clone(),
+        &config.zoom.oauth_base_url,
+        &config.zoom.api_base_url,
+    );
     let settings = TransferSettings {
         worker_id: format!(
             "ferry-{}-{}",
@@ -272,9 +269,14 @@ fn start_transfers(
         caps: config.caps(),
         poll_interval: Duration::from_secs(2),
     };
-    TransferEngine::start(
-        store, secret_box, sink, downloader, settings, shutdown, tasks,
-    );
+    let connections = Connections {
+        store,
+        secret_box,
+        sink,
+        downloader,
+        zoom_api,
+    };
+    TransferEngine::start(connections, settings, shutdown, tasks);
     Ok(())
 }
 

@@ -145,6 +145,12 @@ pub struct ZoomConfig {
     pub download_allowlist: Vec<String>,
     /// Allow plain http:// downloads (loopback tests only).
     pub allow_insecure_downloads: bool,
+    /// Zoom's REST API, asked for a fresh download token when a webhook's
+    /// has expired. Its host must pass `download_allowlist`.
+    pub api_base_url: String,
+    /// Where Server-to-Server OAuth account tokens come from. Its host must
+    /// pass `download_allowlist`.
+    pub oauth_base_url: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -270,6 +276,8 @@ impl Default for ZoomConfig {
                 .map(String::from)
                 .to_vec(),
             allow_insecure_downloads: false,
+            api_base_url: "https://api.zoom.us".into(),
+            oauth_base_url: "https://zoom.us".into(),
         }
     }
 }
@@ -406,6 +414,8 @@ impl Config {
                     .filter(|s| !s.is_empty())
                     .collect()
             }
+            (Some("zoom"), "api_base_url") => self.zoom.api_base_url = value.to_string(),
+            (Some("zoom"), "oauth_base_url") => self.zoom.oauth_base_url = value.to_string(),
             (Some("zoom"), "allow_insecure_downloads") => {
                 self.zoom.allow_insecure_downloads = parse(key, value)?
             }
@@ -530,6 +540,18 @@ impl Config {
                 bail!("zoom.download_allowlist: {entry:?} is not a host name or *.domain pattern");
             }
         }
+        let policy = self.download_policy();
+        for (key, url) in [
+            ("zoom.api_base_url", &self.zoom.api_base_url),
+            ("zoom.oauth_base_url", &self.zoom.oauth_base_url),
+        ] {
+            let uri: http::Uri = url
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{key}: {url:?} is not a URL"))?;
+            policy.check(&uri).map_err(|e| {
+                anyhow::anyhow!("{key}: {e} (its host must pass zoom.download_allowlist)")
+            })?;
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!("log_format: {:?} is not one of text, json", self.log_format);
         }
@@ -538,6 +560,21 @@ impl Config {
                 .map_err(|e| anyhow::anyhow!("encryption_key: {e}"))?;
         }
         Ok(())
+    }
+
+    /// Which hosts downloads and Zoom API calls may reach.
+    pub fn download_policy(&self) -> crate::transfer::download::DownloadPolicy {
+        use crate::transfer::download::{DownloadPolicy, HostPattern};
+        DownloadPolicy {
+            allowlist: self
+                .zoom
+                .download_allowlist
+                .iter()
+                .filter_map(|e| HostPattern::parse(e))
+                .collect(),
+            allow_insecure_http: self.zoom.allow_insecure_downloads,
+            connect_timeout: std::time::Duration::from_secs(self.transfer.connect_timeout_secs),
+        }
     }
 
     pub fn caps(&self) -> ferry_control::rules::Caps {
@@ -614,6 +651,31 @@ mod tests {
         std::fs::write(&file, "[grpc]\nadrr = \"127.0.0.1:1\"\n").unwrap();
         let error = Config::load(Some(&file), env(&[])).unwrap_err();
         assert!(format!("{error:#}").contains("adrr"), "{error:#}");
+    }
+
+    #[test]
+    fn zoom_api_urls_must_pass_the_download_allowlist() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("FERRY_ZOOM_API_BASE_URL", "https://api.zoomgov.com"),
+                ("FERRY_ZOOM_OAUTH_BASE_URL", "https://zoomgov.com"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.zoom.api_base_url, "https://api.zoomgov.com");
+        for (key, url) in [
+            ("FERRY_ZOOM_API_BASE_URL", "https://api.example.com"),
+            ("FERRY_ZOOM_OAUTH_BASE_URL", "http://zoom.us"),
+            ("FERRY_ZOOM_API_BASE_URL", "not a url"),
+        ] {
+            let error = Config::load(None, env(&[(key, url)])).unwrap_err();
+            let name = key.trim_start_matches("FERRY_ZOOM_").to_ascii_lowercase();
+            assert!(
+                format!("{error:#}").contains(&format!("zoom.{name}")),
+                "{error:#}"
+            );
+        }
     }
 
     #[test]

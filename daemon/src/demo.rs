@@ -32,6 +32,9 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     // The simulated Zoom download hosts live on loopback, over plain http.
     config.zoom.download_allowlist = vec!["127.0.0.1".into(), "localhost".into()];
     config.zoom.allow_insecure_downloads = true;
+    let downloads = DownloadServer::start().await?;
+    config.zoom.api_base_url = downloads.zoom_base();
+    config.zoom.oauth_base_url = downloads.zoom_base();
     // Ephemeral loopback ports, so the demo never collides with a running daemon.
     config.grpc.addr = "127.0.0.1:0".parse()?;
     config.http.addr = "127.0.0.1:0".parse()?;
@@ -210,7 +213,6 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     let account_id = account.zoom_account_id.as_str();
     // Zoom's download hosts: each MP4 is a synthetic recording whose bytes
     // the demo can check after the transfer.
-    let downloads = DownloadServer::start().await?;
     let mut served = Vec::new();
     let mut serve = |meeting: &mut Meeting, minutes: u64| {
         meeting.download_base = downloads.zoom_base();

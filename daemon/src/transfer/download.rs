@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Uri};
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -156,7 +156,7 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector<PrivateAddressFilter
 
 #[derive(Clone)]
 pub struct Downloader {
-    client: Client<Connector, Empty<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     policy: Arc<DownloadPolicy>,
 }
 
@@ -210,7 +210,7 @@ impl Downloader {
             if range_start > 0 {
                 request = request.header(http::header::RANGE, format!("bytes={range_start}-"));
             }
-            let request = request.body(Empty::new()).map_err(|_| {
+            let request = request.body(Full::new(Bytes::new())).map_err(|_| {
                 DownloadError::Refused("the download URL cannot be requested".into())
             })?;
             let response = self
@@ -219,13 +219,7 @@ impl Downloader {
                 .await
                 .map_err(|e| DownloadError::Network(describe(&e)))?;
             let status = response.status().as_u16();
-            let header = |name: http::header::HeaderName| {
-                response
-                    .headers()
-                    .get(name)
-                    .and_then(|v: &HeaderValue| v.to_str().ok())
-                    .map(str::to_string)
-            };
+            let header = |name: http::header::HeaderName| header(response.headers(), name);
             match status {
                 200 | 206 => {
                     let range_start = (status == 206)
@@ -248,18 +242,65 @@ impl Downloader {
                     uri = resolve(&uri, &location)?;
                 }
                 _ => {
-                    let retry_after = header(http::header::RETRY_AFTER)
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
                     return Err(DownloadError::Status {
                         status,
-                        retry_after,
+                        retry_after: retry_after(response.headers()),
                     });
                 }
             }
         }
         Err(DownloadError::TooManyRedirects)
     }
+
+    /// Sends one request to a Zoom API host (checked like a download hop,
+    /// redirects not followed) and reads its whole answer, at most `limit`
+    /// bytes. Any status is returned; only the transport can fail.
+    pub async fn fetch(
+        &self,
+        request: hyper::Request<Full<Bytes>>,
+        limit: usize,
+    ) -> Result<Fetched, DownloadError> {
+        self.policy.check(request.uri())?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| DownloadError::Network(describe(&e)))?;
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
+        let body = Limited::new(response.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| DownloadError::Network(format!("reading the answer: {e}")))?
+            .to_bytes();
+        Ok(Fetched {
+            status,
+            retry_after,
+            body,
+        })
+    }
+}
+
+/// A whole API answer.
+#[derive(Debug)]
+pub struct Fetched {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub body: Bytes,
+}
+
+fn header(headers: &http::HeaderMap, name: http::header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by Zoom or S3).
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    header(headers, http::header::RETRY_AFTER)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// The error and its sources on one line, without URLs' query strings.

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use super::download::Downloader;
 use super::sink::ObjectSink;
 use super::stream::{self, TransferError};
+use super::zoom_api::{ApiError, Credentials, FreshDownload, ZoomApi};
 
 /// How the engine runs; see the README's `[transfer]` settings.
 #[derive(Clone, Debug)]
@@ -47,12 +48,22 @@ pub struct TransferSettings {
     pub poll_interval: Duration,
 }
 
+/// What the engine talks to.
+pub struct Connections {
+    pub store: Arc<dyn Store>,
+    pub secret_box: SecretBox,
+    pub sink: Arc<dyn ObjectSink>,
+    pub downloader: Downloader,
+    pub zoom_api: ZoomApi,
+}
+
 /// What every transfer shares.
 pub(super) struct Shared {
     pub store: Arc<dyn Store>,
     pub secret_box: SecretBox,
     pub sink: Arc<dyn ObjectSink>,
     pub downloader: Downloader,
+    pub zoom_api: ZoomApi,
     pub settings: TransferSettings,
     /// The byte budget, in KiB permits.
     pub budget: Arc<Semaphore>,
@@ -86,10 +97,7 @@ impl TransferEngine {
     /// Starts the dispatcher; it stops when `shutdown` fires, releasing the
     /// jobs it holds so another start resumes them.
     pub fn start(
-        store: Arc<dyn Store>,
-        secret_box: SecretBox,
-        sink: Arc<dyn ObjectSink>,
-        downloader: Downloader,
+        connections: Connections,
         settings: TransferSettings,
         shutdown: CancellationToken,
         tasks: TaskTracker,
@@ -111,11 +119,19 @@ impl TransferEngine {
         let budget_permits = usize::try_from(settings.byte_budget.div_ceil(1024))
             .unwrap_or(usize::MAX)
             .min(Semaphore::MAX_PERMITS);
+        let Connections {
+            store,
+            secret_box,
+            sink,
+            downloader,
+            zoom_api,
+        } = connections;
         let shared = Arc::new(Shared {
             store,
             secret_box,
             sink,
             downloader,
+            zoom_api,
             budget: Arc::new(Semaphore::new(budget_permits)),
             bandwidth,
             sink_limiter,
@@ -270,9 +286,28 @@ async fn run_job(shared: &Arc<Shared>, lease: Lease, shutdown: &CancellationToke
     let stop = shutdown.child_token();
     let watcher = watch_lease(shared, &job.job_id, stop.clone());
     let mut attempt = 0u32;
+    // A fresh download token, fetched once when Zoom refuses the webhook's.
+    let mut fresh: Option<FreshDownload> = None;
     let outcome = loop {
+        let result = match stream::transfer(shared, &job, &stop, fresh.as_ref()).await {
+            Err(TransferError::TokenRejected { status }) if fresh.is_none() => {
+                match fresh_download(shared, &job, status).await {
+                    Ok(download) => {
+                        tracing::info!(job = %job.job_id, "fetched a fresh download token; retrying");
+                        fresh = Some(download);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(TransferError::TokenRejected { status }) => Err(TransferError::Permanent(format!(
+                "zoom refused the download (HTTP {status}) even with a freshly fetched download token; check \
+                 the account's cloud recording settings and the OAuth app's scopes"
+            ))),
+            other => other,
+        };
         attempt += 1;
-        match stream::transfer(shared, &job, &stop).await {
+        match result {
             Ok(()) => break None,
             Err(TransferError::Transient {
                 message,
@@ -299,6 +334,7 @@ async fn run_job(shared: &Arc<Shared>, lease: Lease, shutdown: &CancellationToke
                 break Some(Stop::Record(JobOutcome::Skipped { reason, message }));
             }
             Err(TransferError::Stopped) => break Some(stopped(shutdown)),
+            Err(TransferError::TokenRejected { .. }) => unreachable!("handled above"),
         }
     };
     stop.cancel();
@@ -334,6 +370,67 @@ async fn run_job(shared: &Arc<Shared>, lease: Lease, shutdown: &CancellationToke
         Ok(finished) => log_outcome(&finished),
         Err(e) => tracing::info!(job = %job.job_id, error = %e, "transfer ended without the lease"),
     }
+}
+
+/// Zoom refused the webhook's download token (HTTP `status`): with the
+/// account's Server-to-Server OAuth credentials, ask the API for a fresh one.
+async fn fresh_download(
+    shared: &Shared,
+    job: &Job,
+    status: u16,
+) -> Result<FreshDownload, TransferError> {
+    let account = shared
+        .store
+        .installed_account(&job.zoom_account_id)
+        .await
+        .map_err(|e| TransferError::Transient {
+            message: format!("store: {e}"),
+            retry_after: None,
+        })?;
+    let Some(oauth) = account.and_then(|a| a.oauth) else {
+        return Err(TransferError::Permanent(format!(
+            "zoom refused the download token (HTTP {status}): it has probably expired (tokens last 24 hours) \
+             and the zoom account has no Server-to-Server OAuth credentials to fetch a fresh one; reinstall \
+             the account with OAuth credentials, then retry the job"
+        )));
+    };
+    let client_secret = shared
+        .secret_box
+        .open_secret(&oauth.sealed_client_secret)
+        .map_err(|_| {
+            TransferError::Permanent(
+                "the account's OAuth client secret cannot be read with this daemon's encryption key".into(),
+            )
+        })?;
+    let credentials = Credentials {
+        client_id: oauth.client_id,
+        client_secret,
+    };
+    let file_id = job
+        .recording_file
+        .as_ref()
+        .map_or("", |f| f.file_id.as_str());
+    shared
+        .zoom_api
+        .fresh_download(
+            &job.zoom_account_id,
+            &credentials,
+            &job.meeting_uuid,
+            file_id,
+        )
+        .await
+        .map_err(|e| match e {
+            ApiError::Refused(message) => TransferError::Permanent(format!(
+                "the download token expired and no fresh one could be fetched: {message}"
+            )),
+            ApiError::Unavailable {
+                message,
+                retry_after,
+            } => TransferError::Transient {
+                message: format!("fetching a fresh download token: {message}"),
+                retry_after,
+            },
+        })
 }
 
 /// How a transfer that did not complete is recorded.

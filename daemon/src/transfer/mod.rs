@@ -12,3 +12,4 @@ pub mod mp4;
 pub mod parts;
 pub mod sink;
 pub mod stream;
+pub mod zoom_api;

@@ -19,6 +19,7 @@ use super::engine::{Shared, backoff, kib};
 use super::mp4::{Mp4Scanner, Mp4Verdict};
 use super::parts::{Part, PartAssembler, combine_crc32c, part_size_for};
 use super::sink::{CompletedPart, SinkError};
+use super::zoom_api::FreshDownload;
 
 /// How an attempt failed, which decides what happens next.
 #[derive(Debug)]
@@ -34,6 +35,8 @@ pub enum TransferError {
     Cap { reason: SkipReason, message: String },
     /// Cancelled, lease lost, or shutting down.
     Stopped,
+    /// Zoom refused the download token (HTTP 401 or 403).
+    TokenRejected { status: u16 },
 }
 
 impl TransferError {
@@ -246,42 +249,48 @@ async fn resume_or_start(
     })
 }
 
-fn download_error(error: DownloadError, has_oauth: bool) -> TransferError {
+fn download_error(error: DownloadError) -> TransferError {
     match error {
         DownloadError::Refused(message) => TransferError::Permanent(message),
         DownloadError::TooManyRedirects => TransferError::Permanent(error.to_string()),
         DownloadError::Network(message) => TransferError::transient(message),
-        DownloadError::Status { status: 401 | 403, .. } if !has_oauth => TransferError::Permanent(
-            "zoom refused the download token (HTTP 401/403): it has probably expired (tokens last 24 hours) and the \
-             zoom account has no server-to-server OAuth credentials to fetch a fresh one; install the account with \
-             OAuth credentials, then retry the job"
-                .into(),
-        ),
-        DownloadError::Status { status: 401 | 403, .. } => {
-            TransferError::Permanent("zoom refused the download token (HTTP 401/403)".into())
-        }
-        DownloadError::Status { status, retry_after } if status == 429 || status >= 500 => TransferError::Transient {
+        DownloadError::Status {
+            status: status @ (401 | 403),
+            ..
+        } => TransferError::TokenRejected { status },
+        DownloadError::Status {
+            status,
+            retry_after,
+        } if status == 429 || status >= 500 => TransferError::Transient {
             message: format!("zoom answered HTTP {status}"),
             retry_after,
         },
-        DownloadError::Status { status, .. } => {
-            TransferError::Permanent(format!("zoom answered HTTP {status} for the recording file"))
-        }
+        DownloadError::Status { status, .. } => TransferError::Permanent(format!(
+            "zoom answered HTTP {status} for the recording file"
+        )),
     }
 }
 
 /// One attempt at the whole transfer.
+/// `fresh` overrides the webhook's download token and URL.
 pub(super) async fn transfer(
     shared: &Arc<Shared>,
     job: &Job,
     stop: &CancellationToken,
+    fresh: Option<&FreshDownload>,
 ) -> Result<(), TransferError> {
     let sealed = shared
         .store
         .get_job_secrets(&job.institution_id, &job.job_id)
         .await
         .map_err(lease_or_store)?;
-    let (url, token) = secrets(shared, job, &sealed)?;
+    let (mut url, mut token) = secrets(shared, job, &sealed)?;
+    if let Some(fresh) = fresh {
+        token = Some(fresh.token.expose().to_string());
+        if let Some(fresh_url) = &fresh.download_url {
+            url = fresh_url.clone();
+        }
+    }
     let file = job
         .recording_file
         .clone()
@@ -294,11 +303,10 @@ pub(super) async fn transfer(
         .account_limiter(&job.zoom_account_id)
         .until_ready()
         .await;
-    let has_oauth = matches!(shared.store.installed_account(&job.zoom_account_id).await, Ok(Some(a)) if a.oauth.is_some());
     let download = tokio::select! {
         _ = stop.cancelled() => return Err(TransferError::Stopped),
         download = shared.downloader.get(&url, token.as_deref(), resume.offset()) =>
-            download.map_err(|e| download_error(e, has_oauth))?,
+            download.map_err(download_error)?,
     };
     if download
         .content_type
@@ -329,6 +337,23 @@ fn content_type(job: &Job) -> &'static str {
     }
 }
 
+/// The budget for one more part: bandwidth first, then memory, so that a
+/// transfer waiting on the limiter holds no budget. Every part passes here
+/// exactly once.
+async fn part_budget(shared: &Shared, part_permits: u32) -> OwnedSemaphorePermit {
+    if let Some(bandwidth) = &shared.bandwidth
+        && let Some(n) = std::num::NonZeroU32::new(part_permits)
+    {
+        let _ = bandwidth.until_n_ready(n).await;
+    }
+    shared
+        .budget
+        .clone()
+        .acquire_many_owned(part_permits)
+        .await
+        .expect("budget is never closed")
+}
+
 /// The budget held for the part being filled, or a fresh share of it.
 async fn take_budget(
     held: &mut Option<OwnedSemaphorePermit>,
@@ -337,12 +362,7 @@ async fn take_budget(
 ) -> OwnedSemaphorePermit {
     match held.take() {
         Some(permit) => permit,
-        None => shared
-            .budget
-            .clone()
-            .acquire_many_owned(part_permits)
-            .await
-            .expect("budget is never closed"),
+        None => part_budget(shared, part_permits).await,
     }
 }
 
@@ -458,19 +478,11 @@ async fn stream_parts(
     let part_permits = kib(upload.part_size).min(kib(settings.byte_budget));
 
     loop {
-        // Limiters first, then memory: a transfer waiting on a limiter holds
-        // no budget for the part it is about to fill.
         if budget.is_none() {
-            if let Some(bandwidth) = &shared.bandwidth
-                && let Some(n) = std::num::NonZeroU32::new(part_permits)
-            {
-                let _ = bandwidth.until_n_ready(n).await;
-            }
-            let permit = tokio::select! {
+            budget = Some(tokio::select! {
                 _ = stop.cancelled() => return Err(TransferError::Stopped),
-                permit = shared.budget.clone().acquire_many_owned(part_permits) => permit.expect("budget is never closed"),
-            };
-            budget = Some(permit);
+                permit = part_budget(shared, part_permits) => permit,
+            });
         }
         let frame = tokio::select! {
             _ = stop.cancelled() => return Err(TransferError::Stopped),
@@ -551,7 +563,7 @@ async fn stream_parts(
             ));
             if assembler.pending_len() > 0 {
                 // The chunk spilled into the next part: it needs budget too.
-                budget = Some(take_budget(&mut None, shared, part_permits).await);
+                budget = Some(part_budget(shared, part_permits).await);
             }
         }
         if last_progress.elapsed() >= Duration::from_millis(250) {

@@ -2,15 +2,22 @@
 //! token and a second "CDN" host it can redirect to, both on 127.0.0.1
 //! (reached as `127.0.0.1` and `localhost`, two different host names).
 //! Each file can misbehave on purpose: ignore Range, reset the connection
-//! part way, stall, throttle, lie about its length, or answer with the HTML
-//! page Zoom shows when downloads are not allowed.
+//! part way, stall, throttle, lie about its length, answer 429, or answer
+//! with the HTML page Zoom shows when downloads are not allowed.
+//!
+//! The "Zoom" host also plays Zoom's API for fresh download tokens:
+//! Server-to-Server OAuth (`POST /oauth/token`) and
+//! `GET /v2/meetings/{uuid}/recordings?include_fields=download_access_token`,
+//! which, like Zoom, wants a uuid that starts with `/` or holds `//` encoded
+//! twice.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::StreamBody;
@@ -53,6 +60,8 @@ pub struct FileBehavior {
     pub stall_after: Option<(u64, Duration)>,
     /// Serve at most this many bytes per second.
     pub throttle_bytes_per_sec: Option<u64>,
+    /// Answer 429 to the first N requests, with this `Retry-After` (seconds).
+    pub too_many_requests: Option<(u32, Option<u64>)>,
 }
 
 impl FileBehavior {
@@ -68,6 +77,7 @@ impl FileBehavior {
             reset_after: None,
             stall_after: None,
             throttle_bytes_per_sec: None,
+            too_many_requests: None,
         }
     }
 }
@@ -83,6 +93,35 @@ pub struct FileStats {
     pub cdn_saw_authorization: bool,
     pub bytes_served: u64,
     pub unauthorized: u32,
+    /// When each request reached the Zoom host.
+    pub requests_at: Vec<Instant>,
+    /// Requests answered 429.
+    pub too_many: u32,
+}
+
+/// What the API side saw.
+#[derive(Clone, Debug, Default)]
+pub struct ApiStats {
+    /// OAuth token requests with valid client credentials.
+    pub tokens_issued: u32,
+    /// OAuth token requests refused.
+    pub tokens_refused: u32,
+    /// Recordings requests answered with a download token.
+    pub recordings_served: u32,
+    /// Recordings requests refused (bad token, unknown or badly encoded uuid).
+    pub recordings_refused: u32,
+}
+
+/// The API's state: registered OAuth apps, issued tokens, meetings.
+#[derive(Default)]
+struct ApiState {
+    /// account id → (client id, client secret).
+    clients: HashMap<String, (String, String)>,
+    /// access token → account id.
+    issued: HashMap<String, String>,
+    /// meeting uuid → (account id, file ids).
+    meetings: HashMap<String, (String, Vec<String>)>,
+    stats: ApiStats,
 }
 
 struct Entry {
@@ -91,11 +130,13 @@ struct Entry {
 }
 
 type Files = Arc<Mutex<HashMap<String, Entry>>>;
+type Api = Arc<Mutex<ApiState>>;
 
 pub struct DownloadServer {
     pub zoom_addr: SocketAddr,
     pub cdn_addr: SocketAddr,
     files: Files,
+    api: Api,
     shutdown: CancellationToken,
 }
 
@@ -107,14 +148,150 @@ impl Drop for DownloadServer {
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
+fn text_body(text: impl Into<Bytes>) -> Body {
+    UnsyncBoxBody::new(http_body_util::Full::new(text.into()).map_err(|never| match never {}))
+}
+
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     Response::builder()
         .status(status)
-        .body(UnsyncBoxBody::new(
-            http_body_util::Full::new(Bytes::from_static(text.as_bytes()))
-                .map_err(|never| match never {}),
-        ))
+        .body(text_body(text))
         .expect("static response")
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(text_body(value.to_string()))
+        .expect("json response")
+}
+
+/// `POST /oauth/token`: Basic client credentials, grant `account_credentials`
+/// and `account_id` in the form body or the query string.
+async fn issue_token(api: &Api, request: Request<Incoming>) -> Response<Body> {
+    let basic = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+        .and_then(|v| String::from_utf8(v).ok());
+    let query = request.uri().query().unwrap_or_default().to_string();
+    let Ok(body) = request.into_body().collect().await else {
+        return plain(StatusCode::BAD_REQUEST, "unreadable body");
+    };
+    let body = body.to_bytes();
+    let fields: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
+        .chain(form_urlencoded::parse(&body))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut api = api.lock().expect("api lock");
+    let account = fields.get("account_id").cloned().unwrap_or_default();
+    let valid = fields.get("grant_type").map(String::as_str) == Some("account_credentials")
+        && api
+            .clients
+            .get(&account)
+            .is_some_and(|(id, secret)| basic.as_deref() == Some(&format!("{id}:{secret}")));
+    if !valid {
+        api.stats.tokens_refused += 1;
+        return json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"reason": "Invalid client_id or client_secret", "error": "invalid_client"}),
+        );
+    }
+    api.stats.tokens_issued += 1;
+    let token = format!("sim-account-token-{}", api.stats.tokens_issued);
+    api.issued.insert(token.clone(), account);
+    json(
+        StatusCode::OK,
+        serde_json::json!({"access_token": token, "token_type": "bearer", "expires_in": 3600,
+            "scope": "cloud_recording:read:list_recording_files:admin"}),
+    )
+}
+
+/// The meeting uuid from its path segment, decoded as Zoom does: once, or
+/// twice for a uuid that starts with `/` or holds `//` (anything else is not
+/// found, as on Zoom).
+fn decode_meeting(segment: &str) -> Option<String> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(|d| d.into_owned())
+    };
+    let once = decode(segment)?;
+    let needs_twice = |uuid: &str| uuid.starts_with('/') || uuid.contains("//");
+    if needs_twice(&once) {
+        return None;
+    }
+    match decode(&once) {
+        Some(twice) if twice != once && needs_twice(&twice) => Some(twice),
+        _ => Some(once),
+    }
+}
+
+/// `GET /v2/meetings/{uuid}/recordings?include_fields=download_access_token`.
+fn recordings(api: &Api, files: &Files, request: Request<Incoming>) -> Response<Body> {
+    let mut api = api.lock().expect("api lock");
+    let bearer = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let Some(account) = bearer.and_then(|t| api.issued.get(&t).cloned()) else {
+        api.stats.recordings_refused += 1;
+        return json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"code": 124, "message": "Invalid access token."}),
+        );
+    };
+    let meeting = request
+        .uri()
+        .path()
+        .strip_prefix("/v2/meetings/")
+        .and_then(|rest| rest.strip_suffix("/recordings"))
+        .and_then(decode_meeting)
+        .and_then(|uuid| api.meetings.get(&uuid).map(|m| (uuid, m.clone())));
+    let wants_token = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.contains("include_fields=download_access_token"));
+    let Some((uuid, (owner, file_ids))) = meeting.filter(|(_, (owner, _))| *owner == account)
+    else {
+        api.stats.recordings_refused += 1;
+        return json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"code": 3301, "message": "This recording does not exist."}),
+        );
+    };
+    api.stats.recordings_served += 1;
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    let files = files.lock().expect("files lock");
+    let token = file_ids
+        .first()
+        .and_then(|id| files.get(id))
+        .map(|entry| entry.behavior.token.clone())
+        .unwrap_or_default();
+    let listed: Vec<serde_json::Value> = file_ids
+        .iter()
+        .map(|id| {
+            serde_json::json!({"id": id, "meeting_id": uuid, "file_type": "MP4", "status": "completed",
+                "download_url": format!("http://{host}/rec/download/{id}")})
+        })
+        .collect();
+    let mut answer =
+        serde_json::json!({"uuid": uuid, "account_id": owner, "recording_files": listed});
+    if wants_token {
+        answer["download_access_token"] = serde_json::Value::String(token);
+    }
+    json(StatusCode::OK, answer)
 }
 
 use http_body_util::BodyExt as _;
@@ -127,12 +304,14 @@ impl DownloadServer {
             zoom_addr: zoom.local_addr()?,
             cdn_addr: cdn.local_addr()?,
             files: Arc::new(Mutex::new(HashMap::new())),
+            api: Arc::new(Mutex::new(ApiState::default())),
             shutdown: CancellationToken::new(),
         };
         let cdn_base = format!("http://localhost:{}", server.cdn_addr.port());
         for (listener, is_cdn) in [(zoom, false), (cdn, true)] {
-            let (files, shutdown, cdn_base) = (
+            let (files, api, shutdown, cdn_base) = (
                 server.files.clone(),
+                server.api.clone(),
                 server.shutdown.clone(),
                 cdn_base.clone(),
             );
@@ -142,12 +321,24 @@ impl DownloadServer {
                         _ = shutdown.cancelled() => return,
                         accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
                     };
-                    let (files, cdn_base) = (files.clone(), cdn_base.clone());
+                    let (files, api, cdn_base) = (files.clone(), api.clone(), cdn_base.clone());
                     tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |request| {
-                            let (files, cdn_base) = (files.clone(), cdn_base.clone());
-                            async move { Ok::<_, Infallible>(serve(files, is_cdn, &cdn_base, request)) }
-                        });
+                        let service =
+                            hyper::service::service_fn(move |request: Request<Incoming>| {
+                                let (files, api, cdn_base) =
+                                    (files.clone(), api.clone(), cdn_base.clone());
+                                async move {
+                                    let path = request.uri().path();
+                                    let response = if !is_cdn && path == "/oauth/token" {
+                                        issue_token(&api, request).await
+                                    } else if !is_cdn && path.starts_with("/v2/meetings/") {
+                                        recordings(&api, &files, request)
+                                    } else {
+                                        serve(files, is_cdn, &cdn_base, request)
+                                    };
+                                    Ok::<_, Infallible>(response)
+                                }
+                            });
                         let _ = auto::Builder::new(TokioExecutor::new())
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
@@ -187,6 +378,30 @@ impl DownloadServer {
             .unwrap_or_default()
     }
 
+    /// Lets `account_id`'s Server-to-Server OAuth app get account tokens.
+    pub fn add_oauth_client(&self, account_id: &str, client_id: &str, client_secret: &str) {
+        self.api.lock().expect("api lock").clients.insert(
+            account_id.to_string(),
+            (client_id.to_string(), client_secret.to_string()),
+        );
+    }
+
+    /// Lists a meeting's files in the recordings API; its download token is
+    /// the first file's current token.
+    pub fn add_meeting(&self, account_id: &str, uuid: &str, file_ids: &[&str]) {
+        self.api.lock().expect("api lock").meetings.insert(
+            uuid.to_string(),
+            (
+                account_id.to_string(),
+                file_ids.iter().map(|f| f.to_string()).collect(),
+            ),
+        );
+    }
+
+    pub fn api_stats(&self) -> ApiStats {
+        self.api.lock().expect("api lock").stats.clone()
+    }
+
     /// Changes a registered file's behaviour (e.g. make it honour Range now).
     pub fn update(&self, file_id: &str, change: impl FnOnce(&mut FileBehavior)) {
         if let Some(entry) = self.files.lock().expect("files lock").get_mut(file_id) {
@@ -199,6 +414,7 @@ fn serve(files: Files, is_cdn: bool, cdn_base: &str, request: Request<Incoming>)
     let path = request.uri().path().to_string();
     let Some(file_id) = path
         .strip_prefix("/rec/webhook_download/")
+        .or_else(|| path.strip_prefix("/rec/download/"))
         .or_else(|| path.strip_prefix("/cdn/"))
         .map(str::to_string)
     else {
@@ -223,6 +439,19 @@ fn serve(files: Files, is_cdn: bool, cdn_base: &str, request: Request<Incoming>)
     if is_cdn {
         entry.stats.cdn_saw_authorization |= authorization.is_some();
     } else {
+        entry.stats.requests_at.push(Instant::now());
+        if let Some((times, retry_after)) = entry.behavior.too_many_requests
+            && entry.stats.too_many < times
+        {
+            entry.stats.too_many += 1;
+            let mut response = Response::builder().status(StatusCode::TOO_MANY_REQUESTS);
+            if let Some(seconds) = retry_after {
+                response = response.header(http::header::RETRY_AFTER, seconds);
+            }
+            return response
+                .body(text_body("{\"code\":429,\"message\":\"You have reached the maximum per-second rate limit.\"}"))
+                .expect("429");
+        }
         if authorization.as_deref() != Some(&format!("Bearer {}", entry.behavior.token)) {
             entry.stats.unauthorized += 1;
             return plain(

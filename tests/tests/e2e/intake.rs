@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-const ACCOUNT: &str = "AAAAAA-zoom-account";
+pub const ACCOUNT: &str = "AAAAAA-zoom-account";
 const HOST: &str = "Elisa@Example.edu";
 
 /// A daemon with an institution, an installed account and the host as a user.
@@ -21,6 +21,7 @@ pub struct Scene {
     pub zoom: ZoomSimulator,
     pub installed_at: Timestamp,
     pub configuration_id: String,
+    pub configuration_token: String,
 }
 
 impl Scene {
@@ -65,6 +66,7 @@ impl Scene {
                 install_time.seconds * 1000 + i64::from(install_time.nanos / 1_000_000),
             ),
             configuration_id: configuration.configuration.unwrap().configuration_id,
+            configuration_token: configuration.configuration_token,
         }
     }
 

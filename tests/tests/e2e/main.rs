@@ -12,3 +12,4 @@ mod s3;
 mod support;
 mod tls;
 mod transfer;
+mod transfer_limits;
