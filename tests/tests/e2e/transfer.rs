@@ -125,7 +125,7 @@ pub(crate) fn state(job: &api::Job) -> (api::JobState, api::SkipReason) {
 async fn a_recording_streams_into_exactly_one_verified_object_and_media() {
     let mut t = transfers(|_| {}).await;
     let media = SyntheticMedia::mp4(
-        48 * MIB + 12_345,
+        320 * MIB + 12_345,
         Duration::from_secs(3600),
         Mp4Layout::MoovAtEnd,
         1,
