@@ -130,8 +130,11 @@ pub enum JobsCommand {
     Retry { job_id: String },
     /// Cancel a queued or transferring job.
     Cancel { job_id: String },
-    /// Stream job changes until interrupted.
+    /// Follow jobs as they change until interrupted: a progress bar per
+    /// transfer on a terminal, plain lines otherwise, one JSON object per
+    /// event with --json.
     Watch {
+        /// Only this job; the watch ends when the job finishes.
         #[arg(long)]
         job: Option<String>,
     },
@@ -732,7 +735,7 @@ fn enum_name(name: &str, prefix: &str) -> String {
     name.trim_start_matches(prefix).to_ascii_lowercase()
 }
 
-fn job_fields(j: api::Job) -> Fields {
+pub(super) fn job_fields(j: api::Job) -> Fields {
     let state = api::JobState::try_from(j.state).map_or(j.state.to_string(), |s| {
         enum_name(s.as_str_name(), "JOB_STATE_")
     });
@@ -883,37 +886,7 @@ async fn jobs(
             out.item(job_fields(job));
         }
         JobsCommand::Watch { job } => {
-            let mut stream = client
-                .watch_jobs(api::WatchJobsRequest {
-                    institution_id,
-                    job_id: job.unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
-            while let Some(event) = stream.message().await? {
-                if let Some(job) = event.job {
-                    let fields = job_fields(job);
-                    if out.json {
-                        out.item(fields);
-                    } else {
-                        let pick = |name: &str| {
-                            fields
-                                .iter()
-                                .find(|(k, _)| *k == name)
-                                .map(|(_, v)| v.to_string().trim_matches('"').to_string())
-                                .unwrap_or_default()
-                        };
-                        println!(
-                            "{} {} {}/{} bytes {}",
-                            pick("job_id"),
-                            pick("state"),
-                            pick("bytes_transferred"),
-                            pick("total_bytes"),
-                            pick("message")
-                        );
-                    }
-                }
-            }
+            super::watch::run(client, out, institution_id, job).await?;
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 pub mod client;
 mod commands;
 mod output;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

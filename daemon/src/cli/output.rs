@@ -78,6 +78,11 @@ impl Output {
     }
 }
 
+/// One item as a JSON object, for output that nests items.
+pub fn object(fields: Fields) -> Value {
+    Value::Object(to_map(fields))
+}
+
 fn to_map(fields: Fields) -> Map<String, Value> {
     fields
         .into_iter()

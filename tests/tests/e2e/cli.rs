@@ -1,10 +1,18 @@
-//! The `ferry` binary as the admin client: tables, `--json`, CSV sync, and
-//! one-line errors with a non-zero exit code.
+//! The `ferry` binary as the admin client: tables, `--json`, CSV sync,
+//! one-line errors with a non-zero exit code, and `jobs watch` following a
+//! real transfer.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferry_control::api;
+use ferry_tests::zoomsim::{Mp4Layout, SyntheticMedia};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, ChildStdout};
 
 use crate::support::*;
+use crate::transfer::{MIB, transfers};
 
 fn ferry(daemon_url: &str, token: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ferry-under-test"))
@@ -129,4 +137,201 @@ async fn the_admin_client_drives_the_control_plane() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/users.csv"));
     assert!(!Path::new("/nonexistent").exists());
     let _ = daemon.stop().await;
+}
+
+/// `ferry jobs watch` as a child process whose stdout is a pipe, so not a
+/// terminal. Killed when dropped, should the test fail half way.
+struct Watcher {
+    child: Child,
+    stdout: Lines<BufReader<ChildStdout>>,
+    // Held open: a closed stderr would break the child's error output.
+    _stderr: Lines<BufReader<ChildStderr>>,
+}
+
+impl Watcher {
+    /// Starts the watch and waits until the daemon has subscribed it.
+    async fn start(daemon_url: &str, institution_id: &str, extra_args: &[&str]) -> Watcher {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry-under-test"))
+            .args(["jobs", "watch", "--institution", institution_id])
+            .args(extra_args)
+            .env_clear()
+            .env("FERRY_SERVER", daemon_url)
+            .env("FERRY_TOKEN", OPERATOR_TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run ferry jobs watch");
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let banner = tokio::time::timeout(Duration::from_secs(20), stderr.next_line())
+            .await
+            .expect("ferry jobs watch subscribes within 20 s")
+            .unwrap();
+        assert!(
+            banner
+                .as_deref()
+                .is_some_and(|l| l.starts_with("watching jobs")),
+            "{banner:?}"
+        );
+        Watcher {
+            child,
+            stdout,
+            _stderr: stderr,
+        }
+    }
+
+    /// Lines up to and including the first that `last` accepts.
+    async fn lines_until(&mut self, deadline: Instant, last: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = tokio::time::timeout(left, self.stdout.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no final line in time; saw {lines:#?}"))
+                .unwrap()
+                .unwrap_or_else(|| panic!("ferry jobs watch ended early; saw {lines:#?}"));
+            let done = last(&line);
+            lines.push(line);
+            if done {
+                return lines;
+            }
+        }
+    }
+
+    async fn kill(mut self) {
+        self.child.kill().await.expect("kill ferry jobs watch");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_watch_shows_a_transfer_in_progress_and_how_it_ended() {
+    let mut t = transfers(|_| {}).await;
+    let url = t.scene.daemon.grpc_url();
+    let institution_id = t
+        .scene
+        .admin
+        .institutions
+        .get_institution(api::GetInstitutionRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .institution_id;
+    let mut plain = Watcher::start(&url, &institution_id, &[]).await;
+    let mut json = Watcher::start(&url, &institution_id, &["--json"]).await;
+
+    // At least 4 s at 4 MiB/s: long enough for a progress line 3 s in.
+    let media = SyntheticMedia::mp4(16 * MIB, Duration::from_secs(600), Mp4Layout::FastStart, 0);
+    let meeting = t.meeting(&media, media.len(), |b| {
+        b.throttle_bytes_per_sec = Some(4 * MIB)
+    });
+    let started = Instant::now();
+    let job_id = t.scene.ingest(&meeting).await.job_id;
+    let deadline = started + Duration::from_secs(60);
+    let printed = plain
+        .lines_until(deadline, |l| {
+            l.starts_with("completed") && l.contains(&job_id)
+        })
+        .await;
+    let elapsed = started.elapsed();
+    let done = t.wait_final(&job_id).await;
+    assert_eq!(
+        done.state,
+        api::JobState::Completed as i32,
+        "{}",
+        done.message
+    );
+
+    assert!(
+        printed.iter().all(|l| !l.contains('\x1b')),
+        "no escape codes in a pipe: {printed:#?}"
+    );
+    let mine: Vec<&str> = printed
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.contains(&job_id))
+        .collect();
+    let progress: Vec<&str> = mine
+        .iter()
+        .copied()
+        .filter(|l| l.contains(" of "))
+        .collect();
+    assert!(mine[0].starts_with("queued "), "{mine:#?}");
+    assert!(
+        mine[1].starts_with("transferring ") && mine[1].contains(&meeting.topic),
+        "{mine:#?}"
+    );
+    assert!(!progress.is_empty(), "a progress line: {mine:#?}");
+    for line in &progress {
+        assert!(
+            line.starts_with("transferring ")
+                && line.contains(" of 16.0 MiB (")
+                && line.contains(" MiB/s, ")
+                && line.ends_with(" left"),
+            "{line}"
+        );
+    }
+    assert!(
+        progress.len() as u64 <= elapsed.as_secs() / 3 + 1,
+        "at most one progress line per 3 s: {mine:#?} in {elapsed:?}"
+    );
+    let last = mine.last().unwrap();
+    assert!(
+        last.ends_with(&format!("16.0 MiB as media {}", done.media_id)),
+        "{last}"
+    );
+    assert_eq!(mine.len(), 3 + progress.len(), "{mine:#?}");
+
+    // --json: one object per event, the whole job in each.
+    let events: Vec<serde_json::Value> = json
+        .lines_until(deadline, |l| {
+            l.contains(&job_id) && l.contains(r#""state":"completed""#)
+        })
+        .await
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .filter(|e: &serde_json::Value| e["job"]["job_id"] == job_id.as_str())
+        .collect();
+    let changes: Vec<&str> = events
+        .iter()
+        .filter(|e| e["progress_only"] == false)
+        .map(|e| e["job"]["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["queued", "transferring", "completed"]);
+    assert!(
+        events.iter().any(|e| e["progress_only"] == true
+            && e["job"]["bytes_transferred"].as_u64().unwrap() > 0
+            && e["job"]["total_bytes"] == 16 * MIB),
+        "{events:#?}"
+    );
+
+    // --job on a finished job: prints how it ended and stops by itself.
+    let one = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry-under-test"))
+        .args(["jobs", "watch", "--institution", &institution_id])
+        .args(["--job", &job_id])
+        .env_clear()
+        .env("FERRY_SERVER", &url)
+        .env("FERRY_TOKEN", OPERATOR_TOKEN)
+        .kill_on_drop(true)
+        .output();
+    let one = tokio::time::timeout(Duration::from_secs(20), one)
+        .await
+        .expect("a watch of a finished job ends by itself")
+        .unwrap();
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    let text = String::from_utf8(one.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with("completed ") && text.contains(&job_id),
+        "{text}"
+    );
+
+    plain.kill().await;
+    json.kill().await;
+    let _ = t.scene.daemon.stop().await;
 }
