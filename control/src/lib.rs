@@ -6,6 +6,7 @@
 pub mod email;
 pub mod error;
 pub mod ingest;
+pub mod metrics;
 pub mod model;
 pub mod rules;
 pub mod secrets;

@@ -292,6 +292,23 @@ impl JobState {
     }
 }
 
+/// Jobs per state across every institution, for the metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    pub by_state: Vec<(JobState, u64)>,
+    /// When the longest-waiting QUEUED job was last queued or updated.
+    pub oldest_queued: Option<Timestamp>,
+}
+
+impl JobCounts {
+    pub fn count(&self, state: JobState) -> u64 {
+        self.by_state
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SkipReason {
     NoMatchingUser,

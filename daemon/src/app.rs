@@ -21,6 +21,8 @@ use crate::config::Config;
 pub struct RunningApp {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The admin listener serving `/metrics`, when configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub store: Arc<dyn Store>,
     /// Set when this start generated the operator token: the one chance to
     /// show it.
@@ -76,6 +78,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     let http_listener = TcpListener::bind(config.http.addr)
         .await
         .with_context(|| format!("cannot bind http.addr {}", config.http.addr))?;
+    let metrics_listener = match config.metrics.addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot bind metrics.addr {addr}"))?,
+        ),
+        None => None,
+    };
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
@@ -120,8 +130,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
         }
     };
     let read_timeout = std::time::Duration::from_secs(config.http.read_timeout_secs);
+    let metrics = crate::http::MetricsRoute {
+        handle: crate::metrics::install(),
+        store: store.clone(),
+    };
     let routes = Arc::new(crate::http::Routes {
-        intake: crate::intake::Intake::new(
+        intake: Some(Arc::new(crate::intake::Intake::new(
             store.clone(),
             secret_box,
             crate::intake::IntakeConfig {
@@ -130,8 +144,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
                 read_timeout,
                 caps: config.caps(),
             },
-        ),
-        metrics: crate::metrics::install(),
+        ))),
+        metrics: metrics_listener.is_none().then(|| metrics.clone()),
         read_timeout,
     });
     tasks.spawn(crate::http::serve(
@@ -141,10 +155,31 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
         shutdown.clone(),
         tasks.clone(),
     ));
-    tracing::info!(%grpc_addr, %http_addr, data_dir = %config.data_dir.display(), "ferry is serving");
+    let metrics_addr = match metrics_listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            let routes = Arc::new(crate::http::Routes {
+                intake: None,
+                metrics: Some(metrics),
+                read_timeout,
+            });
+            tasks.spawn(crate::http::serve(
+                listener,
+                None,
+                routes,
+                shutdown.clone(),
+                tasks.clone(),
+            ));
+            Some(addr)
+        }
+        None => None,
+    };
+    tracing::info!(%grpc_addr, %http_addr, metrics_addr = ?metrics_addr, data_dir = %config.data_dir.display(),
+        "ferry is serving");
     Ok(RunningApp {
         grpc_addr,
         http_addr,
+        metrics_addr,
         store,
         generated_operator_token,
         grpc_tls: config.grpc.tls_enabled(),

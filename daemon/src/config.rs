@@ -40,6 +40,7 @@ pub struct Config {
     pub log_format: String,
     pub grpc: ListenerConfig,
     pub http: ListenerConfig,
+    pub metrics: MetricsConfig,
     pub store: StoreConfig,
     pub directory: DirectoryConfig,
     pub zoom: ZoomConfig,
@@ -146,10 +147,10 @@ pub struct ZoomConfig {
     /// Allow plain http:// downloads (loopback tests only).
     pub allow_insecure_downloads: bool,
     /// Zoom's REST API, asked for a fresh download token when a webhook's
-    /// has expired. Its host must pass `download_allowlist`.
+    /// has expired. Its host must also pass `download_allowlist` to be used.
     pub api_base_url: String,
     /// Where Server-to-Server OAuth account tokens come from. Its host must
-    /// pass `download_allowlist`.
+    /// also pass `download_allowlist` to be used.
     pub oauth_base_url: String,
 }
 
@@ -177,6 +178,17 @@ pub struct ListenerConfig {
     /// Time a client has to send a request's head and body, in seconds
     /// (HTTP listener only).
     pub read_timeout_secs: u64,
+}
+
+/// Where `GET /metrics` is served: on the HTTP listener, unless an admin
+/// listener is configured here (plain HTTP; then the HTTP listener does not
+/// serve it).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub addr: Option<SocketAddr>,
+    /// Allows the admin listener on a non-loopback address.
+    pub insecure: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -207,6 +219,7 @@ impl Default for Config {
             log_format: "text".into(),
             grpc: ListenerConfig::on("127.0.0.1:50051"),
             http: ListenerConfig::on("127.0.0.1:8080"),
+            metrics: MetricsConfig::default(),
             store: StoreConfig::default(),
             directory: DirectoryConfig::default(),
             zoom: ZoomConfig::default(),
@@ -304,6 +317,7 @@ impl Default for DirectoryConfig {
 const SECTIONS: &[&str] = &[
     "grpc",
     "http",
+    "metrics",
     "store",
     "directory",
     "zoom",
@@ -392,6 +406,14 @@ impl Config {
                 }
             }
             (Some("store"), "backend") => self.store.backend = value.to_string(),
+            (Some("metrics"), "addr") => {
+                self.metrics.addr = if value.is_empty() {
+                    None
+                } else {
+                    Some(parse(key, value)?)
+                }
+            }
+            (Some("metrics"), "insecure") => self.metrics.insecure = parse(key, value)?,
             (Some("store"), "sqlite_path") => self.store.sqlite_path = path(value),
             (Some("store"), "max_batch") => self.store.max_batch = parse(key, value)?,
             (Some("directory"), "max_sync_records") => {
@@ -483,6 +505,15 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.grpc.validate("grpc")?;
         self.http.validate("http")?;
+        if let Some(addr) = self.metrics.addr
+            && !addr.ip().is_loopback()
+            && !self.metrics.insecure
+        {
+            bail!(
+                "metrics.addr: {addr} is not a loopback address; set metrics.insecure = true to serve \
+                 metrics in plain HTTP there"
+            );
+        }
         if self.store.backend != "sqlite" {
             bail!(
                 "store.backend: {:?} is not supported (only \"sqlite\")",
@@ -540,7 +571,6 @@ impl Config {
                 bail!("zoom.download_allowlist: {entry:?} is not a host name or *.domain pattern");
             }
         }
-        let policy = self.download_policy();
         for (key, url) in [
             ("zoom.api_base_url", &self.zoom.api_base_url),
             ("zoom.oauth_base_url", &self.zoom.oauth_base_url),
@@ -548,9 +578,11 @@ impl Config {
             let uri: http::Uri = url
                 .parse()
                 .map_err(|_| anyhow::anyhow!("{key}: {url:?} is not a URL"))?;
-            policy.check(&uri).map_err(|e| {
-                anyhow::anyhow!("{key}: {e} (its host must pass zoom.download_allowlist)")
-            })?;
+            match uri.scheme_str() {
+                Some("https") if uri.host().is_some() => {}
+                Some("http") if uri.host().is_some() && self.zoom.allow_insecure_downloads => {}
+                _ => bail!("{key}: {url:?} must be an https:// URL"),
+            }
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!("log_format: {:?} is not one of text, json", self.log_format);
@@ -654,7 +686,7 @@ mod tests {
     }
 
     #[test]
-    fn zoom_api_urls_must_pass_the_download_allowlist() {
+    fn zoom_api_urls_must_be_https() {
         let config = Config::load(
             None,
             env(&[
@@ -665,7 +697,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.zoom.api_base_url, "https://api.zoomgov.com");
         for (key, url) in [
-            ("FERRY_ZOOM_API_BASE_URL", "https://api.example.com"),
+            ("FERRY_ZOOM_API_BASE_URL", "ftp://api.zoom.us"),
             ("FERRY_ZOOM_OAUTH_BASE_URL", "http://zoom.us"),
             ("FERRY_ZOOM_API_BASE_URL", "not a url"),
         ] {

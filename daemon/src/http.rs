@@ -28,12 +28,19 @@ pub fn text_response(status: StatusCode, body: &'static str) -> HttpResponse {
         .expect("static response")
 }
 
-/// What the listener serves.
+/// What one listener serves (`/healthz` always).
 pub struct Routes {
-    pub intake: crate::intake::Intake,
-    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub intake: Option<Arc<crate::intake::Intake>>,
+    pub metrics: Option<MetricsRoute>,
     /// Time a client has to send a request head.
     pub read_timeout: std::time::Duration,
+}
+
+/// `GET /metrics`: the exporter, and the store for the job gauges.
+#[derive(Clone)]
+pub struct MetricsRoute {
+    pub handle: metrics_exporter_prometheus::PrometheusHandle,
+    pub store: Arc<dyn ferry_control::store::Store>,
 }
 
 async fn route(
@@ -41,12 +48,21 @@ async fn route(
     request: Request<Incoming>,
 ) -> Result<HttpResponse, Infallible> {
     Ok(match (request.method(), request.uri().path()) {
-        (&hyper::Method::POST, "/zoom/webhook") => routes.intake.handle(request).await,
-        (_, "/zoom/webhook") => text_response(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
-        (&hyper::Method::GET, "/metrics") => Response::builder()
-            .header("content-type", "text/plain; version=0.0.4")
-            .body(Full::new(Bytes::from(routes.metrics.render())))
-            .expect("static response parts"),
+        (&hyper::Method::POST, "/zoom/webhook") if routes.intake.is_some() => {
+            let intake = routes.intake.as_ref().expect("checked");
+            intake.handle(request).await
+        }
+        (_, "/zoom/webhook") if routes.intake.is_some() => {
+            text_response(StatusCode::METHOD_NOT_ALLOWED, "use POST\n")
+        }
+        (&hyper::Method::GET, "/metrics") if routes.metrics.is_some() => {
+            let metrics = routes.metrics.as_ref().expect("checked");
+            crate::metrics::refresh_job_gauges(metrics.store.as_ref()).await;
+            Response::builder()
+                .header("content-type", "text/plain; version=0.0.4")
+                .body(Full::new(Bytes::from(metrics.handle.render())))
+                .expect("static response parts")
+        }
         (&hyper::Method::GET, "/healthz") => text_response(StatusCode::OK, "ok\n"),
         _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
     })

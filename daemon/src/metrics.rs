@@ -1,18 +1,13 @@
-//! Every metric Ferry exports, named once here and described at start-up.
-//! Prometheus naming; labels are low-cardinality enums, never ids or emails.
+//! The Prometheus exporter. Metric names live in one module,
+//! `ferry_control::metrics` (re-exported here), because the store and the
+//! services record some of them too.
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-
-/// Webhook requests by outcome (`job_created`, `duplicate`, `not_installed`,
-/// `ignored`, `url_validation`, `deauthorized`, `unauthorized`,
-/// `bad_request`, `too_large`, `timeout`, `unavailable`, `not_configured`).
-pub const WEBHOOK_REQUESTS_TOTAL: &str = "ferry_webhook_requests_total";
-/// Time from the request's arrival to its answer, committed work included.
-pub const WEBHOOK_ACK_SECONDS: &str = "ferry_webhook_ack_seconds";
-/// Jobs created by the intake, by `state` and skip `reason`.
-pub const JOBS_CREATED_TOTAL: &str = "ferry_jobs_created_total";
+pub use ferry_control::metrics::*;
+use ferry_control::model::{JobState, Timestamp};
+use ferry_control::store::Store;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -21,34 +16,37 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Full(WEBHOOK_ACK_SECONDS.into()),
-                    &[
-                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0,
-                    ],
-                )
-                .expect("static bucket list")
-                .build_recorder();
+            let mut builder = PrometheusBuilder::new();
+            for (name, buckets) in HISTOGRAMS {
+                builder = builder
+                    .set_buckets_for_metric(Matcher::Full((*name).into()), buckets)
+                    .expect("static bucket lists are not empty");
+            }
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (a test harness): then
             // metrics go there and this handle renders an empty page.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             handle
         })
         .clone()
 }
 
-fn describe() {
-    metrics::describe_counter!(WEBHOOK_REQUESTS_TOTAL, "Zoom webhook requests, by outcome");
-    metrics::describe_histogram!(
-        WEBHOOK_ACK_SECONDS,
-        metrics::Unit::Seconds,
-        "Time to acknowledge a Zoom webhook, durable commit included"
-    );
-    metrics::describe_counter!(
-        JOBS_CREATED_TOTAL,
-        "Ingest jobs created, by state and skip reason"
-    );
+/// Reads the job gauges from the store, so they are right after a restart
+/// and whatever changed the jobs; called before every scrape.
+pub async fn refresh_job_gauges(store: &dyn Store) {
+    match store.job_counts().await {
+        Ok(counts) => {
+            for state in JobState::ALL {
+                metrics::gauge!(JOBS, "state" => state.as_str()).set(counts.count(state) as f64);
+            }
+            let age_ms = counts
+                .oldest_queued
+                .map_or(0, |t| (Timestamp::now().0 - t.0).max(0));
+            metrics::gauge!(OLDEST_QUEUED_JOB_AGE_SECONDS).set(age_ms as f64 / 1000.0);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not count jobs for the metrics"),
+    }
 }

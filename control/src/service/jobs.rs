@@ -225,6 +225,7 @@ impl JobService for JobApi {
             .store
             .requeue_job(&institution_id, &job_id, requeue, Timestamp::now())
             .await?;
+        crate::metrics::count_finished(&job);
         tracing::info!(job = %job_id, "job requeued by an admin");
         Ok(Response::new(convert::job(job)))
     }
@@ -242,6 +243,7 @@ impl JobService for JobApi {
             .store
             .cancel_job(&institution_id, &job_id, Timestamp::now())
             .await?;
+        crate::metrics::count_finished(&job);
         tracing::info!(job = %job_id, "job cancelled by an admin");
         Ok(Response::new(convert::job(job)))
     }

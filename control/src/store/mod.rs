@@ -218,6 +218,8 @@ pub trait Store: Send + Sync + 'static {
         filter: &JobFilter,
         page: &PageQuery,
     ) -> StoreResult<Page<Job>>;
+    /// Jobs per state across every institution, and the oldest queued one.
+    async fn job_counts(&self) -> StoreResult<JobCounts>;
     /// Moves a SKIPPED, FAILED or CANCELLED job back to QUEUED with the
     /// given owner (and file, when given); FailedPrecondition otherwise.
     async fn requeue_job(

@@ -71,10 +71,10 @@ impl IntakeError {
         match self {
             IntakeError::TooLarge(_) => "too_large",
             IntakeError::Timeout => "timeout",
-            IntakeError::BodyRead | IntakeError::BadRequest(_) => "bad_request",
-            IntakeError::Unauthorized(_) => "unauthorized",
+            IntakeError::BodyRead | IntakeError::BadRequest(_) => "rejected_body",
+            IntakeError::Unauthorized(_) => "rejected_signature",
             IntakeError::NotConfigured => "not_configured",
-            IntakeError::Unavailable => "unavailable",
+            IntakeError::Unavailable => "store_unavailable",
         }
     }
 }
@@ -114,7 +114,8 @@ impl Intake {
     /// Answers one webhook request.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let started = Instant::now();
-        let (outcome, response) = match self.accept(request).await {
+        let mut event = "unknown";
+        let (outcome, response) = match self.accept(request, &mut event).await {
             Ok((outcome, body)) => (outcome, json_response(StatusCode::OK, body)),
             Err(error) => {
                 if matches!(error, IntakeError::Unavailable | IntakeError::NotConfigured) {
@@ -127,7 +128,8 @@ impl Intake {
                 (error.outcome(), json_response(error.status(), body))
             }
         };
-        metrics::counter!(WEBHOOK_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
+        metrics::counter!(WEBHOOK_REQUESTS_TOTAL, "event" => event, "outcome" => outcome)
+            .increment(1);
         metrics::histogram!(WEBHOOK_ACK_SECONDS).record(started.elapsed().as_secs_f64());
         response
     }
@@ -161,9 +163,11 @@ impl Intake {
         }
     }
 
+    /// Sets `event` to the event's type (a fixed set of labels) once read.
     async fn accept(
         &self,
         request: Request<Incoming>,
+        event: &mut &'static str,
     ) -> Result<(&'static str, serde_json::Value), IntakeError> {
         let (headers, body) = self.read_body(request).await?;
         let verifier = self
@@ -177,6 +181,12 @@ impl Intake {
         let envelope: WebhookEnvelope = serde_json::from_slice(&body).map_err(|e| {
             IntakeError::BadRequest(format!("malformed JSON: {}", short(&e.to_string())))
         })?;
+        *event = match envelope.event.as_str() {
+            "endpoint.url_validation" => "endpoint.url_validation",
+            "recording.completed" => "recording.completed",
+            "app_deauthorized" => "app_deauthorized",
+            _ => "other",
+        };
         match envelope.event.as_str() {
             "endpoint.url_validation" => {
                 let payload: UrlValidationPayload = serde_json::from_value(envelope.payload)
@@ -244,10 +254,11 @@ impl Intake {
         if created {
             let reason = job.skip_reason.map_or("", |r| r.as_str());
             metrics::counter!(JOBS_CREATED_TOTAL, "state" => job.state.as_str(), "reason" => reason).increment(1);
+            ferry_control::metrics::count_finished(&job);
             tracing::info!(job = %job.job_id, account = %job.zoom_account_id, state = job.state.as_str(),
                 reason, "recording decided");
         }
-        let outcome = if created { "job_created" } else { "duplicate" };
+        let outcome = if created { "accepted" } else { "duplicate" };
         Ok((
             outcome,
             json!({ "job_id": job.job_id, "state": job.state.as_str(), "duplicate": !created }),

@@ -19,8 +19,12 @@ use tokio_util::task::TaskTracker;
 
 use super::download::Downloader;
 use super::sink::ObjectSink;
-use super::stream::{self, TransferError};
+use super::stream::{self, Stage, TransferError};
 use super::zoom_api::{ApiError, Credentials, FreshDownload, ZoomApi};
+use crate::metrics::{
+    ACTIVE_TRANSFERS, RATE_LIMIT_WAIT_SECONDS, RETRIES_TOTAL, TOKEN_REFRESHES_TOTAL,
+    TRANSFER_SECONDS,
+};
 
 /// How the engine runs; see the README's `[transfer]` settings.
 #[derive(Clone, Debug)]
@@ -281,7 +285,41 @@ fn watch_lease(
     })
 }
 
+/// Waits until `limiter` allows `n` cells, counting the wait when there is one.
+pub(super) async fn wait_on(
+    limiter: &DefaultDirectRateLimiter,
+    n: NonZeroU32,
+    label: &'static str,
+) {
+    if matches!(limiter.check_n(n), Ok(Ok(()))) {
+        return;
+    }
+    let started = std::time::Instant::now();
+    // More than the burst can never be granted: `n` is capped by the caller.
+    let _ = limiter.until_n_ready(n).await;
+    metrics::histogram!(RATE_LIMIT_WAIT_SECONDS, "limiter" => label)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// Counts a running transfer for as long as it lives.
+struct ActiveTransfer;
+
+impl ActiveTransfer {
+    fn start() -> Self {
+        metrics::gauge!(ACTIVE_TRANSFERS).increment(1.0);
+        ActiveTransfer
+    }
+}
+
+impl Drop for ActiveTransfer {
+    fn drop(&mut self) {
+        metrics::gauge!(ACTIVE_TRANSFERS).decrement(1.0);
+    }
+}
+
 async fn run_job(shared: &Arc<Shared>, lease: Lease, shutdown: &CancellationToken) {
+    let _active = ActiveTransfer::start();
+    let started = std::time::Instant::now();
     let job = lease.job;
     let stop = shutdown.child_token();
     let watcher = watch_lease(shared, &job.job_id, stop.clone());
@@ -312,7 +350,9 @@ async fn run_job(shared: &Arc<Shared>, lease: Lease, shutdown: &CancellationToke
             Err(TransferError::Transient {
                 message,
                 retry_after,
+                stage,
             }) if attempt < shared.settings.max_attempts => {
+                metrics::counter!(RETRIES_TOTAL, "stage" => stage.as_str()).increment(1);
                 let delay =
                     retry_after.unwrap_or_else(|| backoff(shared.settings.backoff_base, attempt));
                 tracing::warn!(job = %job.job_id, attempt, delay_ms = delay.as_millis() as u64, error = %message,
@@ -339,6 +379,15 @@ async fn run_job(shared: &Arc<Shared>, lease: Lease, shutdown: &CancellationToke
     };
     stop.cancel();
     let _ = watcher.await;
+    let label = match &outcome {
+        None => "completed",
+        Some(Stop::NotOurs) => "stopped",
+        Some(Stop::Record(JobOutcome::Failed { .. })) => "failed",
+        Some(Stop::Record(JobOutcome::Skipped { .. })) => "skipped",
+        Some(Stop::Record(JobOutcome::Released)) => "released",
+    };
+    metrics::histogram!(TRANSFER_SECONDS, "outcome" => label)
+        .record(started.elapsed().as_secs_f64());
     let outcome = match outcome {
         None => return,
         Some(Stop::NotOurs) => {
@@ -367,7 +416,10 @@ async fn run_job(shared: &Arc<Shared>, lease: Lease, shutdown: &CancellationToke
         )
         .await
     {
-        Ok(finished) => log_outcome(&finished),
+        Ok(finished) => {
+            ferry_control::metrics::count_finished(&finished);
+            log_outcome(&finished)
+        }
         Err(e) => tracing::info!(job = %job.job_id, error = %e, "transfer ended without the lease"),
     }
 }
@@ -386,8 +438,10 @@ async fn fresh_download(
         .map_err(|e| TransferError::Transient {
             message: format!("store: {e}"),
             retry_after: None,
+            stage: Stage::Store,
         })?;
     let Some(oauth) = account.and_then(|a| a.oauth) else {
+        metrics::counter!(TOKEN_REFRESHES_TOTAL, "outcome" => "no_credentials").increment(1);
         return Err(TransferError::Permanent(format!(
             "zoom refused the download token (HTTP {status}): it has probably expired (tokens last 24 hours) \
              and the zoom account has no Server-to-Server OAuth credentials to fetch a fresh one; reinstall \
@@ -429,6 +483,7 @@ async fn fresh_download(
             } => TransferError::Transient {
                 message: format!("fetching a fresh download token: {message}"),
                 retry_after,
+                stage: Stage::Download,
             },
         })
 }

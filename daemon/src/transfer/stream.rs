@@ -15,11 +15,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::download::{Download, DownloadError};
-use super::engine::{Shared, backoff, kib};
+use super::engine::{Shared, backoff, kib, wait_on};
 use super::mp4::{Mp4Scanner, Mp4Verdict};
 use super::parts::{Part, PartAssembler, combine_crc32c, part_size_for};
 use super::sink::{CompletedPart, SinkError};
 use super::zoom_api::FreshDownload;
+use crate::metrics::{
+    CAP_ABORTS_TOTAL, DOWNLOADED_BYTES_TOTAL, PART_UPLOAD_SECONDS, RESUMED_TRANSFERS_TOTAL,
+    RETRIES_TOTAL, UPLOADED_BYTES_TOTAL,
+};
 
 /// How an attempt failed, which decides what happens next.
 #[derive(Debug)]
@@ -28,6 +32,7 @@ pub enum TransferError {
     Transient {
         message: String,
         retry_after: Option<Duration>,
+        stage: Stage,
     },
     /// Fail the job with this message.
     Permanent(String),
@@ -39,11 +44,50 @@ pub enum TransferError {
     TokenRejected { status: u16 },
 }
 
+/// Where a transient failure happened, for the retry metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Download,
+    StartUpload,
+    UploadPart,
+    Complete,
+    Store,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Download => "download",
+            Stage::StartUpload => "start_upload",
+            Stage::UploadPart => "upload_part",
+            Stage::Complete => "complete",
+            Stage::Store => "store",
+        }
+    }
+}
+
 impl TransferError {
     fn transient(message: impl Into<String>) -> Self {
         TransferError::Transient {
             message: message.into(),
             retry_after: None,
+            stage: Stage::Download,
+        }
+    }
+
+    /// Relabels a transient failure's stage.
+    fn at(self, stage: Stage) -> Self {
+        match self {
+            TransferError::Transient {
+                message,
+                retry_after,
+                ..
+            } => TransferError::Transient {
+                message,
+                retry_after,
+                stage,
+            },
+            other => other,
         }
     }
 }
@@ -57,9 +101,11 @@ impl From<SinkError> for TransferError {
             } => TransferError::Transient {
                 message,
                 retry_after,
+                stage: Stage::StartUpload,
             },
             SinkError::NoSuchUpload(id) => {
                 TransferError::transient(format!("multipart upload {id} vanished"))
+                    .at(Stage::StartUpload)
             }
             SinkError::Permanent(message) => {
                 TransferError::Permanent(format!("storage refused the upload: {message}"))
@@ -206,7 +252,7 @@ async fn start_over(
 fn lease_or_store(error: ferry_control::error::StoreError) -> TransferError {
     match error {
         ferry_control::error::StoreError::FailedPrecondition(_) => TransferError::Stopped,
-        other => TransferError::transient(format!("store: {other}")),
+        other => TransferError::transient(format!("store: {other}")).at(Stage::Store),
     }
 }
 
@@ -264,6 +310,7 @@ fn download_error(error: DownloadError) -> TransferError {
         } if status == 429 || status >= 500 => TransferError::Transient {
             message: format!("zoom answered HTTP {status}"),
             retry_after,
+            stage: Stage::Download,
         },
         DownloadError::Status { status, .. } => TransferError::Permanent(format!(
             "zoom answered HTTP {status} for the recording file"
@@ -299,10 +346,12 @@ pub(super) async fn transfer(
     let content_type = content_type(job);
     let mut resume = resume_or_start(shared, job, &key, content_type).await?;
 
-    shared
-        .account_limiter(&job.zoom_account_id)
-        .until_ready()
-        .await;
+    wait_on(
+        &shared.account_limiter(&job.zoom_account_id),
+        std::num::NonZeroU32::MIN,
+        "account_downloads",
+    )
+    .await;
     let download = tokio::select! {
         _ = stop.cancelled() => return Err(TransferError::Stopped),
         download = shared.downloader.get(&url, token.as_deref(), resume.offset()) =>
@@ -344,7 +393,7 @@ async fn part_budget(shared: &Shared, part_permits: u32) -> OwnedSemaphorePermit
     if let Some(bandwidth) = &shared.bandwidth
         && let Some(n) = std::num::NonZeroU32::new(part_permits)
     {
-        let _ = bandwidth.until_n_ready(n).await;
+        wait_on(bandwidth, n, "bandwidth").await;
     }
     shared
         .budget
@@ -382,12 +431,14 @@ async fn upload_part(
     loop {
         attempt += 1;
         if let Some(limiter) = &shared.sink_limiter {
-            limiter.until_ready().await;
+            wait_on(limiter, std::num::NonZeroU32::MIN, "sink_requests").await;
         }
+        let started = Instant::now();
         let uploaded = tokio::select! {
             _ = stop.cancelled() => return Err(TransferError::Stopped),
             uploaded = shared.sink.upload_part(&key, &upload_id, &part) => uploaded,
         };
+        metrics::histogram!(PART_UPLOAD_SECONDS).record(started.elapsed().as_secs_f64());
         match uploaded {
             Ok(etag) => {
                 return Ok(PartRecord {
@@ -402,6 +453,8 @@ async fn upload_part(
                 message,
                 retry_after,
             }) if attempt < shared.settings.max_attempts => {
+                metrics::counter!(RETRIES_TOTAL, "stage" => Stage::UploadPart.as_str())
+                    .increment(1);
                 let delay =
                     retry_after.unwrap_or_else(|| backoff(shared.settings.backoff_base, attempt));
                 tracing::warn!(job = %job_id, part = part.number, attempt, error = %message, "part upload failed; retrying");
@@ -413,9 +466,11 @@ async fn upload_part(
                     TransferError::Transient {
                         message,
                         retry_after,
+                        ..
                     } => TransferError::Transient {
                         message: format!("part {} upload failed: {message}", part.number),
                         retry_after,
+                        stage: Stage::UploadPart,
                     },
                     other => other,
                 });
@@ -442,6 +497,7 @@ async fn record(
         )
         .await
         .map_err(lease_or_store)?;
+    metrics::counter!(UPLOADED_BYTES_TOTAL).increment(record.len);
     parts.push(record);
     Ok(())
 }
@@ -473,11 +529,15 @@ async fn stream_parts(
     let mut received_here = 0u64;
     let mut last_progress = Instant::now();
     let mut body = download.body;
+    if start_offset > 0 {
+        metrics::counter!(RESUMED_TRANSFERS_TOTAL).increment(1);
+    }
+    let downloaded = metrics::counter!(DOWNLOADED_BYTES_TOTAL);
     // A part larger than the whole budget (a huge file raised the part size)
     // takes the whole budget rather than waiting forever.
     let part_permits = kib(upload.part_size).min(kib(settings.byte_budget));
 
-    loop {
+    let broken = loop {
         if budget.is_none() {
             budget = Some(tokio::select! {
                 _ = stop.cancelled() => return Err(TransferError::Stopped),
@@ -491,10 +551,10 @@ async fn stream_parts(
                 continue;
             }
             frame = tokio::time::timeout(settings.stall_timeout, body.frame()) => match frame {
-                Err(_) => return Err(TransferError::transient(format!(
+                Err(_) => break Some(TransferError::transient(format!(
                     "the download stalled: no bytes for {} s", settings.stall_timeout.as_secs()))),
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(TransferError::transient(format!("the download broke off: {e}"))),
+                Ok(None) => break None,
+                Ok(Some(Err(e))) => break Some(TransferError::transient(format!("the download broke off: {e}"))),
                 Ok(Some(Ok(frame))) => frame,
             },
         };
@@ -502,8 +562,10 @@ async fn stream_parts(
             continue;
         };
         received_here += chunk.len() as u64;
+        downloaded.increment(chunk.len() as u64);
         let total = start_offset + received_here;
         if total > caps.max_file_bytes {
+            metrics::counter!(CAP_ABORTS_TOTAL, "cap" => "size").increment(1);
             return Err(TransferError::Cap {
                 reason: SkipReason::TooLarge,
                 message: format!(
@@ -526,6 +588,7 @@ async fn stream_parts(
         if let Some(ms) = duration_ms
             && ms as i64 > caps.max_duration_ms
         {
+            metrics::counter!(CAP_ABORTS_TOTAL, "cap" => "duration").increment(1);
             return Err(TransferError::Cap {
                 reason: SkipReason::TooLong,
                 message: format!(
@@ -573,8 +636,19 @@ async fn stream_parts(
             progress.total_bytes = announced_size;
             shared.store.publish_progress(progress);
         }
-    }
+    };
 
+    if let Some(error) = broken {
+        // The parts already handed to the sink are whole: keep the ones that
+        // land, so the retry resumes after them instead of sending them again.
+        drop(budget);
+        while let Some(finished) = in_flight.join_next().await {
+            if let Ok(Ok(part)) = finished {
+                record(shared, job, part, &mut done).await?;
+            }
+        }
+        return Err(error);
+    }
     let received_total = assembler.offset();
     if let Some(last) = assembler.finish() {
         let permit = take_budget(&mut budget, shared, part_permits).await;
@@ -631,7 +705,8 @@ async fn stream_parts(
     shared
         .sink
         .complete_upload(&upload.object_key, &upload.upload_id, &completed)
-        .await?;
+        .await
+        .map_err(|e| TransferError::from(e).at(Stage::Complete))?;
     let checksum = combine_crc32c(done.iter().map(|p| (p.crc32c, p.len)));
     let media = NewMedia {
         object_key: upload.object_key.clone(),
@@ -651,6 +726,7 @@ async fn stream_parts(
         )
         .await
         .map_err(lease_or_store)?;
+    ferry_control::metrics::count_finished(&completed_job);
     tracing::info!(job = %completed_job.job_id, media = %created.media_id, bytes = received_total,
         note = %note, "transfer completed");
     Ok(())

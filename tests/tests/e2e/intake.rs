@@ -107,6 +107,7 @@ impl Scene {
         self.job(&job_id).await
     }
 
+    /// The body of `GET /metrics`.
     pub async fn metrics(&self) -> String {
         let mut stream = tokio::net::TcpStream::connect(self.daemon.app.http_addr)
             .await
@@ -117,7 +118,9 @@ impl Scene {
             .unwrap();
         let mut text = String::new();
         stream.read_to_string(&mut text).await.unwrap();
-        text
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        let body = text.find("\r\n\r\n").expect("a complete answer") + 4;
+        text[body..].to_string()
     }
 }
 
@@ -128,16 +131,17 @@ fn state(job: &api::Job) -> (api::JobState, api::SkipReason) {
     )
 }
 
+/// Webhook requests with this outcome, over every event type.
 fn counter(metrics: &str, outcome: &str) -> u64 {
     metrics
         .lines()
-        .find(|line| {
+        .filter(|line| {
             line.starts_with("ferry_webhook_requests_total")
                 && line.contains(&format!("outcome=\"{outcome}\""))
         })
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0)
+        .filter_map(|line| line.rsplit(' ').next())
+        .filter_map(|value| value.parse::<u64>().ok())
+        .sum()
 }
 
 #[tokio::test]
@@ -208,7 +212,7 @@ async fn bad_signatures_get_401_and_leave_only_a_counter() {
             Some(good.clone()),
         ),
     ];
-    let before = counter(&scene.metrics().await, "unauthorized");
+    let before = counter(&scene.metrics().await, "rejected_signature");
     for (i, (body, timestamp, signature)) in cases.iter().enumerate() {
         let delivery = scene
             .zoom
@@ -222,7 +226,7 @@ async fn bad_signatures_get_401_and_leave_only_a_counter() {
         "a refused webhook leaves no job"
     );
     assert_eq!(
-        counter(&scene.metrics().await, "unauthorized"),
+        counter(&scene.metrics().await, "rejected_signature"),
         before + cases.len() as u64
     );
     // The very same bytes, correctly signed, are accepted.

@@ -8,6 +8,7 @@ mod directory;
 mod durability;
 mod intake;
 mod jobs_media;
+mod metrics;
 mod s3;
 mod support;
 mod tls;

@@ -15,8 +15,19 @@ use super::{
 pub async fn job_upsert_and_scope(store: &dyn Store) {
     let tenant = create_tenant(store, "upsert").await;
     let other = create_tenant(store, "upsert other").await;
+    let before = store.job_counts().await.expect("job counts");
     let new_job = queued_job(&tenant, "meeting-uuid-1==", "Lecture 1", at(100));
     let job = create_job(store, new_job.clone()).await;
+    let after = store.job_counts().await.expect("job counts");
+    assert_eq!(
+        after.count(JobState::Queued),
+        before.count(JobState::Queued) + 1,
+        "counts cover every institution"
+    );
+    assert!(
+        after.oldest_queued.is_some_and(|t| t <= at(100)),
+        "{after:?}"
+    );
     assert_eq!(job.institution_id, tenant.institution_id);
     assert_eq!(job.zoom_account_id, tenant.zoom_account_id);
     assert_eq!(job.meeting_uuid, "meeting-uuid-1==");
@@ -387,6 +398,7 @@ pub async fn job_cancel_and_requeue(store: &dyn Store) {
     let a = &tenant.institution_id;
     let replacement_owner = create_user(store, a, "second-owner", "second.owner@example.edu").await;
     let t = at(2_000_000);
+    let before = store.job_counts().await.expect("job counts");
     let queued = create_job(store, queued_job(&tenant, "cancel-1", "Queued", t)).await;
     let transferring = create_job(store, queued_job(&tenant, "cancel-2", "Transferring", t)).await;
 
@@ -404,6 +416,18 @@ pub async fn job_cancel_and_requeue(store: &dyn Store) {
         JobState::Cancelled,
         "a transferring job can be cancelled"
     );
+    let after = store.job_counts().await.expect("job counts");
+    for (state, change) in [
+        (JobState::Queued, 0),
+        (JobState::Transferring, 0),
+        (JobState::Cancelled, 2),
+    ] {
+        assert_eq!(
+            after.count(state),
+            before.count(state) + change,
+            "{state:?}: {before:?} -> {after:?}"
+        );
+    }
     assert!(
         !store
             .renew_lease(

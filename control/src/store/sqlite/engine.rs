@@ -190,6 +190,7 @@ fn run_writer(conn: Connection, mut write_rx: mpsc::Receiver<WriteOp>, max_batch
 }
 
 fn commit_group(conn: &Connection, batch: &mut Vec<WriteOp>) {
+    let started = std::time::Instant::now();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         // Dropping the ops drops their reply channels: every caller gets
         // Unavailable, so nothing is acknowledged that was not committed.
@@ -225,6 +226,8 @@ fn commit_group(conn: &Connection, batch: &mut Vec<WriteOp>) {
         let _ = conn.execute_batch("ROLLBACK");
         format!("commit failed: {e}")
     });
+    metrics::histogram!(crate::metrics::STORE_COMMIT_SECONDS)
+        .record(started.elapsed().as_secs_f64());
     if let Err(message) = &commit {
         tracing::error!(error = %message, writes = completions.len(), "store group commit failed");
     }

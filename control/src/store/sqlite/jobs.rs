@@ -17,6 +17,32 @@ const JOB_COLUMNS: &str = "job_id, institution_id, zoom_account_id, meeting_uuid
     bytes_transferred, total_bytes, attempt_count, media_id, created_ms, updated_ms, finished_ms,
     detected_mid_stream";
 
+pub(super) fn job_counts(c: &Connection) -> StoreResult<JobCounts> {
+    let mut statement = c
+        .prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+        .map_err(sql_error)?;
+    let by_state = statement
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })
+        .map_err(sql_error)?
+        .filter_map(|row| match row {
+            Ok((state, n)) => JobState::parse(&state).map(|s| Ok((s, n.max(0) as u64))),
+            Err(e) => Some(Err(sql_error(e))),
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    let oldest_queued = c
+        .prepare_cached("SELECT MIN(updated_ms) FROM jobs WHERE state = 'queued'")
+        .map_err(sql_error)?
+        .query_row([], |row| row.get::<_, Option<i64>>(0))
+        .map_err(sql_error)?
+        .map(Timestamp);
+    Ok(JobCounts {
+        by_state,
+        oldest_queued,
+    })
+}
+
 fn conversion_error(column: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, message.into())
 }

@@ -475,6 +475,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn job_counts(&self) -> StoreResult<JobCounts> {
+        self.engine.read(jobs::job_counts).await
+    }
+
     async fn requeue_job(
         &self,
         institution_id: &str,

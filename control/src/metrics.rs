@@ -1,0 +1,153 @@
+//! Every metric Ferry exports, named once here and described by
+//! [`describe`] at start-up. Prometheus naming. Labels are low-cardinality
+//! enums, never ids, emails, uuids or tokens. The daemon installs the
+//! exporter; the store and the services record through the `metrics` facade.
+
+/// Webhook requests, by `event` (`recording.completed`,
+/// `endpoint.url_validation`, `app_deauthorized`, `other`, `unknown` when
+/// unreadable) and `outcome` (`accepted`, `duplicate`, `not_installed`,
+/// `ignored`, `url_validation`, `deauthorized`, `rejected_signature`,
+/// `rejected_body`, `too_large`, `timeout`, `store_unavailable`,
+/// `not_configured`).
+pub const WEBHOOK_REQUESTS_TOTAL: &str = "ferry_webhook_requests_total";
+/// Time from a webhook's arrival to its answer, the durable commit included.
+pub const WEBHOOK_ACK_SECONDS: &str = "ferry_webhook_ack_seconds";
+/// Jobs the intake created, by `state` and skip `reason`.
+pub const JOBS_CREATED_TOTAL: &str = "ferry_jobs_created_total";
+/// Jobs that reached a final state, by `state` and skip `reason`.
+pub const JOBS_FINISHED_TOTAL: &str = "ferry_jobs_finished_total";
+/// Jobs in each `state` now, read from the store at every scrape.
+pub const JOBS: &str = "ferry_jobs";
+/// Age of the oldest QUEUED job (0 when none), read at every scrape.
+pub const OLDEST_QUEUED_JOB_AGE_SECONDS: &str = "ferry_oldest_queued_job_age_seconds";
+/// Bytes received from Zoom.
+pub const DOWNLOADED_BYTES_TOTAL: &str = "ferry_downloaded_bytes_total";
+/// Bytes the sink acknowledged (parts uploaded).
+pub const UPLOADED_BYTES_TOTAL: &str = "ferry_uploaded_bytes_total";
+/// Transfers running now.
+pub const ACTIVE_TRANSFERS: &str = "ferry_active_transfers";
+/// Time from claiming a job to its end, by `outcome` (`completed`,
+/// `failed`, `skipped`, `released` at shutdown, `stopped` when cancelled or
+/// taken over).
+pub const TRANSFER_SECONDS: &str = "ferry_transfer_duration_seconds";
+/// Time of one UploadPart call (each attempt).
+pub const PART_UPLOAD_SECONDS: &str = "ferry_part_upload_seconds";
+/// Retries, by `stage` (`download`, `upload_part`, `complete`).
+pub const RETRIES_TOTAL: &str = "ferry_retries_total";
+/// Transfers that continued an upload from a byte past 0.
+pub const RESUMED_TRANSFERS_TOTAL: &str = "ferry_resumed_transfers_total";
+/// Transfers stopped mid-stream by a cap, by `cap` (`size`, `duration`).
+pub const CAP_ABORTS_TOTAL: &str = "ferry_cap_aborts_total";
+/// Fresh download tokens fetched through OAuth, by `outcome` (`fetched`,
+/// `no_credentials`, `refused`, `unavailable`).
+pub const TOKEN_REFRESHES_TOTAL: &str = "ferry_download_token_refreshes_total";
+/// Waits a rate limiter imposed, by `limiter` (`account_downloads`,
+/// `bandwidth`, `sink_requests`): `_count` is the number of waits, `_sum`
+/// the seconds waited.
+pub const RATE_LIMIT_WAIT_SECONDS: &str = "ferry_rate_limit_wait_seconds";
+/// Time of one group commit of the store (BEGIN to COMMIT, fsync included).
+pub const STORE_COMMIT_SECONDS: &str = "ferry_store_commit_seconds";
+/// Always 1, labelled with the `version`.
+pub const BUILD_INFO: &str = "ferry_build_info";
+
+/// Histogram buckets, in seconds, for the latencies above.
+pub const FAST_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0,
+];
+pub const PART_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+pub const TRANSFER_BUCKETS: &[f64] = &[
+    0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+/// Which buckets each histogram uses.
+pub const HISTOGRAMS: &[(&str, &[f64])] = &[
+    (WEBHOOK_ACK_SECONDS, FAST_BUCKETS),
+    (STORE_COMMIT_SECONDS, FAST_BUCKETS),
+    (PART_UPLOAD_SECONDS, PART_BUCKETS),
+    (TRANSFER_SECONDS, TRANSFER_BUCKETS),
+    (RATE_LIMIT_WAIT_SECONDS, PART_BUCKETS),
+];
+
+/// Counts a job that reached a final state.
+pub fn count_finished(job: &crate::model::Job) {
+    if job.state.is_final() {
+        let reason = job.skip_reason.map_or("", |r| r.as_str());
+        metrics::counter!(JOBS_FINISHED_TOTAL, "state" => job.state.as_str(), "reason" => reason)
+            .increment(1);
+    }
+}
+
+/// Registers every metric's help text and unit with the installed recorder.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        WEBHOOK_REQUESTS_TOTAL,
+        "Zoom webhook requests, by event and outcome"
+    );
+    describe_histogram!(
+        WEBHOOK_ACK_SECONDS,
+        Unit::Seconds,
+        "Time to acknowledge a Zoom webhook, durable commit included"
+    );
+    describe_counter!(
+        JOBS_CREATED_TOTAL,
+        "Jobs the intake created, by state and skip reason"
+    );
+    describe_counter!(
+        JOBS_FINISHED_TOTAL,
+        "Jobs that reached a final state, by state and skip reason"
+    );
+    describe_gauge!(JOBS, "Jobs in each state now");
+    describe_gauge!(
+        OLDEST_QUEUED_JOB_AGE_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest queued job, 0 when none"
+    );
+    describe_counter!(
+        DOWNLOADED_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes received from Zoom"
+    );
+    describe_counter!(
+        UPLOADED_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes the object store acknowledged"
+    );
+    describe_gauge!(ACTIVE_TRANSFERS, "Transfers running now");
+    describe_histogram!(
+        TRANSFER_SECONDS,
+        Unit::Seconds,
+        "Time from claiming a job to the end of its transfer, by outcome"
+    );
+    describe_histogram!(
+        PART_UPLOAD_SECONDS,
+        Unit::Seconds,
+        "Time of one part upload attempt"
+    );
+    describe_counter!(RETRIES_TOTAL, "Retries, by stage");
+    describe_counter!(
+        RESUMED_TRANSFERS_TOTAL,
+        "Transfers that resumed an upload past byte 0"
+    );
+    describe_counter!(
+        CAP_ABORTS_TOTAL,
+        "Transfers stopped mid-stream by a cap, by cap"
+    );
+    describe_counter!(
+        TOKEN_REFRESHES_TOTAL,
+        "Fresh download tokens asked of Zoom's API, by outcome"
+    );
+    describe_histogram!(
+        RATE_LIMIT_WAIT_SECONDS,
+        Unit::Seconds,
+        "Waits imposed by rate limiters, by limiter"
+    );
+    describe_histogram!(
+        STORE_COMMIT_SECONDS,
+        Unit::Seconds,
+        "Time of one store group commit, fsync included"
+    );
+    describe_gauge!(BUILD_INFO, "Build information; always 1");
+}
