@@ -31,6 +31,31 @@ impl Default for Caps {
     }
 }
 
+/// The caps, with overrides for some Zoom accounts (e.g. a lower size cap
+/// for one account while trying a new storage tier).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CapsPolicy {
+    pub default: Caps,
+    pub accounts: std::collections::HashMap<String, Caps>,
+}
+
+impl CapsPolicy {
+    pub fn uniform(caps: Caps) -> Self {
+        CapsPolicy {
+            default: caps,
+            accounts: Default::default(),
+        }
+    }
+
+    /// The caps that hold for recordings of `zoom_account_id`.
+    pub fn for_account(&self, zoom_account_id: &str) -> Caps {
+        self.accounts
+            .get(zoom_account_id)
+            .copied()
+            .unwrap_or(self.default)
+    }
+}
+
 /// The first segment of a stop/start session: the files sharing the
 /// smallest `recording_start`, and what was passed over.
 #[derive(Debug, PartialEq, Eq)]

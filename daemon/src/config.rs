@@ -161,6 +161,16 @@ pub struct CapsConfig {
     pub max_duration_secs: u64,
     /// Largest file copied, in bytes (5 GiB).
     pub max_file_bytes: u64,
+    /// Other caps for some Zoom accounts, by account id (file only).
+    pub accounts: std::collections::BTreeMap<String, AccountCapsConfig>,
+}
+
+/// One account's caps; an unset cap is the default one.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountCapsConfig {
+    pub max_duration_secs: Option<u64>,
+    pub max_file_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -301,6 +311,7 @@ impl Default for CapsConfig {
         CapsConfig {
             max_duration_secs: (caps.max_duration_ms / 1000) as u64,
             max_file_bytes: caps.max_file_bytes,
+            accounts: Default::default(),
         }
     }
 }
@@ -535,6 +546,13 @@ impl Config {
         if self.caps.max_duration_secs == 0 || self.caps.max_file_bytes == 0 {
             bail!("caps: max_duration_secs and max_file_bytes must be positive");
         }
+        for (account, caps) in &self.caps.accounts {
+            if caps.max_duration_secs == Some(0) || caps.max_file_bytes == Some(0) {
+                bail!(
+                    "caps.accounts.{account}: max_duration_secs and max_file_bytes must be positive"
+                );
+            }
+        }
         let transfer = &self.transfer;
         if transfer.sink != "local" {
             bail!(
@@ -609,11 +627,27 @@ impl Config {
         }
     }
 
-    pub fn caps(&self) -> ferry_control::rules::Caps {
-        ferry_control::rules::Caps {
-            max_duration_ms: i64::try_from(self.caps.max_duration_secs.saturating_mul(1000))
-                .unwrap_or(i64::MAX),
-            max_file_bytes: self.caps.max_file_bytes,
+    pub fn caps(&self) -> ferry_control::rules::CapsPolicy {
+        use ferry_control::rules::{Caps, CapsPolicy};
+        let caps = |duration_secs: u64, file_bytes: u64| Caps {
+            max_duration_ms: i64::try_from(duration_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            max_file_bytes: file_bytes,
+        };
+        let default = caps(self.caps.max_duration_secs, self.caps.max_file_bytes);
+        CapsPolicy {
+            default,
+            accounts: self
+                .caps
+                .accounts
+                .iter()
+                .map(|(account, c)| {
+                    let own = caps(
+                        c.max_duration_secs.unwrap_or(self.caps.max_duration_secs),
+                        c.max_file_bytes.unwrap_or(self.caps.max_file_bytes),
+                    );
+                    (account.clone(), own)
+                })
+                .collect(),
         }
     }
 
@@ -683,6 +717,34 @@ mod tests {
         std::fs::write(&file, "[grpc]\nadrr = \"127.0.0.1:1\"\n").unwrap();
         let error = Config::load(Some(&file), env(&[])).unwrap_err();
         assert!(format!("{error:#}").contains("adrr"), "{error:#}");
+    }
+
+    #[test]
+    fn caps_can_differ_per_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ferry.toml");
+        std::fs::write(
+            &file,
+            "[caps]\nmax_file_bytes = 1000\n[caps.accounts.small-acct]\nmax_file_bytes = 10\n",
+        )
+        .unwrap();
+        let caps = Config::load(Some(&file), env(&[])).unwrap().caps();
+        assert_eq!(caps.for_account("small-acct").max_file_bytes, 10);
+        assert_eq!(
+            caps.for_account("small-acct").max_duration_ms,
+            caps.default.max_duration_ms
+        );
+        assert_eq!(caps.for_account("other").max_file_bytes, 1000);
+
+        std::fs::write(&file, "[caps.accounts.a]\nmax_file_byte = 10\n").unwrap();
+        let error = Config::load(Some(&file), env(&[])).unwrap_err();
+        assert!(format!("{error:#}").contains("max_file_byte"), "{error:#}");
+        std::fs::write(&file, "[caps.accounts.a]\nmax_file_bytes = 0\n").unwrap();
+        let error = Config::load(Some(&file), env(&[])).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("caps.accounts.a"),
+            "{error:#}"
+        );
     }
 
     #[test]

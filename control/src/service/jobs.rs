@@ -63,7 +63,7 @@ impl JobApi {
             &context.secret_box,
             &recording,
             token.as_ref().map(|t| t.expose()),
-            &context.caps,
+            &context.caps.for_account(&recording.account_id),
             now,
             now,
         )

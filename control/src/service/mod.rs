@@ -36,7 +36,7 @@ pub struct ControlContext {
     /// Most user records one SyncUsers call may carry.
     pub max_sync_records: usize,
     /// The ingest caps, for re-deciding a retried job.
-    pub caps: crate::rules::Caps,
+    pub caps: crate::rules::CapsPolicy,
     /// Cancelled when the daemon shuts down: ends long-lived streams
     /// (WatchJobs) so that graceful shutdown does not wait on them forever.
     pub shutdown: tokio_util::sync::CancellationToken,

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use ferry_control::error::ErrorClass;
 use ferry_control::ingest::{self, Decision};
 use ferry_control::model::Timestamp;
-use ferry_control::rules::Caps;
+use ferry_control::rules::CapsPolicy;
 use ferry_control::secrets::SecretBox;
 use ferry_control::store::Store;
 use ferry_control::zoom::{self, DeauthorizedPayload, UrlValidationPayload, WebhookEnvelope};
@@ -85,7 +85,7 @@ pub struct IntakeConfig {
     pub verifier: Option<WebhookVerifier>,
     pub max_body_bytes: u64,
     pub read_timeout: Duration,
-    pub caps: Caps,
+    pub caps: CapsPolicy,
 }
 
 pub struct Intake {
@@ -234,7 +234,7 @@ impl Intake {
             &self.secret_box,
             &recording,
             envelope.download_token.as_deref(),
-            &self.config.caps,
+            &self.config.caps.for_account(&recording.account_id),
             event_time,
             now,
         )

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_control::model::{Job, JobOutcome, JobState, Timestamp};
-use ferry_control::rules::Caps;
+use ferry_control::rules::CapsPolicy;
 use ferry_control::secrets::SecretBox;
 use ferry_control::store::{Lease, Store};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -47,7 +47,7 @@ pub struct TransferSettings {
     /// Requests per second to the sink; None is unlimited.
     pub sink_requests_per_second: Option<u32>,
     pub key_prefix: String,
-    pub caps: Caps,
+    pub caps: CapsPolicy,
     /// How often an idle engine looks for work it was not told about.
     pub poll_interval: Duration,
 }

@@ -511,7 +511,7 @@ async fn stream_parts(
     announced_size: u64,
 ) -> Result<(), TransferError> {
     let settings = &shared.settings;
-    let caps = settings.caps;
+    let caps = settings.caps.for_account(&job.zoom_account_id);
     let Resume {
         upload,
         parts: mut done,

@@ -244,7 +244,17 @@ async fn a_source_that_ignores_range_starts_over_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_stream_is_skipped_mid_stream_even_when_zoom_understated_it() {
-    let mut t = transfers(|c| c.caps.max_file_bytes = 20 * MIB).await;
+    // A lower cap for this one account; the default stays 5 GiB.
+    let mut t = transfers(|c| {
+        c.caps.accounts.insert(
+            crate::intake::ACCOUNT.into(),
+            ferry_daemon::config::AccountCapsConfig {
+                max_file_bytes: Some(20 * MIB),
+                max_duration_secs: None,
+            },
+        );
+    })
+    .await;
     let media = SyntheticMedia::mp4(30 * MIB, Duration::from_secs(600), Mp4Layout::MoovAtEnd, 0);
     for length in [LengthHeader::Exact, LengthHeader::Absent] {
         let meeting = t.meeting(&media, 10 * MIB, |b| b.length_header = length);
