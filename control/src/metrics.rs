@@ -32,7 +32,8 @@ pub const ACTIVE_TRANSFERS: &str = "ferry_active_transfers";
 pub const TRANSFER_SECONDS: &str = "ferry_transfer_duration_seconds";
 /// Time of one UploadPart call (each attempt).
 pub const PART_UPLOAD_SECONDS: &str = "ferry_part_upload_seconds";
-/// Retries, by `stage` (`download`, `upload_part`, `complete`).
+/// Retries, by `stage` (`download`, `start_upload`, `upload_part`,
+/// `complete`, `store`).
 pub const RETRIES_TOTAL: &str = "ferry_retries_total";
 /// Transfers that continued an upload from a byte past 0.
 pub const RESUMED_TRANSFERS_TOTAL: &str = "ferry_resumed_transfers_total";
@@ -76,6 +77,56 @@ pub fn count_finished(job: &crate::model::Job) {
         let reason = job.skip_reason.map_or("", |r| r.as_str());
         metrics::counter!(JOBS_FINISHED_TOTAL, "state" => job.state.as_str(), "reason" => reason)
             .increment(1);
+    }
+}
+
+/// Registers the counters alerts and dashboards watch at 0, so that their
+/// first increment after a start shows in `rate()` and `increase()`.
+pub fn register_zeros() {
+    use crate::model::{JobState, SkipReason};
+    use metrics::counter;
+    for (event, outcome) in [
+        ("recording.completed", "accepted"),
+        ("recording.completed", "duplicate"),
+        ("recording.completed", "not_installed"),
+        ("recording.completed", "rejected_body"),
+        ("recording.completed", "store_unavailable"),
+        ("unknown", "rejected_signature"),
+        ("unknown", "rejected_body"),
+        ("unknown", "too_large"),
+        ("unknown", "timeout"),
+        ("unknown", "not_configured"),
+    ] {
+        counter!(WEBHOOK_REQUESTS_TOTAL, "event" => event, "outcome" => outcome).increment(0);
+    }
+    for state in [JobState::Completed, JobState::Failed, JobState::Cancelled] {
+        counter!(JOBS_FINISHED_TOTAL, "state" => state.as_str(), "reason" => "").increment(0);
+    }
+    for reason in SkipReason::ALL {
+        counter!(JOBS_FINISHED_TOTAL, "state" => "skipped", "reason" => reason.as_str())
+            .increment(0);
+    }
+    for stage in [
+        "download",
+        "start_upload",
+        "upload_part",
+        "complete",
+        "store",
+    ] {
+        counter!(RETRIES_TOTAL, "stage" => stage).increment(0);
+    }
+    for cap in ["size", "duration"] {
+        counter!(CAP_ABORTS_TOTAL, "cap" => cap).increment(0);
+    }
+    for outcome in ["fetched", "no_credentials", "refused", "unavailable"] {
+        counter!(TOKEN_REFRESHES_TOTAL, "outcome" => outcome).increment(0);
+    }
+    for name in [
+        DOWNLOADED_BYTES_TOTAL,
+        UPLOADED_BYTES_TOTAL,
+        RESUMED_TRANSFERS_TOTAL,
+    ] {
+        counter!(name).increment(0);
     }
 }
 

@@ -334,6 +334,7 @@ const SECTIONS: &[&str] = &[
     "zoom",
     "caps",
     "transfer",
+    "s3",
 ];
 
 impl Config {
@@ -554,11 +555,28 @@ impl Config {
             }
         }
         let transfer = &self.transfer;
-        if transfer.sink != "local" {
+        if !matches!(transfer.sink.as_str(), "local" | "s3") {
             bail!(
-                "transfer.sink: {:?} is not supported (only \"local\" so far)",
+                "transfer.sink: {:?} is not one of \"local\", \"s3\"",
                 transfer.sink
             );
+        }
+        if transfer.sink == "s3" {
+            let s3 = &self.s3;
+            if s3.bucket.is_empty() || s3.access_key_id.is_empty() || s3.secret_access_key.is_none()
+            {
+                bail!(
+                    "s3: bucket, access_key_id and secret_access_key are required when transfer.sink = \"s3\""
+                );
+            }
+            if let Some(endpoint) = &s3.endpoint {
+                let uri: http::Uri = endpoint
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("s3.endpoint: {endpoint:?} is not a URL"))?;
+                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                    bail!("s3.endpoint: {endpoint:?} must be an http:// or https:// URL");
+                }
+            }
         }
         if transfer.part_size_bytes < 5 * 1024 * 1024 {
             bail!("transfer.part_size_bytes: must be at least 5 MiB (S3's minimum part size)");
@@ -745,6 +763,29 @@ mod tests {
             format!("{error:#}").contains("caps.accounts.a"),
             "{error:#}"
         );
+    }
+
+    #[test]
+    fn the_s3_sink_is_configured_from_the_environment() {
+        let error = Config::load(None, env(&[("FERRY_TRANSFER_SINK", "s3")])).unwrap_err();
+        assert!(format!("{error:#}").contains("s3: bucket"), "{error:#}");
+        let config = Config::load(
+            None,
+            env(&[
+                ("FERRY_TRANSFER_SINK", "s3"),
+                ("FERRY_S3_ENDPOINT", "http://127.0.0.1:9000"),
+                ("FERRY_S3_BUCKET", "recordings"),
+                ("FERRY_S3_ACCESS_KEY_ID", "ferry"),
+                ("FERRY_S3_SECRET_ACCESS_KEY", "s3-secret-value"),
+                ("FERRY_S3_PATH_STYLE", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.s3.bucket, "recordings");
+        assert!(config.s3.path_style);
+        assert!(!format!("{config:?}").contains("s3-secret-value"));
+        let error = Config::load(None, env(&[("FERRY_TRANSFER_SINK", "gcs")])).unwrap_err();
+        assert!(format!("{error:#}").contains("transfer.sink"), "{error:#}");
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub fn install() -> PrometheusHandle {
             // metrics go there and this handle renders an empty page.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            register_zeros();
             metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             handle
         })

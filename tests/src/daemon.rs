@@ -52,7 +52,9 @@ impl TestDaemon {
         Ok(daemon)
     }
 
+    /// Starts a daemon on `config`, validated as `ferry serve` would.
     pub async fn start_with(config: Config) -> anyhow::Result<TestDaemon> {
+        config.validate()?;
         let data_dir = config.data_dir.clone();
         let app = ferry_daemon::app::start(config).await?;
         Ok(TestDaemon {

@@ -169,9 +169,18 @@ async fn clean_up_uploads(shared: &Shared) {
         }
         Err(e) => tracing::warn!(error = %e, "could not list abandoned uploads"),
     }
+    // Only keys under "{prefix}/" are ours; with no prefix, nothing in the
+    // bucket can be told apart from another application's, so no sweep.
+    let prefix = shared.settings.key_prefix.trim_matches('/');
+    if prefix.is_empty() {
+        tracing::info!(
+            "transfer.key_prefix is empty: unfinished uploads Ferry no longer tracks are not swept"
+        );
+        return;
+    }
     let (tracked, listed) = (
         shared.store.tracked_upload_ids().await,
-        shared.sink.list_uploads(&shared.settings.key_prefix).await,
+        shared.sink.list_uploads(&format!("{prefix}/")).await,
     );
     match (tracked, listed) {
         (Ok(tracked), Ok(listed)) => {
@@ -464,7 +473,7 @@ async fn fresh_download(
         .recording_file
         .as_ref()
         .map_or("", |f| f.file_id.as_str());
-    shared
+    let fetched = shared
         .zoom_api
         .fresh_download(
             &job.zoom_account_id,
@@ -472,20 +481,26 @@ async fn fresh_download(
             &job.meeting_uuid,
             file_id,
         )
-        .await
-        .map_err(|e| match e {
-            ApiError::Refused(message) => TransferError::Permanent(format!(
-                "the download token expired and no fresh one could be fetched: {message}"
-            )),
-            ApiError::Unavailable {
-                message,
-                retry_after,
-            } => TransferError::Transient {
-                message: format!("fetching a fresh download token: {message}"),
-                retry_after,
-                stage: Stage::Download,
-            },
-        })
+        .await;
+    let label = match &fetched {
+        Ok(_) => "fetched",
+        Err(ApiError::Refused(_)) => "refused",
+        Err(ApiError::Unavailable { .. }) => "unavailable",
+    };
+    metrics::counter!(TOKEN_REFRESHES_TOTAL, "outcome" => label).increment(1);
+    fetched.map_err(|e| match e {
+        ApiError::Refused(message) => TransferError::Permanent(format!(
+            "the download token expired and no fresh one could be fetched: {message}"
+        )),
+        ApiError::Unavailable {
+            message,
+            retry_after,
+        } => TransferError::Transient {
+            message: format!("fetching a fresh download token: {message}"),
+            retry_after,
+            stage: Stage::Download,
+        },
+    })
 }
 
 /// How a transfer that did not complete is recorded.

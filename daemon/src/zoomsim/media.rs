@@ -278,7 +278,6 @@ mod tests {
     use super::*;
     use crate::transfer::mp4::{Mp4Scanner, Mp4Verdict};
     use proptest::prelude::*;
-    use std::time::Instant;
 
     const GIB: u64 = 1 << 30;
     const NINE_HOURS: Duration = Duration::from_secs(9 * 3600);
@@ -484,54 +483,5 @@ mod tests {
         }
         assert!(SyntheticMedia::not_mp4(0).is_empty());
         assert_eq!(SyntheticMedia::not_mp4(5).chunk(0, 100), &b"<!DOC"[..]);
-    }
-
-    /// `cargo test -p ferry-daemon --release --lib feed_throughput -- --ignored --nocapture`
-    #[test]
-    #[ignore = "timing; run in release"]
-    fn feed_throughput() {
-        let media = SyntheticMedia::mp4(GIB, NINE_HOURS, Mp4Layout::MoovAtEnd, 1);
-        for step in [16 << 10, 64 << 10, 1 << 20] {
-            let chunks: Vec<Bytes> = (0..media.len())
-                .step_by(step)
-                .map(|offset| media.chunk(offset, step))
-                .collect();
-            let mut best = Duration::MAX;
-            for _ in 0..5 {
-                let mut scanner = Mp4Scanner::new();
-                let started = Instant::now();
-                for chunk in &chunks {
-                    scanner.feed(chunk);
-                }
-                let verdict = scanner.finish();
-                best = best.min(started.elapsed());
-                assert_eq!(verdict.duration(), Some(NINE_HOURS));
-            }
-            println!(
-                "feed, {} KiB chunks: {:.0} GiB/s ({:?} per GiB, {:.1} ns per chunk)",
-                step >> 10,
-                1.0 / best.as_secs_f64(),
-                best,
-                best.as_nanos() as f64 / chunks.len() as f64
-            );
-        }
-        let started = Instant::now();
-        let mut num_bytes = 0;
-        for offset in (0..media.len()).step_by(1 << 20) {
-            num_bytes += std::hint::black_box(media.chunk(offset, 1 << 20)).len();
-        }
-        println!(
-            "chunk, 1 MiB: {:.1} GiB/s",
-            num_bytes as f64 / GIB as f64 / started.elapsed().as_secs_f64()
-        );
-        let started = Instant::now();
-        let mut num_bytes = 0;
-        for offset in (0..media.len()).step_by(8 << 20) {
-            num_bytes += std::hint::black_box(media.chunk(offset, 8 << 20)).len();
-        }
-        println!(
-            "chunk, 8 MiB (copied): {:.1} GiB/s",
-            num_bytes as f64 / GIB as f64 / started.elapsed().as_secs_f64()
-        );
     }
 }

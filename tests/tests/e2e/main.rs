@@ -10,6 +10,7 @@ mod intake;
 mod jobs_media;
 mod metrics;
 mod s3;
+mod s3_engine;
 mod support;
 mod tls;
 mod transfer;

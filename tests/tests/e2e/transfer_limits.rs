@@ -83,6 +83,13 @@ async fn an_expired_token_is_replaced_through_the_accounts_oauth_app() {
     let api_stats = t.server.api_stats();
     assert_eq!(api_stats.tokens_issued, 1, "cached: {api_stats:?}");
     assert_eq!(api_stats.recordings_served, 2, "{api_stats:?}");
+    assert!(
+        t.scene
+            .metrics()
+            .await
+            .contains("ferry_download_token_refreshes_total{outcome=\"fetched\"} 2"),
+        "counted"
+    );
     let _ = t.scene.daemon.stop().await;
 }
 
@@ -125,6 +132,11 @@ async fn an_expired_token_fails_clearly_without_usable_credentials() {
     );
     assert!(!done.message.contains("a-wrong-secret"));
     assert_eq!(t.server.api_stats().tokens_refused, 1);
+    let page = t.scene.metrics().await;
+    for outcome in ["no_credentials", "refused"] {
+        let series = format!("ferry_download_token_refreshes_total{{outcome=\"{outcome}\"}} 1");
+        assert!(page.contains(&series), "{series}");
+    }
 
     assert!(t.objects().is_empty());
     assert_eq!(t.unfinished_uploads(), 0);
