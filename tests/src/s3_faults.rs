@@ -127,6 +127,9 @@ pub struct SeenRequest {
 #[derive(Default)]
 struct State {
     rules: Vec<FaultRule>,
+    /// CompleteMultipartUploads still to forward and then answer 500, as if
+    /// the server's answer was lost on the way back.
+    lost_completions: u32,
     seen: Vec<SeenRequest>,
 }
 
@@ -198,6 +201,12 @@ impl FaultProxy {
         self.state.lock().expect("proxy state").rules.push(rule);
     }
 
+    /// The next `times` CompleteMultipartUploads reach the server, but the
+    /// client gets a 500 instead of the server's answer.
+    pub fn lose_completions(&self, times: u32) {
+        self.state.lock().expect("proxy state").lost_completions = times;
+    }
+
     /// Every request so far, in the order they arrived.
     pub fn seen(&self) -> Vec<SeenRequest> {
         let mut seen = self.state.lock().expect("proxy state").seen.clone();
@@ -257,7 +266,20 @@ async fn handle(
         None => {
             let response = forward(client, upstream, request).await;
             match operation {
-                S3Operation::CompleteMultipartUpload => mend_complete_result(response).await,
+                S3Operation::CompleteMultipartUpload => {
+                    let lose = {
+                        let mut state = state.lock().expect("proxy state");
+                        let lose = state.lost_completions > 0;
+                        state.lost_completions = state.lost_completions.saturating_sub(1);
+                        lose
+                    };
+                    let response = mend_complete_result(response).await;
+                    if lose {
+                        Fault::InternalError.response()
+                    } else {
+                        response
+                    }
+                }
                 _ => response,
             }
         }

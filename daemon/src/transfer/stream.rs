@@ -256,6 +256,14 @@ fn lease_or_store(error: ferry_control::error::StoreError) -> TransferError {
     }
 }
 
+/// Where an attempt starts.
+enum Start {
+    Resume(Resume),
+    /// An earlier attempt completed the upload but never heard back: only
+    /// the media record is missing.
+    AlreadyComplete(Resume),
+}
+
 /// The stored upload, reconciled with what the sink really holds: only the
 /// leading run of parts both agree on is kept (never uploaded again).
 async fn resume_or_start(
@@ -263,18 +271,27 @@ async fn resume_or_start(
     job: &Job,
     key: &str,
     content_type: &str,
-) -> Result<Resume, TransferError> {
+) -> Result<Start, TransferError> {
     let stored = shared
         .store
         .upload_state(&job.job_id)
         .await
         .map_err(lease_or_store)?;
     let Some(stored) = stored.filter(|s| s.upload.object_key == key) else {
-        return start_over(shared, job, key, content_type).await;
+        return start_over(shared, job, key, content_type)
+            .await
+            .map(Start::Resume);
     };
     let held = match shared.sink.list_parts(key, &stored.upload.upload_id).await {
         Ok(held) => held,
-        Err(SinkError::NoSuchUpload(_)) => return start_over(shared, job, key, content_type).await,
+        Err(SinkError::NoSuchUpload(_)) => {
+            if let Some(done) = completed_earlier(shared, job, key, &stored).await? {
+                return Ok(Start::AlreadyComplete(done));
+            }
+            return start_over(shared, job, key, content_type)
+                .await
+                .map(Start::Resume);
+        }
         Err(e) => return Err(e.into()),
     };
     let mut parts = Vec::new();
@@ -288,11 +305,41 @@ async fn resume_or_start(
         }
         parts.push(part);
     }
-    Ok(Resume {
+    Ok(Start::Resume(Resume {
         upload: stored.upload,
         parts,
         media_duration_ms: stored.media_duration_ms,
-    })
+    }))
+}
+
+/// The upload is gone from the sink: if the object is there, made of exactly
+/// the parts recorded (which cover the whole file), the last attempt's
+/// CompleteMultipartUpload succeeded and only its answer was lost.
+async fn completed_earlier(
+    shared: &Shared,
+    job: &Job,
+    key: &str,
+    stored: &ferry_control::model::UploadState,
+) -> Result<Option<Resume>, TransferError> {
+    let contiguous = stored
+        .parts
+        .iter()
+        .enumerate()
+        .all(|(i, p)| p.part_number == i as u32 + 1);
+    let recorded: u64 = stored.parts.iter().map(|p| p.len).sum();
+    let announced = job.recording_file.as_ref().map_or(0, |f| f.file_size);
+    if !contiguous || recorded == 0 || (announced > 0 && recorded != announced) {
+        return Ok(None);
+    }
+    match shared.sink.object_size(key).await {
+        Ok(Some(size)) if size == recorded => Ok(Some(Resume {
+            upload: stored.upload.clone(),
+            parts: stored.parts.clone(),
+            media_duration_ms: stored.media_duration_ms,
+        })),
+        Ok(_) => Ok(None),
+        Err(e) => Err(TransferError::from(e).at(Stage::StartUpload)),
+    }
 }
 
 fn download_error(error: DownloadError) -> TransferError {
@@ -344,7 +391,14 @@ pub(super) async fn transfer(
         .ok_or_else(|| TransferError::Permanent("the job has no recording file".into()))?;
     let key = object_key(&shared.settings.key_prefix, job);
     let content_type = content_type(job);
-    let mut resume = resume_or_start(shared, job, &key, content_type).await?;
+    let mut resume = match resume_or_start(shared, job, &key, content_type).await? {
+        Start::Resume(resume) => resume,
+        Start::AlreadyComplete(done) => {
+            tracing::info!(job = %job.job_id, "the upload was completed by an earlier attempt whose answer was lost");
+            let size = done.offset();
+            return record_completion(shared, job, done, size, String::new()).await;
+        }
+    };
 
     wait_on(
         &shared.account_limiter(&job.zoom_account_id),
@@ -707,6 +761,27 @@ async fn stream_parts(
         .complete_upload(&upload.object_key, &upload.upload_id, &completed)
         .await
         .map_err(|e| TransferError::from(e).at(Stage::Complete))?;
+    let done = Resume {
+        upload,
+        parts: done,
+        media_duration_ms: duration_ms,
+    };
+    record_completion(shared, job, done, received_total, note).await
+}
+
+/// The object exists: record the media and complete the job.
+async fn record_completion(
+    shared: &Shared,
+    job: &Job,
+    done: Resume,
+    received_total: u64,
+    note: String,
+) -> Result<(), TransferError> {
+    let Resume {
+        upload,
+        parts: done,
+        media_duration_ms: duration_ms,
+    } = done;
     let checksum = combine_crc32c(done.iter().map(|p| (p.crc32c, p.len)));
     let media = NewMedia {
         object_key: upload.object_key.clone(),

@@ -354,6 +354,38 @@ async fn parts_answered_500_and_503_are_sent_again_and_the_transfer_completes() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_complete_answer_is_recognised_without_sending_anything_again() {
+    let mut t = S3Transfers::start(|_| {}).await;
+    // Every answer is lost, so the SDK's own retries of the request fail too.
+    t.bucket.proxy.lose_completions(u32::MAX);
+    let media = four_part_recording();
+    let meeting = t.meeting(&media, media.len(), |_| {});
+    let job = t.scene.ingest(&meeting).await;
+    let done = t.wait_final(&job.job_id).await;
+    t.assert_one_verified_object(&done, &media).await;
+    for part in 1..=4 {
+        assert_eq!(t.part_statuses(part), vec![200], "part {part} went once");
+    }
+    let completes: Vec<u16> = t
+        .bucket
+        .proxy
+        .seen()
+        .iter()
+        .filter(|r| r.operation == S3Operation::CompleteMultipartUpload)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        completes.first(),
+        Some(&500),
+        "the answer was lost: {completes:?}"
+    );
+    assert_eq!(t.bucket.proxy.count(S3Operation::CreateMultipartUpload), 1);
+    assert_eq!(t.downloads.stats(&meeting.files[0].id).content_requests, 1);
+    assert_eq!(t.media().await.len(), 1);
+    let _ = t.scene.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_retry_after_is_waited_out_before_the_part_goes_again() {
     let retry_after = Duration::from_secs(2);
     let mut t = S3Transfers::start(|_| {}).await;
