@@ -3,8 +3,8 @@
 
 pub mod client;
 mod commands;
-mod output;
-mod watch;
+pub(crate) mod output;
+pub(crate) mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,11 +60,17 @@ pub enum Command {
         #[arg(long, env = "FERRY_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Run Ferry end to end on the embedded defaults against a local Zoom simulator.
+    /// Run Ferry end to end on the embedded defaults against a local Zoom
+    /// simulator, one recording per rule; exits 0 only if every outcome is
+    /// the expected one.
     Demo {
-        /// Where the demo keeps its data (removed first).
+        /// Where the demo keeps its data (cleared first, if a demo made it).
         #[arg(long, default_value = "./ferry-demo")]
         data_dir: PathBuf,
+        /// Leave the daemon up afterwards, to explore with the CLI, grpcurl
+        /// and /metrics, until Ctrl-C.
+        #[arg(long)]
+        keep_running: bool,
     },
     /// Institutions (create: operator only).
     #[command(subcommand)]
@@ -105,7 +111,10 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve { config } => serve(config).await,
-            Command::Demo { data_dir } => crate::demo::run(&data_dir).await,
+            Command::Demo {
+                data_dir,
+                keep_running,
+            } => crate::demo::run(&data_dir, keep_running).await,
             command => commands::run(command, cli.client).await,
         }
     });

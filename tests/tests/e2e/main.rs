@@ -4,6 +4,7 @@
 
 mod cli;
 mod control_plane;
+mod demo;
 mod directory;
 mod durability;
 mod intake;

@@ -7,9 +7,9 @@
 //! half-drawn screen behind, whether it ends by Ctrl-C, the job finishing or
 //! the daemon going away.
 
-mod format;
-mod tracker;
-mod view;
+pub(crate) mod format;
+pub(crate) mod tracker;
+pub(crate) mod view;
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};

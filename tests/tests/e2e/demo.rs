@@ -1,0 +1,82 @@
+//! `ferry demo` as CI runs it: the real binary in a fresh working folder,
+//! on the embedded defaults. The demo checks every outcome itself; this
+//! holds it to its exit code and to a final table with every scenario.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Every scenario, as the first words of its row.
+const SCENARIOS: [&str; 11] = [
+    "normal lecture",
+    "stop/start session",
+    "separately recorded views",
+    "host with no matching user",
+    "recorded before the install",
+    "meeting over 8 hours",
+    "file over 5 GiB (metadata)",
+    "size understated, stopped mid-stream",
+    "duplicate delivery",
+    "download breaks and resumes",
+    "Free-plan account",
+];
+
+/// Well under nextest's limit, so a hung demo fails here with its output.
+const DEMO_WITHIN: Duration = Duration::from_secs(240);
+
+#[tokio::test]
+async fn the_demo_plays_every_scenario_and_exits_0_when_each_is_as_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry-under-test"))
+        .arg("demo")
+        .current_dir(dir.path())
+        .env_remove("FERRY_SERVER")
+        .env_remove("FERRY_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run ferry demo");
+    let output = tokio::time::timeout(DEMO_WITHIN, demo.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("ferry demo did not finish within {DEMO_WITHIN:?}"))
+        .expect("wait for ferry demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "ferry demo exited {:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status.code()
+    );
+
+    let table: Vec<&str> = stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("CHECK "))
+        .skip(1)
+        .take_while(|line| line.starts_with("ok ") || line.starts_with("FAIL "))
+        .collect();
+    assert_eq!(table.len(), SCENARIOS.len(), "the final table:\n{stdout}");
+    for scenario in SCENARIOS {
+        let row = table
+            .iter()
+            .find(|row| row[4..].trim_start().starts_with(scenario))
+            .unwrap_or_else(|| panic!("no row for {scenario:?} in\n{stdout}"));
+        assert!(row.starts_with("ok "), "{row}");
+    }
+    // A completed row names where its file landed; the file is there, under
+    // the working folder's ./ferry-demo.
+    let landed: Vec<&str> = table
+        .iter()
+        .filter(|row| row.contains(" completed "))
+        .filter_map(|row| row.split_whitespace().last())
+        .collect();
+    assert_eq!(landed.len(), 5, "{stdout}");
+    for path in landed {
+        assert!(path.starts_with("./ferry-demo/media/"), "{path}");
+        assert!(dir.path().join(path).is_file(), "{path} did not land");
+    }
+    assert!(
+        stdout.contains("all 11 outcomes are the expected ones"),
+        "{stdout}"
+    );
+}
