@@ -23,20 +23,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
+use ferry_benches::scene::{ACCOUNT_ID, BenchScene, HOST_EMAIL, WEBHOOK_SECRET};
 use ferry_benches::{per_second, print_table, process_cpu_seconds};
 use ferry_control::api;
 use ferry_control::model::Timestamp;
-use ferry_tests::daemon::{DaemonProcess, OPERATOR_TOKEN, connect, create_institution};
-use ferry_tests::zoomsim::{self, Meeting, ZoomSimulator};
+use ferry_tests::zoomsim::{self, Meeting};
 use http_body_util::{BodyExt, Full};
 use hyper::header::HeaderValue;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-const SECRET: &str = "bench-webhook-secret-for-loopback-only";
-const ACCOUNT_ID: &str = "BenchAccount0000000001";
-const HOST_EMAIL: &str = "Lecturer@Bench.example.edu";
 /// No single request may hang the bench; Zoom itself gives up after 3 s.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Signatures are made once per phase and must stay inside the daemon's
@@ -71,7 +68,8 @@ fn sign_all(bodies: Vec<Bytes>) -> anyhow::Result<Vec<SignedWebhook>> {
     bodies
         .into_iter()
         .map(|body| {
-            let signature = HeaderValue::from_str(&zoomsim::sign(SECRET, unix_seconds, &body))?;
+            let signature =
+                HeaderValue::from_str(&zoomsim::sign(WEBHOOK_SECRET, unix_seconds, &body))?;
             Ok(SignedWebhook {
                 body,
                 timestamp: timestamp.clone(),
@@ -295,74 +293,11 @@ async fn run() -> anyhow::Result<()> {
     );
     let phase = Duration::from_secs(secs);
 
-    let dir = tempfile::tempdir()?;
-    let daemon = DaemonProcess::spawn(
-        Path::new(env!("CARGO_BIN_EXE_ferry-bench-daemon")),
-        dir.path(),
-        &[
-            ("FERRY_OPERATOR_TOKEN", OPERATOR_TOKEN),
-            ("FERRY_ZOOM_WEBHOOK_SECRET", SECRET),
-        ],
-    )?;
-    let mut operator = connect(&daemon.grpc_url(), Some(OPERATOR_TOKEN)).await?;
-    let institution = create_institution(&mut operator, "Bench University").await?;
-    let mut admin = connect(&daemon.grpc_url(), Some(&institution.admin_key)).await?;
-
-    // The account is installed and its one lecturer synced, so every
-    // webhook goes the whole way through the seed's rules to a queued job.
-    let configuration = admin
-        .configurations
-        .create_zoom_configuration(api::CreateZoomConfigurationRequest {
-            institution_id: String::new(),
-            display_name: "Bench configuration".into(),
-            view_priority: vec![],
-        })
-        .await?
-        .into_inner();
-    admin
-        .accounts
-        .install_zoom_account(api::InstallZoomAccountRequest {
-            configuration_token: configuration.configuration_token,
-            zoom_account_id: ACCOUNT_ID.into(),
-            plan: api::ZoomPlan::Education as i32,
-            oauth_credentials: None,
-        })
-        .await?;
-    let sync = [
-        api::SyncUsersRequest {
-            item: Some(api::sync_users_request::Item::Header(
-                api::SyncUsersHeader {
-                    institution_id: String::new(),
-                    mode: api::SyncMode::Upsert as i32,
-                },
-            )),
-        },
-        api::SyncUsersRequest {
-            item: Some(api::sync_users_request::Item::User(api::UserRecord {
-                external_id: "lecturer-1".into(),
-                email: HOST_EMAIL.into(),
-                alternate_zoom_email: String::new(),
-                display_name: "Bench Lecturer".into(),
-                role: api::UserRole::Instructor as i32,
-            })),
-        },
-    ];
-    let summary = admin
-        .users
-        .sync_users(tokio_stream::iter(sync))
-        .await?
-        .into_inner();
-    anyhow::ensure!(
-        summary.created == 1,
-        "sync created {} users of 1",
-        summary.created
-    );
-
-    // Meetings start after the install, or they would be skipped.
-    let start = Timestamp::now().saturating_add_millis(5_000);
-    let check = ZoomSimulator::new(daemon.http_addr, SECRET)
-        .recording_completed(&lecture(start))
-        .await?;
+    let mut scene =
+        BenchScene::start(Path::new(env!("CARGO_BIN_EXE_ferry-bench-daemon")), &[]).await?;
+    let daemon_pid = scene.daemon.pid();
+    let start = scene.meetings_start;
+    let check = scene.zoom.recording_completed(&lecture(start)).await?;
     anyhow::ensure!(
         check.status == 200 && check.state() == Some("queued"),
         "set-up webhook answered {}: {}",
@@ -370,16 +305,16 @@ async fn run() -> anyhow::Result<()> {
         check.body
     );
 
-    let poster = WebhookPoster::new(daemon.http_addr)?;
+    let poster = WebhookPoster::new(scene.daemon.http_addr)?;
     let throughput_bodies = lecture_bodies(max_rate * secs, start);
     let latency_bodies = lecture_bodies(rate * secs, start);
 
     // Phase A: throughput, closed loop.
     let throughput_webhooks = sign_all(throughput_bodies)?;
-    let daemon_cpu_before = process_cpu_seconds(daemon.pid())?;
+    let daemon_cpu_before = process_cpu_seconds(daemon_pid)?;
     let generator_cpu_before = process_cpu_seconds(std::process::id())?;
     let throughput = closed_loop(&poster, throughput_webhooks, concurrency, phase).await?;
-    let daemon_cpu = process_cpu_seconds(daemon.pid())? - daemon_cpu_before;
+    let daemon_cpu = process_cpu_seconds(daemon_pid)? - daemon_cpu_before;
     let generator_cpu = process_cpu_seconds(std::process::id())? - generator_cpu_before;
 
     // Phase B: latency at a fixed rate, open loop.
@@ -388,12 +323,12 @@ async fn run() -> anyhow::Result<()> {
 
     // Every 200 promised a committed job; the daemon must hold exactly those.
     let acknowledged = 1 + throughput.acknowledged + latency.latencies.len() as u64;
-    let jobs = count_jobs(&mut admin.jobs).await?;
+    let jobs = count_jobs(&mut scene.admin.jobs).await?;
     anyhow::ensure!(
         jobs == acknowledged,
         "the daemon holds {jobs} jobs but acknowledged {acknowledged} distinct meetings"
     );
-    drop(daemon);
+    drop(scene);
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let throughput_rate = per_second(throughput.acknowledged, throughput.elapsed);

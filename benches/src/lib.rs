@@ -1,6 +1,16 @@
-//! Helpers shared by Ferry's bench binaries: timing and a plain table.
+//! Helpers shared by Ferry's bench binaries: a plain table, rates, what a
+//! process costs (`usage`), the daemon set up as a process (`scene`), and
+//! for the transfer benches a discarding S3 endpoint (`discard_s3`) and the
+//! rig around it (`transfer_rig`).
+
+pub mod discard_s3;
+pub mod scene;
+pub mod transfer_rig;
+pub mod usage;
 
 use std::time::Duration;
+
+pub use usage::process_cpu_seconds;
 
 /// Prints rows of (figure, value, target) as an aligned table.
 pub fn print_table(title: &str, rows: &[(String, String, String)]) {
@@ -26,25 +36,4 @@ pub fn print_table(title: &str, rows: &[(String, String, String)]) {
 
 pub fn per_second(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
-}
-
-/// User plus system CPU seconds a process has used so far (Linux /proc).
-pub fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the whole line, in clock ticks.
-    let after_name = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .unwrap_or_default();
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields
-            .get(i)
-            .ok_or_else(|| anyhow::anyhow!("/proc/{pid}/stat is too short"))?
-            .parse::<f64>()?)
-    };
-    // after_name starts at field 3 (state), so utime (14) is index 11.
-    let clock_ticks_per_second = 100.0;
-    Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second)
 }

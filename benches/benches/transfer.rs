@@ -1,0 +1,300 @@
+//! One large recording end to end, Ferry against rclone in the same run.
+//!
+//! The simulator serves a 1 GiB synthetic MP4 over loopback. Ferry (the
+//! real daemon as a separate process, S3 sink) copies it into a discarding
+//! S3-protocol endpoint, from the signed webhook to the job's completion.
+//! Then `rclone copyurl` copies the same file from the simulator's CDN URL
+//! into the same endpoint, with the same part size and parts in flight.
+//! The simulator and the endpoint live in this bench process and share the
+//! machine's cores with whichever client runs; only the client's own CPU
+//! time and memory are counted, each read from /proc the same way.
+//!
+//! Run: `cargo bench -p ferry-benches --bench transfer`
+//! Optional: FERRY_BENCH_MIB (default 1024), FERRY_BENCH_PART_MIB (default
+//! 16), FERRY_BENCH_PARTS_IN_FLIGHT (default 4), FERRY_BENCH_RCLONE
+//! (default `rclone`; `skip` runs Ferry alone).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use ferry_benches::discard_s3::DiscardS3;
+use ferry_benches::print_table;
+use ferry_benches::transfer_rig::{
+    ACCESS_KEY_ID, BUCKET, GIB, MIB, SECRET_ACCESS_KEY, TransferBenchSettings, TransferRig,
+    cdn_url, check_completed, finish_unix_millis, mib_per_second, now_unix_millis, serve_recording,
+};
+use ferry_benches::usage::{peak_rss_bytes, process_cpu_seconds, run_measured};
+use ferry_tests::zoomsim::downloads::DownloadServer;
+
+/// The longest either client may take for the whole file.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(900);
+/// Memory the daemon may use beyond the parts it holds.
+const RSS_ALLOWANCE: u64 = 64 * MIB;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run())
+}
+
+/// What one client cost for the whole file.
+struct Figures {
+    elapsed: Duration,
+    cpu_seconds: f64,
+    peak_rss_bytes: u64,
+    /// This bench process's CPU (simulator and endpoint) meanwhile.
+    bench_cpu_seconds: f64,
+    /// Requests the endpoint saw, by operation.
+    operations: String,
+}
+
+impl Figures {
+    fn mib_per_second(&self, num_bytes: u64) -> f64 {
+        mib_per_second(num_bytes, self.elapsed)
+    }
+
+    fn cpu_seconds_per_gib(&self, num_bytes: u64) -> f64 {
+        self.cpu_seconds * GIB as f64 / num_bytes as f64
+    }
+}
+
+/// Ferry: from posting the webhook to the job's recorded finish time.
+async fn run_ferry(rig: &mut TransferRig, num_bytes: u64) -> anyhow::Result<Figures> {
+    let meeting = rig.recording(num_bytes);
+    let daemon_pid = rig.scene.daemon.pid();
+    rig.s3.take_operation_counts();
+    let daemon_cpu_before = process_cpu_seconds(daemon_pid)?;
+    let bench_cpu_before = process_cpu_seconds(std::process::id())?;
+    let sent_at = now_unix_millis();
+    rig.scene.ingest(&meeting).await?;
+    let jobs = rig.wait_all_final(TRANSFER_TIMEOUT).await?.jobs;
+    let daemon_cpu = process_cpu_seconds(daemon_pid)? - daemon_cpu_before;
+    let bench_cpu = process_cpu_seconds(std::process::id())? - bench_cpu_before;
+    check_completed(&jobs, &rig.s3, num_bytes)?;
+    let finished_at = finish_unix_millis(&jobs[0])?;
+    Ok(Figures {
+        elapsed: Duration::from_millis(u64::try_from(finished_at - sent_at)?),
+        cpu_seconds: daemon_cpu,
+        peak_rss_bytes: peak_rss_bytes(daemon_pid)?,
+        bench_cpu_seconds: bench_cpu,
+        operations: rig.s3.take_operation_counts(),
+    })
+}
+
+/// rclone: `copyurl` of the same bytes from the simulator's CDN URL, with
+/// Ferry's part size and parts in flight, configured through environment
+/// variables alone (no config file, no proxy, no CA bundle: the environment
+/// is cleared).
+async fn run_rclone(
+    downloads: &DownloadServer,
+    s3: &DiscardS3,
+    program: &str,
+    num_bytes: u64,
+    settings: TransferBenchSettings,
+) -> anyhow::Result<Figures> {
+    let file_id = "rclone-copyurl-recording";
+    serve_recording(downloads, file_id, "rclone-needs-no-token", num_bytes);
+    let home = tempfile::tempdir()?;
+    let key = format!("rclone/{file_id}.mp4");
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .env("HOME", home.path())
+        .env("RCLONE_CONFIG", home.path().join("rclone.conf"))
+        .env("RCLONE_CONFIG_BENCH_TYPE", "s3")
+        .env("RCLONE_CONFIG_BENCH_PROVIDER", "Other")
+        .env("RCLONE_CONFIG_BENCH_ENDPOINT", s3.endpoint())
+        .env("RCLONE_CONFIG_BENCH_REGION", "us-east-1")
+        .env("RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE", "true")
+        .env("RCLONE_CONFIG_BENCH_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+        .arg("copyurl")
+        .arg(cdn_url(downloads, file_id))
+        .arg(format!("bench:{BUCKET}/{key}"))
+        // A bare number would mean KiB to rclone.
+        .arg(format!(
+            "--s3-chunk-size={}M",
+            settings.part_size_bytes / MIB
+        ))
+        .arg(format!(
+            "--s3-upload-concurrency={}",
+            settings.parts_in_flight
+        ))
+        // A failure shows as one, not as a slower run that retried.
+        .args(["--retries=1", "--quiet"])
+        .stdin(Stdio::null());
+    s3.take_operation_counts();
+    let bench_cpu_before = process_cpu_seconds(std::process::id())?;
+    let usage = tokio::task::spawn_blocking(move || run_measured(&mut command))
+        .await?
+        .with_context(|| format!("cannot run {program}"))?;
+    let bench_cpu = process_cpu_seconds(std::process::id())? - bench_cpu_before;
+    anyhow::ensure!(usage.status.success(), "{program} failed: {}", usage.status);
+    let stored = s3.object_size(BUCKET, &key);
+    anyhow::ensure!(
+        stored == Some(num_bytes),
+        "{program} stored {stored:?} bytes of {num_bytes}"
+    );
+    Ok(Figures {
+        elapsed: usage.elapsed,
+        cpu_seconds: usage.cpu_seconds,
+        peak_rss_bytes: usage.peak_rss_bytes,
+        bench_cpu_seconds: bench_cpu,
+        operations: s3.take_operation_counts(),
+    })
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let num_bytes = env_number("FERRY_BENCH_MIB", 1024) * MIB;
+    let settings = TransferBenchSettings {
+        part_size_bytes: env_number("FERRY_BENCH_PART_MIB", 16) * MIB,
+        parts_in_flight: env_number("FERRY_BENCH_PARTS_IN_FLIGHT", 4) as usize,
+        byte_budget_bytes: 256 * MIB,
+        max_concurrent: 4,
+        download_requests_per_second: 10,
+    };
+    let rclone_program = std::env::var("FERRY_BENCH_RCLONE").unwrap_or_else(|_| "rclone".into());
+    let mut rig = TransferRig::start(
+        Path::new(env!("CARGO_BIN_EXE_ferry-bench-daemon")),
+        settings,
+    )
+    .await?;
+    let idle_peak_rss = peak_rss_bytes(rig.scene.daemon.pid())?;
+    let ferry = run_ferry(&mut rig, num_bytes).await?;
+    // The daemon stops first, so that rclone has the machine to itself.
+    let TransferRig {
+        scene,
+        downloads,
+        s3,
+    } = rig;
+    drop(scene);
+    let rclone = match rclone_program.as_str() {
+        "skip" => None,
+        program => Some(run_rclone(&downloads, &s3, program, num_bytes, settings).await?),
+    };
+    print_results(num_bytes, settings, idle_peak_rss, &ferry, rclone.as_ref());
+    Ok(())
+}
+
+fn print_results(
+    num_bytes: u64,
+    settings: TransferBenchSettings,
+    idle_peak_rss: u64,
+    ferry: &Figures,
+    rclone: Option<&Figures>,
+) {
+    let mib = |bytes: u64| bytes as f64 / MIB as f64;
+    let rss_target = RSS_ALLOWANCE + settings.part_size_bytes * settings.parts_in_flight as u64;
+    let ferry_rate = ferry.mib_per_second(num_bytes);
+    let ferry_cpu = ferry.cpu_seconds_per_gib(num_bytes);
+    let mut rows = vec![
+        (
+            "Ferry throughput (webhook to job completed)".to_string(),
+            format!("{ferry_rate:.0} MiB/s"),
+            match rclone {
+                Some(rclone) => format!(
+                    ">= 3 x rclone = {:.0} MiB/s",
+                    3.0 * rclone.mib_per_second(num_bytes)
+                ),
+                None => "3 x rclone".into(),
+            },
+        ),
+        (
+            "Ferry CPU per GiB (daemon process)".to_string(),
+            format!("{ferry_cpu:.2} s"),
+            match rclone {
+                Some(rclone) => format!(
+                    "<= rclone / 4 = {:.2} s",
+                    rclone.cpu_seconds_per_gib(num_bytes) / 4.0
+                ),
+                None => "rclone / 4".into(),
+            },
+        ),
+        (
+            "Ferry peak RSS (daemon VmHWM)".to_string(),
+            format!("{:.0} MiB", mib(ferry.peak_rss_bytes)),
+            format!(
+                "< 64 MiB + {} MiB x {} = {:.0} MiB: {}",
+                settings.part_size_bytes / MIB,
+                settings.parts_in_flight,
+                mib(rss_target),
+                verdict(ferry.peak_rss_bytes < rss_target)
+            ),
+        ),
+        (
+            "Ferry peak RSS before the webhook (start-up)".to_string(),
+            format!("{:.0} MiB", mib(idle_peak_rss)),
+            "reference".into(),
+        ),
+        (
+            "bench process CPU meanwhile (simulator + endpoint)".to_string(),
+            format!("{:.2} s", ferry.bench_cpu_seconds),
+            "reference".into(),
+        ),
+    ];
+    if let Some(rclone) = rclone {
+        let rclone_rate = rclone.mib_per_second(num_bytes);
+        let rclone_cpu = rclone.cpu_seconds_per_gib(num_bytes);
+        rows.extend([
+            (
+                "rclone copyurl throughput (process start to exit)".to_string(),
+                format!("{rclone_rate:.0} MiB/s"),
+                "reference".into(),
+            ),
+            (
+                "rclone CPU per GiB (whole process)".to_string(),
+                format!("{rclone_cpu:.2} s"),
+                "reference".into(),
+            ),
+            (
+                "rclone peak RSS".to_string(),
+                format!("{:.0} MiB", mib(rclone.peak_rss_bytes)),
+                "reference".into(),
+            ),
+            (
+                "bench process CPU meanwhile (simulator + endpoint)".to_string(),
+                format!("{:.2} s", rclone.bench_cpu_seconds),
+                "reference".into(),
+            ),
+            (
+                "throughput, Ferry / rclone".to_string(),
+                format!("{:.2} x", ferry_rate / rclone_rate),
+                format!(">= 3 x: {}", verdict(ferry_rate >= 3.0 * rclone_rate)),
+            ),
+            (
+                "CPU per byte, rclone / Ferry".to_string(),
+                format!("{:.2} x", rclone_cpu / ferry_cpu),
+                format!(">= 4 x: {}", verdict(rclone_cpu >= 4.0 * ferry_cpu)),
+            ),
+        ]);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    print_table(
+        &format!(
+            "transfer bench: {:.0} MiB over loopback into a discarding S3 endpoint, {} MiB parts, \
+             {} in flight, {cores} cores",
+            mib(num_bytes),
+            settings.part_size_bytes / MIB,
+            settings.parts_in_flight,
+        ),
+        &rows,
+    );
+    println!("requests seen, Ferry:  {}", ferry.operations);
+    if let Some(rclone) = rclone {
+        println!("requests seen, rclone: {}", rclone.operations);
+    }
+}

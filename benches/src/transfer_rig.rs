@@ -1,0 +1,241 @@
+//! What the transfer benches share: the real daemon as a process with its
+//! S3 sink pointed at a [`DiscardS3`] endpoint, the simulator's download
+//! hosts serving synthetic recordings, and a way to wait for jobs to end.
+//! Everything listens on 127.0.0.1; nothing leaves the machine.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use ferry_control::api;
+use ferry_tests::zoomsim::downloads::{DownloadServer, FileBehavior};
+use ferry_tests::zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia};
+
+use crate::discard_s3::DiscardS3;
+use crate::scene::BenchScene;
+
+pub const MIB: u64 = 1 << 20;
+pub const GIB: u64 = 1 << 30;
+pub const BUCKET: &str = "ferry-bench";
+/// Credentials of the discarding endpoint, which checks no signature.
+pub const ACCESS_KEY_ID: &str = "FERRYBENCHACCESSKEY";
+pub const SECRET_ACCESS_KEY: &str = "ferry-bench-secret-key-for-loopback-only";
+/// How often the bench asks whether jobs have ended. Durations come from
+/// the jobs' own finish times, so this only bounds how late the bench notices.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The `[transfer]` settings a bench runs the daemon with.
+#[derive(Clone, Copy, Debug)]
+pub struct TransferBenchSettings {
+    pub part_size_bytes: u64,
+    pub parts_in_flight: usize,
+    pub byte_budget_bytes: u64,
+    pub max_concurrent: usize,
+    /// Download requests per second for the one Zoom account of the bench.
+    pub download_requests_per_second: u32,
+}
+
+pub struct TransferRig {
+    pub scene: BenchScene,
+    pub downloads: DownloadServer,
+    pub s3: DiscardS3,
+}
+
+impl TransferRig {
+    pub async fn start(
+        daemon_binary: &Path,
+        settings: TransferBenchSettings,
+    ) -> anyhow::Result<TransferRig> {
+        let downloads = DownloadServer::start().await?;
+        let s3 = DiscardS3::start().await?;
+        let numbers = [
+            settings.part_size_bytes.to_string(),
+            settings.parts_in_flight.to_string(),
+            settings.byte_budget_bytes.to_string(),
+            settings.max_concurrent.to_string(),
+            settings.download_requests_per_second.to_string(),
+        ];
+        let endpoint = s3.endpoint();
+        let zoom_base = downloads.zoom_base();
+        let env = [
+            ("FERRY_TRANSFER_ENABLED", "true"),
+            ("FERRY_TRANSFER_SINK", "s3"),
+            ("FERRY_TRANSFER_PART_SIZE_BYTES", numbers[0].as_str()),
+            ("FERRY_TRANSFER_PARTS_IN_FLIGHT", numbers[1].as_str()),
+            ("FERRY_TRANSFER_BYTE_BUDGET_BYTES", numbers[2].as_str()),
+            ("FERRY_TRANSFER_MAX_CONCURRENT", numbers[3].as_str()),
+            (
+                "FERRY_TRANSFER_DOWNLOAD_REQUESTS_PER_SECOND",
+                numbers[4].as_str(),
+            ),
+            ("FERRY_S3_ENDPOINT", endpoint.as_str()),
+            ("FERRY_S3_REGION", "us-east-1"),
+            ("FERRY_S3_BUCKET", BUCKET),
+            ("FERRY_S3_PATH_STYLE", "true"),
+            ("FERRY_S3_ACCESS_KEY_ID", ACCESS_KEY_ID),
+            ("FERRY_S3_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+            ("FERRY_ZOOM_DOWNLOAD_ALLOWLIST", "127.0.0.1,localhost"),
+            ("FERRY_ZOOM_ALLOW_INSECURE_DOWNLOADS", "true"),
+            // Zoom's API is the simulator's too, so that even a token
+            // refresh stays on loopback.
+            ("FERRY_ZOOM_API_BASE_URL", zoom_base.as_str()),
+            ("FERRY_ZOOM_OAUTH_BASE_URL", zoom_base.as_str()),
+        ];
+        let scene = BenchScene::start(daemon_binary, &env).await?;
+        Ok(TransferRig {
+            scene,
+            downloads,
+            s3,
+        })
+    }
+
+    /// A lecture whose one MP4 of `num_bytes` the simulator serves.
+    pub fn recording(&self, num_bytes: u64) -> Meeting {
+        let mut meeting = self.scene.lecture().with_files(vec![FileSpec::mp4(
+            "shared_screen_with_speaker_view",
+            0,
+            3600,
+            num_bytes,
+        )]);
+        meeting.download_base = self.downloads.zoom_base();
+        serve_recording(
+            &self.downloads,
+            &meeting.files[0].id,
+            &meeting.download_token,
+            num_bytes,
+        );
+        meeting
+    }
+
+    /// The jobs in any of `states` (every job when empty).
+    pub async fn jobs_in(&mut self, states: &[api::JobState]) -> anyhow::Result<Vec<api::Job>> {
+        let mut jobs = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .scene
+                .admin
+                .jobs
+                .list_jobs(api::ListJobsRequest {
+                    states: states.iter().map(|&state| state as i32).collect(),
+                    page: Some(api::PageRequest {
+                        page_size: 1000,
+                        page_token,
+                    }),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            jobs.extend(page.jobs);
+            page_token = page.page.map(|p| p.next_page_token).unwrap_or_default();
+            if page_token.is_empty() {
+                return Ok(jobs);
+            }
+        }
+    }
+
+    /// Waits until no job is queued or transferring.
+    pub async fn wait_all_final(&mut self, timeout: Duration) -> anyhow::Result<Finished> {
+        let mut most_transferring_at_once = 0;
+        tokio::time::timeout(timeout, async {
+            loop {
+                let unfinished = self
+                    .jobs_in(&[api::JobState::Queued, api::JobState::Transferring])
+                    .await?;
+                let transferring = unfinished
+                    .iter()
+                    .filter(|job| job.state == api::JobState::Transferring as i32)
+                    .count();
+                most_transferring_at_once = most_transferring_at_once.max(transferring);
+                if unfinished.is_empty() {
+                    return anyhow::Ok(());
+                }
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+        })
+        .await
+        .with_context(|| format!("jobs still running after {} s", timeout.as_secs()))??;
+        Ok(Finished {
+            jobs: self.jobs_in(&[]).await?,
+            most_transferring_at_once,
+        })
+    }
+}
+
+/// Every job once none is running, and how many the polls saw transferring
+/// at once (a lower bound: polls are 100 ms apart).
+pub struct Finished {
+    pub jobs: Vec<api::Job>,
+    pub most_transferring_at_once: usize,
+}
+
+/// Has the simulator serve a one-hour synthetic MP4 of `num_bytes` as
+/// `file_id`, to whoever holds `token` (the Zoom host) or the CDN URL.
+pub fn serve_recording(downloads: &DownloadServer, file_id: &str, token: &str, num_bytes: u64) {
+    let media = SyntheticMedia::mp4(
+        num_bytes,
+        Duration::from_secs(3600),
+        Mp4Layout::MoovAtEnd,
+        1,
+    );
+    downloads.add(file_id, FileBehavior::new(media, token));
+}
+
+/// The URL of a file on the simulator's CDN host, which wants no token:
+/// what another tool is pointed at to fetch the same bytes Ferry fetches.
+pub fn cdn_url(downloads: &DownloadServer, file_id: &str) -> String {
+    format!(
+        "http://localhost:{}/cdn/{file_id}?signature=sim",
+        downloads.cdn_addr.port()
+    )
+}
+
+/// A job's finish time in milliseconds since the Unix epoch.
+pub fn finish_unix_millis(job: &api::Job) -> anyhow::Result<i64> {
+    let finish = job
+        .finish_time
+        .as_ref()
+        .with_context(|| format!("job {} has no finish time", job.job_id))?;
+    Ok(finish.seconds * 1000 + i64::from(finish.nanos / 1_000_000))
+}
+
+/// Now, in milliseconds since the Unix epoch (the clock finish times use).
+pub fn now_unix_millis() -> i64 {
+    ferry_control::model::Timestamp::now().as_millis()
+}
+
+/// Fails unless every job completed and its object arrived whole.
+pub fn check_completed(jobs: &[api::Job], s3: &DiscardS3, num_bytes: u64) -> anyhow::Result<()> {
+    for job in jobs {
+        let state = api::JobState::try_from(job.state).unwrap_or(api::JobState::Unspecified);
+        anyhow::ensure!(
+            state == api::JobState::Completed,
+            "job {} ended {state:?}: {}",
+            job.job_id,
+            job.message
+        );
+        anyhow::ensure!(
+            job.bytes_transferred == num_bytes,
+            "job {} transferred {} bytes of {num_bytes}",
+            job.job_id,
+            job.bytes_transferred
+        );
+    }
+    let sizes = s3.completed_object_sizes();
+    anyhow::ensure!(
+        sizes.len() == jobs.len() && sizes.iter().all(|&size| size == num_bytes),
+        "the endpoint completed objects of {sizes:?} bytes for {} jobs of {num_bytes} bytes",
+        jobs.len()
+    );
+    anyhow::ensure!(
+        s3.open_uploads() == 0,
+        "{} multipart uploads were left open",
+        s3.open_uploads()
+    );
+    Ok(())
+}
+
+/// Bytes per second in MiB/s.
+pub fn mib_per_second(num_bytes: u64, elapsed: Duration) -> f64 {
+    num_bytes as f64 / MIB as f64 / elapsed.as_secs_f64()
+}
