@@ -21,6 +21,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 
+/// The most a download connection reads ahead of the transfer. hyper's
+/// default (about 400 KiB) is outside the byte budget, once per connection.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Most redirects followed for one download.
 pub const MAX_REDIRECTS: usize = 5;
 
@@ -183,7 +187,9 @@ impl Downloader {
             .enable_http2()
             .wrap_connector(http);
         Downloader {
-            client: Client::builder(TokioExecutor::new()).build(https),
+            client: Client::builder(TokioExecutor::new())
+                .http1_max_buf_size(READ_BUFFER_BYTES)
+                .build(https),
             policy: Arc::new(policy),
         }
     }
