@@ -15,24 +15,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use ferry_benches::env_number;
 use ferry_benches::{per_second, print_table, process_cpu_seconds};
 use ferry_control::api;
 use ferry_control::store::{SqliteConfig, SqliteStore, Store};
 use ferry_tests::daemon::{DaemonProcess, OPERATOR_TOKEN, connect, create_institution};
 use rand::Rng;
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run())
+    ferry_benches::block_on(run())
 }
 
 fn email_of(i: u64) -> String {

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferry_benches::discard_s3::DiscardS3;
+use ferry_benches::env_number;
 use ferry_benches::print_table;
 use ferry_benches::transfer_rig::{
     ACCESS_KEY_ID, BUCKET, GIB, MIB, SECRET_ACCESS_KEY, TransferBenchSettings, TransferRig,
@@ -33,18 +34,8 @@ const TRANSFER_TIMEOUT: Duration = Duration::from_secs(900);
 /// Memory the daemon may use beyond the parts it holds.
 const RSS_ALLOWANCE: u64 = 64 * MIB;
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run())
+    ferry_benches::block_on(run())
 }
 
 /// What one client cost for the whole file.

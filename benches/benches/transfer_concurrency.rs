@@ -16,6 +16,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use ferry_benches::env_number;
 use ferry_benches::print_table;
 use ferry_benches::transfer_rig::{
     GIB, MIB, TransferBenchSettings, TransferRig, check_completed, finish_unix_millis,
@@ -27,18 +28,8 @@ const TRANSFER_TIMEOUT: Duration = Duration::from_secs(900);
 /// Memory the daemon may use beyond its byte budget.
 const RSS_ALLOWANCE: u64 = 64 * MIB;
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run())
+    ferry_benches::block_on(run())
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
+use ferry_benches::env_number;
 use ferry_benches::scene::{ACCOUNT_ID, BenchScene, HOST_EMAIL, WEBHOOK_SECRET};
 use ferry_benches::{per_second, print_table, process_cpu_seconds};
 use ferry_control::api;
@@ -40,18 +41,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// 300 s replay window until the phase ends.
 const MAX_PHASE_SECS: u64 = 240;
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run())
+    ferry_benches::block_on(run())
 }
 
 /// A webhook body with its signature headers, ready to post.

@@ -34,6 +34,22 @@ pub fn print_table(title: &str, rows: &[(String, String, String)]) {
     }
 }
 
+/// A bench setting from the environment (`FERRY_BENCH_*`), or `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs a bench's body on a multi-threaded tokio runtime.
+pub fn block_on(body: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(body)
+}
+
 pub fn per_second(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use ferry_control::api;
 use ferry_control::model::Timestamp;
 use ferry_daemon::cli::client::Clients;
-use ferry_tests::zoomsim::{FileSpec, Meeting, ZoomSimulator, sign, unix_now};
+use ferry_tests::zoomsim::downloads::{DownloadServer, FileBehavior};
+use ferry_tests::zoomsim::{FileSpec, Meeting, SyntheticMedia, ZoomSimulator, sign, unix_now};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
@@ -105,6 +106,41 @@ impl Scene {
         assert_eq!(delivery.status, 200, "{delivery:?}");
         let job_id = delivery.job_id().expect("a job").to_string();
         self.job(&job_id).await
+    }
+
+    /// Waits (up to 60 s) until the job is neither queued nor transferring.
+    pub async fn wait_final(&mut self, job_id: &str) -> api::Job {
+        for _ in 0..600 {
+            let job = self.job(job_id).await;
+            let state = api::JobState::try_from(job.state).unwrap();
+            if !matches!(state, api::JobState::Queued | api::JobState::Transferring) {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("job {job_id} did not finish within 60 s");
+    }
+
+    /// A lecture whose one MP4 is `media`, announced as `announced_size`
+    /// bytes and served by `server` per `behave`.
+    pub fn served_meeting(
+        &self,
+        server: &DownloadServer,
+        media: &SyntheticMedia,
+        announced_size: u64,
+        behave: impl FnOnce(&mut FileBehavior),
+    ) -> Meeting {
+        let mut meeting = self.lecture(60).with_files(vec![FileSpec::mp4(
+            "shared_screen_with_speaker_view",
+            0,
+            3600,
+            announced_size,
+        )]);
+        meeting.download_base = server.zoom_base();
+        let mut behavior = FileBehavior::new(media.clone(), &meeting.download_token);
+        behave(&mut behavior);
+        server.add(&meeting.files[0].id, behavior);
+        meeting
     }
 
     /// The body of `GET /metrics`.

@@ -22,7 +22,7 @@ use ferry_daemon::config::Config;
 use ferry_tests::moto::MotoServer;
 use ferry_tests::s3_faults::{Fault, FaultProxy, FaultRule, S3Operation};
 use ferry_tests::zoomsim::downloads::{DownloadServer, FileBehavior, LengthHeader};
-use ferry_tests::zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia};
+use ferry_tests::zoomsim::{Meeting, Mp4Layout, SyntheticMedia};
 use sha2::{Digest, Sha256};
 
 use crate::intake::Scene;
@@ -210,31 +210,12 @@ impl S3Transfers {
         announced_size: u64,
         behave: impl FnOnce(&mut FileBehavior),
     ) -> Meeting {
-        let mut meeting = self.scene.lecture(60).with_files(vec![FileSpec::mp4(
-            "shared_screen_with_speaker_view",
-            0,
-            3600,
-            announced_size,
-        )]);
-        meeting.download_base = self.downloads.zoom_base();
-        let mut behavior = FileBehavior::new(media.clone(), &meeting.download_token);
-        behave(&mut behavior);
-        self.downloads.add(&meeting.files[0].id, behavior);
-        meeting
+        self.scene
+            .served_meeting(&self.downloads, media, announced_size, behave)
     }
 
     async fn wait_final(&mut self, job_id: &str) -> api::Job {
-        for _ in 0..600 {
-            let job = self.scene.job(job_id).await;
-            if !matches!(
-                state(&job).0,
-                api::JobState::Queued | api::JobState::Transferring
-            ) {
-                return job;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("job {job_id} did not finish within 60 s");
+        self.scene.wait_final(job_id).await
     }
 
     async fn media(&mut self) -> Vec<api::Media> {

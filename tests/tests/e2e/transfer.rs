@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ferry_control::api;
 use ferry_tests::zoomsim::downloads::{DownloadServer, FileBehavior, LengthHeader};
-use ferry_tests::zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia};
+use ferry_tests::zoomsim::{Meeting, Mp4Layout, SyntheticMedia};
 use sha2::{Digest, Sha256};
 
 use crate::intake::Scene;
@@ -57,29 +57,12 @@ impl Transfers {
         announced_size: u64,
         behave: impl FnOnce(&mut FileBehavior),
     ) -> Meeting {
-        let mut meeting = self.scene.lecture(60).with_files(vec![FileSpec::mp4(
-            "shared_screen_with_speaker_view",
-            0,
-            3600,
-            announced_size,
-        )]);
-        meeting.download_base = self.server.zoom_base();
-        let mut behavior = FileBehavior::new(media.clone(), &meeting.download_token);
-        behave(&mut behavior);
-        self.server.add(&meeting.files[0].id, behavior);
-        meeting
+        self.scene
+            .served_meeting(&self.server, media, announced_size, behave)
     }
 
     pub async fn wait_final(&mut self, job_id: &str) -> api::Job {
-        for _ in 0..600 {
-            let job = self.scene.job(job_id).await;
-            let state = api::JobState::try_from(job.state).unwrap();
-            if !matches!(state, api::JobState::Queued | api::JobState::Transferring) {
-                return job;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("job {job_id} did not finish within 60 s");
+        self.scene.wait_final(job_id).await
     }
 
     /// Every object file under the media folder, uploads in progress excluded.
