@@ -383,7 +383,12 @@ async fn run_job(shared: &Arc<Shared>, lease: Lease, shutdown: &CancellationToke
                 break Some(Stop::Record(JobOutcome::Skipped { reason, message }));
             }
             Err(TransferError::Stopped) => break Some(stopped(shutdown)),
-            Err(TransferError::TokenRejected { .. }) => unreachable!("handled above"),
+            // Turned into a refresh or a failure above; kept exhaustive.
+            Err(TransferError::TokenRejected { status }) => {
+                break Some(Stop::Record(JobOutcome::Failed {
+                    message: format!("zoom refused the download token (HTTP {status})"),
+                }));
+            }
         }
     };
     stop.cancel();
