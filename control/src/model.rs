@@ -495,6 +495,10 @@ pub struct PartRecord {
     pub crc32c: u32,
     pub offset: u64,
     pub len: u64,
+    /// The MP4 scanner's state after the part's last byte (opaque to the
+    /// store), so a transfer resuming after this part scans on from exactly
+    /// where it stood. `None` for parts recorded before scan states were kept.
+    pub scan_state: Option<Vec<u8>>,
 }
 
 /// What a restarted transfer resumes from.
@@ -503,9 +507,30 @@ pub struct UploadState {
     pub upload: UploadRecord,
     /// Ordered by part number.
     pub parts: Vec<PartRecord>,
-    /// The MP4 duration, once the stream showed it (a resumed transfer of a
-    /// faststart file never sees its head again).
-    pub media_duration_ms: Option<u64>,
+}
+
+/// One transfer attempt of a job, as its history shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobAttempt {
+    /// 1 for the job's first attempt; the job's `attempt_count` is the last.
+    pub attempt: u32,
+    pub worker_id: String,
+    pub started_at: Timestamp,
+    /// Where the download started: 0 for a fresh start, else the first byte
+    /// after the parts kept from earlier attempts.
+    pub resumed_from_bytes: u64,
+    /// Why the attempt starts where it does, when that is not the obvious.
+    pub note: String,
+}
+
+/// The start of a transfer attempt, recorded by the lease holder.
+#[derive(Clone, Debug)]
+pub struct AttemptStart {
+    pub job_id: String,
+    pub worker_id: String,
+    pub resumed_from_bytes: u64,
+    pub note: String,
+    pub now: Timestamp,
 }
 
 /// How a transfer that did not complete ends.

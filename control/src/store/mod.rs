@@ -237,7 +237,8 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<Job>;
     /// Claims the oldest QUEUED job, or a TRANSFERRING one whose lease has
-    /// expired, for `worker_id` until `now + lease`.
+    /// expired, for `worker_id` until `now + lease`. A claim is not an
+    /// attempt: the holder counts each attempt with `begin_attempt`.
     async fn claim_job(
         &self,
         worker_id: &str,
@@ -282,8 +283,12 @@ pub trait Store: Send + Sync + 'static {
         part: PartRecord,
         bytes_transferred: u64,
     ) -> StoreResult<()>;
-    /// Remembers the media duration the stream revealed.
-    async fn record_media_duration(&self, job_id: &str, duration_ms: u64) -> StoreResult<()>;
+    /// Counts one more transfer attempt of a job held by `start.worker_id`
+    /// and appends it to the job's history; returns the attempt's number.
+    /// FailedPrecondition when the lease was lost.
+    async fn begin_attempt(&self, start: AttemptStart) -> StoreResult<u32>;
+    /// The job's attempts, oldest first.
+    async fn job_attempts(&self, job_id: &str) -> StoreResult<Vec<JobAttempt>>;
     /// Forgets a job's upload (after it was aborted).
     async fn drop_upload(&self, job_id: &str) -> StoreResult<()>;
     /// Uploads whose jobs are no longer queued or transferring (cancelled,

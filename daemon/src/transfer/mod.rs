@@ -6,6 +6,7 @@
 //! transfer in memory, never copy a downloaded chunk into a new buffer, and
 //! never complete an upload before every check has passed.
 
+pub mod cutter;
 pub mod download;
 pub mod engine;
 pub mod mp4;

@@ -8,16 +8,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use ferry_control::model::{Job, NewMedia, PartRecord, SkipReason, Timestamp, UploadRecord};
+use ferry_control::model::{
+    AttemptStart, Job, NewMedia, PartRecord, SkipReason, Timestamp, UploadRecord,
+};
 use http_body_util::BodyExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::cutter::{CutPart, PartCutter};
 use super::download::{Download, DownloadError};
 use super::engine::{Shared, backoff, kib, wait_on};
 use super::mp4::{Mp4Scanner, Mp4Verdict};
-use super::parts::{Part, PartAssembler, combine_crc32c, part_size_for};
+use super::parts::{combine_crc32c, part_size_for};
 use super::sink::{CompletedPart, SinkError};
 use super::zoom_api::FreshDownload;
 use crate::metrics::{
@@ -168,13 +171,45 @@ pub fn object_key(prefix: &str, job: &Job) -> String {
 /// Where a transfer starts: the upload, and the parts already in it.
 struct Resume {
     upload: UploadRecord,
+    /// The leading run of parts the store and the sink agree on.
     parts: Vec<PartRecord>,
-    media_duration_ms: Option<u64>,
+    /// Parts after a gap that the sink also holds: a resumed stream that cuts
+    /// the same part again records it without sending it a second time.
+    landed_later: Vec<PartRecord>,
 }
 
 impl Resume {
+    fn fresh(upload: UploadRecord) -> Self {
+        Resume {
+            upload,
+            parts: Vec::new(),
+            landed_later: Vec::new(),
+        }
+    }
+
     fn offset(&self) -> u64 {
         self.parts.iter().map(|p| p.len).sum()
+    }
+
+    /// The MP4 scanner as it stood after the kept parts, or why it cannot
+    /// be had (then the file must be scanned again from byte 0).
+    fn scanner(&self) -> Result<Mp4Scanner, String> {
+        let Some(last) = self.parts.last() else {
+            return Ok(Mp4Scanner::new());
+        };
+        let stored = last.scan_state.as_deref().ok_or_else(|| {
+            "the kept parts were recorded by a version of Ferry that stored no MP4 scan state"
+                .to_string()
+        })?;
+        let scanner = Mp4Scanner::restore(stored).map_err(|e| e.to_string())?;
+        if scanner.bytes_seen() != self.offset() {
+            return Err(format!(
+                "the stored MP4 scan state covers {} bytes, not the {} bytes of the kept parts",
+                scanner.bytes_seen(),
+                self.offset()
+            ));
+        }
+        Ok(scanner)
     }
 }
 
@@ -242,11 +277,7 @@ async fn start_over(
         let _ = shared.sink.abort_upload(key, &upload.upload_id).await;
         return Err(lease_or_store(e));
     }
-    Ok(Resume {
-        upload,
-        parts: Vec::new(),
-        media_duration_ms: None,
-    })
+    Ok(Resume::fresh(upload))
 }
 
 fn lease_or_store(error: ferry_control::error::StoreError) -> TransferError {
@@ -294,21 +325,25 @@ async fn resume_or_start(
         }
         Err(e) => return Err(e.into()),
     };
-    let mut parts = Vec::new();
-    for (i, part) in stored.parts.into_iter().enumerate() {
-        let agreed = part.part_number == i as u32 + 1
-            && held.iter().any(|h| {
-                h.part_number == part.part_number && h.etag == part.etag && h.size == part.len
-            });
-        if !agreed {
-            break;
+    let in_sink = |part: &PartRecord| {
+        held.iter()
+            .any(|h| h.part_number == part.part_number && h.etag == part.etag && h.size == part.len)
+    };
+    let (mut parts, mut landed_later) = (Vec::new(), Vec::new());
+    let mut contiguous = true;
+    for part in stored.parts {
+        let held_too = in_sink(&part);
+        contiguous = contiguous && held_too && part.part_number == parts.len() as u32 + 1;
+        if contiguous {
+            parts.push(part);
+        } else if held_too {
+            landed_later.push(part);
         }
-        parts.push(part);
     }
     Ok(Start::Resume(Resume {
         upload: stored.upload,
         parts,
-        media_duration_ms: stored.media_duration_ms,
+        landed_later,
     }))
 }
 
@@ -335,7 +370,7 @@ async fn completed_earlier(
         Ok(Some(size)) if size == recorded => Ok(Some(Resume {
             upload: stored.upload.clone(),
             parts: stored.parts.clone(),
-            media_duration_ms: stored.media_duration_ms,
+            landed_later: Vec::new(),
         })),
         Ok(_) => Ok(None),
         Err(e) => Err(TransferError::from(e).at(Stage::StartUpload)),
@@ -391,21 +426,49 @@ pub(super) async fn transfer(
         .ok_or_else(|| TransferError::Permanent("the job has no recording file".into()))?;
     let key = object_key(&shared.settings.key_prefix, job);
     let content_type = content_type(job);
-    let mut resume = match resume_or_start(shared, job, &key, content_type).await? {
+    let start = resume_or_start(shared, job, &key, content_type).await?;
+    let kept = match &start {
+        Start::Resume(resume) | Start::AlreadyComplete(resume) => resume,
+    };
+    let (start, scanner, note) = match kept.scanner() {
+        Ok(scanner) => {
+            let note = match start {
+                Start::AlreadyComplete(_) => {
+                    "the upload was completed by an earlier attempt whose answer was lost".into()
+                }
+                Start::Resume(_) => String::new(),
+            };
+            (start, scanner, note)
+        }
+        Err(why) => {
+            // Never complete a file whose scan did not see every byte: scan
+            // it again from the start rather than trust the kept parts.
+            tracing::warn!(job = %job.job_id, reason = %why, "starting the upload over to scan the whole file");
+            let fresh = start_over(shared, job, &key, content_type).await?;
+            let note = format!("started over from byte 0 to scan the whole file: {why}");
+            (Start::Resume(fresh), Mp4Scanner::new(), note)
+        }
+    };
+    let resumed_from = match &start {
+        Start::Resume(resume) | Start::AlreadyComplete(resume) => resume.offset(),
+    };
+    begin_attempt(shared, job, resumed_from, note).await?;
+    let mut resume = match start {
         Start::Resume(resume) => resume,
         Start::AlreadyComplete(done) => {
             tracing::info!(job = %job.job_id, "the upload was completed by an earlier attempt whose answer was lost");
+            let caps = shared.settings.caps.for_account(&job.zoom_account_id);
+            let (duration_ms, note) = scan_outcome(scanner, &caps)?;
             let size = done.offset();
-            return record_completion(shared, job, done, size, String::new()).await;
+            return record_completion(shared, job, done, size, duration_ms, note).await;
         }
     };
 
-    wait_on(
-        &shared.account_limiter(&job.zoom_account_id),
-        std::num::NonZeroU32::MIN,
-        "account_downloads",
-    )
-    .await;
+    let account_limiter = shared.account_limiter(&job.zoom_account_id);
+    tokio::select! {
+        _ = stop.cancelled() => return Err(TransferError::Stopped),
+        _ = wait_on(&account_limiter, std::num::NonZeroU32::MIN, "account_downloads") => {}
+    }
     let download = tokio::select! {
         _ = stop.cancelled() => return Err(TransferError::Stopped),
         download = shared.downloader.get(&url, token.as_deref(), resume.offset()) =>
@@ -419,17 +482,82 @@ pub(super) async fn transfer(
         return Err(TransferError::Permanent(DOWNLOAD_SETTINGS_HINT.into()));
     }
     let resumed_at = resume.offset();
+    let mut scanner = scanner;
     if resumed_at > 0 && (download.status != 206 || download.range_start != Some(resumed_at)) {
         // The source ignored the Range: start over cleanly from byte 0.
         tracing::info!(job = %job.job_id, "the download source ignored Range; starting the upload over");
         resume = start_over(shared, job, &key, content_type).await?;
+        scanner = Mp4Scanner::new();
         if download.status != 200 {
             return Err(TransferError::transient(
                 "the source answered a partial range that was not asked for",
             ));
         }
     }
-    stream_parts(shared, job, stop, download, resume, file.file_size).await
+    if resume.offset() > 0 {
+        metrics::counter!(RESUMED_TRANSFERS_TOTAL).increment(1);
+        tracing::info!(job = %job.job_id, resumed_from_bytes = resume.offset(), "resuming the transfer");
+    }
+    stream_parts(shared, job, stop, download, resume, scanner, file.file_size).await
+}
+
+/// Counts the attempt and records where it starts in the job's history.
+async fn begin_attempt(
+    shared: &Shared,
+    job: &Job,
+    resumed_from_bytes: u64,
+    note: String,
+) -> Result<(), TransferError> {
+    let attempt = shared
+        .store
+        .begin_attempt(AttemptStart {
+            job_id: job.job_id.clone(),
+            worker_id: shared.settings.worker_id.clone(),
+            resumed_from_bytes,
+            note,
+            now: Timestamp::now(),
+        })
+        .await
+        .map_err(lease_or_store)?;
+    tracing::debug!(job = %job.job_id, attempt, resumed_from_bytes, "transfer attempt started");
+    Ok(())
+}
+
+/// What the whole scan says, for a file about to be completed: its
+/// duration, or the cap it breaks, and a note when it is not a clean MP4.
+fn scan_outcome(
+    scanner: Mp4Scanner,
+    caps: &ferry_control::rules::Caps,
+) -> Result<(Option<u64>, String), TransferError> {
+    let duration_ms = scanner.duration().map(|d| d.as_millis() as u64);
+    if let Some(ms) = duration_ms {
+        duration_cap(ms, caps)?;
+    }
+    let note = match scanner.finish() {
+        Mp4Verdict::NotMp4 { reason } => {
+            format!("transferred, but the file is not a valid MP4 ({reason})")
+        }
+        Mp4Verdict::NoDuration => "transferred; the MP4 has no readable duration".to_string(),
+        Mp4Verdict::Duration { .. } => String::new(),
+    };
+    Ok((duration_ms, note))
+}
+
+/// Skips the job when the MP4 says it lasts longer than the cap.
+fn duration_cap(duration_ms: u64, caps: &ferry_control::rules::Caps) -> Result<(), TransferError> {
+    if duration_ms as i64 <= caps.max_duration_ms {
+        return Ok(());
+    }
+    metrics::counter!(CAP_ABORTS_TOTAL, "cap" => "duration").increment(1);
+    Err(TransferError::Cap {
+        reason: SkipReason::TooLong,
+        message: format!(
+            "the MP4 says it lasts {} s, longer than the {} s cap (found while streaming); download it \
+             from zoom and upload it by hand",
+            duration_ms / 1000,
+            caps.max_duration_ms / 1000
+        ),
+    })
 }
 
 /// The MIME type of the job's file: audio-only M4A, or MP4 video.
@@ -442,19 +570,29 @@ fn content_type(job: &Job) -> &'static str {
 
 /// The budget for one more part: bandwidth first, then memory, so that a
 /// transfer waiting on the limiter holds no budget. Every part passes here
-/// exactly once.
-async fn part_budget(shared: &Shared, part_permits: u32) -> OwnedSemaphorePermit {
-    if let Some(bandwidth) = &shared.bandwidth
-        && let Some(n) = std::num::NonZeroU32::new(part_permits)
-    {
-        wait_on(bandwidth, n, "bandwidth").await;
+/// exactly once; cancelling the transfer ends the wait.
+async fn part_budget(
+    shared: &Shared,
+    part_permits: u32,
+    stop: &CancellationToken,
+) -> Result<OwnedSemaphorePermit, TransferError> {
+    let wait = async {
+        if let Some(bandwidth) = &shared.bandwidth
+            && let Some(n) = std::num::NonZeroU32::new(part_permits)
+        {
+            wait_on(bandwidth, n, "bandwidth").await;
+        }
+        shared
+            .budget
+            .clone()
+            .acquire_many_owned(part_permits)
+            .await
+            .expect("budget is never closed")
+    };
+    tokio::select! {
+        _ = stop.cancelled() => Err(TransferError::Stopped),
+        permit = wait => Ok(permit),
     }
-    shared
-        .budget
-        .clone()
-        .acquire_many_owned(part_permits)
-        .await
-        .expect("budget is never closed")
 }
 
 /// The budget held for the part being filled, or a fresh share of it.
@@ -462,30 +600,32 @@ async fn take_budget(
     held: &mut Option<OwnedSemaphorePermit>,
     shared: &Shared,
     part_permits: u32,
-) -> OwnedSemaphorePermit {
+    stop: &CancellationToken,
+) -> Result<OwnedSemaphorePermit, TransferError> {
     match held.take() {
-        Some(permit) => permit,
-        None => part_budget(shared, part_permits).await,
+        Some(permit) => Ok(permit),
+        None => part_budget(shared, part_permits, stop).await,
     }
 }
-
-/// A part upload in flight, holding its share of the byte budget.
-type PartTask = JoinSet<Result<PartRecord, TransferError>>;
 
 async fn upload_part(
     shared: Arc<Shared>,
     job_id: String,
     key: String,
     upload_id: String,
-    part: Part,
+    cut: CutPart,
     stop: CancellationToken,
     _budget: OwnedSemaphorePermit,
 ) -> Result<PartRecord, TransferError> {
+    let CutPart { part, scan_state } = cut;
     let mut attempt = 0;
     loop {
         attempt += 1;
         if let Some(limiter) = &shared.sink_limiter {
-            wait_on(limiter, std::num::NonZeroU32::MIN, "sink_requests").await;
+            tokio::select! {
+                _ = stop.cancelled() => return Err(TransferError::Stopped),
+                _ = wait_on(limiter, std::num::NonZeroU32::MIN, "sink_requests") => {}
+            }
         }
         let started = Instant::now();
         let uploaded = tokio::select! {
@@ -501,6 +641,7 @@ async fn upload_part(
                     crc32c: part.crc32c,
                     offset: part.offset,
                     len: part.len,
+                    scan_state: Some(scan_state),
                 });
             }
             Err(SinkError::Transient {
@@ -512,7 +653,10 @@ async fn upload_part(
                 let delay =
                     retry_after.unwrap_or_else(|| backoff(shared.settings.backoff_base, attempt));
                 tracing::warn!(job = %job_id, part = part.number, attempt, error = %message, "part upload failed; retrying");
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    _ = stop.cancelled() => return Err(TransferError::Stopped),
+                    _ = tokio::time::sleep(delay) => {}
+                }
             }
             Err(e) => {
                 let error: TransferError = e.into();
@@ -533,59 +677,145 @@ async fn upload_part(
     }
 }
 
-/// Records an acknowledged part; the lease must still be ours.
-async fn record(
-    shared: &Shared,
-    job: &Job,
-    record: PartRecord,
-    parts: &mut Vec<PartRecord>,
-) -> Result<(), TransferError> {
-    let transferred = parts.iter().map(|p| p.len).sum::<u64>() + record.len;
-    shared
-        .store
-        .record_part(
-            &job.job_id,
-            &shared.settings.worker_id,
-            record.clone(),
-            transferred,
-        )
-        .await
-        .map_err(lease_or_store)?;
-    metrics::counter!(UPLOADED_BYTES_TOTAL).increment(record.len);
-    parts.push(record);
-    Ok(())
+/// How a part upload task ended.
+type PartResult = Result<Result<PartRecord, TransferError>, tokio::task::JoinError>;
+
+/// The part uploads of one attempt: sends each cut part (or records it
+/// straight away when an earlier attempt already landed the same bytes),
+/// and records each part the sink acknowledges.
+struct PartUploads<'a> {
+    shared: &'a Arc<Shared>,
+    job: &'a Job,
+    upload: &'a UploadRecord,
+    stop: &'a CancellationToken,
+    in_flight: JoinSet<Result<PartRecord, TransferError>>,
+    /// Every part recorded, earlier attempts' included.
+    done: Vec<PartRecord>,
+    landed_later: Vec<PartRecord>,
 }
 
+impl PartUploads<'_> {
+    async fn send(
+        &mut self,
+        cut: CutPart,
+        budget: OwnedSemaphorePermit,
+    ) -> Result<(), TransferError> {
+        let landed = self.landed_later.iter().position(|p| {
+            (p.part_number, p.offset, p.len, p.crc32c)
+                == (
+                    cut.part.number,
+                    cut.part.offset,
+                    cut.part.len,
+                    cut.part.crc32c,
+                )
+        });
+        if let Some(i) = landed {
+            let mut record = self.landed_later.swap_remove(i);
+            record.scan_state = Some(cut.scan_state);
+            tracing::debug!(job = %self.job.job_id, part = record.part_number, "part already landed; not sent again");
+            return self.record(record).await;
+        }
+        while self.in_flight.len() >= self.shared.settings.parts_in_flight.max(1) {
+            self.land_next().await?;
+        }
+        self.in_flight.spawn(upload_part(
+            self.shared.clone(),
+            self.job.job_id.clone(),
+            self.upload.object_key.clone(),
+            self.upload.upload_id.clone(),
+            cut,
+            self.stop.clone(),
+            budget,
+        ));
+        Ok(())
+    }
+
+    /// Waits for one part upload to end and records it (nothing to do when
+    /// none is in flight).
+    async fn land_next(&mut self) -> Result<(), TransferError> {
+        match self.in_flight.join_next().await {
+            Some(finished) => self.landed(finished).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Records a part upload that ended; `join_next` is the cancel-safe half
+    /// to race against other events, this the half to run to completion.
+    async fn landed(&mut self, finished: PartResult) -> Result<(), TransferError> {
+        let part = finished.map_err(|e| TransferError::transient(e.to_string()))??;
+        self.record(part).await
+    }
+
+    /// Lets every part upload in flight end and records those that landed,
+    /// so a retry resumes after them instead of sending them again; returns
+    /// the first failure.
+    async fn land_all(&mut self) -> Result<(), TransferError> {
+        let mut first_error = None;
+        while !self.in_flight.is_empty() {
+            if let Err(e) = self.land_next().await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Records an acknowledged part; the lease must still be ours.
+    async fn record(&mut self, record: PartRecord) -> Result<(), TransferError> {
+        let transferred = self.done.iter().map(|p| p.len).sum::<u64>() + record.len;
+        self.shared
+            .store
+            .record_part(
+                &self.job.job_id,
+                &self.shared.settings.worker_id,
+                record.clone(),
+                transferred,
+            )
+            .await
+            .map_err(lease_or_store)?;
+        metrics::counter!(UPLOADED_BYTES_TOTAL).increment(record.len);
+        self.done.push(record);
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn stream_parts(
     shared: &Arc<Shared>,
     job: &Job,
     stop: &CancellationToken,
     download: Download,
     resume: Resume,
+    scanner: Mp4Scanner,
     announced_size: u64,
 ) -> Result<(), TransferError> {
     let settings = &shared.settings;
     let caps = settings.caps.for_account(&job.zoom_account_id);
     let Resume {
         upload,
-        parts: mut done,
-        media_duration_ms,
+        parts: done,
+        landed_later,
     } = resume;
     let start_offset = done.iter().map(|p| p.len).sum::<u64>();
-    let mut assembler = PartAssembler::new(upload.part_size, done.len() as u32 + 1, start_offset);
-    // The MP4 header is only seen when the stream starts at byte 0; a resumed
-    // transfer relies on what the first attempt recorded.
-    let mut scanner = (start_offset == 0).then(Mp4Scanner::new);
-    let mut duration_ms = media_duration_ms;
-    let mut in_flight: PartTask = JoinSet::new();
-    let mut ready = Vec::new();
+    let mut cutter = PartCutter::new(
+        upload.part_size,
+        done.len() as u32 + 1,
+        start_offset,
+        scanner,
+    );
+    let mut uploads = PartUploads {
+        shared,
+        job,
+        upload: &upload,
+        stop,
+        in_flight: JoinSet::new(),
+        done,
+        landed_later,
+    };
+    let mut cut = Vec::new();
     let mut budget: Option<OwnedSemaphorePermit> = None;
     let mut received_here = 0u64;
     let mut last_progress = Instant::now();
     let mut body = download.body;
-    if start_offset > 0 {
-        metrics::counter!(RESUMED_TRANSFERS_TOTAL).increment(1);
-    }
     let downloaded = metrics::counter!(DOWNLOADED_BYTES_TOTAL);
     // A part larger than the whole budget (a huge file raised the part size)
     // takes the whole budget rather than waiting forever.
@@ -593,16 +823,15 @@ async fn stream_parts(
 
     let broken = loop {
         if budget.is_none() {
-            budget = Some(tokio::select! {
-                _ = stop.cancelled() => return Err(TransferError::Stopped),
-                permit = part_budget(shared, part_permits) => permit,
-            });
+            budget = Some(part_budget(shared, part_permits, stop).await?);
         }
         let frame = tokio::select! {
             _ = stop.cancelled() => return Err(TransferError::Stopped),
-            Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => {
-                record(shared, job, finished.map_err(|e| TransferError::transient(e.to_string()))??, &mut done).await?;
-                continue;
+            Some(finished) = uploads.in_flight.join_next(), if !uploads.in_flight.is_empty() => {
+                match uploads.landed(finished).await {
+                    Ok(()) => continue,
+                    Err(e) => break Some(e),
+                }
             }
             frame = tokio::time::timeout(settings.stall_timeout, body.frame()) => match frame {
                 Err(_) => break Some(TransferError::transient(format!(
@@ -629,59 +858,18 @@ async fn stream_parts(
                 ),
             });
         }
-        if let Some(scanner) = scanner.as_mut() {
-            scanner.feed(&chunk);
-            if duration_ms.is_none()
-                && let Some(duration) = scanner.duration()
-            {
-                let ms = duration.as_millis() as u64;
-                duration_ms = Some(ms);
-                let _ = shared.store.record_media_duration(&job.job_id, ms).await;
-            }
+        cutter.push(chunk, &mut cut);
+        // Checked before any part of this chunk is sent.
+        if let Some(duration) = cutter.scanner().duration() {
+            duration_cap(duration.as_millis() as u64, &caps)?;
         }
-        if let Some(ms) = duration_ms
-            && ms as i64 > caps.max_duration_ms
-        {
-            metrics::counter!(CAP_ABORTS_TOTAL, "cap" => "duration").increment(1);
-            return Err(TransferError::Cap {
-                reason: SkipReason::TooLong,
-                message: format!(
-                    "the MP4 says it lasts {} s, longer than the {} s cap (found while streaming); download it \
-                     from zoom and upload it by hand",
-                    ms / 1000,
-                    caps.max_duration_ms / 1000
-                ),
-            });
-        }
-        assembler.push(chunk, &mut ready);
-        for part in ready.drain(..) {
+        for part in cut.drain(..) {
             // One chunk can complete more than one part (a chunk larger than
-            // a part): every part after the first needs budget of its own.
-            let permit = take_budget(&mut budget, shared, part_permits).await;
-            while in_flight.len() >= settings.parts_in_flight.max(1) {
-                if let Some(finished) = in_flight.join_next().await {
-                    record(
-                        shared,
-                        job,
-                        finished.map_err(|e| TransferError::transient(e.to_string()))??,
-                        &mut done,
-                    )
-                    .await?;
-                }
-            }
-            in_flight.spawn(upload_part(
-                shared.clone(),
-                job.job_id.clone(),
-                upload.object_key.clone(),
-                upload.upload_id.clone(),
-                part,
-                stop.clone(),
-                permit,
-            ));
-            if assembler.pending_len() > 0 {
-                // The chunk spilled into the next part: it needs budget too.
-                budget = Some(part_budget(shared, part_permits).await);
-            }
+            // a part): every part after the first needs budget of its own,
+            // and so does a chunk spilling into the next part (taken at the
+            // top of the loop).
+            let permit = take_budget(&mut budget, shared, part_permits, stop).await?;
+            uploads.send(part, permit).await?;
         }
         if last_progress.elapsed() >= Duration::from_millis(250) {
             last_progress = Instant::now();
@@ -691,41 +879,21 @@ async fn stream_parts(
             shared.store.publish_progress(progress);
         }
     };
-
     if let Some(error) = broken {
         // The parts already handed to the sink are whole: keep the ones that
         // land, so the retry resumes after them instead of sending them again.
         drop(budget);
-        while let Some(finished) = in_flight.join_next().await {
-            if let Ok(Ok(part)) = finished {
-                record(shared, job, part, &mut done).await?;
-            }
-        }
+        let _ = uploads.land_all().await;
         return Err(error);
     }
-    let received_total = assembler.offset();
-    if let Some(last) = assembler.finish() {
-        let permit = take_budget(&mut budget, shared, part_permits).await;
-        in_flight.spawn(upload_part(
-            shared.clone(),
-            job.job_id.clone(),
-            upload.object_key.clone(),
-            upload.upload_id.clone(),
-            last,
-            stop.clone(),
-            permit,
-        ));
+    let received_total = cutter.offset();
+    let (last, scanner) = cutter.finish();
+    if let Some(last) = last {
+        let permit = take_budget(&mut budget, shared, part_permits, stop).await?;
+        uploads.send(last, permit).await?;
     }
     drop(budget);
-    while let Some(finished) = in_flight.join_next().await {
-        record(
-            shared,
-            job,
-            finished.map_err(|e| TransferError::transient(e.to_string()))??,
-            &mut done,
-        )
-        .await?;
-    }
+    uploads.land_all().await?;
 
     // Verify before anything becomes visible.
     if let Some(length) = download.content_length
@@ -740,13 +908,15 @@ async fn stream_parts(
             "zoom announced {announced_size} bytes for the file but sent {received_total}"
         )));
     }
-    let note = match scanner.map(Mp4Scanner::finish) {
-        Some(Mp4Verdict::NotMp4 { reason }) => {
-            format!("transferred, but the file is not a valid MP4 ({reason})")
-        }
-        Some(Mp4Verdict::NoDuration) => "transferred; the MP4 has no readable duration".to_string(),
-        Some(Mp4Verdict::Duration { .. }) | None => String::new(),
-    };
+    if scanner.bytes_seen() != received_total {
+        return Err(TransferError::Permanent(format!(
+            "the MP4 scan saw {} of the file's {received_total} bytes, so its duration cannot be \
+             vouched for; retry the job to copy it again from the start",
+            scanner.bytes_seen()
+        )));
+    }
+    let (duration_ms, note) = scan_outcome(scanner, &caps)?;
+    let mut done = uploads.done;
     done.sort_by_key(|p| p.part_number);
     let completed: Vec<CompletedPart> = done
         .iter()
@@ -764,9 +934,9 @@ async fn stream_parts(
     let done = Resume {
         upload,
         parts: done,
-        media_duration_ms: duration_ms,
+        landed_later: Vec::new(),
     };
-    record_completion(shared, job, done, received_total, note).await
+    record_completion(shared, job, done, received_total, duration_ms, note).await
 }
 
 /// The object exists: record the media and complete the job.
@@ -775,12 +945,13 @@ async fn record_completion(
     job: &Job,
     done: Resume,
     received_total: u64,
+    duration_ms: Option<u64>,
     note: String,
 ) -> Result<(), TransferError> {
     let Resume {
         upload,
         parts: done,
-        media_duration_ms: duration_ms,
+        ..
     } = done;
     let checksum = combine_crc32c(done.iter().map(|p| (p.crc32c, p.len)));
     let media = NewMedia {

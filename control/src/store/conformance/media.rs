@@ -281,7 +281,7 @@ pub async fn job_events(store: &dyn Store) {
         JobState::Transferring,
         "an event for the claim"
     );
-    assert_eq!(event.job.attempt_count, 1);
+    assert_eq!(event.job.attempt_count, 0);
     cancel(
         store,
         &tenant.institution_id,

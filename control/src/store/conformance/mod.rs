@@ -25,6 +25,7 @@ mod directory;
 mod jobs;
 mod media;
 mod tenants;
+mod transfers;
 
 pub use accounts::accounts;
 pub use configurations::{configuration_delete, configurations};
@@ -32,6 +33,7 @@ pub use directory::{user_sync_conflicts, user_sync_modes};
 pub use jobs::{job_cancel_and_requeue, job_leases, job_list_filters, job_upsert_and_scope};
 pub use media::{job_completion_and_media, job_events};
 pub use tenants::{admin_keys, institutions, operator_token};
+pub use transfers::transfer_state_and_attempts;
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -71,6 +73,7 @@ pub async fn run_all(store: &dyn Store) {
     job_cancel_and_requeue(store).await;
     job_completion_and_media(store).await;
     job_events(store).await;
+    transfer_state_and_attempts(store).await;
 }
 
 // --- helpers -----------------------------------------------------------------

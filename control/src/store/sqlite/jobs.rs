@@ -378,8 +378,8 @@ pub(super) fn claim_job(
     };
     let expires_at = now.saturating_add_millis(millis(lease));
     conn.execute(
-        "UPDATE jobs SET state = 'transferring', lease_owner = ?2, lease_expires_ms = ?3,
-            attempt_count = attempt_count + 1, updated_ms = ?4 WHERE job_id = ?1",
+        "UPDATE jobs SET state = 'transferring', lease_owner = ?2, lease_expires_ms = ?3, updated_ms = ?4
+         WHERE job_id = ?1",
         params![job_id, worker_id, expires_at.0, now.0],
     )
     .map_err(sql_error)?;

@@ -588,11 +588,15 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn record_media_duration(&self, job_id: &str, duration_ms: u64) -> StoreResult<()> {
-        let job_id = job_id.to_string();
+    async fn begin_attempt(&self, start: AttemptStart) -> StoreResult<u32> {
         self.engine
-            .write(move |c| transfers::record_media_duration(c, &job_id, duration_ms))
+            .write(move |c| transfers::begin_attempt(c, &start))
             .await
+    }
+
+    async fn job_attempts(&self, job_id: &str) -> StoreResult<Vec<JobAttempt>> {
+        self.engine
+            .read_point(|c| transfers::job_attempts(c, job_id))
     }
 
     async fn drop_upload(&self, job_id: &str) -> StoreResult<()> {
@@ -719,6 +723,7 @@ mod tests {
         job_cancel_and_requeue,
         job_completion_and_media,
         job_events,
+        transfer_state_and_attempts,
     );
 
     /// The checks also hold when they share one database, as they will on a

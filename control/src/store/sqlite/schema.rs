@@ -3,7 +3,7 @@
 //! (`ON CONFLICT`, `RETURNING`, integer milliseconds for time) so that the
 //! Postgres backend can reuse the shapes.
 
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3)];
 
 const V1: &str = r#"
 CREATE TABLE settings (
@@ -161,5 +161,21 @@ CREATE TABLE transfer_parts (
     offset_b    INTEGER NOT NULL,
     len_b       INTEGER NOT NULL,
     PRIMARY KEY (job_id, part_number)
+);
+"#;
+
+/// The MP4 scanner's state stored with each part (a resume scans on from
+/// it), and each job's attempts: where each one started and why.
+const V3: &str = r#"
+ALTER TABLE transfer_parts ADD COLUMN scan_state BLOB;
+
+CREATE TABLE job_attempts (
+    job_id         TEXT NOT NULL REFERENCES jobs (job_id),
+    attempt        INTEGER NOT NULL,
+    worker_id      TEXT NOT NULL,
+    started_ms     INTEGER NOT NULL,
+    resumed_from_b INTEGER NOT NULL,
+    note           TEXT NOT NULL,
+    PRIMARY KEY (job_id, attempt)
 );
 "#;

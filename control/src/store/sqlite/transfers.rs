@@ -50,27 +50,24 @@ pub(super) fn start_upload(
 pub(super) fn upload_state(conn: &Connection, job_id: &str) -> StoreResult<Option<UploadState>> {
     let upload = conn
         .prepare_cached(
-            "SELECT upload_id, object_key, part_size, media_duration_ms FROM transfer_uploads WHERE job_id = ?1",
+            "SELECT upload_id, object_key, part_size FROM transfer_uploads WHERE job_id = ?1",
         )
         .map_err(sql_error)?
         .query_row(params![job_id], |row| {
-            Ok((
-                UploadRecord {
-                    upload_id: row.get(0)?,
-                    object_key: row.get(1)?,
-                    part_size: row.get::<_, i64>(2)? as u64,
-                },
-                row.get::<_, Option<i64>>(3)?.map(|ms| ms as u64),
-            ))
+            Ok(UploadRecord {
+                upload_id: row.get(0)?,
+                object_key: row.get(1)?,
+                part_size: row.get::<_, i64>(2)? as u64,
+            })
         })
         .optional()
         .map_err(sql_error)?;
-    let Some((upload, media_duration_ms)) = upload else {
+    let Some(upload) = upload else {
         return Ok(None);
     };
     let parts = conn
         .prepare_cached(
-            "SELECT part_number, etag, crc32c, offset_b, len_b FROM transfer_parts
+            "SELECT part_number, etag, crc32c, offset_b, len_b, scan_state FROM transfer_parts
              WHERE job_id = ?1 ORDER BY part_number",
         )
         .map_err(sql_error)?
@@ -81,16 +78,13 @@ pub(super) fn upload_state(conn: &Connection, job_id: &str) -> StoreResult<Optio
                 crc32c: row.get::<_, i64>(2)? as u32,
                 offset: row.get::<_, i64>(3)? as u64,
                 len: row.get::<_, i64>(4)? as u64,
+                scan_state: row.get(5)?,
             })
         })
         .map_err(sql_error)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(sql_error)?;
-    Ok(Some(UploadState {
-        upload,
-        parts,
-        media_duration_ms,
-    }))
+    Ok(Some(UploadState { upload, parts }))
 }
 
 pub(super) fn record_part(
@@ -102,10 +96,10 @@ pub(super) fn record_part(
 ) -> StoreResult<()> {
     require_lease(conn, job_id, worker_id)?;
     conn.prepare_cached(
-        "INSERT INTO transfer_parts (job_id, part_number, etag, crc32c, offset_b, len_b)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO transfer_parts (job_id, part_number, etag, crc32c, offset_b, len_b, scan_state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (job_id, part_number) DO UPDATE SET etag = excluded.etag, crc32c = excluded.crc32c,
-            offset_b = excluded.offset_b, len_b = excluded.len_b",
+            offset_b = excluded.offset_b, len_b = excluded.len_b, scan_state = excluded.scan_state",
     )
     .map_err(sql_error)?
     .execute(params![
@@ -114,7 +108,8 @@ pub(super) fn record_part(
         part.etag,
         i64::from(part.crc32c),
         part.offset as i64,
-        part.len as i64
+        part.len as i64,
+        part.scan_state
     ])
     .map_err(sql_error)?;
     conn.prepare_cached(
@@ -130,17 +125,53 @@ pub(super) fn record_part(
     Ok(())
 }
 
-pub(super) fn record_media_duration(
-    conn: &Connection,
-    job_id: &str,
-    duration_ms: u64,
-) -> StoreResult<()> {
-    conn.execute(
-        "UPDATE transfer_uploads SET media_duration_ms = ?2 WHERE job_id = ?1",
-        params![job_id, duration_ms as i64],
+pub(super) fn begin_attempt(conn: &Connection, start: &AttemptStart) -> StoreResult<u32> {
+    require_lease(conn, &start.job_id, &start.worker_id)?;
+    let attempt: u32 = conn
+        .prepare_cached(
+            "UPDATE jobs SET attempt_count = attempt_count + 1, updated_ms = ?2 WHERE job_id = ?1
+             RETURNING attempt_count",
+        )
+        .map_err(sql_error)?
+        .query_row(params![start.job_id, start.now.0], |row| row.get(0))
+        .map_err(sql_error)?;
+    conn.prepare_cached(
+        "INSERT INTO job_attempts (job_id, attempt, worker_id, started_ms, resumed_from_b, note)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (job_id, attempt) DO UPDATE SET worker_id = excluded.worker_id,
+            started_ms = excluded.started_ms, resumed_from_b = excluded.resumed_from_b, note = excluded.note",
     )
+    .map_err(sql_error)?
+    .execute(params![
+        start.job_id,
+        attempt,
+        start.worker_id,
+        start.now.0,
+        start.resumed_from_bytes as i64,
+        start.note
+    ])
     .map_err(sql_error)?;
-    Ok(())
+    Ok(attempt)
+}
+
+pub(super) fn job_attempts(conn: &Connection, job_id: &str) -> StoreResult<Vec<JobAttempt>> {
+    conn.prepare_cached(
+        "SELECT attempt, worker_id, started_ms, resumed_from_b, note FROM job_attempts
+         WHERE job_id = ?1 ORDER BY attempt",
+    )
+    .map_err(sql_error)?
+    .query_map(params![job_id], |row| {
+        Ok(JobAttempt {
+            attempt: row.get(0)?,
+            worker_id: row.get(1)?,
+            started_at: Timestamp(row.get(2)?),
+            resumed_from_bytes: row.get::<_, i64>(3)? as u64,
+            note: row.get(4)?,
+        })
+    })
+    .map_err(sql_error)?
+    .collect::<rusqlite::Result<Vec<_>>>()
+    .map_err(sql_error)
 }
 
 pub(super) fn drop_upload(conn: &Connection, job_id: &str) -> StoreResult<()> {

@@ -9,6 +9,10 @@
 
 use std::time::Duration;
 
+mod state;
+
+pub use state::ScanStateError;
+
 /// Box types a real MP4 (or fragmented MP4 / DASH segment) may open with.
 const PLAUSIBLE_FIRST_BOXES: [&[u8; 4]; 11] = [
     b"ftyp", b"styp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pdin", b"uuid", b"moof",
@@ -85,8 +89,11 @@ enum State {
 pub struct Mp4Scanner {
     state: State,
     level: Level,
-    /// Absolute stream offset of the next byte `feed` will see.
+    /// Absolute stream offset of the next byte the box walk will look at;
+    /// it stops moving once a verdict is reached.
     offset: u64,
+    /// Every byte ever fed, verdict or not: where the stream is.
+    fed: u64,
     buf: [u8; MAX_BUFFERED],
     buffered: usize,
     seen_first_header: bool,
@@ -105,6 +112,7 @@ impl Mp4Scanner {
             state: State::BoxHeader,
             level: Level::TopLevel,
             offset: 0,
+            fed: 0,
             buf: [0; MAX_BUFFERED],
             buffered: 0,
             seen_first_header: false,
@@ -115,6 +123,7 @@ impl Mp4Scanner {
     /// Takes the next chunk of the stream. Once a verdict is reached the rest
     /// of the stream is ignored at no cost.
     pub fn feed(&mut self, mut chunk: &[u8]) {
+        self.fed += chunk.len() as u64;
         while !chunk.is_empty() && self.verdict.is_none() {
             match self.state {
                 State::SkipUntil(None) => {
@@ -173,6 +182,12 @@ impl Mp4Scanner {
                 }
             }
         }
+    }
+
+    /// How many bytes of the stream the scanner has been fed, in order from
+    /// byte 0: a verdict covers the whole file only when this is its length.
+    pub fn bytes_seen(&self) -> u64 {
+        self.fed
     }
 
     /// The duration, as soon as `mvhd` has been read (and its timescale is not zero).

@@ -459,3 +459,122 @@ proptest! {
         prop_assert_eq!(scan_in_chunks(&bytes, &lengths), scan(&[&bytes]));
     }
 }
+
+/// Scans `file` cut at `cuts` (chunk lengths, the last chunk takes the
+/// rest), storing the scanner's state at every cut and carrying on from the
+/// restored copy, as a transfer that breaks at each part boundary does.
+fn scan_with_restores(file: &[u8], cuts: &[usize]) -> (Mp4Verdict, u64) {
+    let mut scanner = Mp4Scanner::new();
+    let mut rest = file;
+    for &len in cuts {
+        let (head, tail) = rest.split_at(len.min(rest.len()));
+        scanner.feed(head);
+        rest = tail;
+        let stored = scanner.snapshot();
+        // Offsets, at most 32 pending bytes and a short reason: never the file.
+        assert!(
+            stored.len() <= 256,
+            "the state stays small: {} bytes",
+            stored.len()
+        );
+        scanner = Mp4Scanner::restore(&stored).expect("a state the scanner wrote restores");
+        assert_eq!(scanner.snapshot(), stored, "restoring loses nothing");
+    }
+    scanner.feed(rest);
+    let seen = scanner.bytes_seen();
+    (scanner.finish(), seen)
+}
+
+/// Part-sized cuts: from a few bytes (inside one header) to beyond the file.
+fn part_cuts() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(prop_oneof![1usize..=20, 1usize..=300, 1usize..=5000], 0..60)
+}
+
+proptest! {
+    #[test]
+    fn a_scan_stored_and_restored_at_every_cut_matches_one_uninterrupted_scan(
+        file in synthetic_file(),
+        cuts in part_cuts(),
+    ) {
+        let whole = scan(&[&file]);
+        prop_assert_eq!(scan_with_restores(&file, &cuts), (whole, file.len() as u64));
+    }
+
+    #[test]
+    fn a_damaged_or_foreign_file_restored_at_every_cut_keeps_its_verdict(
+        file in synthetic_file(),
+        cut in any::<prop::sample::Index>(),
+        garbage in prop::collection::vec(any::<u8>(), 0..64),
+        foreign in any::<bool>(),
+        cuts in part_cuts(),
+    ) {
+        let mut damaged = if foreign {
+            garbage.clone()
+        } else {
+            file[..cut.index(file.len() + 1)].to_vec()
+        };
+        damaged.extend(garbage);
+        let whole = scan(&[&damaged]);
+        prop_assert_eq!(scan_with_restores(&damaged, &cuts), (whole, damaged.len() as u64));
+    }
+
+    #[test]
+    fn a_damaged_state_is_refused_or_restored_whole_never_a_panic(
+        file in synthetic_file(),
+        at in any::<prop::sample::Index>(),
+        flip in 1u8..=255,
+        truncate in any::<bool>(),
+    ) {
+        let mut scanner = Mp4Scanner::new();
+        scanner.feed(&file[..file.len() / 2]);
+        let mut stored = scanner.snapshot();
+        let at = at.index(stored.len());
+        if truncate {
+            stored.truncate(at);
+            prop_assert!(Mp4Scanner::restore(&stored).is_err());
+        } else {
+            stored[at] ^= flip;
+            if let Ok(restored) = Mp4Scanner::restore(&stored) {
+                // A flipped offset or buffered byte can still decode; it must
+                // then say exactly what it decoded, and carry on without panicking.
+                prop_assert_eq!(restored.snapshot(), stored);
+                let mut restored = restored;
+                restored.feed(&file[file.len() / 2..]);
+                let _ = restored.finish();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_restored_scan_of_a_moov_at_end_file_finds_the_duration_after_the_break() {
+    let nine_hours_ticks = 9 * 3600 * 90_000u64;
+    let mut file = ftyp();
+    file.extend(mdat(50_000));
+    file.extend(moov(1, 90_000, nine_hours_ticks));
+    let mut first = Mp4Scanner::new();
+    first.feed(&file[..20_000]);
+    assert_eq!(first.verdict(), None);
+    let mut resumed = Mp4Scanner::restore(&first.snapshot()).unwrap();
+    assert_eq!(resumed.bytes_seen(), 20_000);
+    resumed.feed(&file[20_000..]);
+    assert_eq!(resumed.duration(), Some(Duration::from_secs(9 * 3600)));
+}
+
+#[test]
+fn states_from_elsewhere_are_refused_with_a_reason() {
+    for (bytes, needle) in [
+        (&b""[..], "truncated"),
+        (&[9u8][..], "unknown version"),
+        (&[1u8, 0, 0][..], "truncated"),
+    ] {
+        let error = Mp4Scanner::restore(bytes).unwrap_err();
+        assert!(error.to_string().contains(needle), "{error}");
+    }
+    let mut stored = Mp4Scanner::new().snapshot();
+    stored.push(0);
+    assert_eq!(
+        Mp4Scanner::restore(&stored).unwrap_err().to_string(),
+        "stored MP4 scan state is unreadable: trailing bytes"
+    );
+}

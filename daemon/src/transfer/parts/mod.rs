@@ -202,6 +202,11 @@ impl PartAssembler {
         self.pending_len
     }
 
+    /// Bytes still to come before the part being assembled is complete.
+    pub fn room(&self) -> u64 {
+        self.part_size - self.pending_len
+    }
+
     /// The last, possibly short, part (`None` if nothing is pending).
     pub fn finish(mut self) -> Option<Part> {
         (self.pending_len > 0).then(|| self.take_part())
