@@ -8,9 +8,10 @@
 //! Forwarding keeps the client's `Host` header (the proxy's address), so
 //! SigV4 signatures only hold for a server that does not check them, such
 //! as moto. One answer is mended on the way back: moto 5.2.1 names the root
-//! element of CompleteMultipartUpload's result `CompleteMultipartUploadResponse`
-//! where S3 says `CompleteMultipartUploadResult` (5.2.5 says it right), and
-//! aws-sdk-s3 takes the wrong name for an error; the proxy renames it.
+//! elements of CompleteMultipartUpload's and ListParts' results
+//! `CompleteMultipartUploadResponse` and `ListPartsResponse` where S3 says
+//! `…Result` (5.2.5 says it right), and aws-sdk-s3 takes the wrong name for
+//! an error; the proxy renames them.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -273,13 +274,14 @@ async fn handle(
                         state.lost_completions = state.lost_completions.saturating_sub(1);
                         lose
                     };
-                    let response = mend_complete_result(response).await;
+                    let response = mend_result_name(response).await;
                     if lose {
                         Fault::InternalError.response()
                     } else {
                         response
                     }
                 }
+                S3Operation::ListParts => mend_result_name(response).await,
                 _ => response,
             }
         }
@@ -319,17 +321,20 @@ async fn forward(
     }
 }
 
-/// What moto calls `CompleteMultipartUploadResponse`, as S3 names it.
-async fn mend_complete_result(response: Response<ProxyBody>) -> Response<ProxyBody> {
+/// What moto calls `CompleteMultipartUploadResponse` or `ListPartsResponse`,
+/// as S3 names it.
+async fn mend_result_name(response: Response<ProxyBody>) -> Response<ProxyBody> {
     let (mut head, body) = response.into_parts();
     let text = match body.collect().await {
         Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
         Err(e) => format!("the S3 server's answer broke off: {e}"),
     };
-    let text = text.replace(
-        "CompleteMultipartUploadResponse",
-        "CompleteMultipartUploadResult",
-    );
+    let text = text
+        .replace(
+            "CompleteMultipartUploadResponse",
+            "CompleteMultipartUploadResult",
+        )
+        .replace("ListPartsResponse", "ListPartsResult");
     head.headers.remove(hyper::header::CONTENT_LENGTH);
     Response::from_parts(head, full(text))
 }

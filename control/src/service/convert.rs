@@ -227,6 +227,17 @@ pub(crate) fn job(j: Job) -> api::Job {
         update_time: Some(timestamp(j.updated_at)),
         finish_time: optional_timestamp(j.finished_at),
         detected_mid_stream: j.detected_mid_stream,
+        attempts: Vec::new(),
+    }
+}
+
+pub(crate) fn job_attempt(a: JobAttempt) -> api::JobAttempt {
+    api::JobAttempt {
+        attempt: a.attempt,
+        worker_id: a.worker_id,
+        start_time: Some(timestamp(a.started_at)),
+        resumed_from_bytes: a.resumed_from_bytes,
+        note: a.note,
     }
 }
 

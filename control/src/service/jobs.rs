@@ -147,7 +147,10 @@ impl JobService for JobApi {
         let institution_id = principal.scope(&body.institution_id)?;
         let job_id = required_id("job_id", &body.job_id)?;
         let job = self.context.store.get_job(&institution_id, &job_id).await?;
-        Ok(Response::new(convert::job(job)))
+        let attempts = self.context.store.job_attempts(&job.job_id).await?;
+        let mut job = convert::job(job);
+        job.attempts = attempts.into_iter().map(convert::job_attempt).collect();
+        Ok(Response::new(job))
     }
 
     type WatchJobsStream = JobEventStream;

@@ -6,7 +6,7 @@ use ferry_control::api;
 
 use crate::support::*;
 
-fn binary() -> &'static Path {
+pub(crate) fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_ferry-under-test"))
 }
 
@@ -203,7 +203,7 @@ async fn every_acknowledged_webhook_survives_kill_9() {
 /// An institution with one installed Zoom account and its host as a user,
 /// made over the process's gRPC API; returns the admin key and the earliest
 /// recording start the rules accept.
-async fn process_scene(
+pub(crate) async fn process_scene(
     daemon: &DaemonProcess,
     account: &str,
 ) -> (TestInstitution, ferry_control::model::Timestamp) {

@@ -10,6 +10,7 @@ mod durability;
 mod intake;
 mod jobs_media;
 mod metrics;
+mod resume_scan;
 mod s3;
 mod s3_engine;
 mod support;

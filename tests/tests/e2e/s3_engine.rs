@@ -37,14 +37,14 @@ const SECRET_ACCESS_KEY: &str = "ferry-test-secret-key-0123456789";
 
 /// moto with an empty bucket, the fault proxy the daemon reaches it
 /// through, and a client straight to moto that checks what the daemon left.
-struct Bucket {
+pub(crate) struct Bucket {
     _moto: MotoServer,
-    proxy: FaultProxy,
+    pub proxy: FaultProxy,
     client: aws_sdk_s3::Client,
 }
 
 impl Bucket {
-    async fn start() -> Bucket {
+    pub(crate) async fn start() -> Bucket {
         let moto = MotoServer::start().await;
         let proxy = FaultProxy::start(moto.addr()).await.unwrap();
         let client = s3_client(&moto.endpoint());
@@ -57,7 +57,7 @@ impl Bucket {
     }
 
     /// Keys of the finished objects in the whole bucket.
-    async fn object_keys(&self) -> Vec<String> {
+    pub(crate) async fn object_keys(&self) -> Vec<String> {
         let listed = self
             .client
             .list_objects_v2()
@@ -74,7 +74,7 @@ impl Bucket {
     }
 
     /// Unfinished multipart uploads in the whole bucket, as (key, upload id).
-    async fn unfinished_uploads(&self) -> Vec<(String, String)> {
+    pub(crate) async fn unfinished_uploads(&self) -> Vec<(String, String)> {
         let listed = self
             .client
             .list_multipart_uploads()
@@ -97,7 +97,7 @@ impl Bucket {
 
     /// Waits until no multipart upload is left (aborts run after the job's
     /// state is recorded); returns what is left when time runs out.
-    async fn wait_no_unfinished_uploads(&self) -> Vec<(String, String)> {
+    pub(crate) async fn wait_no_unfinished_uploads(&self) -> Vec<(String, String)> {
         for _ in 0..100 {
             let left = self.unfinished_uploads().await;
             if left.is_empty() {
@@ -108,7 +108,7 @@ impl Bucket {
         self.unfinished_uploads().await
     }
 
-    async fn object_sha256(&self, key: &str) -> [u8; 32] {
+    pub(crate) async fn object_sha256(&self, key: &str) -> [u8; 32] {
         let object = self
             .client
             .get_object()
@@ -158,10 +158,10 @@ fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
 }
 
 /// A daemon whose engine writes to `bucket` through its proxy.
-struct S3Transfers {
-    scene: Scene,
-    downloads: DownloadServer,
-    bucket: Bucket,
+pub(crate) struct S3Transfers {
+    pub scene: Scene,
+    pub downloads: DownloadServer,
+    pub bucket: Bucket,
     _dir: tempfile::TempDir,
 }
 
@@ -199,12 +199,12 @@ async fn s3_transfers(bucket: Bucket, adjust: impl FnOnce(&mut Config)) -> S3Tra
 }
 
 impl S3Transfers {
-    async fn start(adjust: impl FnOnce(&mut Config)) -> S3Transfers {
+    pub(crate) async fn start(adjust: impl FnOnce(&mut Config)) -> S3Transfers {
         s3_transfers(Bucket::start().await, adjust).await
     }
 
     /// A meeting whose one MP4 is `media`, served per `behave`.
-    fn meeting(
+    pub(crate) fn meeting(
         &self,
         media: &SyntheticMedia,
         announced_size: u64,
@@ -214,7 +214,7 @@ impl S3Transfers {
             .served_meeting(&self.downloads, media, announced_size, behave)
     }
 
-    async fn wait_final(&mut self, job_id: &str) -> api::Job {
+    pub(crate) async fn wait_final(&mut self, job_id: &str) -> api::Job {
         self.scene.wait_final(job_id).await
     }
 
