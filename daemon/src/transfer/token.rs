@@ -1,0 +1,81 @@
+//! A fresh download token for a job whose webhook token Zoom refused (they
+//! last 24 hours; webhooks have arrived days late): with the account's
+//! Server-to-Server OAuth credentials, ask Zoom's API for a new one. The
+//! client secret is opened here only for the call and never logged.
+
+use ferry_control::model::Job;
+
+use super::context::Context;
+use super::error::{Stage, TransferError};
+use super::zoom_api::{ApiError, Credentials, FreshDownload};
+use crate::metrics::TOKEN_REFRESHES_TOTAL;
+
+/// Zoom refused the webhook's download token (HTTP `status`): with the
+/// account's Server-to-Server OAuth credentials, ask the API for a fresh one.
+pub async fn fresh_download(
+    context: &Context,
+    job: &Job,
+    status: u16,
+) -> Result<FreshDownload, TransferError> {
+    let account = context
+        .store
+        .installed_account(&job.zoom_account_id)
+        .await
+        .map_err(|e| TransferError::Transient {
+            message: format!("store: {e}"),
+            retry_after: None,
+            stage: Stage::Store,
+        })?;
+    let Some(oauth) = account.and_then(|a| a.oauth) else {
+        metrics::counter!(TOKEN_REFRESHES_TOTAL, "outcome" => "no_credentials").increment(1);
+        return Err(TransferError::Permanent(format!(
+            "zoom refused the download token (HTTP {status}): it has probably expired (tokens last 24 hours) \
+             and the zoom account has no Server-to-Server OAuth credentials to fetch a fresh one; reinstall \
+             the account with OAuth credentials, then retry the job"
+        )));
+    };
+    let client_secret = context
+        .secret_box
+        .open_secret(&oauth.sealed_client_secret)
+        .map_err(|_| {
+            TransferError::Permanent(
+                "the account's OAuth client secret cannot be read with this daemon's encryption key".into(),
+            )
+        })?;
+    let credentials = Credentials {
+        client_id: oauth.client_id,
+        client_secret,
+    };
+    let file_id = job
+        .recording_file
+        .as_ref()
+        .map_or("", |f| f.file_id.as_str());
+    let fetched = context
+        .zoom_api
+        .fresh_download(
+            &job.zoom_account_id,
+            &credentials,
+            &job.meeting_uuid,
+            file_id,
+        )
+        .await;
+    let label = match &fetched {
+        Ok(_) => "fetched",
+        Err(ApiError::Refused(_)) => "refused",
+        Err(ApiError::Unavailable { .. }) => "unavailable",
+    };
+    metrics::counter!(TOKEN_REFRESHES_TOTAL, "outcome" => label).increment(1);
+    fetched.map_err(|e| match e {
+        ApiError::Refused(message) => TransferError::Permanent(format!(
+            "the download token expired and no fresh one could be fetched: {message}"
+        )),
+        ApiError::Unavailable {
+            message,
+            retry_after,
+        } => TransferError::Transient {
+            message: format!("fetching a fresh download token: {message}"),
+            retry_after,
+            stage: Stage::Download,
+        },
+    })
+}
