@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ferry_benches::env_number;
 use ferry_benches::{per_second, print_table, process_cpu_seconds};
 use ferry_control::api;
-use ferry_control::store::{SqliteConfig, SqliteStore, Store};
+use ferry_control::store::{DirectoryStore, SqliteConfig, SqliteStore};
 use ferry_tests::daemon::{DaemonProcess, OPERATOR_TOKEN, connect, create_institution};
 use rand::Rng;
 

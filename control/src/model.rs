@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::secrets::Sealed;
+use crate::secrets::{Sealed, TokenHash};
 
 /// A point in time as Unix milliseconds (UTC). Millisecond precision is what
 /// the store keeps, and is finer than any Zoom timestamp.
@@ -158,6 +158,63 @@ impl ZoomAccount {
     pub fn is_installed(&self) -> bool {
         self.uninstalled_at.is_none()
     }
+}
+
+/// A new admin key of an institution; only the token's hash is stored.
+#[derive(Clone, Debug)]
+pub struct NewAdminKey {
+    pub institution_id: String,
+    pub name: String,
+    pub hash: TokenHash,
+    pub now: Timestamp,
+}
+
+/// A new Zoom configuration; only its token's hash is stored.
+#[derive(Clone, Debug)]
+pub struct NewConfiguration {
+    pub institution_id: String,
+    pub display_name: String,
+    pub view_priority: Vec<String>,
+    pub token_hash: TokenHash,
+    pub now: Timestamp,
+}
+
+/// A new token for a configuration, replacing the old one at once.
+#[derive(Clone, Debug)]
+pub struct TokenRotation {
+    pub institution_id: String,
+    pub configuration_id: String,
+    pub token_hash: TokenHash,
+    pub now: Timestamp,
+}
+
+/// Uninstalls an account. With `institution_id` the account must belong to
+/// it; without, any account (the `app_deauthorized` path).
+#[derive(Clone, Debug)]
+pub struct AccountUninstall {
+    pub institution_id: Option<String>,
+    pub zoom_account_id: String,
+    pub now: Timestamp,
+}
+
+/// Validated directory records to apply in one transaction (see `SyncMode`).
+#[derive(Clone, Debug)]
+pub struct UserSync {
+    pub institution_id: String,
+    pub mode: SyncMode,
+    pub records: Vec<UserRecord>,
+    /// Records the caller found invalid: reported in the outcome, and in
+    /// FULL mode their users are left as they are rather than deactivated.
+    pub rejected_upfront: Vec<RejectedRecord>,
+    pub now: Timestamp,
+}
+
+/// Gives a media item to another user of the same institution.
+#[derive(Clone, Debug)]
+pub struct OwnershipTransfer {
+    pub institution_id: String,
+    pub media_id: String,
+    pub new_owner_user_id: String,
 }
 
 /// What `InstallZoomAccount` asks the store to do, after the service has
@@ -411,10 +468,13 @@ pub struct NewJob {
     pub now: Timestamp,
 }
 
-/// A new decision for a job an admin retries: who owns it and which file.
-/// `None` keeps what the job has.
+/// A job an admin retries, with the new decision: who owns it and which
+/// file (`None` keeps what the job has).
 #[derive(Clone, Debug)]
 pub struct JobRequeue {
+    pub institution_id: String,
+    pub job_id: String,
+    pub now: Timestamp,
     pub owner_user_id: String,
     pub recording_file: Option<RecordingFile>,
     pub sealed_download_url: Option<Sealed>,

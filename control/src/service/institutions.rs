@@ -9,7 +9,7 @@ use super::convert;
 use super::validate::{optional_text, page_query, page_response, required_id, required_text};
 use crate::api;
 use crate::api::institution_service_server::InstitutionService;
-use crate::model::Timestamp;
+use crate::model::{NewAdminKey, Timestamp};
 use crate::secrets::{ADMIN_KEY_PREFIX, generate_token};
 use crate::store::Page;
 
@@ -88,7 +88,12 @@ impl InstitutionService for InstitutionApi {
         let key = self
             .context
             .store
-            .create_admin_key(&institution_id, &name, hash, Timestamp::now())
+            .create_admin_key(NewAdminKey {
+                institution_id: institution_id.clone(),
+                name: name.clone(),
+                hash,
+                now: Timestamp::now(),
+            })
             .await?;
         tracing::info!(institution = %institution_id, key = %key.key_id, "admin key issued");
         Ok(Response::new(api::CreateAdminKeyResponse {

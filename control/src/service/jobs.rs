@@ -79,6 +79,9 @@ impl JobApi {
         };
         match (job.state, job.owner_user_id, job.recording_file) {
             (JobState::Queued, Some(owner_user_id), Some(file)) => Ok(JobRequeue {
+                institution_id: institution_id.to_string(),
+                job_id: job_id.to_string(),
+                now,
                 owner_user_id,
                 recording_file: Some(file),
                 sealed_download_url: job.sealed_download_url,
@@ -204,6 +207,9 @@ impl JobService for JobApi {
             JobState::Failed | JobState::Cancelled => {
                 match (&job.owner_user_id, &job.recording_file) {
                     (Some(owner), Some(_)) => JobRequeue {
+                        institution_id: institution_id.clone(),
+                        job_id: job_id.clone(),
+                        now: Timestamp::now(),
                         owner_user_id: owner.clone(),
                         recording_file: None,
                         sealed_download_url: None,
@@ -223,11 +229,7 @@ impl JobService for JobApi {
                 )));
             }
         };
-        let job = self
-            .context
-            .store
-            .requeue_job(&institution_id, &job_id, requeue, Timestamp::now())
-            .await?;
+        let job = self.context.store.requeue_job(requeue).await?;
         crate::metrics::count_finished(&job);
         tracing::info!(job = %job_id, "job requeued by an admin");
         Ok(Response::new(convert::job(job)))

@@ -9,6 +9,7 @@ use super::convert;
 use super::validate::{page_query, page_response, required_id};
 use crate::api;
 use crate::api::media_service_server::MediaService;
+use crate::model::OwnershipTransfer;
 
 pub struct MediaApi {
     context: Arc<ControlContext>,
@@ -70,7 +71,11 @@ impl MediaService for MediaApi {
         let media = self
             .context
             .store
-            .transfer_media_ownership(&institution_id, &media_id, &new_owner)
+            .transfer_media_ownership(OwnershipTransfer {
+                institution_id: institution_id.clone(),
+                media_id: media_id.clone(),
+                new_owner_user_id: new_owner.clone(),
+            })
             .await?;
         tracing::info!(media = %media_id, owner = %new_owner, "media ownership transferred");
         Ok(Response::new(convert::media(media)))

@@ -11,7 +11,7 @@ use super::validate::{page_query, page_response, required_id};
 use crate::api;
 use crate::api::user_directory_service_server::UserDirectoryService;
 use crate::email;
-use crate::model::{RejectedRecord, SyncMode, Timestamp, UserRecord};
+use crate::model::{RejectedRecord, SyncMode, Timestamp, UserRecord, UserSync};
 
 pub struct UserDirectoryApi {
     context: Arc<ControlContext>,
@@ -140,7 +140,13 @@ impl UserDirectoryService for UserDirectoryApi {
         let outcome = self
             .context
             .store
-            .sync_users(&institution_id, mode, records, rejected, Timestamp::now())
+            .sync_users(UserSync {
+                institution_id: institution_id.clone(),
+                mode,
+                records,
+                rejected_upfront: rejected,
+                now: Timestamp::now(),
+            })
             .await?;
         let applied = outcome.created + outcome.updated + outcome.unchanged;
         tracing::info!(institution = %institution_id, received, applied, created = outcome.created,

@@ -10,7 +10,10 @@ use super::validate::{page_query, page_response, required_id, required_text};
 use crate::api;
 use crate::api::zoom_account_service_server::ZoomAccountService;
 use crate::api::zoom_configuration_service_server::ZoomConfigurationService;
-use crate::model::{AccountInstall, ConfigurationUpdate, SealedOAuthCredentials, Timestamp};
+use crate::model::{
+    AccountInstall, AccountUninstall, ConfigurationUpdate, NewConfiguration,
+    SealedOAuthCredentials, Timestamp, TokenRotation,
+};
 use crate::secrets::{CONFIGURATION_TOKEN_PREFIX, TokenHash, generate_token};
 
 /// Recording types may be named in a view priority list: lowercase words and
@@ -65,13 +68,13 @@ impl ZoomConfigurationService for ZoomConfigurationApi {
         let configuration = self
             .context
             .store
-            .create_configuration(
-                &institution_id,
-                &display_name,
-                &priority,
-                hash,
-                Timestamp::now(),
-            )
+            .create_configuration(NewConfiguration {
+                institution_id: institution_id.clone(),
+                display_name: display_name.clone(),
+                view_priority: priority.clone(),
+                token_hash: hash,
+                now: Timestamp::now(),
+            })
             .await?;
         tracing::info!(institution = %institution_id, configuration = %configuration.configuration_id,
             "zoom configuration created");
@@ -156,7 +159,12 @@ impl ZoomConfigurationService for ZoomConfigurationApi {
         let configuration = self
             .context
             .store
-            .rotate_configuration_token(&institution_id, &configuration_id, hash, Timestamp::now())
+            .rotate_configuration_token(TokenRotation {
+                institution_id: institution_id.clone(),
+                configuration_id: configuration_id.clone(),
+                token_hash: hash,
+                now: Timestamp::now(),
+            })
             .await?;
         tracing::info!(configuration = %configuration_id, "zoom configuration token rotated");
         Ok(Response::new(api::RotateZoomConfigurationTokenResponse {
@@ -305,7 +313,11 @@ impl ZoomAccountService for ZoomAccountApi {
         let account = self
             .context
             .store
-            .uninstall_account(Some(&institution_id), &zoom_account_id, Timestamp::now())
+            .uninstall_account(AccountUninstall {
+                institution_id: Some(institution_id.clone()),
+                zoom_account_id: zoom_account_id.clone(),
+                now: Timestamp::now(),
+            })
             .await?;
         tracing::info!(account = %zoom_account_id, "zoom account uninstalled");
         Ok(Response::new(convert::account(account)))

@@ -1,5 +1,8 @@
-//! The store: everything Ferry must remember, behind one trait so that the
-//! embedded SQLite backend and a later Postgres backend are interchangeable.
+//! The store: everything Ferry must remember, behind one trait per domain
+//! (tenants, configurations, accounts, directory, jobs, transfers, media;
+//! `Store` is their sum) so that the embedded SQLite backend and a later
+//! Postgres backend are interchangeable and each backend file implements
+//! one domain. Calls take owned request structs rather than lists of ids.
 //!
 //! The store owns durability and the invariants that need a transaction
 //! (one account one institution, unique configuration names, one active user
@@ -65,15 +68,51 @@ pub struct Lease {
     pub expires_at: Timestamp,
 }
 
+/// The lease holder a fenced write speaks for: it is refused
+/// (FailedPrecondition) once `worker_id` no longer holds `job_id`'s lease.
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseHolder<'a> {
+    pub job_id: &'a str,
+    pub worker_id: &'a str,
+}
+
+/// Everything Ferry remembers: the sum of the domain stores below, each of
+/// which a backend implements in its own file.
+pub trait Store:
+    TenantStore
+    + ConfigurationStore
+    + AccountStore
+    + DirectoryStore
+    + JobStore
+    + TransferStore
+    + MediaStore
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: TenantStore
+        + ConfigurationStore
+        + AccountStore
+        + DirectoryStore
+        + JobStore
+        + TransferStore
+        + MediaStore
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The operator, institutions and their admin keys.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // --- operator -------------------------------------------------------
+pub trait TenantStore: Send + Sync {
     /// The stored hash of the generated operator token, if one was generated.
     async fn operator_token_hash(&self) -> StoreResult<Option<TokenHash>>;
     /// Stores `hash` unless a hash is already stored; returns whether it did.
     async fn init_operator_token_hash(&self, hash: TokenHash) -> StoreResult<bool>;
-
-    // --- institutions and admin keys ----------------------------------------
     async fn create_institution(
         &self,
         display_name: &str,
@@ -81,13 +120,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Institution>;
     async fn get_institution(&self, institution_id: &str) -> StoreResult<Institution>;
     async fn list_institutions(&self, page: &PageQuery) -> StoreResult<Page<Institution>>;
-    async fn create_admin_key(
-        &self,
-        institution_id: &str,
-        name: &str,
-        hash: TokenHash,
-        now: Timestamp,
-    ) -> StoreResult<AdminKey>;
+    async fn create_admin_key(&self, key: NewAdminKey) -> StoreResult<AdminKey>;
     async fn get_admin_key(&self, key_id: &str) -> StoreResult<AdminKey>;
     async fn list_admin_keys(
         &self,
@@ -98,16 +131,15 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_admin_key(&self, key_id: &str, now: Timestamp) -> StoreResult<AdminKey>;
     /// The unrevoked key with this hash, if any.
     async fn find_admin_key(&self, hash: &TokenHash) -> StoreResult<Option<AdminKey>>;
+}
 
-    // --- Zoom configurations ------------------------------------------------
+/// Zoom configurations and their tokens.
+#[async_trait]
+pub trait ConfigurationStore: Send + Sync {
     /// AlreadyExists when the institution has a configuration of that name.
     async fn create_configuration(
         &self,
-        institution_id: &str,
-        display_name: &str,
-        view_priority: &[String],
-        token_hash: TokenHash,
-        now: Timestamp,
+        configuration: NewConfiguration,
     ) -> StoreResult<ZoomConfiguration>;
     async fn get_configuration(
         &self,
@@ -127,10 +159,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<ZoomConfiguration>;
     async fn rotate_configuration_token(
         &self,
-        institution_id: &str,
-        configuration_id: &str,
-        token_hash: TokenHash,
-        now: Timestamp,
+        rotation: TokenRotation,
     ) -> StoreResult<ZoomConfiguration>;
     /// Deletes the configuration and uninstalls its accounts, atomically;
     /// returns the uninstalled account ids.
@@ -144,8 +173,11 @@ pub trait Store: Send + Sync + 'static {
         &self,
         hash: &TokenHash,
     ) -> StoreResult<Option<ZoomConfiguration>>;
+}
 
-    // --- Zoom accounts -------------------------------------------------------
+/// Zoom accounts bound to institutions.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
     /// Binds an account to the configuration's institution. AlreadyExists
     /// when it is installed in another institution or another configuration;
     /// idempotent for the same configuration (keeps `installed_at`, refreshes
@@ -162,33 +194,20 @@ pub trait Store: Send + Sync + 'static {
         include_uninstalled: bool,
         page: &PageQuery,
     ) -> StoreResult<Page<ZoomAccount>>;
-    /// Uninstalls an installed account. With `institution_id` the account
-    /// must belong to it (NotFound otherwise); without, any account (the
-    /// `app_deauthorized` path). Uninstalling twice is not an error.
-    async fn uninstall_account(
-        &self,
-        institution_id: Option<&str>,
-        zoom_account_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<ZoomAccount>;
+    /// Uninstalls an installed account (NotFound when `institution_id` is
+    /// given and the account is not its). Uninstalling twice is not an error.
+    async fn uninstall_account(&self, uninstall: AccountUninstall) -> StoreResult<ZoomAccount>;
     /// The account if it is currently installed, whichever institution owns it.
     async fn installed_account(&self, zoom_account_id: &str) -> StoreResult<Option<ZoomAccount>>;
+}
 
-    // --- user directory ------------------------------------------------------
+/// The user directory.
+#[async_trait]
+pub trait DirectoryStore: Send + Sync {
     /// Applies validated records atomically (see `SyncMode`). Records that
     /// repeat an external id or email of an earlier record, or that would
     /// give an email to two active users, are rejected, not applied.
-    /// `rejected_upfront` are the records the caller found invalid: they are
-    /// reported in the outcome, and in FULL mode their users are left as they
-    /// are rather than deactivated.
-    async fn sync_users(
-        &self,
-        institution_id: &str,
-        mode: SyncMode,
-        records: Vec<UserRecord>,
-        rejected_upfront: Vec<RejectedRecord>,
-        now: Timestamp,
-    ) -> StoreResult<SyncOutcome>;
+    async fn sync_users(&self, sync: UserSync) -> StoreResult<SyncOutcome>;
     /// The active user whose email or alternate email equals `email`
     /// (already normalised). Indexed.
     async fn lookup_user_by_email(
@@ -203,8 +222,11 @@ pub trait Store: Send + Sync + 'static {
         include_inactive: bool,
         page: &PageQuery,
     ) -> StoreResult<Page<User>>;
+}
 
-    // --- jobs ---------------------------------------------------------------
+/// Jobs: one per (Zoom account, meeting uuid), their leases and their events.
+#[async_trait]
+pub trait JobStore: Send + Sync {
     /// Creates the job for (account, meeting uuid), or returns the existing
     /// one with `false`. A newer sealed download URL or token replaces the
     /// stored one on an existing job that has not completed.
@@ -222,13 +244,7 @@ pub trait Store: Send + Sync + 'static {
     async fn job_counts(&self) -> StoreResult<JobCounts>;
     /// Moves a SKIPPED, FAILED or CANCELLED job back to QUEUED with the
     /// given owner (and file, when given); FailedPrecondition otherwise.
-    async fn requeue_job(
-        &self,
-        institution_id: &str,
-        job_id: &str,
-        requeue: JobRequeue,
-        now: Timestamp,
-    ) -> StoreResult<Job>;
+    async fn requeue_job(&self, requeue: JobRequeue) -> StoreResult<Job>;
     /// Cancels a QUEUED or TRANSFERRING job (dropping any lease).
     async fn cancel_job(
         &self,
@@ -245,47 +261,53 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
         now: Timestamp,
     ) -> StoreResult<Option<Lease>>;
-    /// Extends a lease still held by `worker_id`; false when it was lost
-    /// (expired and claimed by another worker, or the job was cancelled).
+    /// Extends a lease still held; false when it was lost (expired and
+    /// claimed by another worker, or the job was cancelled).
     async fn renew_lease(
         &self,
-        job_id: &str,
-        worker_id: &str,
+        holder: LeaseHolder<'_>,
         lease: Duration,
         now: Timestamp,
     ) -> StoreResult<bool>;
-    /// Completes a job held by `worker_id`: creates its media record (owner,
-    /// title and meeting from the job) and moves it to COMPLETED, atomically.
-    /// FailedPrecondition when the lease was lost.
+    /// Completes a held job: creates its media record (owner, title and
+    /// meeting from the job) and moves it to COMPLETED, atomically.
     async fn complete_job(
         &self,
-        job_id: &str,
-        worker_id: &str,
+        holder: LeaseHolder<'_>,
         media: NewMedia,
         now: Timestamp,
     ) -> StoreResult<(Job, Media)>;
+    /// Ends a held transfer that did not complete.
+    async fn finish_job(
+        &self,
+        holder: LeaseHolder<'_>,
+        outcome: JobOutcome,
+        now: Timestamp,
+    ) -> StoreResult<Job>;
+    /// Tells watchers about byte progress without writing anything.
+    fn publish_progress(&self, job: Job);
+    /// Receives every job change committed through this store.
+    fn subscribe_job_events(&self) -> broadcast::Receiver<JobEvent>;
+}
+
+/// Resumable transfer state: a job's multipart upload, its parts and its
+/// attempts. Every write of a lease holder is fenced by the lease.
+#[async_trait]
+pub trait TransferStore: Send + Sync {
     /// Records the multipart upload a lease holder started for the job,
     /// replacing any earlier one and its parts (a transfer starting over).
-    async fn start_upload(
-        &self,
-        job_id: &str,
-        worker_id: &str,
-        upload: UploadRecord,
-    ) -> StoreResult<()>;
+    async fn start_upload(&self, holder: LeaseHolder<'_>, upload: UploadRecord) -> StoreResult<()>;
     /// The job's upload and its acknowledged parts, if one was started.
     async fn upload_state(&self, job_id: &str) -> StoreResult<Option<UploadState>>;
-    /// Records an acknowledged part and the job's byte progress (lease
-    /// holder only; FailedPrecondition when the lease was lost).
+    /// Records an acknowledged part and the job's byte progress.
     async fn record_part(
         &self,
-        job_id: &str,
-        worker_id: &str,
+        holder: LeaseHolder<'_>,
         part: PartRecord,
         bytes_transferred: u64,
     ) -> StoreResult<()>;
-    /// Counts one more transfer attempt of a job held by `start.worker_id`
-    /// and appends it to the job's history; returns the attempt's number.
-    /// FailedPrecondition when the lease was lost.
+    /// Counts one more transfer attempt of a held job and appends it to the
+    /// job's history; returns the attempt's number.
     async fn begin_attempt(&self, start: AttemptStart) -> StoreResult<u32>;
     /// The job's attempts, oldest first.
     async fn job_attempts(&self, job_id: &str) -> StoreResult<Vec<JobAttempt>>;
@@ -296,20 +318,11 @@ pub trait Store: Send + Sync + 'static {
     async fn abandoned_uploads(&self) -> StoreResult<Vec<(String, UploadRecord)>>;
     /// Every upload id the store tracks, for finding orphans in the sink.
     async fn tracked_upload_ids(&self) -> StoreResult<Vec<String>>;
-    /// Ends a transfer that did not complete (lease holder only).
-    async fn finish_job(
-        &self,
-        job_id: &str,
-        worker_id: &str,
-        outcome: JobOutcome,
-        now: Timestamp,
-    ) -> StoreResult<Job>;
-    /// Tells watchers about byte progress without writing anything.
-    fn publish_progress(&self, job: Job);
-    /// Receives every job change committed through this store.
-    fn subscribe_job_events(&self) -> broadcast::Receiver<JobEvent>;
+}
 
-    // --- media ---------------------------------------------------------------
+/// Media records: what landed, and who owns it.
+#[async_trait]
+pub trait MediaStore: Send + Sync {
     async fn get_media(&self, institution_id: &str, media_id: &str) -> StoreResult<Media>;
     async fn list_media(
         &self,
@@ -318,12 +331,7 @@ pub trait Store: Send + Sync + 'static {
         page: &PageQuery,
     ) -> StoreResult<Page<Media>>;
     /// NotFound when the media or the new owner is not in the institution.
-    async fn transfer_media_ownership(
-        &self,
-        institution_id: &str,
-        media_id: &str,
-        new_owner_user_id: &str,
-    ) -> StoreResult<Media>;
+    async fn transfer_media_ownership(&self, transfer: OwnershipTransfer) -> StoreResult<Media>;
 }
 
 /// Prefixed, time-ordered identifiers: `inst_0190...`. Ordering by id is

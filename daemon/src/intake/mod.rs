@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ferry_control::error::ErrorClass;
 use ferry_control::ingest::{self, Decision};
-use ferry_control::model::Timestamp;
+use ferry_control::model::{AccountUninstall, Timestamp};
 use ferry_control::rules::CapsPolicy;
 use ferry_control::secrets::SecretBox;
 use ferry_control::store::Store;
@@ -203,7 +203,11 @@ impl Intake {
                     .map_err(|_| IntakeError::BadRequest("payload.account_id: missing".into()))?;
                 match self
                     .store
-                    .uninstall_account(None, &payload.account_id, now)
+                    .uninstall_account(AccountUninstall {
+                        institution_id: None,
+                        zoom_account_id: payload.account_id.clone(),
+                        now,
+                    })
                     .await
                 {
                     Ok(_) => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ferry_control::rules::CapsPolicy;
 use ferry_control::secrets::SecretBox;
-use ferry_control::store::Store;
+use ferry_control::store::{LeaseHolder, Store};
 
 use super::budget::Limits;
 use super::download::Downloader;
@@ -70,4 +70,14 @@ pub struct Context {
     pub zoom_api: ZoomApi,
     pub settings: TransferSettings,
     pub limits: Limits,
+}
+
+impl Context {
+    /// This worker, as the holder of `job_id`'s lease that fences its writes.
+    pub fn holder<'a>(&'a self, job_id: &'a str) -> LeaseHolder<'a> {
+        LeaseHolder {
+            job_id,
+            worker_id: &self.settings.worker_id,
+        }
+    }
 }

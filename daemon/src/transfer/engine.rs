@@ -187,7 +187,7 @@ fn watch_lease(
                 _ = heartbeat.tick() => {
                     let renewed = context
                         .store
-                        .renew_lease(&job_id, &context.settings.worker_id, context.settings.lease, Timestamp::now())
+                        .renew_lease(context.holder(&job_id), context.settings.lease, Timestamp::now())
                         .await;
                     if matches!(renewed, Ok(false)) {
                         tracing::info!(job = %job_id, "lease lost; stopping the transfer");
@@ -289,12 +289,7 @@ async fn run_job(context: &Arc<Context>, lease: Lease, shutdown: &CancellationTo
     }
     match context
         .store
-        .finish_job(
-            &job.job_id,
-            &context.settings.worker_id,
-            outcome,
-            Timestamp::now(),
-        )
+        .finish_job(context.holder(&job.job_id), outcome, Timestamp::now())
         .await
     {
         Ok(finished) => {

@@ -140,12 +140,7 @@ async fn record_completion(
     };
     let (completed_job, created) = context
         .store
-        .complete_job(
-            &job.job_id,
-            &context.settings.worker_id,
-            media,
-            Timestamp::now(),
-        )
+        .complete_job(context.holder(&job.job_id), media, Timestamp::now())
         .await
         .map_err(lease_or_store)?;
     ferry_control::metrics::count_finished(&completed_job);

@@ -216,7 +216,7 @@ pub async fn start_over(
     };
     if let Err(e) = context
         .store
-        .start_upload(&job.job_id, &context.settings.worker_id, upload.clone())
+        .start_upload(context.holder(&job.job_id), upload.clone())
         .await
     {
         let _ = context.sink.abort_upload(key, &upload.upload_id).await;

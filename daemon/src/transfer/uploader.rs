@@ -140,8 +140,7 @@ impl<'a> PartUploads<'a> {
         self.context
             .store
             .record_part(
-                &self.job.job_id,
-                &self.context.settings.worker_id,
+                self.context.holder(&self.job.job_id),
                 record.clone(),
                 transferred,
             )

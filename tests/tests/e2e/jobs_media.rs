@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use ferry_control::api;
 use ferry_control::model::{JobState, NewJob, NewMedia, RecordingFile, Timestamp};
+use ferry_control::store::LeaseHolder;
 use tonic::Code;
 
 use crate::support::*;
@@ -376,8 +377,10 @@ async fn completed_jobs_show_up_as_the_owners_media() {
     assert_eq!(lease.job.job_id, job.job_id);
     let (_, media) = store
         .complete_job(
-            &job.job_id,
-            "worker-1",
+            LeaseHolder {
+                job_id: &job.job_id,
+                worker_id: "worker-1",
+            },
             NewMedia {
                 object_key: "media/inst/acct/uuid-1/file.mp4".into(),
                 checksum: "crc32c:00000000".into(),

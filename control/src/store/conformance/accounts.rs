@@ -14,7 +14,13 @@ pub async fn accounts(store: &dyn Store) {
     let tenant_b = create_tenant(store, "accounts b").await;
     let (a, b) = (&tenant_a.institution_id, &tenant_b.institution_id);
     let other_configuration_a = store
-        .create_configuration(a, "Other", &[], unique_hash("zcfg"), T0)
+        .create_configuration(NewConfiguration {
+            institution_id: a.to_string(),
+            display_name: "Other".to_string(),
+            view_priority: Vec::new(),
+            token_hash: unique_hash("zcfg"),
+            now: T0,
+        })
         .await
         .expect("create configuration");
     let account_id = new_id("zacct");
@@ -175,7 +181,13 @@ pub async fn accounts(store: &dyn Store) {
     );
 
     assert_class(
-        store.uninstall_account(Some(b), &account_id, at(8)).await,
+        store
+            .uninstall_account(AccountUninstall {
+                institution_id: Some(b.to_string()),
+                zoom_account_id: account_id.to_string(),
+                now: at(8),
+            })
+            .await,
         ErrorClass::NotFound,
         "uninstall through another institution",
     );
@@ -188,7 +200,11 @@ pub async fn accounts(store: &dyn Store) {
         "a refused uninstall leaves the account installed"
     );
     let uninstalled = store
-        .uninstall_account(Some(a), &account_id, at(10))
+        .uninstall_account(AccountUninstall {
+            institution_id: Some(a.to_string()),
+            zoom_account_id: account_id.to_string(),
+            now: at(10),
+        })
         .await
         .expect("uninstall");
     assert_eq!(uninstalled.uninstalled_at, Some(at(10)));
@@ -201,7 +217,11 @@ pub async fn accounts(store: &dyn Store) {
         "an uninstalled account is not installed"
     );
     let again = store
-        .uninstall_account(Some(a), &account_id, at(11))
+        .uninstall_account(AccountUninstall {
+            institution_id: Some(a.to_string()),
+            zoom_account_id: account_id.to_string(),
+            now: at(11),
+        })
         .await
         .expect("uninstalling twice is not an error");
     assert!(!again.is_installed());
@@ -246,13 +266,21 @@ pub async fn accounts(store: &dyn Store) {
         "the previous institution no longer sees the account",
     );
     let deauthorized = store
-        .uninstall_account(None, &account_id, at(30))
+        .uninstall_account(AccountUninstall {
+            institution_id: None,
+            zoom_account_id: account_id.to_string(),
+            now: at(30),
+        })
         .await
         .expect("uninstall without an institution");
     assert_eq!(deauthorized.uninstalled_at, Some(at(30)));
     assert_class(
         store
-            .uninstall_account(None, "zacct_conformance_missing", at(30))
+            .uninstall_account(AccountUninstall {
+                institution_id: None,
+                zoom_account_id: "zacct_conformance_missing".to_string(),
+                now: at(30),
+            })
             .await,
         ErrorClass::NotFound,
         "uninstall an unknown account",

@@ -22,7 +22,13 @@ pub async fn configurations(store: &dyn Store) {
     let views = vec!["speaker_view".to_string(), "gallery_view".to_string()];
     let token_1 = unique_hash("zcfg");
     let main = store
-        .create_configuration(&a, "Main", &views, token_1.clone(), at(1))
+        .create_configuration(NewConfiguration {
+            institution_id: a.to_string(),
+            display_name: "Main".to_string(),
+            view_priority: views.to_vec(),
+            token_hash: token_1.clone(),
+            now: at(1),
+        })
         .await
         .expect("create Main");
     assert_eq!(main.institution_id, a);
@@ -37,13 +43,25 @@ pub async fn configurations(store: &dyn Store) {
 
     assert_class(
         store
-            .create_configuration(&a, "main", &[], unique_hash("zcfg"), at(2))
+            .create_configuration(NewConfiguration {
+                institution_id: a.to_string(),
+                display_name: "main".to_string(),
+                view_priority: Vec::new(),
+                token_hash: unique_hash("zcfg"),
+                now: at(2),
+            })
             .await,
         ErrorClass::AlreadyExists,
         "configuration names are unique per institution, ignoring case",
     );
     let main_b = store
-        .create_configuration(&b, "Main", &[], unique_hash("zcfg"), at(2))
+        .create_configuration(NewConfiguration {
+            institution_id: b.to_string(),
+            display_name: "Main".to_string(),
+            view_priority: Vec::new(),
+            token_hash: unique_hash("zcfg"),
+            now: at(2),
+        })
         .await
         .expect("the same name is allowed in another institution");
     assert!(
@@ -51,18 +69,24 @@ pub async fn configurations(store: &dyn Store) {
         "an empty view priority stays empty"
     );
     let second = store
-        .create_configuration(&a, "Second", &[], unique_hash("zcfg"), at(3))
+        .create_configuration(NewConfiguration {
+            institution_id: a.to_string(),
+            display_name: "Second".to_string(),
+            view_priority: Vec::new(),
+            token_hash: unique_hash("zcfg"),
+            now: at(3),
+        })
         .await
         .expect("create Second");
     assert_class(
         store
-            .create_configuration(
-                "inst_conformance_missing",
-                "X",
-                &[],
-                unique_hash("zcfg"),
-                at(3),
-            )
+            .create_configuration(NewConfiguration {
+                institution_id: "inst_conformance_missing".to_string(),
+                display_name: "X".to_string(),
+                view_priority: Vec::new(),
+                token_hash: unique_hash("zcfg"),
+                now: at(3),
+            })
             .await,
         ErrorClass::NotFound,
         "create configuration in unknown institution",
@@ -175,7 +199,12 @@ pub async fn configurations(store: &dyn Store) {
     );
     let token_2 = unique_hash("zcfg");
     let rotated = store
-        .rotate_configuration_token(&a, &main.configuration_id, token_2.clone(), at(50))
+        .rotate_configuration_token(TokenRotation {
+            institution_id: a.to_string(),
+            configuration_id: main.configuration_id.to_string(),
+            token_hash: token_2.clone(),
+            now: at(50),
+        })
         .await
         .expect("rotate token");
     assert_eq!(
@@ -203,7 +232,12 @@ pub async fn configurations(store: &dyn Store) {
     );
     assert_class(
         store
-            .rotate_configuration_token(&b, &main.configuration_id, unique_hash("zcfg"), at(60))
+            .rotate_configuration_token(TokenRotation {
+                institution_id: b.to_string(),
+                configuration_id: main.configuration_id.to_string(),
+                token_hash: unique_hash("zcfg"),
+                now: at(60),
+            })
             .await,
         ErrorClass::NotFound,
         "rotate through another institution",
@@ -225,12 +259,22 @@ pub async fn configuration_delete(store: &dyn Store) {
     let a = &tenant.institution_id;
     let token = unique_hash("zcfg");
     let doomed = store
-        .create_configuration(a, "Doomed", &[], token.clone(), at(1))
+        .create_configuration(NewConfiguration {
+            institution_id: a.to_string(),
+            display_name: "Doomed".to_string(),
+            view_priority: Vec::new(),
+            token_hash: token.clone(),
+            now: at(1),
+        })
         .await
         .expect("create configuration");
     let gone_before = install_new_account(store, &doomed.configuration_id).await;
     store
-        .uninstall_account(Some(a), &gone_before, at(2))
+        .uninstall_account(AccountUninstall {
+            institution_id: Some(a.to_string()),
+            zoom_account_id: gone_before.to_string(),
+            now: at(2),
+        })
         .await
         .expect("uninstall");
     let mut installed = vec![
@@ -316,7 +360,13 @@ pub async fn configuration_delete(store: &dyn Store) {
         "a deleted configuration is not listed"
     );
     store
-        .create_configuration(a, "doomed", &[], unique_hash("zcfg"), at(11))
+        .create_configuration(NewConfiguration {
+            institution_id: a.to_string(),
+            display_name: "doomed".to_string(),
+            view_priority: Vec::new(),
+            token_hash: unique_hash("zcfg"),
+            now: at(11),
+        })
         .await
         .expect("a deleted configuration's name is free again");
 }

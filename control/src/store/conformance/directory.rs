@@ -31,13 +31,13 @@ pub async fn user_sync_modes(store: &dyn Store) {
     let cy = user_record(2, "cy", "cy@example.edu", None, "Cy");
 
     let outcome = store
-        .sync_users(
-            &a,
-            SyncMode::Full,
-            vec![ada.clone(), bob.clone(), cy.clone()],
-            Vec::new(),
-            at(1),
-        )
+        .sync_users(UserSync {
+            institution_id: a.to_string(),
+            mode: SyncMode::Full,
+            records: vec![ada.clone(), bob.clone(), cy.clone()],
+            rejected_upfront: Vec::new(),
+            now: at(1),
+        })
         .await
         .expect("first sync");
     assert_eq!(
@@ -90,13 +90,13 @@ pub async fn user_sync_modes(store: &dyn Store) {
     cy_renamed.display_name = "Cy Young".into();
     cy_renamed.record_index = 1;
     let outcome = store
-        .sync_users(
-            &a,
-            SyncMode::Upsert,
-            vec![bob.clone(), cy_renamed.clone()],
-            Vec::new(),
-            at(2),
-        )
+        .sync_users(UserSync {
+            institution_id: a.to_string(),
+            mode: SyncMode::Upsert,
+            records: vec![bob.clone(), cy_renamed.clone()],
+            rejected_upfront: Vec::new(),
+            now: at(2),
+        })
         .await
         .expect("upsert sync");
     assert_eq!(
@@ -122,13 +122,13 @@ pub async fn user_sync_modes(store: &dyn Store) {
     );
 
     let outcome = store
-        .sync_users(
-            &a,
-            SyncMode::Full,
-            vec![ada.clone(), bob.clone()],
-            Vec::new(),
-            at(3),
-        )
+        .sync_users(UserSync {
+            institution_id: a.to_string(),
+            mode: SyncMode::Full,
+            records: vec![ada.clone(), bob.clone()],
+            rejected_upfront: Vec::new(),
+            now: at(3),
+        })
         .await
         .expect("full sync without cy");
     assert_eq!(
@@ -174,7 +174,13 @@ pub async fn user_sync_modes(store: &dyn Store) {
 
     let dan = user_record(0, "dan", "cy@example.edu", None, "Dan");
     let outcome = store
-        .sync_users(&a, SyncMode::Upsert, vec![dan], Vec::new(), at(4))
+        .sync_users(UserSync {
+            institution_id: a.to_string(),
+            mode: SyncMode::Upsert,
+            records: vec![dan],
+            rejected_upfront: Vec::new(),
+            now: at(4),
+        })
         .await
         .expect("give an inactive user's email to a new user");
     assert_eq!(
@@ -196,7 +202,13 @@ pub async fn user_sync_modes(store: &dyn Store) {
     cy_back.record_index = 0;
     cy_back.email = "cy.new@example.edu".into();
     let outcome = store
-        .sync_users(&a, SyncMode::Upsert, vec![cy_back], Vec::new(), at(5))
+        .sync_users(UserSync {
+            institution_id: a.to_string(),
+            mode: SyncMode::Upsert,
+            records: vec![cy_back],
+            rejected_upfront: Vec::new(),
+            now: at(5),
+        })
         .await
         .expect("reactivate cy");
     assert_eq!(
@@ -256,7 +268,13 @@ pub async fn user_sync_conflicts(store: &dyn Store) {
     let erin = user_record(0, "erin", "erin@example.edu", None, "Erin");
     let fay = user_record(1, "fay", "fay@example.edu", None, "Fay");
     store
-        .sync_users(&a, SyncMode::Upsert, vec![erin, fay], Vec::new(), at(1))
+        .sync_users(UserSync {
+            institution_id: a.to_string(),
+            mode: SyncMode::Upsert,
+            records: vec![erin, fay],
+            rejected_upfront: Vec::new(),
+            now: at(1),
+        })
         .await
         .expect("seed users");
 
@@ -268,7 +286,13 @@ pub async fn user_sync_conflicts(store: &dyn Store) {
         user_record(4, "jo", "jo@example.edu", None, "Jo"),
     ];
     let mut outcome = store
-        .sync_users(&a, SyncMode::Upsert, records, Vec::new(), at(2))
+        .sync_users(UserSync {
+            institution_id: a.to_string(),
+            mode: SyncMode::Upsert,
+            records,
+            rejected_upfront: Vec::new(),
+            now: at(2),
+        })
         .await
         .expect("sync with conflicts");
     outcome.rejected.sort_by_key(|r| r.record_index);
@@ -344,7 +368,13 @@ pub async fn user_sync_conflicts(store: &dyn Store) {
         user_record(1, "fay", "erin@example.edu", None, "Fay"),
     ];
     let outcome = store
-        .sync_users(&a, SyncMode::Upsert, swap.clone(), Vec::new(), at(3))
+        .sync_users(UserSync {
+            institution_id: a.to_string(),
+            mode: SyncMode::Upsert,
+            records: swap.clone(),
+            rejected_upfront: Vec::new(),
+            now: at(3),
+        })
         .await
         .expect("swap emails");
     assert_eq!(
@@ -379,7 +409,13 @@ pub async fn user_sync_conflicts(store: &dyn Store) {
     let mut records = swap;
     records.push(user_record(2, "kim", "gus@example.edu", None, "Kim"));
     let outcome = store
-        .sync_users(&a, SyncMode::Full, records, vec![upfront.clone()], at(4))
+        .sync_users(UserSync {
+            institution_id: a.to_string(),
+            mode: SyncMode::Full,
+            records,
+            rejected_upfront: vec![upfront.clone()],
+            now: at(4),
+        })
         .await
         .expect("full sync with an upfront rejection");
     assert_eq!(
@@ -412,13 +448,13 @@ pub async fn user_sync_conflicts(store: &dyn Store) {
         .expect("list");
     assert_class(
         store
-            .sync_users(
-                "inst_conformance_missing",
-                SyncMode::Full,
-                vec![user_record(0, "erin", "erin@example.edu", None, "Erin")],
-                Vec::new(),
-                at(5),
-            )
+            .sync_users(UserSync {
+                institution_id: "inst_conformance_missing".to_string(),
+                mode: SyncMode::Full,
+                records: vec![user_record(0, "erin", "erin@example.edu", None, "Erin")],
+                rejected_upfront: Vec::new(),
+                now: at(5),
+            })
             .await,
         ErrorClass::NotFound,
         "sync into an unknown institution",

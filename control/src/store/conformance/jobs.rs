@@ -3,12 +3,12 @@
 use crate::error::ErrorClass;
 use crate::model::*;
 use crate::secrets::Sealed;
-use crate::store::{PageQuery, Store};
+use crate::store::{LeaseHolder, PageQuery, Store};
 
 use super::{
     LEASE, assert_class, assert_nothing_claimable, at, cancel, claim_expecting, create_job,
     create_tenant, create_user, install_new_account, job_ids, new_media, queued_job,
-    recording_file,
+    recording_file, requeue_to,
 };
 
 /// One job per (account, meeting uuid); jobs are scoped to their institution.
@@ -346,8 +346,10 @@ pub async fn job_leases(store: &dyn Store) {
 
     let renewed = store
         .renew_lease(
-            &first.job_id,
-            "worker-1",
+            LeaseHolder {
+                job_id: &first.job_id,
+                worker_id: "worker-1",
+            },
             LEASE,
             t.saturating_add_millis(10_000),
         )
@@ -356,8 +358,10 @@ pub async fn job_leases(store: &dyn Store) {
     assert!(renewed, "the holder renews its lease");
     let stolen = store
         .renew_lease(
-            &first.job_id,
-            "worker-2",
+            LeaseHolder {
+                job_id: &first.job_id,
+                worker_id: "worker-2",
+            },
             LEASE,
             t.saturating_add_millis(10_000),
         )
@@ -374,13 +378,27 @@ pub async fn job_leases(store: &dyn Store) {
     let taken_over = claim_expecting(store, "worker-3", later, &second).await;
     assert_eq!(taken_over.attempt_count, 0, "nobody began an attempt");
     let lost = store
-        .renew_lease(&second.job_id, "worker-2", LEASE, later)
+        .renew_lease(
+            LeaseHolder {
+                job_id: &second.job_id,
+                worker_id: "worker-2",
+            },
+            LEASE,
+            later,
+        )
         .await
         .expect("renew");
     assert!(!lost, "the previous holder's lease is lost");
     assert!(
         store
-            .renew_lease(&first.job_id, "worker-1", LEASE, later)
+            .renew_lease(
+                LeaseHolder {
+                    job_id: &first.job_id,
+                    worker_id: "worker-1"
+                },
+                LEASE,
+                later
+            )
             .await
             .expect("renew"),
         "an unexpired renewed lease is still held"
@@ -431,8 +449,10 @@ pub async fn job_cancel_and_requeue(store: &dyn Store) {
     assert!(
         !store
             .renew_lease(
-                &transferring.job_id,
-                "worker-1",
+                LeaseHolder {
+                    job_id: &transferring.job_id,
+                    worker_id: "worker-1"
+                },
                 LEASE,
                 t.saturating_add_millis(4)
             )
@@ -443,8 +463,10 @@ pub async fn job_cancel_and_requeue(store: &dyn Store) {
     assert_class(
         store
             .complete_job(
-                &transferring.job_id,
-                "worker-1",
+                LeaseHolder {
+                    job_id: &transferring.job_id,
+                    worker_id: "worker-1",
+                },
                 new_media("cancelled"),
                 t.saturating_add_millis(4),
             )
@@ -468,16 +490,12 @@ pub async fn job_cancel_and_requeue(store: &dyn Store) {
 
     let new_file = recording_file("file-2", t);
     let requeued = store
-        .requeue_job(
-            a,
-            &queued.job_id,
-            JobRequeue {
-                owner_user_id: replacement_owner.user_id.clone(),
-                recording_file: Some(new_file.clone()),
-                sealed_download_url: None,
-            },
-            t.saturating_add_millis(6),
-        )
+        .requeue_job(JobRequeue {
+            institution_id: a.to_string(),
+            job_id: queued.job_id.to_string(),
+            now: t.saturating_add_millis(6),
+            ..requeue_to(&replacement_owner.user_id, Some(new_file.clone()))
+        })
         .await
         .expect("requeue a cancelled job");
     assert_eq!(requeued.state, JobState::Queued);
@@ -491,19 +509,15 @@ pub async fn job_cancel_and_requeue(store: &dyn Store) {
         Some(new_file),
         "requeue sets the file when given"
     );
-    let requeue_again = JobRequeue {
-        owner_user_id: tenant.owner.user_id.clone(),
-        recording_file: None,
-        sealed_download_url: None,
-    };
+    let requeue_again = requeue_to(&tenant.owner.user_id, None);
     assert_class(
         store
-            .requeue_job(
-                a,
-                &queued.job_id,
-                requeue_again.clone(),
-                t.saturating_add_millis(7),
-            )
+            .requeue_job(JobRequeue {
+                institution_id: a.to_string(),
+                job_id: queued.job_id.to_string(),
+                now: t.saturating_add_millis(7),
+                ..requeue_again.clone()
+            })
             .await,
         ErrorClass::FailedPrecondition,
         "requeue a queued job",
@@ -511,12 +525,12 @@ pub async fn job_cancel_and_requeue(store: &dyn Store) {
     let other = create_tenant(store, "cancel other").await;
     assert_class(
         store
-            .requeue_job(
-                &other.institution_id,
-                &transferring.job_id,
-                requeue_again.clone(),
-                t.saturating_add_millis(7),
-            )
+            .requeue_job(JobRequeue {
+                institution_id: other.institution_id.to_string(),
+                job_id: transferring.job_id.to_string(),
+                now: t.saturating_add_millis(7),
+                ..requeue_again.clone()
+            })
             .await,
         ErrorClass::NotFound,
         "requeue through another institution",
@@ -533,12 +547,12 @@ pub async fn job_cancel_and_requeue(store: &dyn Store) {
     )
     .await;
     let requeued_skip = store
-        .requeue_job(
-            a,
-            &skipped.job_id,
-            requeue_again,
-            t.saturating_add_millis(9),
-        )
+        .requeue_job(JobRequeue {
+            institution_id: a.to_string(),
+            job_id: skipped.job_id.to_string(),
+            now: t.saturating_add_millis(9),
+            ..requeue_again
+        })
         .await
         .expect("requeue a skipped job");
     assert_eq!(requeued_skip.state, JobState::Queued);
@@ -559,16 +573,12 @@ pub async fn job_cancel_and_requeue(store: &dyn Store) {
     );
     assert_class(
         store
-            .requeue_job(
-                a,
-                &queued.job_id,
-                JobRequeue {
-                    owner_user_id: tenant.owner.user_id.clone(),
-                    recording_file: None,
-                    sealed_download_url: None,
-                },
-                t.saturating_add_millis(11),
-            )
+            .requeue_job(JobRequeue {
+                institution_id: a.to_string(),
+                job_id: queued.job_id.to_string(),
+                now: t.saturating_add_millis(11),
+                ..requeue_to(&tenant.owner.user_id, None)
+            })
             .await,
         ErrorClass::FailedPrecondition,
         "requeue a transferring job",

@@ -2,11 +2,11 @@
 
 use crate::error::ErrorClass;
 use crate::model::*;
-use crate::store::{Page, PageQuery, Store};
+use crate::store::{LeaseHolder, Page, PageQuery, Store};
 
 use super::{
     assert_class, at, cancel, claim_expecting, create_job, create_tenant, create_user, new_media,
-    next_event_for, queued_job,
+    next_event_for, queued_job, requeue_to,
 };
 
 /// Only the lease holder completes; completion creates the media record.
@@ -26,8 +26,10 @@ pub async fn job_completion_and_media(store: &dyn Store) {
     assert_class(
         store
             .complete_job(
-                &job.job_id,
-                "worker-2",
+                LeaseHolder {
+                    job_id: &job.job_id,
+                    worker_id: "worker-2",
+                },
                 new_media("wrong"),
                 t.saturating_add_millis(1),
             )
@@ -38,8 +40,10 @@ pub async fn job_completion_and_media(store: &dyn Store) {
     let media_in = new_media("thermo");
     let (completed, media) = store
         .complete_job(
-            &job.job_id,
-            "worker-1",
+            LeaseHolder {
+                job_id: &job.job_id,
+                worker_id: "worker-1",
+            },
             media_in.clone(),
             t.saturating_add_millis(2),
         )
@@ -102,8 +106,10 @@ pub async fn job_completion_and_media(store: &dyn Store) {
     assert_class(
         store
             .complete_job(
-                &job.job_id,
-                "worker-1",
+                LeaseHolder {
+                    job_id: &job.job_id,
+                    worker_id: "worker-1",
+                },
                 new_media("twice"),
                 t.saturating_add_millis(3),
             )
@@ -118,14 +124,15 @@ pub async fn job_completion_and_media(store: &dyn Store) {
         ErrorClass::FailedPrecondition,
         "cancel a completed job",
     );
-    let requeue = JobRequeue {
-        owner_user_id: tenant.owner.user_id.clone(),
-        recording_file: None,
-        sealed_download_url: None,
-    };
+    let requeue = requeue_to(&tenant.owner.user_id, None);
     assert_class(
         store
-            .requeue_job(a, &job.job_id, requeue, t.saturating_add_millis(3))
+            .requeue_job(JobRequeue {
+                institution_id: a.to_string(),
+                job_id: job.job_id.to_string(),
+                now: t.saturating_add_millis(3),
+                ..requeue
+            })
             .await,
         ErrorClass::FailedPrecondition,
         "requeue a completed job",
@@ -157,8 +164,10 @@ pub async fn job_completion_and_media(store: &dyn Store) {
     claim_expecting(store, "worker-1", t.saturating_add_millis(5), &job_2).await;
     let (_, media_2) = store
         .complete_job(
-            &job_2.job_id,
-            "worker-1",
+            LeaseHolder {
+                job_id: &job_2.job_id,
+                worker_id: "worker-1",
+            },
             new_media("statics"),
             t.saturating_add_millis(6),
         )
@@ -209,7 +218,11 @@ pub async fn job_completion_and_media(store: &dyn Store) {
     );
 
     let transferred = store
-        .transfer_media_ownership(a, &media.media_id, &second_owner.user_id)
+        .transfer_media_ownership(OwnershipTransfer {
+            institution_id: a.to_string(),
+            media_id: media.media_id.to_string(),
+            new_owner_user_id: second_owner.user_id.to_string(),
+        })
         .await
         .expect("transfer ownership");
     assert_eq!(transferred.owner_user_id, second_owner.user_id);
@@ -231,21 +244,33 @@ pub async fn job_completion_and_media(store: &dyn Store) {
     );
     assert_class(
         store
-            .transfer_media_ownership(a, &media.media_id, &other.owner.user_id)
+            .transfer_media_ownership(OwnershipTransfer {
+                institution_id: a.to_string(),
+                media_id: media.media_id.to_string(),
+                new_owner_user_id: other.owner.user_id.to_string(),
+            })
             .await,
         ErrorClass::NotFound,
         "transfer to a user of another institution",
     );
     assert_class(
         store
-            .transfer_media_ownership(&other.institution_id, &media.media_id, &other.owner.user_id)
+            .transfer_media_ownership(OwnershipTransfer {
+                institution_id: other.institution_id.to_string(),
+                media_id: media.media_id.to_string(),
+                new_owner_user_id: other.owner.user_id.to_string(),
+            })
             .await,
         ErrorClass::NotFound,
         "transfer through another institution",
     );
     assert_class(
         store
-            .transfer_media_ownership(a, "med_conformance_missing", &tenant.owner.user_id)
+            .transfer_media_ownership(OwnershipTransfer {
+                institution_id: a.to_string(),
+                media_id: "med_conformance_missing".to_string(),
+                new_owner_user_id: tenant.owner.user_id.to_string(),
+            })
             .await,
         ErrorClass::NotFound,
         "transfer unknown media",

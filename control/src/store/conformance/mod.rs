@@ -44,7 +44,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::error::ErrorClass;
 use crate::model::*;
 use crate::secrets::{Sealed, TokenHash};
-use crate::store::{PageQuery, Store, StoreResult, new_id};
+use crate::store::{LeaseHolder, PageQuery, Store, StoreResult, new_id};
 
 /// The suite's clock: every `now` is an offset from here, so time-dependent
 /// rules (leases, ranges, "keeps the first time") are exact.
@@ -56,6 +56,44 @@ fn at(offset_ms: i64) -> Timestamp {
 
 const LEASE: Duration = Duration::from_secs(30);
 const LEASE_MS: i64 = 30_000;
+
+/// One `#[tokio::test]` per check for a backend, each on a fresh store made
+/// by `$fresh` (an async expression giving `(guard, store)`; the guard, a
+/// temporary directory or database, lives until the check ends), so that a
+/// failure names the rule that broke. The list of checks lives here only:
+/// a check added to the suite runs against every backend.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($fresh:expr) => {
+        $crate::store_conformance_tests!(
+            @each $fresh;
+            operator_token,
+            institutions,
+            admin_keys,
+            configurations,
+            configuration_delete,
+            accounts,
+            user_sync_modes,
+            user_sync_conflicts,
+            job_upsert_and_scope,
+            job_list_filters,
+            job_leases,
+            job_cancel_and_requeue,
+            job_completion_and_media,
+            job_events,
+            transfer_state_and_attempts,
+        );
+    };
+    (@each $fresh:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let (_guard, store) = $fresh.await;
+                $crate::store::conformance::$check(&store).await;
+            }
+        )*
+    };
+}
 
 /// Runs every check on one store, which must be fresh (see the module docs).
 pub async fn run_all(store: &dyn Store) {
@@ -140,7 +178,13 @@ async fn create_tenant(store: &dyn Store, label: &str) -> Tenant {
         .expect("create institution");
     let institution_id = institution.institution_id;
     let configuration = store
-        .create_configuration(&institution_id, "Main", &[], unique_hash("zcfg"), T0)
+        .create_configuration(NewConfiguration {
+            institution_id: institution_id.to_string(),
+            display_name: "Main".to_string(),
+            view_priority: Vec::new(),
+            token_hash: unique_hash("zcfg"),
+            now: T0,
+        })
         .await
         .expect("create configuration");
     let zoom_account_id = install_new_account(store, &configuration.configuration_id).await;
@@ -175,13 +219,13 @@ async fn create_user(
     email: &str,
 ) -> User {
     let outcome = store
-        .sync_users(
-            institution_id,
-            SyncMode::Upsert,
-            vec![user_record(0, external_id, email, None, external_id)],
-            Vec::new(),
-            T0,
-        )
+        .sync_users(UserSync {
+            institution_id: institution_id.to_string(),
+            mode: SyncMode::Upsert,
+            records: vec![user_record(0, external_id, email, None, external_id)],
+            rejected_upfront: Vec::new(),
+            now: T0,
+        })
         .await
         .expect("sync one user");
     assert!(
@@ -309,6 +353,19 @@ async fn next_event_for(events: &mut broadcast::Receiver<JobEvent>, job_id: &str
     tokio::time::timeout(Duration::from_secs(5), wait)
         .await
         .unwrap_or_else(|_| panic!("no job event for {job_id} within 5s"))
+}
+
+/// A requeue to `owner_user_id` (and `recording_file`, when given); each
+/// call names the job and the time.
+fn requeue_to(owner_user_id: &str, recording_file: Option<RecordingFile>) -> JobRequeue {
+    JobRequeue {
+        institution_id: String::new(),
+        job_id: String::new(),
+        now: T0,
+        owner_user_id: owner_user_id.to_string(),
+        recording_file,
+        sealed_download_url: None,
+    }
 }
 
 fn new_media(label: &str) -> NewMedia {

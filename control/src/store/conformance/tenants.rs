@@ -134,7 +134,12 @@ pub async fn admin_keys(store: &dyn Store) {
     let b = create_tenant(store, "keys b").await.institution_id;
     let (hash_1, hash_2, hash_b) = (unique_hash("key"), unique_hash("key"), unique_hash("key"));
     let key_1 = store
-        .create_admin_key(&a, "ops laptop", hash_1.clone(), at(1))
+        .create_admin_key(NewAdminKey {
+            institution_id: a.to_string(),
+            name: "ops laptop".to_string(),
+            hash: hash_1.clone(),
+            now: at(1),
+        })
         .await
         .expect("create key 1");
     assert_eq!(key_1.institution_id, a);
@@ -142,16 +147,31 @@ pub async fn admin_keys(store: &dyn Store) {
     assert_eq!(key_1.created_at, at(1));
     assert_eq!(key_1.revoked_at, None, "a new key is not revoked");
     let key_2 = store
-        .create_admin_key(&a, "ci", hash_2.clone(), at(2))
+        .create_admin_key(NewAdminKey {
+            institution_id: a.to_string(),
+            name: "ci".to_string(),
+            hash: hash_2.clone(),
+            now: at(2),
+        })
         .await
         .expect("create key 2");
     let key_b = store
-        .create_admin_key(&b, "other", hash_b.clone(), at(3))
+        .create_admin_key(NewAdminKey {
+            institution_id: b.to_string(),
+            name: "other".to_string(),
+            hash: hash_b.clone(),
+            now: at(3),
+        })
         .await
         .expect("create key b");
     assert_class(
         store
-            .create_admin_key("inst_conformance_missing", "x", unique_hash("key"), at(4))
+            .create_admin_key(NewAdminKey {
+                institution_id: "inst_conformance_missing".to_string(),
+                name: "x".to_string(),
+                hash: unique_hash("key"),
+                now: at(4),
+            })
             .await,
         ErrorClass::NotFound,
         "create key in unknown institution",

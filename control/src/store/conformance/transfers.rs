@@ -56,7 +56,13 @@ pub async fn transfer_state_and_attempts(store: &dyn Store) {
         part_size: 5_242_880,
     };
     store
-        .start_upload(&job.job_id, "worker-1", upload.clone())
+        .start_upload(
+            LeaseHolder {
+                job_id: &job.job_id,
+                worker_id: "worker-1",
+            },
+            upload.clone(),
+        )
         .await
         .expect("start upload");
     // Stored out of order, as parallel uploads land; one without a state
@@ -71,8 +77,10 @@ pub async fn transfer_state_and_attempts(store: &dyn Store) {
     for (i, p) in parts.iter().enumerate() {
         store
             .record_part(
-                &job.job_id,
-                "worker-1",
+                LeaseHolder {
+                    job_id: &job.job_id,
+                    worker_id: "worker-1",
+                },
                 p.clone(),
                 (i as u64 + 1) * 5_242_880,
             )
@@ -81,7 +89,14 @@ pub async fn transfer_state_and_attempts(store: &dyn Store) {
     }
     assert_class(
         store
-            .record_part(&job.job_id, "worker-2", part(4, None), 0)
+            .record_part(
+                LeaseHolder {
+                    job_id: &job.job_id,
+                    worker_id: "worker-2",
+                },
+                part(4, None),
+                0,
+            )
             .await,
         ErrorClass::FailedPrecondition,
         "a part recorded by a worker without the lease",
@@ -99,7 +114,14 @@ pub async fn transfer_state_and_attempts(store: &dyn Store) {
     let mut replaced = part(3, Some(vec![7; 40]));
     replaced.etag = "\"etag-3-again\"".into();
     store
-        .record_part(&job.job_id, "worker-1", replaced.clone(), 15_728_640)
+        .record_part(
+            LeaseHolder {
+                job_id: &job.job_id,
+                worker_id: "worker-1",
+            },
+            replaced.clone(),
+            15_728_640,
+        )
         .await
         .expect("record again");
     let state = store.upload_state(&job.job_id).await.unwrap().unwrap();

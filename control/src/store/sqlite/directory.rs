@@ -1,15 +1,17 @@
-//! The user directory: syncs and email lookups.
+//! The SQLite backend of `DirectoryStore`: the user directory, its syncs
+//! and its indexed email lookups.
 
 use std::collections::{HashMap, HashSet};
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::engine::sql_error;
-use super::page_of;
 use super::tenants::get_institution;
+use super::{SqliteStore, page_of};
 use crate::error::StoreError;
 use crate::model::*;
-use crate::store::{Page, PageQuery, StoreResult, new_id};
+use crate::store::{DirectoryStore, Page, PageQuery, StoreResult, new_id};
 
 const USER_COLUMNS: &str =
     "u.user_id, u.institution_id, u.external_id, u.email, u.alternate_zoom_email,
@@ -336,4 +338,48 @@ pub(super) fn list_users(
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(sql_error)?;
     Ok(page_of(rows, page, |u| &u.user_id))
+}
+
+#[async_trait]
+impl DirectoryStore for SqliteStore {
+    async fn sync_users(&self, sync: UserSync) -> StoreResult<SyncOutcome> {
+        self.engine
+            .write(move |c| {
+                sync_users(
+                    c,
+                    &sync.institution_id,
+                    sync.mode,
+                    sync.records,
+                    sync.rejected_upfront,
+                    sync.now,
+                )
+            })
+            .await
+    }
+
+    async fn lookup_user_by_email(
+        &self,
+        institution_id: &str,
+        email: &str,
+    ) -> StoreResult<Option<User>> {
+        self.engine
+            .read_point(|c| lookup_user_by_email(c, institution_id, email))
+    }
+
+    async fn get_user(&self, institution_id: &str, user_id: &str) -> StoreResult<User> {
+        self.engine
+            .read_point(|c| get_user(c, institution_id, user_id))
+    }
+
+    async fn list_users(
+        &self,
+        institution_id: &str,
+        include_inactive: bool,
+        page: &PageQuery,
+    ) -> StoreResult<Page<User>> {
+        let (institution_id, page) = (institution_id.to_string(), page.clone());
+        self.engine
+            .read(move |c| list_users(c, &institution_id, include_inactive, &page))
+            .await
+    }
 }

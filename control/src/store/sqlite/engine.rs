@@ -1,5 +1,8 @@
 //! How the SQLite backend runs statements: one writer thread that commits in
-//! groups, and a small pool of reader connections.
+//! groups, and a bounded pool of reader connections: at most `max_readers`
+//! scans run at once on the blocking pool, and at most `max_readers` idle
+//! connections are kept (point reads run on the async worker that asks, so
+//! their number is bounded by the runtime's workers).
 //!
 //! Group commit: every write is a closure sent to the writer thread. The
 //! thread takes whatever writes are waiting (up to `max_batch`), runs each
@@ -15,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::StoreError;
 use crate::store::StoreResult;
@@ -28,8 +31,33 @@ pub(super) struct Engine {
     closed: Arc<std::sync::atomic::AtomicBool>,
     path: PathBuf,
     write_tx: mpsc::Sender<WriteOp>,
-    readers: Arc<Mutex<Vec<Connection>>>,
+    readers: Arc<ReaderPool>,
     busy_timeout: Duration,
+}
+
+/// Idle reader connections, and the permits of scans in flight.
+struct ReaderPool {
+    idle: Mutex<Vec<Connection>>,
+    max_idle: usize,
+    scans: Semaphore,
+}
+
+impl ReaderPool {
+    fn take(&self, path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
+        let pooled = self.idle.lock().expect("reader pool lock").pop();
+        match pooled {
+            Some(conn) => Ok(conn),
+            None => open_reader(path, busy_timeout),
+        }
+    }
+
+    /// Keeps `conn` for the next read unless enough are kept already.
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().expect("reader pool lock");
+        if idle.len() < self.max_idle {
+            idle.push(conn);
+        }
+    }
 }
 
 impl Engine {
@@ -37,6 +65,7 @@ impl Engine {
         path: &Path,
         writer: Connection,
         max_batch: usize,
+        max_readers: usize,
         busy_timeout: Duration,
     ) -> Engine {
         let (write_tx, write_rx) = mpsc::channel::<WriteOp>(4096);
@@ -54,7 +83,11 @@ impl Engine {
             closed,
             path: path.to_path_buf(),
             write_tx,
-            readers: Arc::new(Mutex::new(Vec::new())),
+            readers: Arc::new(ReaderPool {
+                idle: Mutex::new(Vec::new()),
+                max_idle: max_readers.max(1),
+                scans: Semaphore::new(max_readers.max(1)),
+            }),
             busy_timeout,
         }
     }
@@ -95,13 +128,9 @@ impl Engine {
     where
         F: FnOnce(&Connection) -> StoreResult<T>,
     {
-        let pooled = self.readers.lock().expect("reader pool lock").pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => open_reader(&self.path, self.busy_timeout)?,
-        };
+        let conn = self.readers.take(&self.path, self.busy_timeout)?;
         let result = op(&conn);
-        self.readers.lock().expect("reader pool lock").push(conn);
+        self.readers.give_back(conn);
         result
     }
 
@@ -111,17 +140,19 @@ impl Engine {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        let _scan = self
+            .readers
+            .scans
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("sqlite reader pool closed".into()))?;
         let readers = Arc::clone(&self.readers);
         let path = self.path.clone();
         let busy_timeout = self.busy_timeout;
         tokio::task::spawn_blocking(move || {
-            let pooled = readers.lock().expect("reader pool lock").pop();
-            let conn = match pooled {
-                Some(conn) => conn,
-                None => open_reader(&path, busy_timeout)?,
-            };
+            let conn = readers.take(&path, busy_timeout)?;
             let result = op(&conn);
-            readers.lock().expect("reader pool lock").push(conn);
+            readers.give_back(conn);
             result
         })
         .await

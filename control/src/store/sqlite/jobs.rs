@@ -1,15 +1,19 @@
-//! Jobs (with their leases) and media.
+//! The SQLite backend of `JobStore`: jobs, one per (Zoom account, meeting
+//! uuid), their leases and their completion.
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::engine::sql_error;
-use super::page_of;
+use super::transfers::require_lease;
+use super::{SqliteStore, page_of};
 use crate::error::StoreError;
 use crate::model::*;
-use crate::store::{Lease, Page, PageQuery, StoreResult, new_id};
+use crate::store::{JobStore, Lease, LeaseHolder, Page, PageQuery, StoreResult, new_id};
+use tokio::sync::broadcast;
 
 const JOB_COLUMNS: &str = "job_id, institution_id, zoom_account_id, meeting_uuid, meeting_id, topic, host_email,
     meeting_start_ms, state, skip_reason, message, owner_user_id, file_id, recording_type, file_type,
@@ -285,14 +289,9 @@ pub(super) fn list_jobs(
     Ok(page_of(rows, page, |j| &j.job_id))
 }
 
-pub(super) fn requeue_job(
-    conn: &Connection,
-    institution_id: &str,
-    job_id: &str,
-    requeue: &JobRequeue,
-    now: Timestamp,
-) -> StoreResult<Job> {
-    let job = get_job(conn, institution_id, job_id)?;
+pub(super) fn requeue_job(conn: &Connection, requeue: &JobRequeue) -> StoreResult<Job> {
+    let (job_id, now) = (requeue.job_id.as_str(), requeue.now);
+    let job = get_job(conn, &requeue.institution_id, job_id)?;
     if !matches!(
         job.state,
         JobState::Skipped | JobState::Failed | JobState::Cancelled
@@ -328,7 +327,7 @@ pub(super) fn requeue_job(
         ],
     )
     .map_err(sql_error)?;
-    get_job(conn, institution_id, job_id)
+    get_job(conn, &requeue.institution_id, job_id)
 }
 
 pub(super) fn cancel_job(
@@ -493,85 +492,163 @@ pub(super) fn complete_job(
     Ok((job, created))
 }
 
-const MEDIA_COLUMNS: &str =
-    "media_id, institution_id, owner_user_id, title, duration_ms, size_bytes, checksum,
-    object_key, meeting_id, meeting_uuid, recorded_ms, job_id, created_ms, content_type";
-
-fn media_from_row(row: &Row<'_>) -> rusqlite::Result<Media> {
-    Ok(Media {
-        media_id: row.get(0)?,
-        institution_id: row.get(1)?,
-        owner_user_id: row.get(2)?,
-        title: row.get(3)?,
-        duration_ms: row.get::<_, i64>(4)? as u64,
-        size_bytes: row.get::<_, i64>(5)? as u64,
-        checksum: row.get(6)?,
-        object_key: row.get(7)?,
-        meeting_id: row.get::<_, i64>(8)? as u64,
-        meeting_uuid: row.get(9)?,
-        recorded_at: row.get::<_, Option<i64>>(10)?.map(Timestamp),
-        job_id: row.get(11)?,
-        created_at: Timestamp(row.get(12)?),
-        content_type: row.get(13)?,
-    })
-}
-
-pub(super) fn get_media(
+pub(super) fn finish_job(
     conn: &Connection,
-    institution_id: &str,
-    media_id: &str,
-) -> StoreResult<Media> {
-    conn.prepare_cached(&format!(
-        "SELECT {MEDIA_COLUMNS} FROM media WHERE institution_id = ?1 AND media_id = ?2"
-    ))
-    .map_err(sql_error)?
-    .query_row(params![institution_id, media_id], media_from_row)
-    .optional()
-    .map_err(sql_error)?
-    .ok_or_else(|| StoreError::not_found(format!("media {media_id}")))
-}
-
-pub(super) fn list_media(
-    conn: &Connection,
-    institution_id: &str,
-    owner_user_id: Option<&str>,
-    page: &PageQuery,
-) -> StoreResult<Page<Media>> {
-    let mut statement = conn
-        .prepare_cached(&format!(
-            "SELECT {MEDIA_COLUMNS} FROM media
-             WHERE institution_id = ?1 AND media_id > ?2 AND (?3 IS NULL OR owner_user_id = ?3)
-             ORDER BY media_id LIMIT ?4"
-        ))
-        .map_err(sql_error)?;
-    let rows = statement
-        .query_map(
-            params![
-                institution_id,
-                page.after.as_deref().unwrap_or(""),
-                owner_user_id,
-                page.limit() + 1
-            ],
-            media_from_row,
-        )
-        .map_err(sql_error)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(sql_error)?;
-    Ok(page_of(rows, page, |m| &m.media_id))
-}
-
-pub(super) fn transfer_media_ownership(
-    conn: &Connection,
-    institution_id: &str,
-    media_id: &str,
-    new_owner_user_id: &str,
-) -> StoreResult<Media> {
-    get_media(conn, institution_id, media_id)?;
-    super::directory::get_user(conn, institution_id, new_owner_user_id)?;
-    conn.execute(
-        "UPDATE media SET owner_user_id = ?3 WHERE institution_id = ?1 AND media_id = ?2",
-        params![institution_id, media_id, new_owner_user_id],
-    )
+    job_id: &str,
+    worker_id: &str,
+    outcome: &JobOutcome,
+    now: Timestamp,
+) -> StoreResult<()> {
+    require_lease(conn, job_id, worker_id)?;
+    match outcome {
+        JobOutcome::Failed { message } => conn.execute(
+            "UPDATE jobs SET state = 'failed', message = ?2, lease_owner = NULL, lease_expires_ms = NULL,
+                finished_ms = ?3, updated_ms = ?3 WHERE job_id = ?1",
+            params![job_id, message, now.0],
+        ),
+        JobOutcome::Skipped { reason, message } => conn.execute(
+            "UPDATE jobs SET state = 'skipped', skip_reason = ?2, message = ?3, detected_mid_stream = 1,
+                lease_owner = NULL, lease_expires_ms = NULL, finished_ms = ?4, updated_ms = ?4 WHERE job_id = ?1",
+            params![job_id, reason.as_str(), message, now.0],
+        ),
+        JobOutcome::Released => conn.execute(
+            "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_ms = NULL, updated_ms = ?2
+             WHERE job_id = ?1",
+            params![job_id, now.0],
+        ),
+    }
     .map_err(sql_error)?;
-    get_media(conn, institution_id, media_id)
+    Ok(())
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn upsert_job(&self, job: NewJob) -> StoreResult<(Job, bool)> {
+        let (job, created) = self.engine.write(move |c| upsert_job(c, &job)).await?;
+        if created {
+            self.publish(&job, false);
+        }
+        Ok((job, created))
+    }
+
+    async fn get_job(&self, institution_id: &str, job_id: &str) -> StoreResult<Job> {
+        self.engine
+            .read_point(|c| get_job(c, institution_id, job_id))
+    }
+
+    async fn get_job_secrets(&self, institution_id: &str, job_id: &str) -> StoreResult<JobSecrets> {
+        self.engine
+            .read_point(|c| get_job_secrets(c, institution_id, job_id))
+    }
+
+    async fn list_jobs(
+        &self,
+        institution_id: &str,
+        filter: &JobFilter,
+        page: &PageQuery,
+    ) -> StoreResult<Page<Job>> {
+        let (institution_id, filter, page) =
+            (institution_id.to_string(), filter.clone(), page.clone());
+        self.engine
+            .read(move |c| list_jobs(c, &institution_id, &filter, &page))
+            .await
+    }
+
+    async fn job_counts(&self) -> StoreResult<JobCounts> {
+        self.engine.read(job_counts).await
+    }
+
+    async fn requeue_job(&self, requeue: JobRequeue) -> StoreResult<Job> {
+        let job = self.engine.write(move |c| requeue_job(c, &requeue)).await?;
+        self.publish(&job, false);
+        Ok(job)
+    }
+
+    async fn cancel_job(
+        &self,
+        institution_id: &str,
+        job_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Job> {
+        let (institution_id, job_id) = (institution_id.to_string(), job_id.to_string());
+        let job = self
+            .engine
+            .write(move |c| cancel_job(c, &institution_id, &job_id, now))
+            .await?;
+        self.publish(&job, false);
+        Ok(job)
+    }
+
+    async fn claim_job(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        now: Timestamp,
+    ) -> StoreResult<Option<Lease>> {
+        let worker_id = worker_id.to_string();
+        let claimed = self
+            .engine
+            .write(move |c| claim_job(c, &worker_id, lease, now))
+            .await?;
+        if let Some(lease) = &claimed {
+            self.publish(&lease.job, false);
+        }
+        Ok(claimed)
+    }
+
+    async fn renew_lease(
+        &self,
+        holder: LeaseHolder<'_>,
+        lease: Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (job_id, worker_id) = (holder.job_id.to_string(), holder.worker_id.to_string());
+        self.engine
+            .write(move |c| renew_lease(c, &job_id, &worker_id, lease, now))
+            .await
+    }
+
+    async fn complete_job(
+        &self,
+        holder: LeaseHolder<'_>,
+        media: NewMedia,
+        now: Timestamp,
+    ) -> StoreResult<(Job, Media)> {
+        let (job_id, worker_id) = (holder.job_id.to_string(), holder.worker_id.to_string());
+        let (job, media) = self
+            .engine
+            .write(move |c| complete_job(c, &job_id, &worker_id, &media, now))
+            .await?;
+        self.publish(&job, false);
+        Ok((job, media))
+    }
+
+    async fn finish_job(
+        &self,
+        holder: LeaseHolder<'_>,
+        outcome: JobOutcome,
+        now: Timestamp,
+    ) -> StoreResult<Job> {
+        let (job_id, worker_id) = (holder.job_id.to_string(), holder.worker_id.to_string());
+        let job = self
+            .engine
+            .write(move |c| {
+                finish_job(c, &job_id, &worker_id, &outcome, now)?;
+                find_job_by_id(c, &job_id)
+            })
+            .await?;
+        self.publish(&job, false);
+        Ok(job)
+    }
+
+    fn publish_progress(&self, job: Job) {
+        let _ = self.job_events.send(JobEvent {
+            job,
+            progress_only: true,
+        });
+    }
+
+    fn subscribe_job_events(&self) -> broadcast::Receiver<JobEvent> {
+        self.job_events.subscribe()
+    }
 }

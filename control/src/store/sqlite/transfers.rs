@@ -1,11 +1,14 @@
-//! Resumable transfer state: a job's multipart upload and its parts.
+//! The SQLite backend of `TransferStore`: a job's multipart upload, its
+//! parts with their scan states, and its attempts.
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::SqliteStore;
 use super::engine::sql_error;
 use crate::error::StoreError;
 use crate::model::*;
-use crate::store::StoreResult;
+use crate::store::{LeaseHolder, StoreResult, TransferStore};
 
 /// FailedPrecondition unless `worker_id` holds the job's lease.
 pub(super) fn require_lease(conn: &Connection, job_id: &str, worker_id: &str) -> StoreResult<()> {
@@ -216,31 +219,49 @@ pub(super) fn tracked_upload_ids(conn: &Connection) -> StoreResult<Vec<String>> 
         .map_err(sql_error)
 }
 
-pub(super) fn finish_job(
-    conn: &Connection,
-    job_id: &str,
-    worker_id: &str,
-    outcome: &JobOutcome,
-    now: Timestamp,
-) -> StoreResult<()> {
-    require_lease(conn, job_id, worker_id)?;
-    match outcome {
-        JobOutcome::Failed { message } => conn.execute(
-            "UPDATE jobs SET state = 'failed', message = ?2, lease_owner = NULL, lease_expires_ms = NULL,
-                finished_ms = ?3, updated_ms = ?3 WHERE job_id = ?1",
-            params![job_id, message, now.0],
-        ),
-        JobOutcome::Skipped { reason, message } => conn.execute(
-            "UPDATE jobs SET state = 'skipped', skip_reason = ?2, message = ?3, detected_mid_stream = 1,
-                lease_owner = NULL, lease_expires_ms = NULL, finished_ms = ?4, updated_ms = ?4 WHERE job_id = ?1",
-            params![job_id, reason.as_str(), message, now.0],
-        ),
-        JobOutcome::Released => conn.execute(
-            "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_ms = NULL, updated_ms = ?2
-             WHERE job_id = ?1",
-            params![job_id, now.0],
-        ),
+#[async_trait]
+impl TransferStore for SqliteStore {
+    async fn start_upload(&self, holder: LeaseHolder<'_>, upload: UploadRecord) -> StoreResult<()> {
+        let (job_id, worker_id) = (holder.job_id.to_string(), holder.worker_id.to_string());
+        self.engine
+            .write(move |c| start_upload(c, &job_id, &worker_id, &upload))
+            .await
     }
-    .map_err(sql_error)?;
-    Ok(())
+
+    async fn upload_state(&self, job_id: &str) -> StoreResult<Option<UploadState>> {
+        self.engine.read_point(|c| upload_state(c, job_id))
+    }
+
+    async fn record_part(
+        &self,
+        holder: LeaseHolder<'_>,
+        part: PartRecord,
+        bytes_transferred: u64,
+    ) -> StoreResult<()> {
+        let (job_id, worker_id) = (holder.job_id.to_string(), holder.worker_id.to_string());
+        self.engine
+            .write(move |c| record_part(c, &job_id, &worker_id, &part, bytes_transferred))
+            .await
+    }
+
+    async fn begin_attempt(&self, start: AttemptStart) -> StoreResult<u32> {
+        self.engine.write(move |c| begin_attempt(c, &start)).await
+    }
+
+    async fn job_attempts(&self, job_id: &str) -> StoreResult<Vec<JobAttempt>> {
+        self.engine.read_point(|c| job_attempts(c, job_id))
+    }
+
+    async fn drop_upload(&self, job_id: &str) -> StoreResult<()> {
+        let job_id = job_id.to_string();
+        self.engine.write(move |c| drop_upload(c, &job_id)).await
+    }
+
+    async fn abandoned_uploads(&self) -> StoreResult<Vec<(String, UploadRecord)>> {
+        self.engine.read(abandoned_uploads).await
+    }
+
+    async fn tracked_upload_ids(&self) -> StoreResult<Vec<String>> {
+        self.engine.read(tracked_upload_ids).await
+    }
 }
