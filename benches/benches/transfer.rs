@@ -27,7 +27,7 @@ use ferry_benches::transfer_rig::{
     cdn_url, check_completed, finish_unix_millis, mib_per_second, now_unix_millis, serve_recording,
 };
 use ferry_benches::usage::{peak_rss_bytes, process_cpu_seconds, run_measured};
-use ferry_tests::zoomsim::downloads::DownloadServer;
+use ferry_zoomsim::downloads::DownloadServer;
 
 /// The longest either client may take for the whole file.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(900);

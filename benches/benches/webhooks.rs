@@ -28,7 +28,7 @@ use ferry_benches::scene::{ACCOUNT_ID, BenchScene, HOST_EMAIL, WEBHOOK_SECRET};
 use ferry_benches::{per_second, print_table, process_cpu_seconds};
 use ferry_control::api;
 use ferry_control::model::Timestamp;
-use ferry_tests::zoomsim::{self, Meeting};
+use ferry_zoomsim::Meeting;
 use http_body_util::{BodyExt, Full};
 use hyper::header::HeaderValue;
 use hyper_util::client::legacy::Client;
@@ -54,13 +54,13 @@ struct SignedWebhook {
 
 /// Signs every body with the current time, as Zoom would just before sending.
 fn sign_all(bodies: Vec<Bytes>) -> anyhow::Result<Vec<SignedWebhook>> {
-    let unix_seconds = zoomsim::unix_now();
+    let unix_seconds = ferry_zoomsim::unix_now();
     let timestamp = HeaderValue::from_str(&unix_seconds.to_string())?;
     bodies
         .into_iter()
         .map(|body| {
             let signature =
-                HeaderValue::from_str(&zoomsim::sign(WEBHOOK_SECRET, unix_seconds, &body))?;
+                HeaderValue::from_str(&ferry_zoomsim::sign(WEBHOOK_SECRET, unix_seconds, &body))?;
             Ok(SignedWebhook {
                 body,
                 timestamp: timestamp.clone(),

@@ -10,7 +10,7 @@ use ferry_control::api;
 use ferry_control::model::Timestamp;
 use ferry_daemon::cli::client::Clients;
 use ferry_tests::daemon::{DaemonProcess, OPERATOR_TOKEN, connect, create_institution};
-use ferry_tests::zoomsim::{Meeting, ZoomSimulator};
+use ferry_zoomsim::{Meeting, ZoomSimulator};
 
 pub const WEBHOOK_SECRET: &str = "bench-webhook-secret-for-loopback-only";
 pub const ACCOUNT_ID: &str = "BenchAccount0000000001";

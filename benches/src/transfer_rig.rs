@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferry_control::api;
-use ferry_tests::zoomsim::downloads::{DownloadServer, FileBehavior};
-use ferry_tests::zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia};
+use ferry_zoomsim::downloads::{DownloadServer, FileBehavior};
+use ferry_zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia};
 
 use crate::discard_s3::DiscardS3;
 use crate::scene::BenchScene;

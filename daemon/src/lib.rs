@@ -12,4 +12,3 @@ pub mod metrics;
 pub mod telemetry;
 pub mod tls;
 pub mod transfer;
-pub mod zoomsim;

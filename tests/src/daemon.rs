@@ -77,8 +77,8 @@ impl TestDaemon {
     }
 
     /// A Zoom simulator posting to this daemon's webhook endpoint.
-    pub fn zoom(&self) -> crate::zoomsim::ZoomSimulator {
-        crate::zoomsim::ZoomSimulator::new(self.app.http_addr, WEBHOOK_SECRET)
+    pub fn zoom(&self) -> ferry_zoomsim::ZoomSimulator {
+        ferry_zoomsim::ZoomSimulator::new(self.app.http_addr, WEBHOOK_SECRET)
     }
 
     /// The daemon's key for sealed secrets, read from its data directory.

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use ferry_control::api;
 use ferry_control::secrets::{OPERATOR_TOKEN_PREFIX, generate_token};
+use ferry_zoomsim::ZoomSimulator;
+use ferry_zoomsim::downloads::DownloadServer;
 
 use crate::app::RunningApp;
 use crate::cli::client::{Clients, Connection};
 use crate::cli::watch::format::bytes;
 use crate::config::{AccountCapsConfig, Config};
-use crate::zoomsim::ZoomSimulator;
-use crate::zoomsim::downloads::DownloadServer;
 
 /// The institution's main account (Education plan, the default caps).
 pub const MAIN_ACCOUNT: &str = "demo-edu-account";

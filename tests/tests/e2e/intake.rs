@@ -6,8 +6,8 @@ use std::time::Duration;
 use ferry_control::api;
 use ferry_control::model::Timestamp;
 use ferry_daemon::cli::client::Clients;
-use ferry_tests::zoomsim::downloads::{DownloadServer, FileBehavior};
-use ferry_tests::zoomsim::{FileSpec, Meeting, SyntheticMedia, ZoomSimulator, sign, unix_now};
+use ferry_zoomsim::downloads::{DownloadServer, FileBehavior};
+use ferry_zoomsim::{FileSpec, Meeting, SyntheticMedia, ZoomSimulator, sign, unix_now};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
@@ -482,7 +482,7 @@ async fn the_first_segment_and_one_view_are_chosen() {
         .await
         .unwrap();
     let mut again = meeting.clone();
-    again.uuid = ferry_tests::zoomsim::random_meeting_uuid();
+    again.uuid = ferry_zoomsim::random_meeting_uuid();
     let job = scene.ingest(&again).await;
     assert_eq!(job.recording_file.unwrap().file_id, meeting.files[1].id);
 

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ferry_control::api;
-use ferry_tests::zoomsim::{Mp4Layout, SyntheticMedia};
+use ferry_zoomsim::{Mp4Layout, SyntheticMedia};
 
 use crate::transfer::{MIB, state, transfers};
 
@@ -104,7 +104,7 @@ async fn a_scrape_counts_exactly_what_happened() {
         .zoom
         .deliver_with(
             &meeting_a.recording_completed_body(),
-            Some(&ferry_tests::zoomsim::unix_now().to_string()),
+            Some(&ferry_zoomsim::unix_now().to_string()),
             Some("v0=0000"),
         )
         .await

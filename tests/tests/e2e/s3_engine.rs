@@ -21,8 +21,8 @@ use ferry_control::secrets::Secret;
 use ferry_daemon::config::Config;
 use ferry_tests::moto::MotoServer;
 use ferry_tests::s3_faults::{Fault, FaultProxy, FaultRule, S3Operation};
-use ferry_tests::zoomsim::downloads::{DownloadServer, FileBehavior, LengthHeader};
-use ferry_tests::zoomsim::{Meeting, Mp4Layout, SyntheticMedia};
+use ferry_zoomsim::downloads::{DownloadServer, FileBehavior, LengthHeader};
+use ferry_zoomsim::{Meeting, Mp4Layout, SyntheticMedia};
 use sha2::{Digest, Sha256};
 
 use crate::intake::Scene;

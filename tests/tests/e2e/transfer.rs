@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ferry_control::api;
-use ferry_tests::zoomsim::downloads::{DownloadServer, FileBehavior, LengthHeader};
-use ferry_tests::zoomsim::{Meeting, Mp4Layout, SyntheticMedia};
+use ferry_zoomsim::downloads::{DownloadServer, FileBehavior, LengthHeader};
+use ferry_zoomsim::{Meeting, Mp4Layout, SyntheticMedia};
 use sha2::{Digest, Sha256};
 
 use crate::intake::Scene;

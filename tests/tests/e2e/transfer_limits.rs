@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use ferry_control::api;
-use ferry_tests::zoomsim::{Mp4Layout, SyntheticMedia};
+use ferry_zoomsim::{Mp4Layout, SyntheticMedia};
 
 use crate::intake::ACCOUNT;
 use crate::transfer::{MIB, Transfers, sha256_file, state, transfers};
