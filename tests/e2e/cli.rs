@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, ChildStdout};
 
 use crate::support::*;
-use crate::transfer::{MIB, transfers};
+use crate::transfer::transfers;
 
 fn ferry(daemon_url: &str, token: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ferry-under-test"))

@@ -271,7 +271,6 @@ async fn serve_refuses_plain_tcp_off_loopback_and_unknown_settings() {
 async fn a_transfer_killed_mid_stream_resumes_after_restart() {
     use ferry_zoomsim::downloads::{DownloadServer, FileBehavior};
     use ferry_zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia};
-    const MIB: u64 = 1024 * 1024;
 
     let dir = tempfile::tempdir().unwrap();
     let env = [

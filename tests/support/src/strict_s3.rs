@@ -1,32 +1,28 @@
-//! The object sinks' conformance suite (`ferry_daemon::transfer::sink::
-//! conformance`) run against the S3 sink, plus what only the S3 sink can get
-//! wrong: signatures, unreachable endpoints, throttling, checksums. (The
-//! local-folder sink runs the suite beside its own code.)
+//! A strict S3-protocol server on 127.0.0.1 for the sinks' tests: s3s-fs
+//! (files in a temporary folder) behind s3s's HTTP service with SigV4
+//! checked, so a client's requests go through aws-sdk-s3, signing, hyper and
+//! TCP as in production. s3s-fs falls short of S3 in a few ways that matter
+//! to Ferry, so [`StrictUploads`] wraps it and adds what S3 does: unknown
+//! upload ids answer `NoSuchUpload` (s3s-fs says `AccessDenied`, or lists no
+//! parts), ListParts carries each part's ETag and CRC32C (s3s-fs gives sizes
+//! only), UploadPart verifies `x-amz-checksum-crc32c` (s3s-fs ignores it),
+//! and ListMultipartUploads exists (s3s-fs does not implement it). It also
+//! pages both listings two entries at a time, so a client's pagination runs,
+//! and can answer `503 SlowDown` with a Retry-After on demand.
 //!
-//! The S3 side is a real S3-protocol server on 127.0.0.1: s3s-fs (files in a
-//! temporary folder) behind s3s's HTTP service with SigV4 checked, so the
-//! sink's requests go through aws-sdk-s3, signing, hyper and TCP as in
-//! production. s3s-fs falls short of S3 in a few ways that matter to Ferry,
-//! so [`StrictUploads`] wraps it and adds what S3 does: unknown upload ids
-//! answer `NoSuchUpload` (s3s-fs says `AccessDenied`, or lists no parts),
-//! ListParts carries each part's ETag and CRC32C (s3s-fs gives sizes only),
-//! UploadPart verifies `x-amz-checksum-crc32c` (s3s-fs ignores it), and
-//! ListMultipartUploads exists (s3s-fs does not implement it). It also pages
-//! both listings two entries at a time, so the sink's pagination runs, and
-//! can answer `503 SlowDown` with a Retry-After on demand.
+//! It stands in for S3's behaviour, not its speed: it must never be used to
+//! measure anything (the benches' [`crate::discard_s3`] is for that).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use ferry_control::secrets::Secret;
-use ferry_daemon::transfer::sink::conformance::{self, part_of, pseudo_random_bytes};
-use ferry_daemon::transfer::sink::{ObjectSink, S3Settings, S3Sink, SinkError};
+use ferry_daemon::transfer::sink::S3Settings;
 use futures::TryStreamExt as _;
 use s3s::dto::{
     AbortMultipartUploadInput, AbortMultipartUploadOutput, CompleteMultipartUploadInput,
@@ -43,150 +39,18 @@ const BUCKET: &str = "recordings";
 /// The server's page size for ListParts and ListMultipartUploads.
 const PAGE_SIZE: usize = 2;
 
-#[tokio::test]
-async fn s3_sink_passes_the_sink_suite() {
-    let server = TestS3::start(true).await;
-    let sink = S3Sink::new(server.settings()).unwrap();
-    assert_eq!(sink.kind(), "s3");
-    let read_object = |key: &str| server.read_object(key);
-    conformance::run_all(&sink, &read_object).await;
-    assert_eq!(
-        server.controls.checksums_seen.load(Ordering::SeqCst),
-        server.controls.parts_seen.load(Ordering::SeqCst),
-        "every part carried its CRC32C"
-    );
-}
-
-// ---------------------------------------------------------------------------
-// What only the S3 sink can get wrong.
-
-#[tokio::test]
-async fn s3_wrong_secret_key_is_permanent_and_names_the_s3_error() {
-    let server = TestS3::start(true).await;
-    let mut settings = server.settings();
-    settings.secret_access_key = Secret::new("not-the-secret-key-at-all");
-    let sink = S3Sink::new(settings).unwrap();
-
-    let created = sink.create_upload("k/wrong-secret.mp4", "video/mp4").await;
-    let Err(SinkError::Permanent(message)) = created else {
-        panic!("expected a permanent error, got {created:?}");
-    };
-    assert!(message.contains("SignatureDoesNotMatch"), "{message}");
-    assert!(message.contains("CreateMultipartUpload"), "{message}");
-    assert!(!message.contains("not-the-secret-key"), "{message}");
-}
-
-#[tokio::test]
-async fn s3_refused_connection_is_transient() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let sink = S3Sink::new(S3Settings {
-        endpoint: Some(format!("http://127.0.0.1:{port}")),
-        ..TestS3::settings_for("http://127.0.0.1:1".into())
-    })
-    .unwrap();
-
-    let created = sink.create_upload("k/refused.mp4", "video/mp4").await;
-    let Err(SinkError::Transient { message, .. }) = created else {
-        panic!("expected a transient error, got {created:?}");
-    };
-    assert!(message.contains("CreateMultipartUpload"), "{message}");
-    assert!(message.contains("refused"), "{message}");
-    let part = part_of(1, 0, Bytes::from_static(b"tail"));
-    let uploaded = sink.upload_part("k/refused.mp4", "some-id", &part).await;
-    assert!(
-        matches!(uploaded, Err(SinkError::Transient { .. })),
-        "{uploaded:?}"
-    );
-}
-
-/// UploadPart runs without SDK retries, so one throttled answer reaches the
-/// engine with its Retry-After; control requests keep the SDK's retries.
-#[tokio::test]
-async fn s3_throttling_is_transient_with_retry_after() {
-    let server = TestS3::start(true).await;
-    let sink = S3Sink::new(server.settings()).unwrap();
-    let key = "k/throttled.mp4";
-
-    server.controls.throttle_next.store(1, Ordering::SeqCst);
-    let upload_id = sink.create_upload(key, "video/mp4").await.unwrap();
-    assert_eq!(server.controls.throttle_next.load(Ordering::SeqCst), 0);
-
-    server.controls.throttle_next.store(1, Ordering::SeqCst);
-    let part = part_of(1, 0, pseudo_random_bytes(10_000, 3));
-    let uploaded = sink.upload_part(key, &upload_id, &part).await;
-    let Err(SinkError::Transient {
-        message,
-        retry_after,
-    }) = uploaded
-    else {
-        panic!("expected a transient error, got {uploaded:?}");
-    };
-    assert_eq!(retry_after, Some(Duration::from_secs(3)));
-    assert!(message.contains("SlowDown"), "{message}");
-    assert!(message.contains("UploadPart"), "{message}");
-    // The same part goes through on the engine's next attempt.
-    sink.upload_part(key, &upload_id, &part).await.unwrap();
-    sink.abort_upload(key, &upload_id).await.unwrap();
-}
-
-#[tokio::test]
-async fn s3_part_with_a_wrong_crc32c_is_refused_only_when_checksums_are_on() {
-    let server = TestS3::start(true).await;
-    let key = "k/corrupt.mp4";
-    let mut part = part_of(1, 0, pseudo_random_bytes(50_000, 5));
-    part.crc32c ^= 1;
-
-    let sink = S3Sink::new(server.settings()).unwrap();
-    let upload_id = sink.create_upload(key, "video/mp4").await.unwrap();
-    let uploaded = sink.upload_part(key, &upload_id, &part).await;
-    let Err(SinkError::Permanent(message)) = uploaded else {
-        panic!("expected a permanent error, got {uploaded:?}");
-    };
-    assert!(message.contains("BadDigest"), "{message}");
-    assert!(sink.list_parts(key, &upload_id).await.unwrap().is_empty());
-    sink.abort_upload(key, &upload_id).await.unwrap();
-
-    // With checksums off the sink sends none, so the server cannot object.
-    let mut settings = server.settings();
-    settings.checksums = false;
-    let sink = S3Sink::new(settings).unwrap();
-    let upload_id = sink.create_upload(key, "video/mp4").await.unwrap();
-    let seen_before = server.controls.checksums_seen.load(Ordering::SeqCst);
-    sink.upload_part(key, &upload_id, &part).await.unwrap();
-    assert_eq!(
-        server.controls.checksums_seen.load(Ordering::SeqCst),
-        seen_before
-    );
-    sink.abort_upload(key, &upload_id).await.unwrap();
-}
-
-/// Plain s3s-fs has no ListMultipartUploads; the sink says so plainly.
-#[tokio::test]
-async fn s3_server_without_list_multipart_uploads_is_a_clear_permanent_error() {
-    let server = TestS3::start(false).await;
-    let sink = S3Sink::new(server.settings()).unwrap();
-    let listed = sink.list_uploads("k/").await;
-    let Err(SinkError::Permanent(message)) = listed else {
-        panic!("expected a permanent error, got {listed:?}");
-    };
-    assert!(message.contains("ListMultipartUploads"), "{message}");
-    assert!(message.contains("NotImplemented"), "{message}");
-}
-
-// ---------------------------------------------------------------------------
-// The S3 server.
-
-struct TestS3 {
+/// The running server; its listener lives as long as the test's runtime.
+pub struct StrictS3 {
     addr: SocketAddr,
     root: tempfile::TempDir,
-    controls: Arc<Controls>,
+    pub controls: Arc<Controls>,
 }
 
-impl TestS3 {
-    async fn start(list_uploads_supported: bool) -> TestS3 {
+impl StrictS3 {
+    /// Starts the server with an empty bucket. Without
+    /// `list_uploads_supported`, ListMultipartUploads answers as plain
+    /// s3s-fs does: `NotImplemented`.
+    pub async fn start(list_uploads_supported: bool) -> StrictS3 {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join(BUCKET)).unwrap();
         let file_system = s3s_fs::FileSystem::new(root.path()).unwrap();
@@ -218,18 +82,20 @@ impl TestS3 {
                 });
             }
         });
-        TestS3 {
+        StrictS3 {
             addr,
             root,
             controls,
         }
     }
 
-    fn settings(&self) -> S3Settings {
-        TestS3::settings_for(format!("http://{}", self.addr))
+    /// S3 sink settings for this server, with its credentials.
+    pub fn settings(&self) -> S3Settings {
+        StrictS3::settings_for(format!("http://{}", self.addr))
     }
 
-    fn settings_for(endpoint: String) -> S3Settings {
+    /// The same settings, for another endpoint.
+    pub fn settings_for(endpoint: String) -> S3Settings {
         S3Settings {
             endpoint: Some(endpoint),
             region: "us-east-1".into(),
@@ -243,7 +109,7 @@ impl TestS3 {
     }
 
     /// s3s-fs keeps an object as the file `root/bucket/key`.
-    fn read_object(&self, key: &str) -> Option<Vec<u8>> {
+    pub fn read_object(&self, key: &str) -> Option<Vec<u8>> {
         std::fs::read(self.object_path(key)).ok()
     }
 
@@ -252,13 +118,15 @@ impl TestS3 {
     }
 }
 
+/// What a test steers and observes while the server runs.
 #[derive(Default)]
-struct Controls {
+pub struct Controls {
     /// Answer this many of the next CreateMultipartUpload and UploadPart
     /// requests with `503 SlowDown` and `Retry-After: 3`.
-    throttle_next: AtomicU32,
-    parts_seen: AtomicU32,
-    checksums_seen: AtomicU32,
+    pub throttle_next: AtomicU32,
+    /// UploadPart requests received, and how many carried a CRC32C.
+    pub parts_seen: AtomicU32,
+    pub checksums_seen: AtomicU32,
 }
 
 struct UploadState {
@@ -273,7 +141,7 @@ struct PartState {
 }
 
 /// s3s-fs with S3's multipart bookkeeping on top (see the module comment).
-struct StrictUploads {
+pub struct StrictUploads {
     inner: s3s_fs::FileSystem,
     uploads: Mutex<HashMap<String, UploadState>>,
     list_uploads_supported: bool,
