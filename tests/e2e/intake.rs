@@ -393,7 +393,7 @@ async fn recordings_from_before_the_install_are_skipped() {
 async fn caps_hold_exactly_at_their_boundaries() {
     let mut scene = Scene::new().await;
     let eight_hours = 8 * 3600;
-    let five_gib = 5 * 1024 * 1024 * 1024u64;
+    let five_gib = 5 * GIB;
     let cases = [
         (
             eight_hours,

@@ -3,10 +3,10 @@
 
 use tonic::Code;
 
-pub use ferry_test_support::MIB;
 pub use ferry_test_support::control_plane::*;
 pub use ferry_test_support::daemon::*;
 pub use ferry_test_support::scene::{ACCOUNT, Scene};
+pub use ferry_test_support::{GIB, MIB};
 
 /// Asserts a gRPC failure's code and that its message mentions `needle`.
 #[track_caller]

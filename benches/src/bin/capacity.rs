@@ -51,8 +51,8 @@ fn parse_size(text: &str) -> anyhow::Result<u64> {
     let unit = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kib" | "k" => 1 << 10,
-        "mib" | "m" => 1 << 20,
-        "gib" | "g" => 1 << 30,
+        "mib" | "m" => MIB,
+        "gib" | "g" => GIB,
         other => bail!("unknown size unit {other:?} (use KiB, MiB or GiB)"),
     };
     number

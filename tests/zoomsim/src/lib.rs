@@ -25,9 +25,9 @@ pub use media::{Mp4Layout, SyntheticMedia};
 pub use payload::{FileSpec, Meeting, random_meeting_uuid};
 pub use signature::sign;
 
-/// Sizes of recordings, in bytes.
-pub const KIB: u64 = 1024;
-pub const MIB: u64 = 1024 * KIB;
+/// Sizes of recordings in bytes, as the demo, the tests and the benches
+/// count them (`ferry-test-support` re-exports them).
+pub const MIB: u64 = 1024 * 1024;
 pub const GIB: u64 = 1024 * MIB;
 
 /// An answer from the daemon.
