@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ferry_benches::print_table;
 use ferry_daemon::transfer::mp4::Mp4Scanner;
 use ferry_daemon::transfer::parts::{DEFAULT_PART_SIZE, PartAssembler};
-use ferry_daemon::zoomsim::{Mp4Layout, SyntheticMedia};
+use ferry_zoomsim::{Mp4Layout, SyntheticMedia};
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)

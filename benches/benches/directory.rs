@@ -19,7 +19,8 @@ use ferry_benches::env_number;
 use ferry_benches::{per_second, print_table, process_cpu_seconds};
 use ferry_control::api;
 use ferry_control::store::{DirectoryStore, SqliteConfig, SqliteStore};
-use ferry_tests::daemon::{DaemonProcess, OPERATOR_TOKEN, connect, create_institution};
+use ferry_test_support::control_plane::create_institution;
+use ferry_test_support::daemon::{DaemonProcess, OPERATOR_TOKEN, connect};
 use rand::Rng;
 
 fn main() -> anyhow::Result<()> {

@@ -19,15 +19,16 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
-use ferry_benches::discard_s3::DiscardS3;
 use ferry_benches::env_number;
 use ferry_benches::print_table;
 use ferry_benches::transfer_rig::{
-    ACCESS_KEY_ID, BUCKET, GIB, MIB, SECRET_ACCESS_KEY, TransferBenchSettings, TransferRig,
-    cdn_url, check_completed, finish_unix_millis, mib_per_second, now_unix_millis, serve_recording,
+    ACCESS_KEY_ID, BUCKET, SECRET_ACCESS_KEY, TransferBenchSettings, TransferRig, cdn_url,
+    check_completed, finish_unix_millis, mib_per_second, now_unix_millis, serve_recording,
 };
 use ferry_benches::usage::{peak_rss_bytes, process_cpu_seconds, run_measured};
-use ferry_tests::zoomsim::downloads::DownloadServer;
+use ferry_test_support::discard_s3::DiscardS3;
+use ferry_test_support::{GIB, MIB};
+use ferry_zoomsim::downloads::DownloadServer;
 
 /// The longest either client may take for the whole file.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(900);
@@ -67,7 +68,7 @@ async fn run_ferry(rig: &mut TransferRig, num_bytes: u64) -> anyhow::Result<Figu
     let daemon_cpu_before = process_cpu_seconds(daemon_pid)?;
     let bench_cpu_before = process_cpu_seconds(std::process::id())?;
     let sent_at = now_unix_millis();
-    rig.scene.ingest(&meeting).await?;
+    rig.scene.queue(&meeting).await?;
     let jobs = rig.wait_all_final(TRANSFER_TIMEOUT).await?.jobs;
     let daemon_cpu = process_cpu_seconds(daemon_pid)? - daemon_cpu_before;
     let bench_cpu = process_cpu_seconds(std::process::id())? - bench_cpu_before;

@@ -19,10 +19,11 @@ use std::time::Duration;
 use ferry_benches::env_number;
 use ferry_benches::print_table;
 use ferry_benches::transfer_rig::{
-    GIB, MIB, TransferBenchSettings, TransferRig, check_completed, finish_unix_millis,
-    mib_per_second, now_unix_millis,
+    TransferBenchSettings, TransferRig, check_completed, finish_unix_millis, mib_per_second,
+    now_unix_millis,
 };
 use ferry_benches::usage::{peak_rss_bytes, process_cpu_seconds};
+use ferry_test_support::{GIB, MIB};
 
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(900);
 /// Memory the daemon may use beyond its byte budget.
@@ -56,7 +57,7 @@ async fn run() -> anyhow::Result<()> {
     let sent_at = now_unix_millis();
     // All webhooks at once, as Zoom would send them for recordings that
     // finished together.
-    let deliveries = meetings.iter().map(|meeting| rig.scene.ingest(meeting));
+    let deliveries = meetings.iter().map(|meeting| rig.scene.queue(meeting));
     futures::future::try_join_all(deliveries).await?;
     let webhooks_sent_in = Duration::from_millis(u64::try_from(now_unix_millis() - sent_at)?);
     let finished = rig.wait_all_final(TRANSFER_TIMEOUT).await?;

@@ -24,11 +24,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use ferry_benches::env_number;
-use ferry_benches::scene::{ACCOUNT_ID, BenchScene, HOST_EMAIL, WEBHOOK_SECRET};
 use ferry_benches::{per_second, print_table, process_cpu_seconds};
 use ferry_control::api;
 use ferry_control::model::Timestamp;
-use ferry_tests::zoomsim::{self, Meeting};
+use ferry_test_support::daemon::{DaemonProcess, WEBHOOK_SECRET};
+use ferry_test_support::scene::{ACCOUNT, HOST, Scene};
+use ferry_zoomsim::Meeting;
 use http_body_util::{BodyExt, Full};
 use hyper::header::HeaderValue;
 use hyper_util::client::legacy::Client;
@@ -54,13 +55,13 @@ struct SignedWebhook {
 
 /// Signs every body with the current time, as Zoom would just before sending.
 fn sign_all(bodies: Vec<Bytes>) -> anyhow::Result<Vec<SignedWebhook>> {
-    let unix_seconds = zoomsim::unix_now();
+    let unix_seconds = ferry_zoomsim::unix_now();
     let timestamp = HeaderValue::from_str(&unix_seconds.to_string())?;
     bodies
         .into_iter()
         .map(|body| {
             let signature =
-                HeaderValue::from_str(&zoomsim::sign(WEBHOOK_SECRET, unix_seconds, &body))?;
+                HeaderValue::from_str(&ferry_zoomsim::sign(WEBHOOK_SECRET, unix_seconds, &body))?;
             Ok(SignedWebhook {
                 body,
                 timestamp: timestamp.clone(),
@@ -75,7 +76,7 @@ fn sign_all(bodies: Vec<Bytes>) -> anyhow::Result<Vec<SignedWebhook>> {
 /// engine pick the job up, the address is refused (an IP literal outside the
 /// allowlist) or at worst fails on loopback, never reaching Zoom.
 fn lecture(start: Timestamp) -> Meeting {
-    let mut meeting = Meeting::lecture(ACCOUNT_ID, HOST_EMAIL, start);
+    let mut meeting = Meeting::lecture(ACCOUNT, HOST, start);
     meeting.download_base = "https://127.0.0.1:9".into();
     meeting
 }
@@ -284,10 +285,10 @@ async fn run() -> anyhow::Result<()> {
     );
     let phase = Duration::from_secs(secs);
 
-    let mut scene =
-        BenchScene::start(Path::new(env!("CARGO_BIN_EXE_ferry-bench-daemon")), &[]).await?;
+    let daemon = DaemonProcess::start(Path::new(env!("CARGO_BIN_EXE_ferry-bench-daemon")), &[])?;
+    let mut scene = Scene::with_daemon(daemon).await;
     let daemon_pid = scene.daemon.pid();
-    let start = scene.meetings_start;
+    let start = scene.after_install(0);
     let check = scene.zoom.recording_completed(&lecture(start)).await?;
     anyhow::ensure!(
         check.status == 200 && check.state() == Some("queued"),

@@ -1,10 +1,10 @@
 //! Helpers shared by Ferry's bench binaries: a plain table, rates, what a
-//! process costs (`usage`), the daemon set up as a process (`scene`), and
-//! for the transfer benches a discarding S3 endpoint (`discard_s3`) and the
-//! rig around it (`transfer_rig`).
+//! process costs (`usage`), and for the transfer benches the rig around the
+//! daemon and the discarding S3 endpoint (`transfer_rig`). The fixtures the
+//! benches share with the tests (the daemon as a process, the scene, the S3
+//! endpoint) are `ferry-test-support`'s. Nothing here measures by itself:
+//! a bench binary decides what is timed.
 
-pub mod discard_s3;
-pub mod scene;
 pub mod transfer_rig;
 pub mod usage;
 

@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferry_control::api;
-use ferry_tests::zoomsim::downloads::{DownloadServer, FileBehavior};
-use ferry_tests::zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia};
+use ferry_test_support::MIB;
+use ferry_test_support::daemon::DaemonProcess;
+use ferry_test_support::discard_s3::DiscardS3;
+use ferry_test_support::scene::Scene;
+use ferry_zoomsim::downloads::{DownloadServer, FileBehavior};
+use ferry_zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia};
 
-use crate::discard_s3::DiscardS3;
-use crate::scene::BenchScene;
-
-pub const MIB: u64 = 1 << 20;
-pub const GIB: u64 = 1 << 30;
 pub const BUCKET: &str = "ferry-bench";
 /// Credentials of the discarding endpoint, which checks no signature.
 pub const ACCESS_KEY_ID: &str = "FERRYBENCHACCESSKEY";
@@ -36,7 +35,7 @@ pub struct TransferBenchSettings {
 }
 
 pub struct TransferRig {
-    pub scene: BenchScene,
+    pub scene: Scene<DaemonProcess>,
     pub downloads: DownloadServer,
     pub s3: DiscardS3,
 }
@@ -81,7 +80,7 @@ impl TransferRig {
             ("FERRY_ZOOM_API_BASE_URL", zoom_base.as_str()),
             ("FERRY_ZOOM_OAUTH_BASE_URL", zoom_base.as_str()),
         ];
-        let scene = BenchScene::start(daemon_binary, &env).await?;
+        let scene = Scene::with_daemon(DaemonProcess::start(daemon_binary, &env)?).await;
         Ok(TransferRig {
             scene,
             downloads,
@@ -91,7 +90,7 @@ impl TransferRig {
 
     /// A lecture whose one MP4 of `num_bytes` the simulator serves.
     pub fn recording(&self, num_bytes: u64) -> Meeting {
-        let mut meeting = self.scene.lecture().with_files(vec![FileSpec::mp4(
+        let mut meeting = self.scene.lecture(0).with_files(vec![FileSpec::mp4(
             "shared_screen_with_speaker_view",
             0,
             3600,

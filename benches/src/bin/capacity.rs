@@ -20,10 +20,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ferry_benches::transfer_rig::{
-    GIB, MIB, TransferBenchSettings, TransferRig, check_completed, finish_unix_millis,
-    mib_per_second, now_unix_millis,
+    TransferBenchSettings, TransferRig, check_completed, finish_unix_millis, mib_per_second,
+    now_unix_millis,
 };
 use ferry_benches::usage::{peak_rss_bytes, process_cpu_seconds};
+use ferry_test_support::{GIB, MIB};
 use plotters::prelude::*;
 
 const PART_SIZE: u64 = 16 * MIB;
@@ -50,8 +51,8 @@ fn parse_size(text: &str) -> anyhow::Result<u64> {
     let unit = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kib" | "k" => 1 << 10,
-        "mib" | "m" => 1 << 20,
-        "gib" | "g" => 1 << 30,
+        "mib" | "m" => MIB,
+        "gib" | "g" => GIB,
         other => bail!("unknown size unit {other:?} (use KiB, MiB or GiB)"),
     };
     number
@@ -196,7 +197,7 @@ async fn measure(daemon: &Path, transfers: u64, options: &Options) -> anyhow::Re
     let daemon_pid = rig.scene.daemon.pid();
     let cpu_before = process_cpu_seconds(daemon_pid)?;
     let sent_at = now_unix_millis();
-    let deliveries = meetings.iter().map(|meeting| rig.scene.ingest(meeting));
+    let deliveries = meetings.iter().map(|meeting| rig.scene.queue(meeting));
     futures::future::try_join_all(deliveries).await?;
     let finished = rig.wait_all_final(LEVEL_TIMEOUT).await?;
     let cpu = process_cpu_seconds(daemon_pid)? - cpu_before;

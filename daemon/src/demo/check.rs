@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ferry_control::api::{self, JobState, SkipReason};
+use ferry_zoomsim::Delivery;
+use ferry_zoomsim::downloads::DownloadServer;
 
 use super::script::{Recording, Twist};
 use super::setup::{FREE_ACCOUNT, PILOT_MAX_FILE_BYTES, Stage};
 use crate::cli::watch::format::{bytes, duration, state_name};
-use crate::zoomsim::Delivery;
-use crate::zoomsim::downloads::DownloadServer;
 
 /// What the daemon, the simulator and the media folder show after the run.
 pub struct Evidence<'a> {

@@ -21,13 +21,13 @@ use std::time::Instant;
 use anyhow::Context;
 use bytes::Bytes;
 use ferry_control::api;
+use ferry_zoomsim::SyntheticMedia;
+use ferry_zoomsim::downloads::DownloadServer;
 use http_body_util::{BodyExt, Empty};
 use serde_json::json;
 
 use crate::cli::output::Output;
 use crate::cli::watch::format::bytes;
-use crate::zoomsim::SyntheticMedia;
-use crate::zoomsim::downloads::DownloadServer;
 use check::{Evidence, Row};
 use progress::Progress;
 use script::Script;

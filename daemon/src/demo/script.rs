@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use ferry_control::api::{JobState, SkipReason};
 use ferry_control::model::Timestamp;
+use ferry_zoomsim::downloads::{DownloadServer, FileBehavior};
+use ferry_zoomsim::{
+    Delivery, FileSpec, GIB, MIB, Meeting, Mp4Layout, SyntheticMedia, ZoomSimulator,
+};
 
 use super::setup::{FREE_ACCOUNT, MAIN_ACCOUNT, PILOT_ACCOUNT, PILOT_MAX_FILE_BYTES, Stage};
-use crate::zoomsim::downloads::{DownloadServer, FileBehavior};
-use crate::zoomsim::{Delivery, FileSpec, Meeting, Mp4Layout, SyntheticMedia, ZoomSimulator};
 
-const MIB: u64 = 1024 * 1024;
-const GIB: u64 = 1024 * MIB;
 /// The normal lecture is the big one. The simulator paces it so that its
 /// progress bar stays on screen for a few seconds: it sleeps after every
 /// 64 KiB chunk as if at this rate, and since timers tick in milliseconds the

@@ -8,20 +8,20 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use ferry_control::api;
 use ferry_control::secrets::{OPERATOR_TOKEN_PREFIX, generate_token};
+use ferry_zoomsim::downloads::DownloadServer;
+use ferry_zoomsim::{MIB, ZoomSimulator};
 
 use crate::app::RunningApp;
 use crate::cli::client::{Clients, Connection};
 use crate::cli::watch::format::bytes;
 use crate::config::{AccountCapsConfig, Config};
-use crate::zoomsim::ZoomSimulator;
-use crate::zoomsim::downloads::DownloadServer;
 
 /// The institution's main account (Education plan, the default caps).
 pub const MAIN_ACCOUNT: &str = "demo-edu-account";
 /// A second paid account whose size cap the demo lowers, so that a file
 /// growing past its cap mid-stream takes megabytes rather than 5 GiB.
 pub const PILOT_ACCOUNT: &str = "demo-pilot-account";
-pub const PILOT_MAX_FILE_BYTES: u64 = 12 * 1024 * 1024;
+pub const PILOT_MAX_FILE_BYTES: u64 = 12 * MIB;
 /// A Free-plan account, which Zoom's rules keep out.
 pub const FREE_ACCOUNT: &str = "demo-free-account";
 

@@ -266,3 +266,17 @@ fn uuid_like() -> String {
     rand::rng().fill_bytes(&mut bits);
     hex::encode(bits)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::sink::conformance;
+
+    #[tokio::test]
+    async fn local_sink_passes_the_sink_suite() {
+        let root = tempfile::tempdir().unwrap();
+        let sink = LocalSink::new(root.path()).unwrap();
+        let read_object = |key: &str| std::fs::read(root.path().join(key)).ok();
+        conformance::run_all(&sink, &read_object).await;
+    }
+}

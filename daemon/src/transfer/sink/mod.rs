@@ -1,10 +1,12 @@
 //! Where transferred objects go: one trait over S3's multipart upload
 //! protocol, with an S3 implementation (production) and a local-folder one
-//! (the embedded default). Both run the same test suite.
+//! (the embedded default). Both run the same test suite, `conformance`.
 //!
 //! A sink must never make an object visible before `complete_upload`, and
 //! an aborted upload must leave no object behind.
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod local;
 mod s3;
 

@@ -139,12 +139,11 @@ async fn every_acknowledged_webhook_survives_kill_9() {
     let daemon = DaemonProcess::spawn(binary(), dir.path(), &env).unwrap();
     let (institution, start) = process_scene(&daemon, "burst-account").await;
 
-    let zoom = ferry_tests::zoomsim::ZoomSimulator::new(daemon.http_addr, WEBHOOK_SECRET);
+    let zoom = ferry_zoomsim::ZoomSimulator::new(daemon.http_addr, WEBHOOK_SECRET);
     let mut senders = Vec::new();
     for _ in 0..300 {
         let zoom = zoom.clone();
-        let meeting =
-            ferry_tests::zoomsim::Meeting::lecture("burst-account", "host@example.edu", start);
+        let meeting = ferry_zoomsim::Meeting::lecture("burst-account", "host@example.edu", start);
         senders.push(tokio::spawn(async move {
             let delivery = zoom.recording_completed(&meeting).await.unwrap();
             (
@@ -270,9 +269,8 @@ async fn serve_refuses_plain_tcp_off_loopback_and_unknown_settings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_killed_mid_stream_resumes_after_restart() {
-    use ferry_tests::zoomsim::downloads::{DownloadServer, FileBehavior};
-    use ferry_tests::zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia};
-    const MIB: u64 = 1024 * 1024;
+    use ferry_zoomsim::downloads::{DownloadServer, FileBehavior};
+    use ferry_zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia};
 
     let dir = tempfile::tempdir().unwrap();
     let env = [
@@ -304,7 +302,7 @@ async fn a_transfer_killed_mid_stream_resumes_after_restart() {
     let mut behavior = FileBehavior::new(media.clone(), &meeting.download_token);
     behavior.throttle_bytes_per_sec = Some(10 * MIB);
     server.add(&meeting.files[0].id, behavior);
-    let zoom = ferry_tests::zoomsim::ZoomSimulator::new(daemon.http_addr, WEBHOOK_SECRET);
+    let zoom = ferry_zoomsim::ZoomSimulator::new(daemon.http_addr, WEBHOOK_SECRET);
     let delivery = zoom.recording_completed(&meeting).await.unwrap();
     let job_id = delivery.job_id().unwrap().to_string();
 

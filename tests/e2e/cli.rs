@@ -7,12 +7,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferry_control::api;
-use ferry_tests::zoomsim::{Mp4Layout, SyntheticMedia};
+use ferry_zoomsim::{Mp4Layout, SyntheticMedia};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, ChildStdout};
 
 use crate::support::*;
-use crate::transfer::{MIB, transfers};
+use crate::transfer::transfers;
 
 fn ferry(daemon_url: &str, token: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ferry-under-test"))

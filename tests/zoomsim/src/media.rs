@@ -276,10 +276,10 @@ fn moov_box(duration: Duration, mvhd_version: u8) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transfer::mp4::{Mp4Scanner, Mp4Verdict};
+    use crate::{GIB, MIB};
+    use ferry_daemon::transfer::mp4::{Mp4Scanner, Mp4Verdict};
     use proptest::prelude::*;
 
-    const GIB: u64 = 1 << 30;
     const NINE_HOURS: Duration = Duration::from_secs(9 * 3600);
 
     fn every_kind(size: u64) -> Vec<SyntheticMedia> {
@@ -432,11 +432,7 @@ mod tests {
             Duration::from_millis(61_500),
             NINE_HOURS,
         ];
-        for size in [
-            1000,
-            3 * FILLER_PERIOD as u64 + 1,
-            4 * GIB + 512 * (1 << 20),
-        ] {
+        for size in [1000, 3 * FILLER_PERIOD as u64 + 1, 4 * GIB + 512 * MIB] {
             for layout in [Mp4Layout::FastStart, Mp4Layout::MoovAtEnd] {
                 for version in [0, 1] {
                     for duration in durations {

@@ -1,29 +1,44 @@
-//! Small helpers shared by the test modules.
+//! The control-plane calls tests and benches make to set a daemon up: an
+//! institution with its admin key, configurations, account installs and user
+//! syncs, each one gRPC request over the daemon's public API. They own no
+//! state and check nothing beyond what the call answers; what a test expects
+//! of the answer is the test's business.
 
+use anyhow::Context;
 use ferry_control::api;
 use ferry_daemon::cli::client::Clients;
-use tonic::Code;
 
-pub use ferry_tests::daemon::*;
+/// An institution with an admin key, made through the API by the operator.
+pub struct TestInstitution {
+    pub institution_id: String,
+    pub admin_key: String,
+    pub key_id: String,
+}
 
-/// Asserts a gRPC failure's code and that its message mentions `needle`.
-#[track_caller]
-pub fn assert_status<T: std::fmt::Debug>(
-    result: Result<T, tonic::Status>,
-    code: Code,
-    needle: &str,
-) {
-    match result {
-        Ok(value) => panic!("expected {code:?} mentioning {needle:?}, got Ok({value:?})"),
-        Err(status) => {
-            assert_eq!(status.code(), code, "unexpected status: {status:?}");
-            assert!(
-                status.message().contains(needle),
-                "status message {:?} should mention {needle:?}",
-                status.message()
-            );
-        }
-    }
+pub async fn create_institution(
+    operator: &mut Clients,
+    name: &str,
+) -> anyhow::Result<TestInstitution> {
+    let institution = operator
+        .institutions
+        .create_institution(api::CreateInstitutionRequest {
+            display_name: name.to_string(),
+        })
+        .await?
+        .into_inner();
+    let key = operator
+        .institutions
+        .create_admin_key(api::CreateAdminKeyRequest {
+            institution_id: institution.institution_id.clone(),
+            name: "tests".into(),
+        })
+        .await?
+        .into_inner();
+    Ok(TestInstitution {
+        institution_id: institution.institution_id,
+        key_id: key.key.context("key metadata")?.key_id,
+        admin_key: key.secret,
+    })
 }
 
 pub fn user(

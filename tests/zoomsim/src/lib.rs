@@ -1,11 +1,19 @@
-//! A Zoom simulator for the demo, the tests and the benchmarks: builds `recording.completed` payloads shaped like
-//! ZOOM.md's example (stop/start segments, separate views with `(CC)`
-//! suffixes, `processing` files, uuids with `/` and `+`), signs them exactly
-//! as Zoom does, and delivers them over real HTTP to a daemon on loopback.
+//! `ferry-zoomsim`: a Zoom simulator for the demo, the tests and the
+//! benchmarks. It builds `recording.completed` payloads shaped like ZOOM.md's
+//! example (stop/start segments, separate views with `(CC)` suffixes,
+//! `processing` files, uuids with `/` and `+`), signs them exactly as Zoom
+//! does, delivers them over real HTTP to a daemon on loopback, and serves the
+//! recordings' bytes from simulated download hosts.
+//!
+//! It plays Zoom and nothing else: it knows Ferry only through Ferry's public
+//! interfaces (the webhook endpoint, the download and API URLs Ferry is
+//! configured with), never through the daemon's code, and it must never be
+//! used by the daemon's production code (only `ferry demo` drives it).
 
 pub mod downloads;
 pub mod media;
 mod payload;
+mod signature;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -13,9 +21,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-pub use crate::intake::signature::sign;
 pub use media::{Mp4Layout, SyntheticMedia};
 pub use payload::{FileSpec, Meeting, random_meeting_uuid};
+pub use signature::sign;
+
+/// Sizes of recordings in bytes, as the demo, the tests and the benches
+/// count them (`ferry-test-support` re-exports them).
+pub const MIB: u64 = 1024 * 1024;
+pub const GIB: u64 = 1024 * MIB;
 
 /// An answer from the daemon.
 #[derive(Debug)]

@@ -7,14 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ferry_control::api;
-use ferry_tests::zoomsim::downloads::{DownloadServer, FileBehavior, LengthHeader};
-use ferry_tests::zoomsim::{Meeting, Mp4Layout, SyntheticMedia};
+use ferry_zoomsim::downloads::{DownloadServer, FileBehavior, LengthHeader};
+use ferry_zoomsim::{Meeting, Mp4Layout, SyntheticMedia};
 use sha2::{Digest, Sha256};
 
-use crate::intake::Scene;
 use crate::support::*;
-
-pub(crate) const MIB: u64 = 1024 * 1024;
 
 pub(crate) struct Transfers {
     pub scene: Scene,
@@ -230,7 +227,7 @@ async fn an_oversized_stream_is_skipped_mid_stream_even_when_zoom_understated_it
     // A lower cap for this one account; the default stays 5 GiB.
     let mut t = transfers(|c| {
         c.caps.accounts.insert(
-            crate::intake::ACCOUNT.into(),
+            ACCOUNT.into(),
             ferry_daemon::config::AccountCapsConfig {
                 max_file_bytes: Some(20 * MIB),
                 max_duration_secs: None,

@@ -1,6 +1,10 @@
 //! A real Ferry daemon on 127.0.0.1 with ephemeral ports and its own data
 //! directory, in this process (`TestDaemon`) or as a child process of the
-//! `ferry` binary (`DaemonProcess`, for restart and `kill -9` tests).
+//! `ferry` binary (`DaemonProcess`, for restart and `kill -9` tests and for
+//! benches that read its CPU time), and the gRPC clients that reach it.
+//!
+//! Both are configured with the well-known test credentials below and must
+//! never listen anywhere but loopback.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -9,10 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ferry_control::api;
 use ferry_daemon::app::RunningApp;
 use ferry_daemon::cli::client::{Clients, Connection};
 use ferry_daemon::config::Config;
+use ferry_zoomsim::ZoomSimulator;
 
 /// The operator token every `TestDaemon` is configured with.
 pub const OPERATOR_TOKEN: &str = "fop_test-operator-token-for-loopback-tests-only";
@@ -34,6 +38,14 @@ pub fn test_config(data_dir: &Path) -> Config {
     // transfer tests turn the engine on.
     config.transfer.enabled = false;
     config
+}
+
+/// Where a scene finds a daemon, whichever way it runs.
+pub trait Daemon {
+    /// `http://` and the gRPC listener's address.
+    fn grpc_url(&self) -> String;
+    /// The HTTP listener (webhooks, `/metrics`).
+    fn http_addr(&self) -> SocketAddr;
 }
 
 /// A daemon running inside the test process.
@@ -77,8 +89,8 @@ impl TestDaemon {
     }
 
     /// A Zoom simulator posting to this daemon's webhook endpoint.
-    pub fn zoom(&self) -> crate::zoomsim::ZoomSimulator {
-        crate::zoomsim::ZoomSimulator::new(self.app.http_addr, WEBHOOK_SECRET)
+    pub fn zoom(&self) -> ZoomSimulator {
+        ZoomSimulator::new(self.app.http_addr, WEBHOOK_SECRET)
     }
 
     /// The daemon's key for sealed secrets, read from its data directory.
@@ -96,6 +108,16 @@ impl TestDaemon {
     }
 }
 
+impl Daemon for TestDaemon {
+    fn grpc_url(&self) -> String {
+        TestDaemon::grpc_url(self)
+    }
+
+    fn http_addr(&self) -> SocketAddr {
+        self.app.http_addr
+    }
+}
+
 pub async fn connect(url: &str, token: Option<&str>) -> anyhow::Result<Clients> {
     Connection {
         server: url.to_string(),
@@ -106,39 +128,6 @@ pub async fn connect(url: &str, token: Option<&str>) -> anyhow::Result<Clients> 
     .await
 }
 
-/// An institution with an admin key, made through the API by the operator.
-pub struct TestInstitution {
-    pub institution_id: String,
-    pub admin_key: String,
-    pub key_id: String,
-}
-
-pub async fn create_institution(
-    operator: &mut Clients,
-    name: &str,
-) -> anyhow::Result<TestInstitution> {
-    let institution = operator
-        .institutions
-        .create_institution(api::CreateInstitutionRequest {
-            display_name: name.to_string(),
-        })
-        .await?
-        .into_inner();
-    let key = operator
-        .institutions
-        .create_admin_key(api::CreateAdminKeyRequest {
-            institution_id: institution.institution_id.clone(),
-            name: "tests".into(),
-        })
-        .await?
-        .into_inner();
-    Ok(TestInstitution {
-        institution_id: institution.institution_id,
-        key_id: key.key.context("key metadata")?.key_id,
-        admin_key: key.secret,
-    })
-}
-
 /// The `ferry` binary running as a child process.
 pub struct DaemonProcess {
     child: Child,
@@ -146,9 +135,26 @@ pub struct DaemonProcess {
     pub http_addr: SocketAddr,
     /// Lines the daemon printed on stdout before it was ready.
     pub banner: Vec<String>,
+    /// Removed after the process is killed, when `start` made it.
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 impl DaemonProcess {
+    /// Starts `binary serve` on a fresh data directory with the test
+    /// operator token and webhook secret (as `TestDaemon::start` has them),
+    /// `env` added to its FERRY_* settings.
+    pub fn start(binary: &Path, env: &[(&str, &str)]) -> anyhow::Result<DaemonProcess> {
+        let data_dir = tempfile::tempdir()?;
+        let credentials = [
+            ("FERRY_OPERATOR_TOKEN", OPERATOR_TOKEN),
+            ("FERRY_ZOOM_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ];
+        let env = [&credentials[..], env].concat();
+        let mut daemon = DaemonProcess::spawn(binary, data_dir.path(), &env)?;
+        daemon._data_dir = Some(data_dir);
+        Ok(daemon)
+    }
+
     /// Starts `binary serve` on `data_dir` with ephemeral loopback ports and
     /// waits until it prints its addresses. `env` adds FERRY_* settings.
     pub fn spawn(
@@ -202,6 +208,7 @@ impl DaemonProcess {
                     grpc_addr: grpc.parse()?,
                     http_addr: http.trim().parse()?,
                     banner,
+                    _data_dir: None,
                 });
             }
             banner.push(line);
@@ -221,6 +228,16 @@ impl DaemonProcess {
         self.child.kill()?;
         self.child.wait()?;
         Ok(())
+    }
+}
+
+impl Daemon for DaemonProcess {
+    fn grpc_url(&self) -> String {
+        DaemonProcess::grpc_url(self)
+    }
+
+    fn http_addr(&self) -> SocketAddr {
+        self.http_addr
     }
 }
 

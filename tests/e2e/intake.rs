@@ -5,160 +5,11 @@ use std::time::Duration;
 
 use ferry_control::api;
 use ferry_control::model::Timestamp;
-use ferry_daemon::cli::client::Clients;
-use ferry_tests::zoomsim::downloads::{DownloadServer, FileBehavior};
-use ferry_tests::zoomsim::{FileSpec, Meeting, SyntheticMedia, ZoomSimulator, sign, unix_now};
+use ferry_test_support::scene::HOST;
+use ferry_zoomsim::{FileSpec, Meeting, sign, unix_now};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
-
-pub const ACCOUNT: &str = "AAAAAA-zoom-account";
-const HOST: &str = "Elisa@Example.edu";
-
-/// A daemon with an institution, an installed account and the host as a user.
-pub struct Scene {
-    pub daemon: TestDaemon,
-    pub admin: Clients,
-    pub zoom: ZoomSimulator,
-    pub installed_at: Timestamp,
-    pub configuration_id: String,
-    pub configuration_token: String,
-}
-
-impl Scene {
-    pub async fn new() -> Scene {
-        Self::with_daemon(TestDaemon::start().await.unwrap()).await
-    }
-
-    pub async fn with_daemon(daemon: TestDaemon) -> Scene {
-        let mut operator = daemon.operator().await.unwrap();
-        let institution = create_institution(&mut operator, "Example U")
-            .await
-            .unwrap();
-        let mut admin = daemon.clients(Some(&institution.admin_key)).await.unwrap();
-        let configuration = create_configuration(&mut admin, "Main").await;
-        let account = install(
-            &mut admin,
-            &configuration.configuration_token,
-            ACCOUNT,
-            api::ZoomPlan::Education,
-        )
-        .await
-        .unwrap();
-        let install_time = account.install_time.unwrap();
-        sync(
-            &mut admin,
-            api::SyncMode::Upsert,
-            vec![user(
-                "e1",
-                "elisa@example.edu",
-                "",
-                api::UserRole::Instructor,
-            )],
-        )
-        .await
-        .unwrap();
-        let zoom = daemon.zoom();
-        Scene {
-            daemon,
-            admin,
-            zoom,
-            installed_at: Timestamp(
-                install_time.seconds * 1000 + i64::from(install_time.nanos / 1_000_000),
-            ),
-            configuration_id: configuration.configuration.unwrap().configuration_id,
-            configuration_token: configuration.configuration_token,
-        }
-    }
-
-    /// A lecture that starts `offset_secs` after the install (whole seconds).
-    pub fn lecture(&self, offset_secs: i64) -> Meeting {
-        let start =
-            Timestamp::from_unix_seconds(self.installed_at.0.div_euclid(1000) + 1 + offset_secs);
-        Meeting::lecture(ACCOUNT, HOST, start)
-    }
-
-    pub async fn jobs(&mut self) -> Vec<api::Job> {
-        self.admin
-            .jobs
-            .list_jobs(api::ListJobsRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .jobs
-    }
-
-    pub async fn job(&mut self, job_id: &str) -> api::Job {
-        self.admin
-            .jobs
-            .get_job(api::GetJobRequest {
-                job_id: job_id.into(),
-                institution_id: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-    }
-
-    /// Delivers and expects a 200 that created or found a job; returns it.
-    pub async fn ingest(&mut self, meeting: &Meeting) -> api::Job {
-        let delivery = self.zoom.recording_completed(meeting).await.unwrap();
-        assert_eq!(delivery.status, 200, "{delivery:?}");
-        let job_id = delivery.job_id().expect("a job").to_string();
-        self.job(&job_id).await
-    }
-
-    /// Waits (up to 60 s) until the job is neither queued nor transferring.
-    pub async fn wait_final(&mut self, job_id: &str) -> api::Job {
-        for _ in 0..600 {
-            let job = self.job(job_id).await;
-            let state = api::JobState::try_from(job.state).unwrap();
-            if !matches!(state, api::JobState::Queued | api::JobState::Transferring) {
-                return job;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("job {job_id} did not finish within 60 s");
-    }
-
-    /// A lecture whose one MP4 is `media`, announced as `announced_size`
-    /// bytes and served by `server` per `behave`.
-    pub fn served_meeting(
-        &self,
-        server: &DownloadServer,
-        media: &SyntheticMedia,
-        announced_size: u64,
-        behave: impl FnOnce(&mut FileBehavior),
-    ) -> Meeting {
-        let mut meeting = self.lecture(60).with_files(vec![FileSpec::mp4(
-            "shared_screen_with_speaker_view",
-            0,
-            3600,
-            announced_size,
-        )]);
-        meeting.download_base = server.zoom_base();
-        let mut behavior = FileBehavior::new(media.clone(), &meeting.download_token);
-        behave(&mut behavior);
-        server.add(&meeting.files[0].id, behavior);
-        meeting
-    }
-
-    /// The body of `GET /metrics`.
-    pub async fn metrics(&self) -> String {
-        let mut stream = tokio::net::TcpStream::connect(self.daemon.app.http_addr)
-            .await
-            .unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).await.unwrap();
-        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-        let body = text.find("\r\n\r\n").expect("a complete answer") + 4;
-        text[body..].to_string()
-    }
-}
 
 fn state(job: &api::Job) -> (api::JobState, api::SkipReason) {
     (
@@ -482,7 +333,7 @@ async fn the_first_segment_and_one_view_are_chosen() {
         .await
         .unwrap();
     let mut again = meeting.clone();
-    again.uuid = ferry_tests::zoomsim::random_meeting_uuid();
+    again.uuid = ferry_zoomsim::random_meeting_uuid();
     let job = scene.ingest(&again).await;
     assert_eq!(job.recording_file.unwrap().file_id, meeting.files[1].id);
 
@@ -542,7 +393,7 @@ async fn recordings_from_before_the_install_are_skipped() {
 async fn caps_hold_exactly_at_their_boundaries() {
     let mut scene = Scene::new().await;
     let eight_hours = 8 * 3600;
-    let five_gib = 5 * 1024 * 1024 * 1024u64;
+    let five_gib = 5 * GIB;
     let cases = [
         (
             eight_hours,

@@ -19,16 +19,14 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use ferry_control::api;
 use ferry_control::secrets::Secret;
 use ferry_daemon::config::Config;
-use ferry_tests::moto::MotoServer;
-use ferry_tests::s3_faults::{Fault, FaultProxy, FaultRule, S3Operation};
-use ferry_tests::zoomsim::downloads::{DownloadServer, FileBehavior, LengthHeader};
-use ferry_tests::zoomsim::{Meeting, Mp4Layout, SyntheticMedia};
+use ferry_test_support::moto::MotoServer;
+use ferry_test_support::s3_faults::{Fault, FaultProxy, FaultRule, S3Operation};
+use ferry_zoomsim::downloads::{DownloadServer, FileBehavior, LengthHeader};
+use ferry_zoomsim::{Meeting, Mp4Layout, SyntheticMedia};
 use sha2::{Digest, Sha256};
 
-use crate::intake::Scene;
 use crate::support::*;
 
-const MIB: u64 = 1024 * 1024;
 const BUCKET: &str = "ferry-recordings";
 const KEY_PREFIX: &str = "recordings";
 const REGION: &str = "us-east-1";

@@ -16,15 +16,15 @@
 use std::time::Duration;
 
 use ferry_control::api;
-use ferry_tests::s3_faults::{Fault, FaultRule, S3Operation, SeenRequest};
-use ferry_tests::zoomsim::downloads::{DownloadServer, FileBehavior};
-use ferry_tests::zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia};
+use ferry_test_support::s3_faults::{Fault, FaultRule, S3Operation, SeenRequest};
+use ferry_zoomsim::downloads::{DownloadServer, FileBehavior};
+use ferry_zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia};
 use sha2::Digest;
 
 use crate::durability::{binary, process_scene};
 use crate::s3_engine::S3Transfers;
 use crate::support::*;
-use crate::transfer::{MIB, state};
+use crate::transfer::state;
 
 const PART: u64 = 5 * MIB;
 const SIZE: u64 = 15 * MIB;
@@ -252,7 +252,7 @@ async fn the_cap_and_the_note_survive_kill_9_and_a_lease_takeover() {
     let server = DownloadServer::start().await.unwrap();
     let daemon = DaemonProcess::spawn(binary(), dir.path(), &env).unwrap();
     let (institution, start) = process_scene(&daemon, ACCOUNT).await;
-    let zoom = ferry_tests::zoomsim::ZoomSimulator::new(daemon.http_addr, WEBHOOK_SECRET);
+    let zoom = ferry_zoomsim::ZoomSimulator::new(daemon.http_addr, WEBHOOK_SECRET);
 
     // Every recording but the faststart one over the cap (skipped at its
     // first chunk, before any kill), and one more over the cap whose stored

@@ -6,9 +6,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ferry_control::api;
-use ferry_tests::zoomsim::{Mp4Layout, SyntheticMedia};
+use ferry_zoomsim::{Mp4Layout, SyntheticMedia};
 
-use crate::transfer::{MIB, state, transfers};
+use crate::support::MIB;
+use crate::transfer::{state, transfers};
 
 /// The value of the sample `name{labels}` (labels in exposition order, or
 /// none), or 0 when absent.
@@ -104,7 +105,7 @@ async fn a_scrape_counts_exactly_what_happened() {
         .zoom
         .deliver_with(
             &meeting_a.recording_completed_body(),
-            Some(&ferry_tests::zoomsim::unix_now().to_string()),
+            Some(&ferry_zoomsim::unix_now().to_string()),
             Some("v0=0000"),
         )
         .await
@@ -196,9 +197,9 @@ async fn a_scrape_counts_exactly_what_happened() {
 #[tokio::test]
 async fn metrics_can_move_to_an_admin_listener() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ferry_tests::daemon::test_config(dir.path());
+    let mut config = ferry_test_support::daemon::test_config(dir.path());
     config.metrics.addr = Some("127.0.0.1:0".parse().unwrap());
-    let daemon = ferry_tests::daemon::TestDaemon::start_with(config)
+    let daemon = ferry_test_support::daemon::TestDaemon::start_with(config)
         .await
         .unwrap();
     let admin = daemon.app.metrics_addr.expect("admin listener bound");

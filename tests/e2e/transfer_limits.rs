@@ -6,10 +6,10 @@
 use std::time::{Duration, Instant};
 
 use ferry_control::api;
-use ferry_tests::zoomsim::{Mp4Layout, SyntheticMedia};
+use ferry_zoomsim::{Mp4Layout, SyntheticMedia};
 
-use crate::intake::ACCOUNT;
-use crate::transfer::{MIB, Transfers, sha256_file, state, transfers};
+use crate::support::{ACCOUNT, MIB};
+use crate::transfer::{Transfers, sha256_file, state, transfers};
 
 const CLIENT_ID: &str = "sim-s2s-client";
 const CLIENT_SECRET: &str = "sim-s2s-client-secret";

@@ -1,0 +1,22 @@
+//! End-to-end tests (`ferry-tests`): the real daemon on 127.0.0.1, driven
+//! over TCP with the generated gRPC clients and the Zoom simulator
+//! (`ferry-zoomsim`), and the `ferry` binary for process-level tests. One
+//! test binary with modules keeps link time down. The fixtures live in
+//! `ferry-test-support`; this crate holds only tests and the assertions they
+//! share (`support`).
+
+mod cli;
+mod control_plane;
+mod demo;
+mod directory;
+mod durability;
+mod intake;
+mod jobs_media;
+mod metrics;
+mod resume_scan;
+mod s3;
+mod s3_engine;
+mod support;
+mod tls;
+mod transfer;
+mod transfer_limits;
