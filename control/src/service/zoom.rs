@@ -11,6 +11,7 @@ use crate::api;
 use crate::api::zoom_account_service_server::ZoomAccountService;
 use crate::api::zoom_configuration_service_server::ZoomConfigurationService;
 use crate::model::{AccountInstall, ConfigurationUpdate, SealedOAuthCredentials, Timestamp};
+use crate::rules;
 use crate::secrets::{CONFIGURATION_TOKEN_PREFIX, TokenHash, generate_token};
 
 /// Recording types may be named in a view priority list: lowercase words and
@@ -236,13 +237,8 @@ impl ZoomAccountService for ZoomAccountApi {
             .ok_or_else(|| {
                 Status::unauthenticated("configuration_token: not a valid configuration token")
             })?;
-        if !plan.is_paid() {
-            return Err(Status::failed_precondition(format!(
-                "plan: zoom {} accounts cannot install Ferry; a paid plan (pro, business, education, api or \
-                 enterprise) is required",
-                plan.as_str()
-            )));
-        }
+        rules::check_plan_can_install(plan)
+            .map_err(|refusal| Status::failed_precondition(refusal.to_string()))?;
         let account = self
             .context
             .store
