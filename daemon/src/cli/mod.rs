@@ -137,7 +137,7 @@ fn one_line(error: &anyhow::Error) -> String {
 
 async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(config_path.as_deref(), std::env::vars())?;
-    crate::telemetry::init(&config.log, &config.log_format);
+    crate::telemetry::init(&config.log, config.log_format.as_str());
     let app = crate::app::start(config).await?;
     if let Some(token) = &app.generated_operator_token {
         // Printed, never logged: this is the only time it exists in clear.
