@@ -1,5 +1,13 @@
-//! The `ferry` binary's library: configuration, the running daemon, its HTTP
-//! listener, and the admin client. `main.rs` only parses flags and maps
+//! The `ferry` binary's library. One lifecycle: `config` (defaults, file,
+//! `FERRY_*` variables derived from the types, validation) → `app::build`
+//! (everything fallible: store, keys, listeners, TLS, gRPC server, sink,
+//! engine; nothing spawned) → `App::spawn` (infallible) → `RunningApp` →
+//! `shutdown` (one drain). The data plane is `intake` (webhooks) and
+//! `transfer` (the copy engine); `http` and `tls` serve them; `cli` is the
+//! admin client, one file per resource; `zoomsim` and `demo` drive it all
+//! for tests, benches and the demo. Rules and error classes are not here:
+//! they live once, in `ferry_control::rules` and `ferry_control::error`.
+//! `main.rs` only hands over to `cli::main`, which parses flags and maps
 //! errors to exit codes.
 
 pub mod app;

@@ -1,4 +1,6 @@
-//! ZoomConfigurationService and ZoomAccountService.
+//! ZoomConfigurationService and ZoomAccountService. An install is refused by
+//! `rules::check_plan_can_install` (never restated here) and answered only
+//! after the configuration token matched; tokens are shown once, never logged.
 
 use std::sync::Arc;
 

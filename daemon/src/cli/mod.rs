@@ -1,5 +1,7 @@
 //! The command line: `ferry serve`, `ferry demo`, and the admin client
-//! commands that call a running daemon's gRPC API.
+//! commands that call a running daemon's gRPC API (`commands/`, one file per
+//! resource, mirroring `ferry_control::service`). Owns flags, output and
+//! exit codes; never decides what the daemon decides.
 
 pub mod client;
 mod commands;
