@@ -3,9 +3,10 @@
 //! priority, the host's user). Shared by the webhook intake and by RetryJob,
 //! so a retried job is decided exactly as a fresh event would be.
 //!
-//! Never stores anything itself; the caller commits the returned job.
+//! The rules themselves, and the messages they skip with, live in `rules`;
+//! this file only orders them and feeds them what the store knows. Never
+//! stores anything itself; the caller commits the returned job.
 
-use crate::email;
 use crate::error::StoreError;
 use crate::model::{JobState, NewJob, RecordingFile, SkipReason, Timestamp, ZoomAccount};
 use crate::rules::{self, Caps};
@@ -20,16 +21,6 @@ pub enum Decision {
     NotInstalled,
     /// Every other outcome: a job to commit (QUEUED or SKIPPED).
     Job(Box<NewJob>),
-}
-
-fn duration_text(ms: i64) -> String {
-    let seconds = ms.max(0) / 1000;
-    format!(
-        "{}h{:02}m{:02}s",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
-    )
 }
 
 /// Applies steps 1 to 7 of the intake rules to `recording`.
@@ -90,31 +81,31 @@ pub async fn decide(
     } else {
         String::new()
     };
-    let skip = |job: NewJob, reason: SkipReason, message: String| {
-        Ok(skipped(job, reason, format!("{message}{passed_over}")))
+    let skip = |job: NewJob, rule: rules::Skip| {
+        Ok(skipped(
+            job,
+            rule.reason,
+            format!("{}{passed_over}", rule.message),
+        ))
     };
 
     // 3. Never recordings made before the install.
-    if segment.start() < account.installed_at {
-        let message = format!(
-            "recording started at {}, before zoom account {} was installed at {}",
-            segment.start(),
-            account.zoom_account_id,
-            account.installed_at
-        );
-        return skip(job, SkipReason::RecordedBeforeInstall, message);
+    if let Err(rule) = rules::check_recorded_after_install(
+        segment.start(),
+        &account.zoom_account_id,
+        account.installed_at,
+    ) {
+        return skip(job, rule);
     }
 
     // 4. The host must be an active user of the institution.
-    let host = email::normalize(&recording.host_email);
-    let Some(owner) = store
+    let host = rules::host_match_key(&recording.host_email);
+    let found = store
         .lookup_user_by_email(&account.institution_id, &host)
-        .await?
-    else {
-        let message = format!(
-            "no active user has the email or alternate zoom email {host}; add or fix the user, then retry the job"
-        );
-        return skip(job, SkipReason::NoMatchingUser, message);
+        .await?;
+    let owner = match rules::check_host_match(&host, found) {
+        Ok(owner) => owner,
+        Err(rule) => return skip(job, rule),
     };
     job.owner_user_id = Some(owner.user_id);
 
@@ -130,7 +121,13 @@ pub async fn decide(
             "the first segment has no completed MP4 or audio-only M4A ({} file(s), {processing} still processing)",
             segment.files.len()
         );
-        return skip(job, SkipReason::NoDownloadableFile, message);
+        return skip(
+            job,
+            rules::Skip {
+                reason: SkipReason::NoDownloadableFile,
+                message,
+            },
+        );
     };
     job.recording_file = Some(RecordingFile {
         file_id: chosen.id.clone(),
@@ -147,32 +144,13 @@ pub async fn decide(
         .map(|url| secret_box.seal_str(url));
 
     // 6. Caps, from Zoom's metadata (the transfer enforces them again).
-    match rules::check_caps(chosen, recording.duration_minutes, caps) {
-        Some(SkipReason::TooLong) => {
-            let file_ms = chosen
-                .recording_end
-                .map_or(0, |end| end.0 - chosen.recording_start.0);
-            let longest = file_ms.max(recording.duration_minutes as i64 * 60_000);
-            let message = format!(
-                "the recording lasts {}, longer than the {} cap; download it from zoom and upload it by hand",
-                duration_text(longest),
-                duration_text(caps.max_duration_ms)
-            );
-            skip(job, SkipReason::TooLong, message)
-        }
-        Some(reason) => {
-            let message = format!(
-                "the file is {} bytes, larger than the {}-byte cap; download it from zoom and upload it by hand",
-                chosen.file_size, caps.max_file_bytes
-            );
-            skip(job, reason, message)
-        }
-        // 7. Queued for transfer.
-        None => {
-            job.message = format!("chose {}{passed_over}", chosen.recording_type);
-            Ok(Decision::Job(Box::new(job)))
-        }
+    if let Err(rule) = rules::check_metadata_caps(chosen, recording.duration_minutes, caps) {
+        return skip(job, rule);
     }
+
+    // 7. Queued for transfer.
+    job.message = format!("chose {}{passed_over}", chosen.recording_type);
+    Ok(Decision::Job(Box::new(job)))
 }
 
 fn skipped(mut job: NewJob, reason: SkipReason, message: String) -> Decision {

@@ -2,6 +2,13 @@
 //! store, and the gRPC services with their authentication. The daemon
 //! assembles these into a server; the data plane (webhook intake, transfer
 //! engine) writes through the same store.
+//!
+//! Two things have exactly one home here, for every caller in both crates:
+//! the seed's rules (`rules`: pure functions, each with its message, used by
+//! the intake, the install handler, RetryJob and the transfer stream; `ingest`
+//! only orders them) and the error classes (`error`: one table from
+//! `ErrorClass` to gRPC code and HTTP status, used by the services and the
+//! webhook intake alike).
 
 pub mod email;
 pub mod error;

@@ -7,7 +7,8 @@
 /// `endpoint.url_validation`, `app_deauthorized`, `other`, `unknown` when
 /// unreadable) and `outcome` (`accepted`, `duplicate`, `not_installed`,
 /// `ignored`, `url_validation`, `deauthorized`, `rejected_signature`,
-/// `rejected_body`, `too_large`, `timeout`, `store_unavailable`,
+/// `rejected_body`, `too_large`, `timeout`, `store_unavailable` (503, Zoom
+/// retries), `store_failed` (500: a stored record is corrupt),
 /// `not_configured`).
 pub const WEBHOOK_REQUESTS_TOTAL: &str = "ferry_webhook_requests_total";
 /// Time from a webhook's arrival to its answer, the durable commit included.

@@ -1,9 +1,91 @@
-//! The seed's rules for one Zoom meeting recording, as pure functions:
-//! which segment, which view, and the caps. No I/O here, so every rule is
-//! tested exhaustively (unit and property tests below).
+//! The seed's rules, as pure functions, each with the message a person reads
+//! when it refuses: which accounts may install (paid plans), which recordings
+//! are ingested (made after the install, hosted by a known user), which
+//! segment and which view, and the caps, both on Zoom's metadata and on what
+//! a download turns out to hold while it streams.
+//!
+//! This is the one home of each rule: the intake, the install handler,
+//! RetryJob and the transfer stream call these functions and never restate a
+//! rule or its message. No I/O here (the store lookups a rule needs are the
+//! caller's), so every rule is tested exhaustively, with unit and property
+//! tests in `rules/tests.rs`.
 
-use crate::model::SkipReason;
+use crate::model::{SkipReason, Timestamp, ZoomPlan};
 use crate::zoom::RecordingFileData;
+
+/// A rule's verdict that a recording is not copied: why, and a message a
+/// person can act on (stored on the job).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skip {
+    pub reason: SkipReason,
+    pub message: String,
+}
+
+impl Skip {
+    fn new(reason: SkipReason, message: String) -> Self {
+        Skip { reason, message }
+    }
+}
+
+/// A cap broken while a download streams: the job is skipped, not failed.
+pub type CapExceeded = Skip;
+
+/// Refusal of an install by a Zoom account on a free plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "plan: zoom {} accounts cannot install Ferry; a paid plan (pro, business, education, api or \
+     enterprise) is required",
+    .0.as_str()
+)]
+pub struct UnpaidPlan(pub ZoomPlan);
+
+/// Only accounts on a paid plan may install (the seed's first requirement).
+pub fn check_plan_can_install(plan: ZoomPlan) -> Result<(), UnpaidPlan> {
+    if plan.is_paid() {
+        Ok(())
+    } else {
+        Err(UnpaidPlan(plan))
+    }
+}
+
+/// Step 3: never a recording made before its Zoom account was installed.
+/// A recording that starts exactly at the install passes.
+pub fn check_recorded_after_install(
+    recording_start: Timestamp,
+    zoom_account_id: &str,
+    installed_at: Timestamp,
+) -> Result<(), Skip> {
+    if recording_start >= installed_at {
+        return Ok(());
+    }
+    Err(Skip::new(
+        SkipReason::RecordedBeforeInstall,
+        format!(
+            "recording started at {recording_start}, before zoom account {zoom_account_id} was \
+             installed at {installed_at}"
+        ),
+    ))
+}
+
+/// Step 4, the address side: the form of a host's email that users are
+/// matched by (their email or alternate Zoom email, normalised the same way).
+pub fn host_match_key(host_email: &str) -> String {
+    crate::email::normalize(host_email)
+}
+
+/// Step 4, the verdict: the recording's owner is the active user the store
+/// found under `host_key` (see `host_match_key`); without one it is skipped.
+pub fn check_host_match<U>(host_key: &str, found: Option<U>) -> Result<U, Skip> {
+    found.ok_or_else(|| {
+        Skip::new(
+            SkipReason::NoMatchingUser,
+            format!(
+                "no active user has the email or alternate zoom email {host_key}; add or fix the \
+                 user, then retry the job"
+            ),
+        )
+    })
+}
 
 /// Recording types in Ferry's default order (ZOOM.md), highest first.
 pub const DEFAULT_VIEW_PRIORITY: [&str; 6] = [
@@ -133,6 +215,96 @@ pub fn choose_view<'a>(
         })
 }
 
+/// `h:mm:ss`-style text of a duration, as cap messages show it: `8h00m00s`.
+pub fn duration_text(ms: i64) -> String {
+    let seconds = ms.max(0) / 1000;
+    format!(
+        "{}h{:02}m{:02}s",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
+/// Step 6: the caps on Zoom's metadata (`check_caps`), with the message a
+/// person reads on the skipped job.
+pub fn check_metadata_caps(
+    file: &RecordingFileData,
+    meeting_duration_minutes: u64,
+    caps: &Caps,
+) -> Result<(), Skip> {
+    match check_caps(file, meeting_duration_minutes, caps) {
+        None => Ok(()),
+        Some(SkipReason::TooLong) => {
+            let longest = file_length_ms(file).max(
+                i64::try_from(meeting_duration_minutes)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(60_000),
+            );
+            Err(Skip::new(
+                SkipReason::TooLong,
+                format!(
+                    "the recording lasts {}, longer than the {} cap; download it from zoom and \
+                     upload it by hand",
+                    duration_text(longest),
+                    duration_text(caps.max_duration_ms)
+                ),
+            ))
+        }
+        Some(reason) => Err(Skip::new(
+            reason,
+            format!(
+                "the file is {} bytes, larger than the {}-byte cap; download it from zoom and \
+                 upload it by hand",
+                file.file_size, caps.max_file_bytes
+            ),
+        )),
+    }
+}
+
+/// The size cap on the bytes a download has delivered so far
+/// (`received_bytes`, counting any resumed prefix), checked before any of
+/// them is sent on. Exactly at the cap passes.
+pub fn check_streamed_size(
+    received_bytes: u64,
+    announced_bytes: u64,
+    caps: &Caps,
+) -> Result<(), CapExceeded> {
+    if received_bytes <= caps.max_file_bytes {
+        return Ok(());
+    }
+    Err(Skip::new(
+        SkipReason::TooLarge,
+        format!(
+            "the download passed the {}-byte cap while streaming (zoom announced {announced_bytes} \
+             bytes); download it from zoom and upload it by hand",
+            caps.max_file_bytes
+        ),
+    ))
+}
+
+/// The duration cap on what the MP4 itself says it lasts, found while
+/// streaming. Exactly at the cap passes.
+pub fn check_streamed_duration(duration_ms: u64, caps: &Caps) -> Result<(), CapExceeded> {
+    if i64::try_from(duration_ms).is_ok_and(|ms| ms <= caps.max_duration_ms) {
+        return Ok(());
+    }
+    Err(Skip::new(
+        SkipReason::TooLong,
+        format!(
+            "the MP4 says it lasts {} s, longer than the {} s cap (found while streaming); download \
+             it from zoom and upload it by hand",
+            duration_ms / 1000,
+            caps.max_duration_ms / 1000
+        ),
+    ))
+}
+
+fn file_length_ms(file: &RecordingFileData) -> i64 {
+    file.recording_end
+        .map_or(0, |end| end.0 - file.recording_start.0)
+}
+
 /// The caps, from Zoom's metadata: the file's own length, the meeting's
 /// `duration` when non-zero, and `file_size`. Exactly at a cap passes.
 pub fn check_caps(
@@ -140,10 +312,7 @@ pub fn check_caps(
     meeting_duration_minutes: u64,
     caps: &Caps,
 ) -> Option<SkipReason> {
-    let file_ms = file
-        .recording_end
-        .map(|end| end.0 - file.recording_start.0)
-        .unwrap_or(0);
+    let file_ms = file_length_ms(file);
     let meeting_ms = i64::try_from(meeting_duration_minutes)
         .unwrap_or(i64::MAX)
         .saturating_mul(60_000);
@@ -159,208 +328,4 @@ pub fn check_caps(
 }
 
 #[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::model::Timestamp;
-
-    fn file(id: &str, start_s: i64, file_type: &str, recording_type: &str) -> RecordingFileData {
-        RecordingFileData {
-            id: id.into(),
-            recording_start: Timestamp::from_unix_seconds(start_s),
-            recording_end: Some(Timestamp::from_unix_seconds(start_s + 3600)),
-            file_type: file_type.into(),
-            file_extension: file_type.into(),
-            file_size: 1000,
-            download_url: Some(format!("https://zoom.us/rec/{id}")),
-            status: "completed".into(),
-            recording_type: recording_type.into(),
-        }
-    }
-
-    #[test]
-    fn first_segment_is_the_smallest_start_and_counts_the_rest() {
-        let files = vec![
-            file("late-1", 2000, "MP4", "speaker_view"),
-            file("first-mp4", 1000, "MP4", "speaker_view"),
-            file("first-chat", 1000, "CHAT", "chat_file"),
-            file("late-2", 2000, "M4A", "audio_only"),
-            file("later", 3000, "MP4", "speaker_view"),
-        ];
-        let segment = first_segment(&files).unwrap();
-        let ids: Vec<&str> = segment.files.iter().map(|f| f.id.as_str()).collect();
-        assert_eq!(ids, vec!["first-mp4", "first-chat"]);
-        assert_eq!(
-            (segment.skipped_file_count, segment.skipped_segment_count),
-            (3, 2)
-        );
-        assert_eq!(segment.start(), Timestamp::from_unix_seconds(1000));
-        assert!(first_segment(&[]).is_none());
-    }
-
-    #[test]
-    fn view_priority_follows_the_default_order_after_stripping_cc() {
-        let files = [
-            file("g", 0, "MP4", "gallery_view"),
-            file("s", 0, "MP4", "speaker_view(CC)"),
-            file("a", 0, "M4A", "audio_only"),
-            file("ss", 0, "MP4", "shared_screen"),
-        ];
-        let refs: Vec<_> = files.iter().collect();
-        assert_eq!(choose_view(&refs, &[]).unwrap().id, "s");
-        let custom = vec!["gallery_view".to_string(), "speaker_view".to_string()];
-        assert_eq!(choose_view(&refs, &custom).unwrap().id, "g");
-    }
-
-    #[test]
-    fn processing_files_are_never_chosen_and_audio_is_the_fallback() {
-        let mut best = file("best", 0, "MP4", "shared_screen_with_speaker_view");
-        best.status = "processing".into();
-        let files = [
-            best,
-            file("audio", 0, "M4A", "audio_only"),
-            file("chat", 0, "CHAT", "chat_file"),
-        ];
-        let refs: Vec<_> = files.iter().collect();
-        assert_eq!(choose_view(&refs, &[]).unwrap().id, "audio");
-        let mut audio = file("audio", 0, "M4A", "audio_only");
-        audio.status = "processing".into();
-        let none = [audio, file("t", 0, "TRANSCRIPT", "audio_transcript")];
-        let refs: Vec<_> = none.iter().collect();
-        assert!(choose_view(&refs, &[]).is_none());
-    }
-
-    #[test]
-    fn unknown_views_rank_after_known_ones_and_cc_loses_ties() {
-        let files = [
-            file("x", 0, "MP4", "some_future_view"),
-            file("cc", 0, "MP4", "active_speaker (CC)"),
-            file("plain", 0, "MP4", "active_speaker"),
-        ];
-        let refs: Vec<_> = files.iter().collect();
-        assert_eq!(choose_view(&refs, &[]).unwrap().id, "plain");
-        assert_eq!(base_recording_type("Speaker_View(cc)"), "Speaker_View");
-        assert_eq!(base_recording_type("gallery_view"), "gallery_view");
-    }
-
-    #[test]
-    fn caps_pass_exactly_at_the_limit_and_fail_one_past_it() {
-        let caps = Caps::default();
-        let mut f = file("f", 0, "MP4", "speaker_view");
-        f.recording_end = Some(Timestamp::from_unix_seconds(8 * 3600));
-        assert_eq!(check_caps(&f, 0, &caps), None);
-        f.recording_end = Some(Timestamp::from_unix_seconds(8 * 3600 + 1));
-        assert_eq!(check_caps(&f, 0, &caps), Some(SkipReason::TooLong));
-        f.recording_end = Some(Timestamp::from_unix_seconds(60));
-        assert_eq!(check_caps(&f, 480, &caps), None);
-        assert_eq!(check_caps(&f, 481, &caps), Some(SkipReason::TooLong));
-        f.file_size = 5_368_709_120;
-        assert_eq!(check_caps(&f, 0, &caps), None);
-        f.file_size = 5_368_709_121;
-        assert_eq!(check_caps(&f, 0, &caps), Some(SkipReason::TooLarge));
-    }
-
-    fn arb_file() -> impl Strategy<Value = RecordingFileData> {
-        let types =
-            prop::sample::select(vec!["MP4", "M4A", "CHAT", "TRANSCRIPT", "CC", "TIMELINE"]);
-        let views = prop::sample::select(vec![
-            "shared_screen_with_speaker_view",
-            "shared_screen_with_gallery_view",
-            "speaker_view",
-            "active_speaker",
-            "gallery_view",
-            "shared_screen",
-            "audio_only",
-            "chat_file",
-            "other_view",
-        ]);
-        (
-            "[a-f0-9]{1,6}",
-            0i64..4,
-            types,
-            views,
-            any::<bool>(),
-            prop::sample::select(vec!["completed", "processing", ""]),
-        )
-            .prop_map(|(id, segment, file_type, view, cc, status)| {
-                let mut f = file(&id, 1000 + segment * 600, file_type, view);
-                if cc {
-                    f.recording_type.push_str("(CC)");
-                }
-                f.status = status.into();
-                f
-            })
-    }
-
-    proptest! {
-        #[test]
-        fn first_segment_partitions_the_files(files in prop::collection::vec(arb_file(), 0..12)) {
-            match first_segment(&files) {
-                None => prop_assert!(files.is_empty()),
-                Some(segment) => {
-                    let start = segment.start();
-                    prop_assert!(files.iter().all(|f| f.recording_start >= start));
-                    prop_assert!(segment.files.iter().all(|f| f.recording_start == start));
-                    prop_assert_eq!(segment.files.len() + segment.skipped_file_count as usize, files.len());
-                    let mut starts: Vec<_> = files.iter().map(|f| f.recording_start).collect();
-                    starts.sort();
-                    starts.dedup();
-                    prop_assert_eq!(segment.skipped_segment_count as usize, starts.len() - 1);
-                }
-            }
-        }
-
-        #[test]
-        fn the_chosen_view_is_ready_media_and_no_ready_mp4_ranks_higher(
-            files in prop::collection::vec(arb_file(), 0..10),
-        ) {
-            let refs: Vec<_> = files.iter().collect();
-            let rank = |f: &RecordingFileData| DEFAULT_VIEW_PRIORITY
-                .iter()
-                .position(|t| *t == base_recording_type(&f.recording_type))
-                .unwrap_or(usize::MAX);
-            match choose_view(&refs, &[]) {
-                Some(chosen) => {
-                    prop_assert!(chosen.is_ready());
-                    prop_assert!(chosen.file_type == "MP4" || chosen.file_type == "M4A");
-                    let ready_mp4: Vec<_> = files.iter().filter(|f| f.is_ready() && f.file_type == "MP4").collect();
-                    if chosen.file_type == "M4A" {
-                        prop_assert!(ready_mp4.is_empty());
-                        prop_assert_eq!(base_recording_type(&chosen.recording_type), "audio_only");
-                    } else {
-                        prop_assert!(ready_mp4.iter().all(|f| rank(f) >= rank(chosen)));
-                    }
-                    // The choice does not depend on the order files arrive in.
-                    let mut reversed = refs.clone();
-                    reversed.reverse();
-                    prop_assert_eq!(choose_view(&reversed, &[]).map(|f| &f.id), Some(&chosen.id));
-                }
-                None => prop_assert!(!files.iter().any(|f| f.is_ready()
-                    && (f.file_type == "MP4"
-                        || (f.file_type == "M4A" && base_recording_type(&f.recording_type) == "audio_only")))),
-            }
-        }
-
-        #[test]
-        fn caps_match_their_definition(
-            length_s in 0i64..40_000,
-            minutes in 0u64..700,
-            size in 0u64..6_000_000_000,
-        ) {
-            let caps = Caps::default();
-            let mut f = file("f", 0, "MP4", "speaker_view");
-            f.recording_end = Some(Timestamp::from_unix_seconds(length_s));
-            f.file_size = size;
-            let too_long = length_s > 8 * 3600 || minutes > 480;
-            let expected = if too_long {
-                Some(SkipReason::TooLong)
-            } else if size > 5 * 1024 * 1024 * 1024 {
-                Some(SkipReason::TooLarge)
-            } else {
-                None
-            };
-            prop_assert_eq!(check_caps(&f, minutes, &caps), expected);
-        }
-    }
-}
+mod tests;

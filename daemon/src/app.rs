@@ -1,21 +1,32 @@
-//! The running daemon: `Config` → `start()` → `RunningApp` → `shutdown()`.
-//! Start-up opens and migrates the store, settles the operator token and the
-//! encryption key, binds both listeners and serves until shut down.
+//! The running daemon, in one lifecycle: `Config` → `build()` → `App` →
+//! `spawn()` → `RunningApp` → `shutdown()`.
+//!
+//! `build` is fallible and does everything that can fail: it opens and
+//! migrates the store, settles the operator token and the encryption key,
+//! binds every listener, reads the TLS material, and constructs the gRPC
+//! server, the HTTP routes, the sink and the transfer engine's connections.
+//! It spawns nothing, so a failure leaves nothing running. `spawn` cannot
+//! fail: it starts the tasks on one `CancellationToken` and one
+//! `TaskTracker`, and `RunningApp::shutdown` is their one drain.
 
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context;
 use ferry_control::secrets::{OPERATOR_TOKEN_PREFIX, Secret, SecretBox, TokenHash, generate_token};
 use ferry_control::service::{Authenticator, ControlContext, ControlServices, SERVICE_NAMES};
-use ferry_control::store::{SqliteConfig, SqliteStore, Store};
+use ferry_control::store::{SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, SinkKind, StoreBackend};
+use crate::http::Routes;
+use crate::transfer::engine::{Connections, TransferSettings};
 
 /// A started daemon. Dropping it does not stop it; call `shutdown`.
 pub struct RunningApp {
@@ -51,17 +62,52 @@ impl RunningApp {
     }
 }
 
+type GrpcServer = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+
+/// One HTTP listener, bound, with what it serves.
+struct HttpListener {
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    routes: Arc<Routes>,
+}
+
+/// A daemon built and bound, not yet running. Dropping it closes the
+/// listeners and runs nothing.
+pub struct App {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    store: Arc<dyn Store>,
+    generated_operator_token: Option<Secret>,
+    grpc_tls: bool,
+    data_dir: std::path::PathBuf,
+    shutdown: CancellationToken,
+    grpc: GrpcServer,
+    http: HttpListener,
+    metrics: Option<HttpListener>,
+    transfers: Option<(Connections, TransferSettings)>,
+}
+
+/// Builds and spawns: the daemon on `config`, serving.
 pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
+    Ok(build(config).await?.spawn())
+}
+
+/// Everything that can fail, and nothing that runs.
+pub async fn build(config: Config) -> anyhow::Result<App> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
-    let mut sqlite = SqliteConfig::new(config.sqlite_path());
-    sqlite.max_batch = config.store.max_batch;
-    let store: Arc<dyn Store> = Arc::new(
-        tokio::task::spawn_blocking(move || SqliteStore::open(&sqlite))
-            .await
-            .context("store open task")?
-            .context("cannot open the store")?,
-    );
+    let store: Arc<dyn Store> = match config.store.backend {
+        StoreBackend::Sqlite => {
+            let sqlite = config.store.sqlite(&config.data_dir);
+            Arc::new(
+                tokio::task::spawn_blocking(move || SqliteStore::open(&sqlite))
+                    .await
+                    .context("store open task")?
+                    .context("cannot open the store")?,
+            )
+        }
+    };
     let secret_box = load_secret_box(&config)?;
     let (operator_hash, generated_operator_token) =
         settle_operator_token(&config, store.as_ref()).await?;
@@ -88,9 +134,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     };
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
 
     let shutdown = CancellationToken::new();
-    let tasks = TaskTracker::new();
     let context = ControlContext {
         store: store.clone(),
         auth: Authenticator::new(store.clone(), operator_hash),
@@ -100,101 +149,130 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
         caps: config.caps(),
     };
     let grpc = grpc_server(&config, context, grpc_listener, shutdown.clone())?;
-    tasks.spawn(async move {
-        if let Err(e) = grpc.await {
-            tracing::error!(error = %e, "grpc server stopped");
-        }
-    });
-    if config.transfer.enabled {
-        start_transfers(
-            &config,
-            store.clone(),
-            secret_box.clone(),
-            shutdown.clone(),
-            tasks.clone(),
-        )?;
+    let transfers = if config.transfer.enabled {
+        Some(transfer_engine(&config, store.clone(), secret_box.clone())?)
+    } else {
+        None
+    };
+    let http_tls = match config.http.tls_files() {
+        Some((cert, key)) => Some(crate::tls::server_config(cert, key)?),
+        None => None,
+    };
+    let verifier = config.zoom.webhook_verifier();
+    if verifier.is_none() {
+        tracing::warn!("zoom.webhook_secret is not set: webhooks are answered 503 until it is");
     }
-    let http_tls = match (&config.http.tls_cert, &config.http.tls_key) {
-        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
-        _ => None,
-    };
-    let verifier = match &config.zoom.webhook_secret {
-        Some(secret) => Some(crate::intake::WebhookVerifier::new(
-            secret.clone(),
-            config.zoom.webhook_secret_previous.clone(),
-            std::time::Duration::from_secs(config.zoom.timestamp_tolerance_secs),
-        )),
-        None => {
-            tracing::warn!("zoom.webhook_secret is not set: webhooks are answered 503 until it is");
-            None
-        }
-    };
-    let read_timeout = std::time::Duration::from_secs(config.http.read_timeout_secs);
-    let metrics = crate::http::MetricsRoute {
+    let read_timeout = config.http.read_timeout();
+    let metrics_route = crate::http::MetricsRoute {
         handle: crate::metrics::install(),
         store: store.clone(),
     };
-    let routes = Arc::new(crate::http::Routes {
-        intake: Some(Arc::new(crate::intake::Intake::new(
-            store.clone(),
-            secret_box,
-            crate::intake::IntakeConfig {
-                verifier,
-                max_body_bytes: config.http.max_body_bytes,
-                read_timeout,
-                caps: config.caps(),
-            },
-        ))),
-        metrics: metrics_listener.is_none().then(|| metrics.clone()),
-        read_timeout,
-    });
-    tasks.spawn(crate::http::serve(
-        http_listener,
-        http_tls,
-        routes,
-        shutdown.clone(),
-        tasks.clone(),
-    ));
-    let metrics_addr = match metrics_listener {
-        Some(listener) => {
-            let addr = listener.local_addr()?;
-            let routes = Arc::new(crate::http::Routes {
-                intake: None,
-                metrics: Some(metrics),
-                read_timeout,
-            });
-            tasks.spawn(crate::http::serve(
-                listener,
-                None,
-                routes,
-                shutdown.clone(),
-                tasks.clone(),
-            ));
-            Some(addr)
-        }
-        None => None,
+    let http = HttpListener {
+        listener: http_listener,
+        tls: http_tls,
+        routes: Arc::new(Routes {
+            intake: Some(Arc::new(crate::intake::Intake::new(
+                store.clone(),
+                secret_box,
+                crate::intake::IntakeConfig {
+                    verifier,
+                    max_body_bytes: config.http.max_body_bytes,
+                    read_timeout,
+                    caps: config.caps(),
+                },
+            ))),
+            metrics: metrics_listener.is_none().then(|| metrics_route.clone()),
+            read_timeout,
+        }),
     };
-    tracing::info!(%grpc_addr, %http_addr, metrics_addr = ?metrics_addr, data_dir = %config.data_dir.display(),
-        "ferry is serving");
-    Ok(RunningApp {
+    let metrics = metrics_listener.map(|listener| HttpListener {
+        listener,
+        tls: None,
+        routes: Arc::new(Routes {
+            intake: None,
+            metrics: Some(metrics_route),
+            read_timeout,
+        }),
+    });
+    Ok(App {
         grpc_addr,
         http_addr,
         metrics_addr,
         store,
         generated_operator_token,
         grpc_tls: config.grpc.tls_enabled(),
+        data_dir: config.data_dir.clone(),
         shutdown,
-        tasks,
+        grpc,
+        http,
+        metrics,
+        transfers,
     })
 }
 
+impl App {
+    /// Starts every task on one token and one tracker.
+    pub fn spawn(self) -> RunningApp {
+        let App {
+            grpc_addr,
+            http_addr,
+            metrics_addr,
+            store,
+            generated_operator_token,
+            grpc_tls,
+            data_dir,
+            shutdown,
+            grpc,
+            http,
+            metrics,
+            transfers,
+        } = self;
+        let tasks = TaskTracker::new();
+        tasks.spawn(async move {
+            if let Err(e) = grpc.await {
+                tracing::error!(error = %e, "grpc server stopped");
+            }
+        });
+        if let Some((connections, settings)) = transfers {
+            crate::transfer::engine::TransferEngine::start(
+                connections,
+                settings,
+                shutdown.clone(),
+                tasks.clone(),
+            );
+        }
+        for listener in std::iter::once(http).chain(metrics) {
+            tasks.spawn(crate::http::serve(
+                listener.listener,
+                listener.tls,
+                listener.routes,
+                shutdown.clone(),
+                tasks.clone(),
+            ));
+        }
+        tracing::info!(%grpc_addr, %http_addr, metrics_addr = ?metrics_addr, data_dir = %data_dir.display(),
+            "ferry is serving");
+        RunningApp {
+            grpc_addr,
+            http_addr,
+            metrics_addr,
+            store,
+            generated_operator_token,
+            grpc_tls,
+            shutdown,
+            tasks,
+        }
+    }
+}
+
+/// The gRPC server, ready to be awaited: every service, health and
+/// reflection, TLS when configured.
 fn grpc_server(
     config: &Config,
     context: ControlContext,
     listener: TcpListener,
     shutdown: CancellationToken,
-) -> anyhow::Result<impl std::future::Future<Output = Result<(), tonic::transport::Error>> + use<>>
-{
+) -> anyhow::Result<GrpcServer> {
     let services = ControlServices::new(context);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
@@ -203,7 +281,7 @@ fn grpc_server(
         .build_v1()
         .context("grpc reflection service")?;
     let mut builder = tonic::transport::Server::builder();
-    if let (Some(cert), Some(key)) = (&config.grpc.tls_cert, &config.grpc.tls_key) {
+    if let Some((cert, key)) = config.grpc.tls_files() {
         let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
         builder = builder
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
@@ -219,7 +297,7 @@ fn grpc_server(
         .add_service(services.jobs)
         .add_service(services.media);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    Ok(async move {
+    Ok(Box::pin(async move {
         for name in SERVICE_NAMES {
             health_reporter
                 .set_service_status(name, tonic_health::ServingStatus::Serving)
@@ -231,50 +309,28 @@ fn grpc_server(
         router
             .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
             .await
-    })
+    }))
 }
 
-fn start_transfers(
+/// The transfer engine's connections (its sink included) and settings.
+fn transfer_engine(
     config: &Config,
     store: Arc<dyn Store>,
     secret_box: SecretBox,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(Connections, TransferSettings)> {
     use crate::transfer::download::Downloader;
-    use crate::transfer::engine::{Connections, TransferEngine, TransferSettings};
+    use crate::transfer::sink::{LocalSink, ObjectSink, S3Sink};
     use crate::transfer::zoom_api::ZoomApi;
-    use std::time::Duration;
-    let transfer = &config.transfer;
-    let sink: Arc<dyn crate::transfer::sink::ObjectSink> = match transfer.sink.as_str() {
-        "s3" => {
-            let settings = crate::transfer::sink::S3Settings {
-                endpoint: config.s3.endpoint.clone(),
-                region: config.s3.region.clone(),
-                bucket: config.s3.bucket.clone(),
-                path_style: config.s3.path_style,
-                access_key_id: config.s3.access_key_id.clone(),
-                secret_access_key: config
-                    .s3
-                    .secret_access_key
-                    .clone()
-                    .context("s3.secret_access_key")?,
-                session_token: config.s3.session_token.clone(),
-                checksums: config.s3.checksums,
-            };
-            Arc::new(
-                crate::transfer::sink::S3Sink::new(settings)
-                    .map_err(|e| anyhow::anyhow!("s3 sink: {e}"))?,
-            )
-        }
-        _ => Arc::new(
-            crate::transfer::sink::LocalSink::new(config.media_dir()).with_context(|| {
-                format!(
-                    "cannot create the media folder {}",
-                    config.media_dir().display()
-                )
-            })?,
+    let sink: Arc<dyn ObjectSink> = match config.transfer.sink {
+        SinkKind::S3 => Arc::new(
+            S3Sink::new(config.s3.settings()?).map_err(|e| anyhow::anyhow!("s3 sink: {e}"))?,
         ),
+        SinkKind::Local => Arc::new(LocalSink::new(config.media_dir()).with_context(|| {
+            format!(
+                "cannot create the media folder {}",
+                config.media_dir().display()
+            )
+        })?),
     };
     let downloader = Downloader::new(config.download_policy());
     let zoom_api = ZoomApi::new(
@@ -282,28 +338,11 @@ fn start_transfers(
         &config.zoom.oauth_base_url,
         &config.zoom.api_base_url,
     );
-    let settings = TransferSettings {
-        worker_id: format!(
-            "ferry-{}-{}",
-            std::process::id(),
-            ferry_control::store::new_id("w")
-        ),
-        max_concurrent: transfer.max_concurrent,
-        byte_budget: transfer.byte_budget_bytes,
-        part_size: transfer.part_size_bytes,
-        parts_in_flight: transfer.parts_in_flight,
-        lease: Duration::from_secs(transfer.lease_secs),
-        heartbeat: Duration::from_secs(transfer.heartbeat_secs),
-        max_attempts: transfer.max_attempts,
-        backoff_base: Duration::from_millis(transfer.backoff_base_ms),
-        stall_timeout: Duration::from_secs(transfer.stall_timeout_secs),
-        download_requests_per_second: transfer.download_requests_per_second,
-        bandwidth_bytes_per_second: Some(transfer.bandwidth_bytes_per_second).filter(|b| *b > 0),
-        sink_requests_per_second: Some(transfer.sink_requests_per_second).filter(|r| *r > 0),
-        key_prefix: transfer.key_prefix.clone(),
-        caps: config.caps(),
-        poll_interval: Duration::from_secs(2),
-    };
+    let worker_id = format!(
+        "ferry-{}-{}",
+        std::process::id(),
+        ferry_control::store::new_id("w")
+    );
     let connections = Connections {
         store,
         secret_box,
@@ -311,8 +350,10 @@ fn start_transfers(
         downloader,
         zoom_api,
     };
-    TransferEngine::start(connections, settings, shutdown, tasks);
-    Ok(())
+    Ok((
+        connections,
+        config.transfer.settings(worker_id, config.caps()),
+    ))
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -369,3 +410,6 @@ async fn settle_operator_token(
         Ok((hash, None))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,11 +1,16 @@
-//! The `ferry` binary's library: configuration, the running daemon, its HTTP
-//! listener and webhook intake, the transfer engine, and the admin client.
-//! `main.rs` only parses flags and maps errors to exit codes.
-//!
-//! `ferry demo` (`demo`) is the one module that plays Zoom, through the
-//! `ferry-zoomsim` crate; no other module may use the simulator, and the
-//! fixtures the tests share (`ferry-test-support`) are never a dependency
-//! of this crate.
+//! The `ferry` binary's library. One lifecycle: `config` (defaults, file,
+//! `FERRY_*` variables derived from the types, validation) → `app::build`
+//! (everything fallible: store, keys, listeners, TLS, gRPC server, sink,
+//! engine; nothing spawned) → `App::spawn` (infallible) → `RunningApp` →
+//! `shutdown` (one drain). The data plane is `intake` (webhooks) and
+//! `transfer` (the copy engine); `http` and `tls` serve them; `cli` is the
+//! admin client, one file per resource; `demo` plays Zoom through the
+//! `ferry-zoomsim` crate (no other module may use the simulator, and the
+//! tests' shared fixtures, `ferry-test-support`, are never a dependency of
+//! this crate). Rules and error classes are not here:
+//! they live once, in `ferry_control::rules` and `ferry_control::error`.
+//! `main.rs` only hands over to `cli::main`, which parses flags and maps
+//! errors to exit codes.
 
 pub mod app;
 pub mod cli;

@@ -167,7 +167,7 @@ async fn s3_transfers(bucket: Bucket, adjust: impl FnOnce(&mut Config)) -> S3Tra
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.transfer.enabled = true;
-    config.transfer.sink = "s3".into();
+    config.transfer.sink = ferry_daemon::config::SinkKind::S3;
     config.transfer.key_prefix = KEY_PREFIX.into();
     config.transfer.part_size_bytes = 5 * MIB;
     config.transfer.byte_budget_bytes = 64 * MIB;

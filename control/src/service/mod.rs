@@ -2,7 +2,10 @@
 //! scopes the request to an institution, validates every field (naming it in
 //! INVALID_ARGUMENT), then calls the store once so that nothing is ever half
 //! applied. Handlers never log or return a secret other than the one a call
-//! exists to hand out (a new key or token).
+//! exists to hand out (a new key or token). A store failure reaches the
+//! caller through `ErrorClass`'s one code table (`From<StoreError> for
+//! Status`); a rule's refusal (the paid plan, a re-decided job) carries the
+//! message `rules` gives it.
 
 mod auth;
 mod convert;

@@ -180,7 +180,7 @@ impl UserDirectoryService for UserDirectoryApi {
         let principal = self.context.auth.authenticate(&request).await?;
         let body = request.get_ref();
         let institution_id = principal.scope(&body.institution_id)?;
-        let address = email::normalize(&body.email);
+        let address = crate::rules::host_match_key(&body.email);
         if address.is_empty() {
             return Err(Status::invalid_argument("email: required"));
         }

@@ -1,4 +1,6 @@
-//! ZoomConfigurationService and ZoomAccountService.
+//! ZoomConfigurationService and ZoomAccountService. An install is refused by
+//! `rules::check_plan_can_install` (never restated here) and answered only
+//! after the configuration token matched; tokens are shown once, never logged.
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use crate::model::{
     AccountInstall, AccountUninstall, ConfigurationUpdate, NewConfiguration,
     SealedOAuthCredentials, Timestamp, TokenRotation,
 };
+use crate::rules;
 use crate::secrets::{CONFIGURATION_TOKEN_PREFIX, TokenHash, generate_token};
 
 /// Recording types may be named in a view priority list: lowercase words and
@@ -244,13 +247,8 @@ impl ZoomAccountService for ZoomAccountApi {
             .ok_or_else(|| {
                 Status::unauthenticated("configuration_token: not a valid configuration token")
             })?;
-        if !plan.is_paid() {
-            return Err(Status::failed_precondition(format!(
-                "plan: zoom {} accounts cannot install Ferry; a paid plan (pro, business, education, api or \
-                 enterprise) is required",
-                plan.as_str()
-            )));
-        }
+        rules::check_plan_can_install(plan)
+            .map_err(|refusal| Status::failed_precondition(refusal.to_string()))?;
         let account = self
             .context
             .store

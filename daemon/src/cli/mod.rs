@@ -1,5 +1,7 @@
 //! The command line: `ferry serve`, `ferry demo`, and the admin client
-//! commands that call a running daemon's gRPC API.
+//! commands that call a running daemon's gRPC API (`commands/`, one file per
+//! resource, mirroring `ferry_control::service`). Owns flags, output and
+//! exit codes; never decides what the daemon decides.
 
 pub mod client;
 mod commands;
@@ -137,7 +139,7 @@ fn one_line(error: &anyhow::Error) -> String {
 
 async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(config_path.as_deref(), std::env::vars())?;
-    crate::telemetry::init(&config.log, &config.log_format);
+    crate::telemetry::init(&config.log, config.log_format.as_str());
     let app = crate::app::start(config).await?;
     if let Some(token) = &app.generated_operator_token {
         // Printed, never logged: this is the only time it exists in clear.

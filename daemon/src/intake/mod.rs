@@ -3,16 +3,21 @@
 //!
 //! Order of work for every request: bounded read of the raw body, signature
 //! check on those exact bytes, parse, decide, commit, answer. The answer is
-//! 200 only once the outcome is committed (503 otherwise, so Zoom retries).
+//! 200 only once the outcome is committed. A refusal's status comes from its
+//! `ErrorClass` through the one table in `ferry_control::error`: 503 (Zoom
+//! retries) only when the store is unavailable, 500 when a stored record is
+//! corrupt and no retry would help.
 //! It must never log or return a download URL, download token or secret, and
 //! it never copies media itself: the transfer engine does that.
 
 pub mod signature;
+#[cfg(test)]
+mod tests;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_control::error::ErrorClass;
+use ferry_control::error::{ErrorClass, StoreError};
 use ferry_control::ingest::{self, Decision};
 use ferry_control::model::{AccountUninstall, Timestamp};
 use ferry_control::rules::CapsPolicy;
@@ -29,7 +34,8 @@ pub use signature::{SignatureError, WebhookVerifier};
 
 use crate::metrics::{JOBS_CREATED_TOTAL, WEBHOOK_ACK_SECONDS, WEBHOOK_REQUESTS_TOTAL};
 
-/// Why a webhook was not accepted; each maps to one HTTP status.
+/// Why a webhook was not accepted; each has one `ErrorClass`, hence one
+/// HTTP status.
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
     #[error("request body is larger than {0} bytes")]
@@ -44,27 +50,31 @@ pub enum IntakeError {
     BadRequest(String),
     #[error("the webhook secret is not configured")]
     NotConfigured,
-    #[error("could not record the event; retry later")]
-    Unavailable,
+    /// The store could not decide or record the event. The cause is logged
+    /// where it happens; the answer only says whether to retry.
+    #[error("{}", if .0.class().is_retryable() {
+        "could not record the event; retry later"
+    } else {
+        "could not record the event"
+    })]
+    Store(StoreError),
 }
 
 impl IntakeError {
-    fn status(&self) -> StatusCode {
+    pub fn class(&self) -> ErrorClass {
         match self {
-            IntakeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            IntakeError::Timeout => StatusCode::REQUEST_TIMEOUT,
-            IntakeError::BodyRead | IntakeError::BadRequest(_) => {
-                StatusCode::from_u16(ErrorClass::InvalidArgument.http_status())
-                    .expect("valid status")
-            }
-            IntakeError::Unauthorized(_) => {
-                StatusCode::from_u16(ErrorClass::Unauthenticated.http_status())
-                    .expect("valid status")
-            }
-            IntakeError::NotConfigured | IntakeError::Unavailable => {
-                StatusCode::from_u16(ErrorClass::Unavailable.http_status()).expect("valid status")
-            }
+            IntakeError::TooLarge(_) => ErrorClass::ResourceExhausted,
+            IntakeError::Timeout => ErrorClass::DeadlineExceeded,
+            IntakeError::BodyRead | IntakeError::BadRequest(_) => ErrorClass::InvalidArgument,
+            IntakeError::Unauthorized(_) => ErrorClass::Unauthenticated,
+            IntakeError::NotConfigured => ErrorClass::Unavailable,
+            IntakeError::Store(e) => e.class(),
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.class().http_status())
+            .expect("the class table holds valid statuses")
     }
 
     fn outcome(&self) -> &'static str {
@@ -74,8 +84,22 @@ impl IntakeError {
             IntakeError::BodyRead | IntakeError::BadRequest(_) => "rejected_body",
             IntakeError::Unauthorized(_) => "rejected_signature",
             IntakeError::NotConfigured => "not_configured",
-            IntakeError::Unavailable => "store_unavailable",
+            IntakeError::Store(e) if e.class().is_retryable() => "store_unavailable",
+            IntakeError::Store(_) => "store_failed",
         }
+    }
+}
+
+/// Logs a store failure at the step it happened (a retryable one as a
+/// warning, one no retry fixes as an error) and turns it into the answer.
+fn store_failed(step: &'static str) -> impl FnOnce(StoreError) -> IntakeError {
+    move |error| {
+        if error.class().is_retryable() {
+            tracing::warn!(error = %error, step, "store unavailable for a webhook");
+        } else {
+            tracing::error!(error = %error, step, "store failed a webhook; a retry will not help");
+        }
+        IntakeError::Store(error)
     }
 }
 
@@ -118,10 +142,12 @@ impl Intake {
         let (outcome, response) = match self.accept(request, &mut event).await {
             Ok((outcome, body)) => (outcome, json_response(StatusCode::OK, body)),
             Err(error) => {
-                if matches!(error, IntakeError::Unavailable | IntakeError::NotConfigured) {
-                    tracing::warn!(error = %error, "webhook not recorded");
-                } else {
-                    tracing::debug!(error = %error, "webhook refused");
+                match error.class() {
+                    ErrorClass::Unavailable => {
+                        tracing::warn!(error = %error, "webhook not recorded")
+                    }
+                    ErrorClass::Internal => tracing::error!(error = %error, "webhook not recorded"),
+                    _ => tracing::debug!(error = %error, "webhook refused"),
                 }
                 // A short reason a sender can act on; never echoes the body.
                 let body = json!({ "error": error.to_string() });
@@ -213,11 +239,8 @@ impl Intake {
                     Ok(_) => {
                         tracing::info!(account = %payload.account_id, "zoom account deauthorized the app")
                     }
-                    Err(ferry_control::error::StoreError::NotFound(_)) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not record a deauthorization");
-                        return Err(IntakeError::Unavailable);
-                    }
+                    Err(StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(store_failed("record a deauthorization")(e)),
                 }
                 Ok(("deauthorized", json!({ "status": "uninstalled" })))
             }
@@ -243,18 +266,16 @@ impl Intake {
             now,
         )
         .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "could not decide a recording");
-            IntakeError::Unavailable
-        })?;
+        .map_err(store_failed("decide a recording"))?;
         let job = match decision {
             Decision::NotInstalled => return Ok(("not_installed", json!({ "status": "ignored" }))),
             Decision::Job(job) => job,
         };
-        let (job, created) = self.store.upsert_job(*job).await.map_err(|e| {
-            tracing::warn!(error = %e, "could not commit a job");
-            IntakeError::Unavailable
-        })?;
+        let (job, created) = self
+            .store
+            .upsert_job(*job)
+            .await
+            .map_err(store_failed("commit a job"))?;
         if created {
             let reason = job.skip_reason.map_or("", |r| r.as_str());
             metrics::counter!(JOBS_CREATED_TOTAL, "state" => job.state.as_str(), "reason" => reason).increment(1);

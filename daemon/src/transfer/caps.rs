@@ -1,10 +1,10 @@
 //! The seed's two caps as the stream meets them: the bytes of the file so
-//! far, and the duration the MP4 itself declares. Each check counts the
-//! abort and skips the job with a message a person can act on; it never
-//! looks at Zoom's metadata (the intake already did).
+//! far, and the duration the MP4 itself declares. The decisions and their
+//! messages are `ferry_control::rules`'; this module counts each abort and
+//! turns it into the skip that ends the transfer. It never looks at Zoom's
+//! metadata (the intake already did).
 
-use ferry_control::model::SkipReason;
-use ferry_control::rules::Caps;
+use ferry_control::rules::{self, CapExceeded, Caps};
 
 use super::error::TransferError;
 use crate::metrics::CAP_ABORTS_TOTAL;
@@ -15,33 +15,20 @@ pub fn size_cap(
     announced_size: u64,
     caps: &Caps,
 ) -> Result<(), TransferError> {
-    if received_total <= caps.max_file_bytes {
-        return Ok(());
-    }
-    metrics::counter!(CAP_ABORTS_TOTAL, "cap" => "size").increment(1);
-    Err(TransferError::Cap {
-        reason: SkipReason::TooLarge,
-        message: format!(
-            "the download passed the {}-byte cap while streaming (zoom announced {announced_size} bytes); \
-             download it from zoom and upload it by hand",
-            caps.max_file_bytes
-        ),
-    })
+    rules::check_streamed_size(received_total, announced_size, caps)
+        .map_err(|exceeded| abort("size", exceeded))
 }
 
 /// Skips the job when the MP4 says it lasts longer than the cap.
 pub fn duration_cap(duration_ms: u64, caps: &Caps) -> Result<(), TransferError> {
-    if duration_ms as i64 <= caps.max_duration_ms {
-        return Ok(());
+    rules::check_streamed_duration(duration_ms, caps)
+        .map_err(|exceeded| abort("duration", exceeded))
+}
+
+fn abort(cap: &'static str, exceeded: CapExceeded) -> TransferError {
+    metrics::counter!(CAP_ABORTS_TOTAL, "cap" => cap).increment(1);
+    TransferError::Cap {
+        reason: exceeded.reason,
+        message: exceeded.message,
     }
-    metrics::counter!(CAP_ABORTS_TOTAL, "cap" => "duration").increment(1);
-    Err(TransferError::Cap {
-        reason: SkipReason::TooLong,
-        message: format!(
-            "the MP4 says it lasts {} s, longer than the {} s cap (found while streaming); download it \
-             from zoom and upload it by hand",
-            duration_ms / 1000,
-            caps.max_duration_ms / 1000
-        ),
-    })
 }

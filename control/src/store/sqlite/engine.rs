@@ -267,6 +267,15 @@ fn commit_group(conn: &Connection, batch: &mut Vec<WriteOp>) {
     }
 }
 
+/// A row that cannot be decoded is corrupt (no retry fixes it); any other
+/// SQLite failure is the store being unavailable.
 pub(super) fn sql_error(error: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(format!("sqlite: {error}"))
+    match error {
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => {
+            StoreError::Corrupt(format!("sqlite: {error}"))
+        }
+        _ => StoreError::Unavailable(format!("sqlite: {error}")),
+    }
 }

@@ -1,0 +1,101 @@
+//! `ferry media`: MediaService, the library's items and their owners.
+
+use clap::Subcommand;
+use ferry_control::api;
+use serde_json::json;
+
+use super::{page, time};
+use crate::cli::client::Clients;
+use crate::cli::output::{Fields, Output};
+
+#[derive(Subcommand, Debug)]
+pub enum MediaCommand {
+    /// List media (with --owner: that user's "My Content").
+    List {
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Show one media item.
+    Get { media_id: String },
+    /// Give a media item to another user.
+    Transfer {
+        media_id: String,
+        #[arg(long = "to")]
+        new_owner_user_id: String,
+    },
+}
+
+fn media_fields(m: api::Media) -> Fields {
+    vec![
+        ("media_id", json!(m.media_id)),
+        ("owner_user_id", json!(m.owner_user_id)),
+        ("title", json!(m.title)),
+        ("duration_ms", json!(m.duration_ms)),
+        ("size_bytes", json!(m.size_bytes)),
+        ("checksum", json!(m.checksum)),
+        ("content_type", json!(m.content_type)),
+        ("object_key", json!(m.object_key)),
+        ("meeting_id", json!(m.meeting_id)),
+        ("meeting_uuid", json!(m.meeting_uuid)),
+        ("recorded_time", time(&m.recorded_time)),
+        ("job_id", json!(m.job_id)),
+        ("create_time", time(&m.create_time)),
+    ]
+}
+
+pub(super) async fn media(
+    clients: &mut Clients,
+    out: Output,
+    institution: &str,
+    command: MediaCommand,
+) -> anyhow::Result<()> {
+    let client = &mut clients.media;
+    let institution_id = institution.to_string();
+    match command {
+        MediaCommand::List { owner } => {
+            let media = collect_pages!(
+                |token| client.list_media(api::ListMediaRequest {
+                    institution_id: institution_id.clone(),
+                    owner_user_id: owner.clone().unwrap_or_default(),
+                    page: page(token)
+                }),
+                media
+            );
+            out.list(
+                media.into_iter().map(media_fields).collect(),
+                &[
+                    "media_id",
+                    "owner_user_id",
+                    "title",
+                    "size_bytes",
+                    "recorded_time",
+                ],
+            );
+        }
+        MediaCommand::Get { media_id } => {
+            let media = client
+                .get_media(api::GetMediaRequest {
+                    media_id,
+                    institution_id,
+                })
+                .await?
+                .into_inner();
+            out.item(media_fields(media));
+        }
+        MediaCommand::Transfer {
+            media_id,
+            new_owner_user_id,
+        } => {
+            let media = client
+                .transfer_media_ownership(api::TransferMediaOwnershipRequest {
+                    media_id,
+                    new_owner_user_id,
+                    institution_id,
+                })
+                .await?
+                .into_inner();
+            out.item(media_fields(media));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! The admin client's commands, one file per resource, mirroring
+//! `ferry_control::service`: each command builds one request (or a stream),
+//! calls the daemon, and prints the answer. Nothing here decides anything the
+//! daemon decides; a command only shapes flags into a request and an answer
+//! into output.
+
+use ferry_control::api;
+use serde_json::{Value, json};
+
+use super::ClientArgs;
+use super::client::Connection;
+use super::output::Output;
+
+/// Follows `next_page_token` until the last page.
+macro_rules! collect_pages {
+    (|$token:ident| $call:expr, $items:ident) => {{
+        let mut all = Vec::new();
+        let mut next_token = String::new();
+        loop {
+            let $token = next_token.clone();
+            let response = $call.await?.into_inner();
+            all.extend(response.$items);
+            match response
+                .page
+                .map(|p| p.next_page_token)
+                .filter(|t| !t.is_empty())
+            {
+                Some(next) => next_token = next,
+                None => break,
+            }
+        }
+        all
+    }};
+}
+
+mod accounts;
+mod configurations;
+mod institutions;
+mod jobs;
+mod media;
+mod users;
+
+pub use accounts::AccountsCommand;
+pub use configurations::ConfigurationsCommand;
+pub use institutions::{InstitutionsCommand, KeysCommand};
+pub use jobs::JobsCommand;
+pub(crate) use jobs::job_fields;
+pub use media::MediaCommand;
+pub use users::UsersCommand;
+
+pub async fn run(command: super::Command, args: ClientArgs) -> anyhow::Result<()> {
+    let connection = Connection {
+        server: args.server.clone(),
+        token: args.token.clone(),
+        ca_cert: args.ca_cert.clone(),
+    };
+    let mut clients = connection.connect().await?;
+    let out = Output { json: args.json };
+    let institution = args.institution.clone();
+    use super::Command as C;
+    match command {
+        C::Institutions(command) => {
+            institutions::institutions(&mut clients, out, &institution, command).await
+        }
+        C::Keys(command) => institutions::keys(&mut clients, out, &institution, command).await,
+        C::Configurations(command) => {
+            configurations::configurations(&mut clients, out, &institution, command).await
+        }
+        C::Accounts(command) => accounts::accounts(&mut clients, out, &institution, command).await,
+        C::Users(command) => users::users(&mut clients, out, &institution, command).await,
+        C::Jobs(command) => jobs::jobs(&mut clients, out, &institution, command).await,
+        C::Media(command) => media::media(&mut clients, out, &institution, command).await,
+        C::Serve { .. } | C::Demo { .. } => unreachable!("handled by main"),
+    }
+}
+
+fn time(t: &Option<prost_types::Timestamp>) -> Value {
+    match t {
+        Some(t) => {
+            let millis = t.seconds * 1000 + i64::from(t.nanos / 1_000_000);
+            json!(ferry_control::model::Timestamp(millis).to_string())
+        }
+        None => Value::Null,
+    }
+}
+
+fn page(token: String) -> Option<api::PageRequest> {
+    Some(api::PageRequest {
+        page_size: 1000,
+        page_token: token,
+    })
+}

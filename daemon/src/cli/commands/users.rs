@@ -1,0 +1,231 @@
+//! `ferry users`: UserDirectoryService. A sync reads the whole CSV before
+//! sending anything, so a malformed file sends nothing.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use ferry_control::api;
+use serde_json::{Value, json};
+
+use super::{page, time};
+use crate::cli::client::Clients;
+use crate::cli::output::{Fields, Output};
+
+#[derive(Subcommand, Debug)]
+pub enum UsersCommand {
+    /// Sync users from a CSV file with the header
+    /// email,alternate_zoom_email,display_name,role,external_id
+    Sync {
+        file: PathBuf,
+        /// full deactivates users absent from the file; upsert only adds and updates.
+        #[arg(long, default_value = "upsert")]
+        mode: String,
+    },
+    /// Find the active user matching an email or alternate Zoom email.
+    Lookup { email: String },
+    /// List users.
+    List {
+        /// Include inactive users.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one user.
+    Get { user_id: String },
+}
+
+fn role_name(role: i32) -> String {
+    api::UserRole::try_from(role)
+        .map(|r| {
+            r.as_str_name()
+                .trim_start_matches("USER_ROLE_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| role.to_string())
+}
+
+fn user_fields(u: api::User) -> Fields {
+    vec![
+        ("user_id", json!(u.user_id)),
+        ("external_id", json!(u.external_id)),
+        ("email", json!(u.email)),
+        ("alternate_zoom_email", json!(u.alternate_zoom_email)),
+        ("display_name", json!(u.display_name)),
+        ("role", json!(role_name(u.role))),
+        ("active", json!(u.active)),
+        ("create_time", time(&u.create_time)),
+        ("update_time", time(&u.update_time)),
+    ]
+}
+
+/// Reads the CSV into sync messages. A malformed file fails before anything
+/// is sent; invalid field values are left for the server to reject per record.
+fn read_users_csv(path: &PathBuf) -> anyhow::Result<Vec<api::UserRecord>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let expected = [
+        "email",
+        "alternate_zoom_email",
+        "display_name",
+        "role",
+        "external_id",
+    ];
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}: no header line", path.display()))?;
+    let column = |name: &str| -> anyhow::Result<usize> {
+        headers
+            .iter()
+            .position(|h| h.eq_ignore_ascii_case(name))
+            .with_context(|| {
+                format!(
+                    "{}: header has no {name} column (expected {})",
+                    path.display(),
+                    expected.join(",")
+                )
+            })
+    };
+    let (email, alternate, display, role, external) = (
+        column("email")?,
+        column("alternate_zoom_email")?,
+        column("display_name")?,
+        column("role")?,
+        column("external_id")?,
+    );
+    let mut records = Vec::new();
+    for (line, row) in reader.records().enumerate() {
+        let row = row.with_context(|| format!("{}: line {}", path.display(), line + 2))?;
+        let field = |i: usize| row.get(i).unwrap_or_default().to_string();
+        records.push(api::UserRecord {
+            external_id: field(external),
+            email: field(email),
+            alternate_zoom_email: field(alternate),
+            display_name: field(display),
+            role: api::UserRole::from_str_name(&format!(
+                "USER_ROLE_{}",
+                field(role).to_ascii_uppercase()
+            ))
+            .map_or(api::UserRole::Unspecified as i32, |r| r as i32),
+        });
+    }
+    Ok(records)
+}
+
+pub(super) async fn users(
+    clients: &mut Clients,
+    out: Output,
+    institution: &str,
+    command: UsersCommand,
+) -> anyhow::Result<()> {
+    let client = &mut clients.users;
+    let institution_id = institution.to_string();
+    match command {
+        UsersCommand::Sync { file, mode } => {
+            let mode = match mode.to_ascii_lowercase().as_str() {
+                "full" => api::SyncMode::Full,
+                "upsert" => api::SyncMode::Upsert,
+                other => anyhow::bail!("--mode {other:?}: expected full or upsert"),
+            };
+            let records = read_users_csv(&file)?;
+            let header = api::SyncUsersRequest {
+                item: Some(api::sync_users_request::Item::Header(
+                    api::SyncUsersHeader {
+                        institution_id,
+                        mode: mode as i32,
+                    },
+                )),
+            };
+            let messages =
+                std::iter::once(header).chain(records.into_iter().map(|r| api::SyncUsersRequest {
+                    item: Some(api::sync_users_request::Item::User(r)),
+                }));
+            let summary = client
+                .sync_users(tokio_stream::iter(messages))
+                .await?
+                .into_inner();
+            if out.json {
+                let rejected: Vec<Value> = summary
+                    .rejected
+                    .iter()
+                    .map(|r| {
+                        json!({"record_index": r.record_index, "line": r.record_index + 2,
+                        "external_id": r.external_id, "email": r.email, "reason": r.reason})
+                    })
+                    .collect();
+                out.item(vec![
+                    ("received", json!(summary.received)),
+                    ("applied", json!(summary.applied)),
+                    ("created", json!(summary.created)),
+                    ("updated", json!(summary.updated)),
+                    ("unchanged", json!(summary.unchanged)),
+                    ("deactivated", json!(summary.deactivated)),
+                    ("rejected", Value::Array(rejected)),
+                ]);
+            } else {
+                println!(
+                    "received {}, applied {} (created {}, updated {}, unchanged {}), deactivated {}, rejected {}",
+                    summary.received,
+                    summary.applied,
+                    summary.created,
+                    summary.updated,
+                    summary.unchanged,
+                    summary.deactivated,
+                    summary.rejected.len()
+                );
+                for r in &summary.rejected {
+                    println!(
+                        "  line {}: {} ({}): {}",
+                        r.record_index + 2,
+                        r.external_id,
+                        r.email,
+                        r.reason
+                    );
+                }
+            }
+        }
+        UsersCommand::Lookup { email } => {
+            let user = client
+                .lookup_user_by_email(api::LookupUserByEmailRequest {
+                    institution_id,
+                    email,
+                })
+                .await?
+                .into_inner();
+            out.item(user_fields(user));
+        }
+        UsersCommand::List { all } => {
+            let users = collect_pages!(
+                |token| client.list_users(api::ListUsersRequest {
+                    institution_id: institution_id.clone(),
+                    include_inactive: all,
+                    page: page(token)
+                }),
+                users
+            );
+            out.list(
+                users.into_iter().map(user_fields).collect(),
+                &[
+                    "user_id",
+                    "external_id",
+                    "email",
+                    "alternate_zoom_email",
+                    "role",
+                    "active",
+                ],
+            );
+        }
+        UsersCommand::Get { user_id } => {
+            let user = client
+                .get_user(api::GetUserRequest {
+                    user_id,
+                    institution_id,
+                })
+                .await?
+                .into_inner();
+            out.item(user_fields(user));
+        }
+    }
+    Ok(())
+}
