@@ -331,6 +331,33 @@ async fn jobs_watch_shows_a_transfer_in_progress_and_how_it_ended() {
         "{text}"
     );
 
+    // jobs get: the job's attempts, structured with --json, one phrase each
+    // in a table.
+    let institution_flag = ["--institution", institution_id.as_str()];
+    let get = |extra: &[&str]| {
+        let mut args = vec!["jobs", "get", job_id.as_str()];
+        args.extend_from_slice(&institution_flag);
+        args.extend_from_slice(extra);
+        ferry(&url, OPERATOR_TOKEN, &args)
+    };
+    let got = self::json(&get(&["--json"]));
+    let attempts = got["attempts"].as_array().expect("attempts").clone();
+    assert_eq!(attempts.len(), 1, "{got:#}");
+    assert_eq!(attempts[0]["attempt"], 1);
+    assert_eq!(attempts[0]["resumed_from_bytes"], 0);
+    assert!(
+        attempts[0]["worker_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("ferry-")
+    );
+    let table = String::from_utf8(get(&[]).stdout).unwrap();
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("attempts "))
+        .unwrap_or_else(|| panic!("an attempts line: {table}"));
+    assert!(line.contains("#1 from byte 0 by ferry-"), "{line}");
+
     plain.kill().await;
     json.kill().await;
     let _ = t.scene.daemon.stop().await;

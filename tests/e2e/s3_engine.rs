@@ -293,7 +293,13 @@ async fn a_recording_lands_as_one_verified_s3_object_and_a_duplicate_webhook_add
     // The same webhook again, after completion: same job, nothing uploaded.
     let again = t.scene.zoom.recording_completed(&meeting).await.unwrap();
     assert_eq!(again.job_id(), Some(done.job_id.as_str()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The answer comes after the decision is committed: a duplicate of a
+    // COMPLETED job, which no worker claims again, so nothing can follow.
+    assert_eq!(
+        (again.duplicate(), again.state()),
+        (Some(true), Some("completed")),
+        "{again:?}"
+    );
     assert_eq!(t.bucket.object_keys().await, vec![key]);
     assert_eq!(t.media().await.len(), 1);
     assert_eq!(

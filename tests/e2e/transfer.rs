@@ -157,7 +157,13 @@ async fn a_recording_streams_into_exactly_one_verified_object_and_media() {
     // The same webhook again, after completion: still one job, one object, one media.
     let again = t.scene.zoom.recording_completed(&meeting).await.unwrap();
     assert_eq!(again.job_id(), Some(done.job_id.as_str()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The answer comes after the decision is committed: a duplicate of a
+    // COMPLETED job, which no worker claims again, so nothing can follow.
+    assert_eq!(
+        (again.duplicate(), again.state()),
+        (Some(true), Some("completed")),
+        "{again:?}"
+    );
     assert_eq!(t.objects().len(), 1);
     assert_eq!(
         t.scene

@@ -45,6 +45,11 @@ impl Delivery {
     pub fn state(&self) -> Option<&str> {
         self.body.get("state").and_then(|v| v.as_str())
     }
+
+    /// Whether the daemon found the job already made by an earlier delivery.
+    pub fn duplicate(&self) -> Option<bool> {
+        self.body.get("duplicate").and_then(|v| v.as_bool())
+    }
 }
 
 /// Sends webhooks to one daemon, as the Zoom app with `secret`.

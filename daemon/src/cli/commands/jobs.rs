@@ -51,6 +51,39 @@ fn enum_name(name: &str, prefix: &str) -> String {
     name.trim_start_matches(prefix).to_ascii_lowercase()
 }
 
+/// A job's attempts: objects for scripts; for people, one short phrase
+/// each (`#2 from byte 5242880 by ferry-…, 2026-11-30T20:00:00Z: note`),
+/// separated by `; `.
+fn attempts(attempts: &[api::JobAttempt], out: Output) -> serde_json::Value {
+    if out.json {
+        let each = attempts.iter().map(|a| {
+            json!({
+                "attempt": a.attempt,
+                "worker_id": a.worker_id,
+                "start_time": time(&a.start_time),
+                "resumed_from_bytes": a.resumed_from_bytes,
+                "note": a.note,
+            })
+        });
+        return serde_json::Value::Array(each.collect());
+    }
+    let each = attempts.iter().map(|a| {
+        let started = time(&a.start_time);
+        let mut phrase = format!(
+            "#{} from byte {} by {}, {}",
+            a.attempt,
+            a.resumed_from_bytes,
+            a.worker_id,
+            started.as_str().unwrap_or("-")
+        );
+        if !a.note.is_empty() {
+            phrase.push_str(&format!(": {}", a.note));
+        }
+        phrase
+    });
+    json!(each.collect::<Vec<_>>().join("; "))
+}
+
 pub(crate) fn job_fields(j: api::Job) -> Fields {
     let state = api::JobState::try_from(j.state).map_or(j.state.to_string(), |s| {
         enum_name(s.as_str_name(), "JOB_STATE_")
@@ -179,7 +212,10 @@ pub(super) async fn jobs(
                 })
                 .await?
                 .into_inner();
-            out.item(job_fields(job));
+            let history = attempts(&job.attempts, out);
+            let mut fields = job_fields(job);
+            fields.push(("attempts", history));
+            out.item(fields);
         }
         JobsCommand::Retry { job_id } => {
             let job = client
@@ -189,7 +225,10 @@ pub(super) async fn jobs(
                 })
                 .await?
                 .into_inner();
-            out.item(job_fields(job));
+            let history = attempts(&job.attempts, out);
+            let mut fields = job_fields(job);
+            fields.push(("attempts", history));
+            out.item(fields);
         }
         JobsCommand::Cancel { job_id } => {
             let job = client
@@ -199,7 +238,10 @@ pub(super) async fn jobs(
                 })
                 .await?
                 .into_inner();
-            out.item(job_fields(job));
+            let history = attempts(&job.attempts, out);
+            let mut fields = job_fields(job);
+            fields.push(("attempts", history));
+            out.item(fields);
         }
         JobsCommand::Watch { job } => {
             crate::cli::watch::run(client, out, institution_id, job).await?;
