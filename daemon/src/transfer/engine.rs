@@ -6,6 +6,7 @@
 //! them depends back on this one.
 
 use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use ferry_control::model::{Job, JobOutcome, JobState, Timestamp};
 use ferry_control::store::Lease;
@@ -19,6 +20,7 @@ use super::context::Context;
 pub use super::context::{Connections, TransferSettings};
 use super::error::TransferError;
 use super::retry::retry;
+use super::sink::PendingUpload;
 use super::token::fresh_download;
 use super::zoom_api::FreshDownload;
 use crate::metrics::{ACTIVE_TRANSFERS, TRANSFER_SECONDS};
@@ -97,18 +99,34 @@ async fn clean_up_uploads(context: &Context) {
         context.store.tracked_upload_ids().await,
         context.sink.list_uploads(&format!("{prefix}/")).await,
     );
+    // An upload younger than a lease may belong to a worker (on any replica)
+    // that created it and has not recorded it yet: never touch it.
+    let settled_before = std::time::SystemTime::now() - context.settings.lease;
     match (tracked, listed) {
         (Ok(tracked), Ok(listed)) => {
-            for (key, upload_id) in listed {
-                if !tracked.contains(&upload_id) {
-                    let _ = context.sink.abort_upload(&key, &upload_id).await;
-                    tracing::info!(upload = %upload_id, "aborted an orphaned multipart upload");
+            for upload in listed {
+                if is_orphan(&upload, &tracked, settled_before) {
+                    let _ = context
+                        .sink
+                        .abort_upload(&upload.key, &upload.upload_id)
+                        .await;
+                    tracing::info!(upload = %upload.upload_id, "aborted an orphaned multipart upload");
                 }
             }
         }
         (Err(e), _) => tracing::warn!(error = %e, "could not list tracked uploads"),
         (_, Err(e)) => tracing::warn!(error = %e, "could not list the sink's unfinished uploads"),
     }
+}
+
+/// An unfinished upload is an orphan when the store does not track it and
+/// it was started before `settled_before` (one lease ago); an upload whose
+/// start the sink does not tell is left alone.
+fn is_orphan(upload: &PendingUpload, tracked: &[String], settled_before: SystemTime) -> bool {
+    !tracked.contains(&upload.upload_id)
+        && upload
+            .initiated
+            .is_some_and(|initiated| initiated < settled_before)
 }
 
 async fn dispatch(context: Arc<Context>, shutdown: CancellationToken, tasks: TaskTracker) {
@@ -365,4 +383,40 @@ async fn abort_upload(context: &Context, job: &Job) {
 fn log_outcome(job: &Job) {
     tracing::info!(job = %job.job_id, state = job.state.as_str(),
         reason = job.skip_reason.map_or("", |r| r.as_str()), message = %job.message, "transfer ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn only_untracked_uploads_older_than_a_lease_are_orphans() {
+        let now = SystemTime::now();
+        let lease = Duration::from_secs(60);
+        let upload = |id: &str, age: Option<Duration>| PendingUpload {
+            key: format!("recordings/{id}.mp4"),
+            upload_id: id.to_string(),
+            initiated: age.map(|age| now - age),
+        };
+        let tracked = vec!["tracked".to_string()];
+        let settled_before = now - lease;
+        let old = Some(Duration::from_secs(61));
+        let young = Some(Duration::from_secs(59));
+        assert!(is_orphan(&upload("old", old), &tracked, settled_before));
+        assert!(!is_orphan(
+            &upload("tracked", old),
+            &tracked,
+            settled_before
+        ));
+        assert!(
+            !is_orphan(&upload("young", young), &tracked, settled_before),
+            "another replica may have just started it"
+        );
+        assert!(
+            !is_orphan(&upload("unknown-age", None), &tracked, settled_before),
+            "an upload of unknown age is left alone"
+        );
+    }
 }

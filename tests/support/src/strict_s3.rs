@@ -132,6 +132,7 @@ pub struct Controls {
 struct UploadState {
     bucket: String,
     key: String,
+    initiated: std::time::SystemTime,
     parts: BTreeMap<i32, PartState>,
 }
 
@@ -203,6 +204,7 @@ impl S3 for StrictUploads {
             UploadState {
                 bucket,
                 key,
+                initiated: std::time::SystemTime::now(),
                 parts: BTreeMap::new(),
             },
         );
@@ -358,10 +360,8 @@ impl S3 for StrictUploads {
             input.key_marker.unwrap_or_default(),
             input.upload_id_marker.unwrap_or_default(),
         );
-        let mut matching: Vec<(String, String)> = self
-            .uploads
-            .lock()
-            .unwrap()
+        let uploads = self.uploads.lock().unwrap();
+        let mut matching: Vec<(String, String)> = uploads
             .iter()
             .filter(|(_, upload)| upload.bucket == input.bucket && upload.key.starts_with(&prefix))
             .map(|(upload_id, upload)| (upload.key.clone(), upload_id.clone()))
@@ -381,6 +381,7 @@ impl S3 for StrictUploads {
                 matching
                     .into_iter()
                     .map(|(key, upload_id)| MultipartUpload {
+                        initiated: uploads.get(&upload_id).map(|u| u.initiated.into()),
                         key: Some(key),
                         upload_id: Some(upload_id),
                         ..Default::default()

@@ -225,10 +225,7 @@ pub(super) async fn jobs(
                 })
                 .await?
                 .into_inner();
-            let history = attempts(&job.attempts, out);
-            let mut fields = job_fields(job);
-            fields.push(("attempts", history));
-            out.item(fields);
+            out.item(job_fields(job));
         }
         JobsCommand::Cancel { job_id } => {
             let job = client
@@ -238,10 +235,7 @@ pub(super) async fn jobs(
                 })
                 .await?
                 .into_inner();
-            let history = attempts(&job.attempts, out);
-            let mut fields = job_fields(job);
-            fields.push(("attempts", history));
-            out.item(fields);
+            out.item(job_fields(job));
         }
         JobsCommand::Watch { job } => {
             crate::cli::watch::run(client, out, institution_id, job).await?;

@@ -146,7 +146,7 @@ pub async fn aborted_upload_is_unknown_and_leaves_no_object(
             .await
             .unwrap()
             .iter()
-            .any(|(_, id)| *id == upload_id)
+            .any(|u| u.upload_id == upload_id)
     );
 }
 
@@ -165,7 +165,18 @@ pub async fn unfinished_uploads_are_listed_by_prefix(sink: &dyn ObjectSink) {
     let other_key = "suite/elsewhere/c.mp4";
     let other = sink.create_upload(other_key, "video/mp4").await.unwrap();
 
-    let mut listed = sink.list_uploads("suite/listing/").await.unwrap();
+    let listed = sink.list_uploads("suite/listing/").await.unwrap();
+    for upload in &listed {
+        let age = upload
+            .initiated
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok());
+        assert!(
+            age.is_some_and(|age| age < std::time::Duration::from_secs(60)),
+            "each upload says when it started: {upload:?}"
+        );
+    }
+    let mut listed: Vec<(String, String)> =
+        listed.into_iter().map(|u| (u.key, u.upload_id)).collect();
     listed.sort();
     wanted.sort();
     assert_eq!(listed, wanted);

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{CompletedPart, ObjectSink, SinkError, UploadedPart};
+use super::{CompletedPart, ObjectSink, PendingUpload, SinkError, UploadedPart};
 use crate::transfer::parts::Part;
 
 pub struct LocalSink {
@@ -228,7 +228,7 @@ impl ObjectSink for LocalSink {
         .await
     }
 
-    async fn list_uploads(&self, prefix: &str) -> Result<Vec<(String, String)>, SinkError> {
+    async fn list_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, SinkError> {
         let uploads = self.root.join(".uploads");
         let prefix = prefix.to_string();
         blocking(move || {
@@ -238,10 +238,17 @@ impl ObjectSink for LocalSink {
                 .flatten()
             {
                 let upload_id = entry.file_name().to_string_lossy().to_string();
-                if let Ok(key) = std::fs::read_to_string(entry.path().join("key"))
+                let key_file = entry.path().join("key");
+                if let Ok(key) = std::fs::read_to_string(&key_file)
                     && key.starts_with(&prefix)
                 {
-                    found.push((key, upload_id));
+                    // The key file is written once, when the upload starts.
+                    let initiated = std::fs::metadata(&key_file).and_then(|m| m.modified()).ok();
+                    found.push(PendingUpload {
+                        key,
+                        upload_id,
+                        initiated,
+                    });
                 }
             }
             Ok(found)

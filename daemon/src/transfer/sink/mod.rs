@@ -25,6 +25,15 @@ pub struct UploadedPart {
     pub size: u64,
 }
 
+/// An unfinished multipart upload the sink holds.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PendingUpload {
+    pub key: String,
+    pub upload_id: String,
+    /// When it was started, when the sink says.
+    pub initiated: Option<std::time::SystemTime>,
+}
+
 /// A part as `complete_upload` names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompletedPart {
@@ -84,8 +93,8 @@ pub trait ObjectSink: Send + Sync + 'static {
     ) -> Result<(), SinkError>;
     /// Discards an unfinished upload; unknown ids are not an error.
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), SinkError>;
-    /// Unfinished uploads under `prefix`, as (key, upload id).
-    async fn list_uploads(&self, prefix: &str) -> Result<Vec<(String, String)>, SinkError>;
+    /// Unfinished uploads under `prefix`.
+    async fn list_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, SinkError>;
     /// Size of a stored object, if it exists.
     async fn object_size(&self, key: &str) -> Result<Option<u64>, SinkError>;
 }

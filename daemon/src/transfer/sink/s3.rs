@@ -38,7 +38,7 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use base64::Engine as _;
 use ferry_control::secrets::Secret;
 
-use super::{CompletedPart, ObjectSink, SinkError, UploadedPart};
+use super::{CompletedPart, ObjectSink, PendingUpload, SinkError, UploadedPart};
 use crate::transfer::parts::Part;
 
 /// Attempts the SDK makes for a control request (not for UploadPart).
@@ -322,7 +322,7 @@ impl ObjectSink for S3Sink {
         }
     }
 
-    async fn list_uploads(&self, prefix: &str) -> Result<Vec<(String, String)>, SinkError> {
+    async fn list_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, SinkError> {
         let mut uploads = Vec::new();
         let mut key_marker: Option<String> = None;
         let mut upload_id_marker: Option<String> = None;
@@ -347,7 +347,13 @@ impl ObjectSink for S3Sink {
                 })?;
             for upload in output.uploads() {
                 if let (Some(key), Some(upload_id)) = (upload.key(), upload.upload_id()) {
-                    uploads.push((key.to_string(), upload_id.to_string()));
+                    uploads.push(PendingUpload {
+                        key: key.to_string(),
+                        upload_id: upload_id.to_string(),
+                        initiated: upload
+                            .initiated()
+                            .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+                    });
                 }
             }
             if output.is_truncated() != Some(true) {
