@@ -27,6 +27,9 @@ pub const DOWNLOADED_BYTES_TOTAL: &str = "ferry_downloaded_bytes_total";
 pub const UPLOADED_BYTES_TOTAL: &str = "ferry_uploaded_bytes_total";
 /// Transfers running now.
 pub const ACTIVE_TRANSFERS: &str = "ferry_active_transfers";
+/// Daemons sharing the store that this one saw alive at its last heartbeat
+/// (itself included); the per-account download rate is split between them.
+pub const REPLICAS_ALIVE: &str = "ferry_replicas_alive";
 /// Time from claiming a job to its end, by `outcome` (`completed`,
 /// `failed`, `skipped`, `released` at shutdown, `stopped` when cancelled or
 /// taken over).
@@ -168,6 +171,10 @@ pub fn describe() {
         "Bytes the object store acknowledged"
     );
     describe_gauge!(ACTIVE_TRANSFERS, "Transfers running now");
+    describe_gauge!(
+        REPLICAS_ALIVE,
+        "Daemons sharing the store seen alive at the last heartbeat, this one included"
+    );
     describe_histogram!(
         TRANSFER_SECONDS,
         Unit::Seconds,

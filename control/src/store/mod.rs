@@ -1,5 +1,6 @@
 //! The store: everything Ferry must remember, behind one trait per domain
-//! (tenants, configurations, accounts, directory, jobs, transfers, media;
+//! (tenants, configurations, accounts, directory, jobs, transfers, media,
+//! replicas;
 //! `Store` is their sum) so that the embedded SQLite backend and a later
 //! Postgres backend are interchangeable and each backend file implements
 //! one domain. Calls take owned request structs rather than lists of ids.
@@ -86,6 +87,7 @@ pub trait Store:
     + JobStore
     + TransferStore
     + MediaStore
+    + ReplicaStore
     + Send
     + Sync
     + 'static
@@ -100,6 +102,7 @@ impl<T> Store for T where
         + JobStore
         + TransferStore
         + MediaStore
+        + ReplicaStore
         + Send
         + Sync
         + 'static
@@ -332,6 +335,22 @@ pub trait MediaStore: Send + Sync {
     ) -> StoreResult<Page<Media>>;
     /// NotFound when the media or the new owner is not in the institution.
     async fn transfer_media_ownership(&self, transfer: OwnershipTransfer) -> StoreResult<Media>;
+}
+
+/// The daemons sharing this store, each heart-beating, so that a limit on
+/// what Zoom sees can be split between the replicas alive now.
+#[async_trait]
+pub trait ReplicaStore: Send + Sync {
+    /// Records that `replica_id` is alive at `now`, forgets replicas not seen
+    /// for `ttl`, and returns how many are alive (this one included).
+    async fn replica_heartbeat(
+        &self,
+        replica_id: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> StoreResult<u32>;
+    /// Forgets a replica that stops cleanly, so the others take its share at once.
+    async fn replica_gone(&self, replica_id: &str) -> StoreResult<()>;
 }
 
 /// Prefixed, time-ordered identifiers: `inst_0190...`. Ordering by id is

@@ -2,6 +2,9 @@
 //! by parts in flight, in KiB permits), the download bandwidth limiter, the
 //! sink's request limiter and one download-request limiter per Zoom account.
 //!
+//! The per-account download rate is what Zoom sees, so it is split between
+//! the replicas alive (`set_replicas`, from the engine's heartbeat).
+//!
 //! Every wait here races the transfer's cancellation token, so cancelling a
 //! job or stopping the daemon never waits on a limiter. A part takes its
 //! bandwidth before its memory, so a transfer held back by bandwidth holds
@@ -9,7 +12,9 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -31,6 +36,8 @@ pub struct Limits {
     bandwidth: Option<DefaultDirectRateLimiter>,
     sink_requests: Option<DefaultDirectRateLimiter>,
     downloads_per_account: NonZeroU32,
+    /// Replicas sharing the per-account download rate (at least 1).
+    replicas: AtomicU32,
     account_limiters: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
 }
 
@@ -70,6 +77,7 @@ impl Limits {
             sink_requests,
             downloads_per_account: NonZeroU32::new(settings.download_requests_per_second.max(1))
                 .expect("non-zero"),
+            replicas: AtomicU32::new(1),
             account_limiters: Mutex::new(HashMap::new()),
         }
     }
@@ -108,6 +116,32 @@ impl Limits {
         }
     }
 
+    /// Splits the per-account download rate between `replicas` daemons (the
+    /// ones alive now), so that together they stay under what Zoom allows.
+    pub fn set_replicas(&self, replicas: u32) {
+        let replicas = replicas.max(1);
+        if self.replicas.swap(replicas, Ordering::Relaxed) != replicas {
+            // New limiters take the new share; the old ones are dropped.
+            self.account_limiters
+                .lock()
+                .expect("limiter map lock")
+                .clear();
+        }
+    }
+
+    /// This replica's share of `rate` requests a second between `replicas`:
+    /// one request every `replicas / rate` seconds, with a burst of its share
+    /// of `rate` (so one replica alone gets `rate` a second, burst `rate`).
+    fn account_quota(&self) -> Quota {
+        let replicas = self.replicas.load(Ordering::Relaxed).max(1);
+        let rate = self.downloads_per_account.get();
+        let period = Duration::from_secs_f64(f64::from(replicas) / f64::from(rate));
+        let burst = NonZeroU32::new(rate / replicas).unwrap_or(NonZeroU32::MIN);
+        Quota::with_period(period)
+            .expect("a positive period")
+            .allow_burst(burst)
+    }
+
     /// One download request to Zoom for `zoom_account_id`.
     pub async fn account_download(
         &self,
@@ -118,11 +152,7 @@ impl Limits {
             let mut limiters = self.account_limiters.lock().expect("limiter map lock");
             limiters
                 .entry(zoom_account_id.to_string())
-                .or_insert_with(|| {
-                    Arc::new(RateLimiter::direct(Quota::per_second(
-                        self.downloads_per_account,
-                    )))
-                })
+                .or_insert_with(|| Arc::new(RateLimiter::direct(self.account_quota())))
                 .clone()
         };
         wait_on(&limiter, NonZeroU32::MIN, "account_downloads", cancel).await
@@ -153,8 +183,6 @@ async fn wait_on(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn limits(byte_budget: u64, bandwidth: Option<u64>) -> Limits {
@@ -202,6 +230,67 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(5), limits.part_budget(permits, &cancel))
                 .await;
         assert!(matches!(bandwidth, Ok(Err(TransferError::Stopped))));
+    }
+
+    #[test]
+    fn the_per_account_rate_is_split_between_the_replicas_alive() {
+        let limits = Limits::new(LimitSettings {
+            byte_budget: 1024 * 1024,
+            part_size: 1024,
+            bandwidth_bytes_per_second: None,
+            sink_requests_per_second: None,
+            download_requests_per_second: 6,
+        });
+        let quota = |limits: &Limits| {
+            let q = limits.account_quota();
+            (q.replenish_interval(), q.burst_size().get())
+        };
+        assert_eq!(
+            quota(&limits),
+            (Duration::from_nanos(166_666_667), 6),
+            "alone: 6/s"
+        );
+        limits.set_replicas(3);
+        assert_eq!(
+            quota(&limits),
+            (Duration::from_millis(500), 2),
+            "a third each: 2/s"
+        );
+        limits.set_replicas(12);
+        assert_eq!(
+            quota(&limits),
+            (Duration::from_secs(2), 1),
+            "half a request a second each"
+        );
+        limits.set_replicas(0);
+        assert_eq!(quota(&limits).1, 6, "never fewer than one replica");
+    }
+
+    #[tokio::test]
+    async fn a_new_share_takes_effect_for_the_next_request() {
+        let limits = limits(64 * 1024 * 1024, None);
+        let cancel = CancellationToken::new();
+        // 1 request a second alone: the first passes, the second would wait.
+        limits.account_download("acct", &cancel).await.unwrap();
+        limits.set_replicas(2);
+        let waited = tokio::time::timeout(
+            Duration::from_millis(200),
+            limits.account_download("acct", &cancel),
+        )
+        .await;
+        assert!(
+            matches!(waited, Ok(Ok(()))),
+            "a fresh limiter with the new share starts with its burst"
+        );
+        let next = tokio::time::timeout(
+            Duration::from_millis(500),
+            limits.account_download("acct", &cancel),
+        )
+        .await;
+        assert!(
+            next.is_err(),
+            "then one request every 2 s: the next one waits"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::retry::retry;
 use super::sink::PendingUpload;
 use super::token::fresh_download;
 use super::zoom_api::FreshDownload;
-use crate::metrics::{ACTIVE_TRANSFERS, TRANSFER_SECONDS};
+use crate::metrics::{ACTIVE_TRANSFERS, REPLICAS_ALIVE, TRANSFER_SECONDS};
 
 pub struct TransferEngine;
 
@@ -61,10 +61,55 @@ impl TransferEngine {
         });
         let dispatcher_tasks = tasks.clone();
         tasks.spawn(async move {
+            heartbeat(&context).await;
+            spawn_heartbeats(&dispatcher_tasks, context.clone(), shutdown.clone());
             clean_up_uploads(&context).await;
             dispatch(context, shutdown, dispatcher_tasks).await;
         });
     }
+}
+
+/// How long a replica that stopped heart-beating still counts as alive.
+fn replica_ttl(context: &Context) -> std::time::Duration {
+    context.settings.heartbeat * 3
+}
+
+/// Tells the store this replica is alive and takes its share of the limits
+/// that protect Zoom from the number of replicas alive.
+async fn heartbeat(context: &Context) {
+    let beat = context
+        .store
+        .replica_heartbeat(
+            &context.settings.worker_id,
+            Timestamp::now(),
+            replica_ttl(context),
+        )
+        .await;
+    match beat {
+        Ok(alive) => {
+            context.limits.set_replicas(alive);
+            metrics::gauge!(REPLICAS_ALIVE).set(f64::from(alive));
+        }
+        Err(e) => tracing::warn!(error = %e, "could not record this replica's heartbeat"),
+    }
+}
+
+/// Heart-beats every `transfer.heartbeat_secs` until shutdown, then leaves
+/// the registry so the others take its share at once.
+fn spawn_heartbeats(tasks: &TaskTracker, context: Arc<Context>, shutdown: CancellationToken) {
+    tasks.spawn(async move {
+        let mut every = tokio::time::interval(context.settings.heartbeat);
+        every.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = every.tick() => heartbeat(&context).await,
+            }
+        }
+        if let Err(e) = context.store.replica_gone(&context.settings.worker_id).await {
+            tracing::info!(error = %e, "could not leave the replica registry; others drop it after its ttl");
+        }
+    });
 }
 
 /// Aborts multipart uploads of jobs that ended, and uploads under our prefix

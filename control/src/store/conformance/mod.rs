@@ -24,6 +24,7 @@ mod configurations;
 mod directory;
 mod jobs;
 mod media;
+mod replicas;
 mod tenants;
 mod transfers;
 
@@ -32,6 +33,7 @@ pub use configurations::{configuration_delete, configurations};
 pub use directory::{user_sync_conflicts, user_sync_modes};
 pub use jobs::{job_cancel_and_requeue, job_leases, job_list_filters, job_upsert_and_scope};
 pub use media::{job_completion_and_media, job_events};
+pub use replicas::replicas;
 pub use tenants::{admin_keys, institutions, operator_token};
 pub use transfers::transfer_state_and_attempts;
 
@@ -82,6 +84,7 @@ macro_rules! store_conformance_tests {
             job_completion_and_media,
             job_events,
             transfer_state_and_attempts,
+            replicas,
         );
     };
     (@each $fresh:expr; $($check:ident),* $(,)?) => {
@@ -112,6 +115,7 @@ pub async fn run_all(store: &dyn Store) {
     job_completion_and_media(store).await;
     job_events(store).await;
     transfer_state_and_attempts(store).await;
+    replicas(store).await;
 }
 
 // --- helpers -----------------------------------------------------------------

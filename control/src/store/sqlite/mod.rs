@@ -11,6 +11,7 @@ mod directory;
 mod engine;
 mod jobs;
 mod media;
+mod replicas;
 mod schema;
 mod tenants;
 mod transfers;

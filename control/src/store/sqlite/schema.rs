@@ -3,7 +3,7 @@
 //! (`ON CONFLICT`, `RETURNING`, integer milliseconds for time) so that the
 //! Postgres backend can reuse the shapes.
 
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
 
 const V1: &str = r#"
 CREATE TABLE settings (
@@ -177,5 +177,13 @@ CREATE TABLE job_attempts (
     resumed_from_b INTEGER NOT NULL,
     note           TEXT NOT NULL,
     PRIMARY KEY (job_id, attempt)
+);
+"#;
+
+/// The daemons sharing the database and when each was last seen alive.
+const V4: &str = r#"
+CREATE TABLE replicas (
+    replica_id TEXT PRIMARY KEY,
+    seen_ms    INTEGER NOT NULL
 );
 "#;
