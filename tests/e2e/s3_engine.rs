@@ -450,7 +450,9 @@ async fn cancelling_a_transfer_aborts_its_multipart_upload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_aborts_untracked_uploads_under_the_prefix_and_only_those() {
-    const LEASE: Duration = Duration::from_secs(2);
+    // Long enough that the young upload is still young when the sweep runs
+    // although S3 reports start times in whole seconds.
+    const LEASE: Duration = Duration::from_secs(4);
     let bucket = Bucket::start().await;
     let orphan_key = format!("{KEY_PREFIX}/ins_gone/acct/bWVldGluZw/file.mp4");
     let orphan = bucket.create_upload(&orphan_key).await;

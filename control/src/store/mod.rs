@@ -351,6 +351,16 @@ pub trait ReplicaStore: Send + Sync {
     ) -> StoreResult<u32>;
     /// Forgets a replica that stops cleanly, so the others take its share at once.
     async fn replica_gone(&self, replica_id: &str) -> StoreResult<()>;
+    /// Takes the named duty (such as the start-up sweep of orphaned uploads)
+    /// for `replica_id` until `now + ttl`, unless another replica holds it
+    /// unexpired; returns whether this replica has it now.
+    async fn take_duty(
+        &self,
+        duty: &str,
+        replica_id: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> StoreResult<bool>;
 }
 
 /// Prefixed, time-ordered identifiers: `inst_0190...`. Ordering by id is

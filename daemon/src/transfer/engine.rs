@@ -140,6 +140,29 @@ async fn clean_up_uploads(context: &Context) {
         );
         return;
     }
+    // One replica sweeps at a time (the sweep is safe twice over, since only
+    // old untracked uploads go and aborting one again is no error, but it
+    // lists the whole prefix).
+    let duty = context
+        .store
+        .take_duty(
+            "sweep_orphaned_uploads",
+            &context.settings.worker_id,
+            Timestamp::now(),
+            context.settings.lease,
+        )
+        .await;
+    match duty {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!("another replica is sweeping unfinished uploads");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not take the sweep of unfinished uploads");
+            return;
+        }
+    }
     let (tracked, listed) = (
         context.store.tracked_upload_ids().await,
         context.sink.list_uploads(&format!("{prefix}/")).await,

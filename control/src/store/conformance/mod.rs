@@ -33,7 +33,7 @@ pub use configurations::{configuration_delete, configurations};
 pub use directory::{user_sync_conflicts, user_sync_modes};
 pub use jobs::{job_cancel_and_requeue, job_leases, job_list_filters, job_upsert_and_scope};
 pub use media::{job_completion_and_media, job_events};
-pub use replicas::replicas;
+pub use replicas::{replica_duties, replicas};
 pub use tenants::{admin_keys, institutions, operator_token};
 pub use transfers::transfer_state_and_attempts;
 
@@ -85,6 +85,7 @@ macro_rules! store_conformance_tests {
             job_events,
             transfer_state_and_attempts,
             replicas,
+            replica_duties,
         );
     };
     (@each $fresh:expr; $($check:ident),* $(,)?) => {
@@ -116,6 +117,7 @@ pub async fn run_all(store: &dyn Store) {
     job_events(store).await;
     transfer_state_and_attempts(store).await;
     replicas(store).await;
+    replica_duties(store).await;
 }
 
 // --- helpers -----------------------------------------------------------------

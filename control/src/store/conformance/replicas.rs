@@ -49,3 +49,39 @@ pub async fn replicas(store: &dyn Store) {
         .await
         .expect("forgetting an unknown replica is not an error");
 }
+
+/// A duty is held by one replica at a time until it expires; its holder
+/// may take it again, another only once it expired.
+pub async fn replica_duties(store: &dyn Store) {
+    let ttl = Duration::from_secs(60);
+    let take = |replica: &'static str, offset_ms: i64| {
+        store.take_duty("sweep", replica, at(offset_ms), ttl)
+    };
+    assert!(
+        take("replica-a", 0).await.expect("take"),
+        "a free duty is taken"
+    );
+    assert!(
+        !take("replica-b", 1_000).await.expect("take"),
+        "a held duty is refused to another replica"
+    );
+    assert!(
+        take("replica-a", 2_000).await.expect("take"),
+        "its holder takes it again, extending it"
+    );
+    assert!(
+        !take("replica-b", 61_000).await.expect("take"),
+        "extended by the holder until 62 s"
+    );
+    assert!(
+        take("replica-b", 62_000).await.expect("take"),
+        "an expired duty passes to another replica"
+    );
+    assert!(
+        store
+            .take_duty("another-duty", "replica-a", at(62_000), ttl)
+            .await
+            .expect("take"),
+        "duties are held one by one"
+    );
+}

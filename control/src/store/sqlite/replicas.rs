@@ -1,5 +1,6 @@
 //! The SQLite backend of `ReplicaStore`: the daemons sharing the database
-//! file, each with the time it was last seen. One machine's deployment has
+//! file, each with the time it was last seen, and the duties one of them
+//! at a time holds. One machine's deployment has
 //! one replica, but two daemons on one file count as two.
 
 use std::time::Duration;
@@ -36,6 +37,27 @@ fn replica_heartbeat(
         .map_err(sql_error)
 }
 
+fn take_duty(
+    conn: &Connection,
+    duty: &str,
+    replica_id: &str,
+    now: Timestamp,
+    ttl: Duration,
+) -> StoreResult<bool> {
+    let expires = now.saturating_add_millis(ttl.as_millis() as i64);
+    let taken = conn
+        .prepare_cached(
+            "INSERT INTO replica_duties (duty, replica_id, expires_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (duty) DO UPDATE SET replica_id = excluded.replica_id,
+                expires_ms = excluded.expires_ms
+             WHERE replica_duties.replica_id = excluded.replica_id OR replica_duties.expires_ms <= ?4",
+        )
+        .map_err(sql_error)?
+        .execute(params![duty, replica_id, expires.0, now.0])
+        .map_err(sql_error)?;
+    Ok(taken == 1)
+}
+
 #[async_trait]
 impl ReplicaStore for SqliteStore {
     async fn replica_heartbeat(
@@ -61,6 +83,19 @@ impl ReplicaStore for SqliteStore {
                 .map(|_| ())
                 .map_err(sql_error)
             })
+            .await
+    }
+
+    async fn take_duty(
+        &self,
+        duty: &str,
+        replica_id: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        let (duty, replica_id) = (duty.to_string(), replica_id.to_string());
+        self.engine
+            .write(move |c| take_duty(c, &duty, &replica_id, now, ttl))
             .await
     }
 }

@@ -180,10 +180,18 @@ CREATE TABLE job_attempts (
 );
 "#;
 
-/// The daemons sharing the database and when each was last seen alive.
+/// The daemons sharing the database, when each was last seen alive, and
+/// the duties one of them at a time performs.
 const V4: &str = r#"
 CREATE TABLE replicas (
     replica_id TEXT PRIMARY KEY,
     seen_ms    INTEGER NOT NULL
+);
+
+-- Duties one replica at a time performs, each held until it expires.
+CREATE TABLE replica_duties (
+    duty       TEXT PRIMARY KEY,
+    replica_id TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL
 );
 "#;
