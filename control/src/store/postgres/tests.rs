@@ -183,7 +183,7 @@ async fn another_replicas_clock_cannot_steal_a_live_lease() {
     a.upsert_job(job).await.expect("upsert");
     let now = Timestamp::now();
     let lease = a
-        .claim_job("worker-a", Duration::from_millis(1500), now)
+        .claim_job("worker-a", Duration::from_millis(2500), now)
         .await
         .expect("claim on a")
         .expect("a claims the job");
@@ -197,7 +197,7 @@ async fn another_replicas_clock_cannot_steal_a_live_lease() {
         "b's clock an hour ahead must not take a's live lease"
     );
     // Once the database's clock passes the lease, b takes it over.
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    tokio::time::sleep(Duration::from_millis(2700)).await;
     let taken = b
         .claim_job("worker-b", Duration::from_secs(30), Timestamp::now())
         .await
