@@ -19,7 +19,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use ferry_control::secrets::{OPERATOR_TOKEN_PREFIX, Secret, SecretBox, TokenHash, generate_token};
 use ferry_control::service::{Authenticator, ControlContext, ControlServices, SERVICE_NAMES};
-use ferry_control::store::{SqliteStore, Store};
+use ferry_control::store::{PostgresStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -104,6 +104,23 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
                 tokio::task::spawn_blocking(move || SqliteStore::open(&sqlite))
                     .await
                     .context("store open task")?
+                    .context("cannot open the store")?,
+            )
+        }
+        StoreBackend::Postgres => {
+            let postgres = config
+                .store
+                .postgres()
+                .context("store.postgres_url: required when store.backend is \"postgres\"")?;
+            if config.transfer.sink == SinkKind::Local {
+                tracing::warn!(
+                    "store.backend is postgres but transfer.sink is local: replicas sharing the database \
+                     must share the media folder too, or use the s3 sink"
+                );
+            }
+            Arc::new(
+                PostgresStore::open(&postgres)
+                    .await
                     .context("cannot open the store")?,
             )
         }

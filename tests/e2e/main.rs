@@ -13,6 +13,7 @@ mod durability;
 mod intake;
 mod jobs_media;
 mod metrics;
+mod postgres;
 mod replicas;
 mod resume_scan;
 mod s3;

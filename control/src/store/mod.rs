@@ -13,6 +13,7 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+mod postgres;
 mod sqlite;
 
 use std::time::Duration;
@@ -24,6 +25,11 @@ use crate::error::StoreError;
 use crate::model::*;
 use crate::secrets::TokenHash;
 
+#[cfg(any(test, feature = "conformance"))]
+pub use postgres::testing as postgres_testing;
+pub use postgres::{
+    PostgresConfig, PostgresStore, PostgresUrl, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
+};
 pub use sqlite::{SqliteConfig, SqliteStore};
 
 pub type StoreResult<T> = Result<T, StoreError>;

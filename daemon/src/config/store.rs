@@ -1,11 +1,15 @@
 //! `[store]` and `[directory]`: which backend keeps Ferry's state, and the
 //! limits of writing to it. Converts into the backend's own settings; never
-//! opens anything.
+//! opens anything, and never shows `postgres_url` (it may hold a password):
+//! it is a `Secret`, skipped when serialised and redacted in `Debug`, and no
+//! validation error quotes it.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::bail;
-use ferry_control::store::SqliteConfig;
+use ferry_control::secrets::Secret;
+use ferry_control::store::{PostgresConfig, PostgresUrl, SqliteConfig};
 use serde::{Deserialize, Serialize};
 
 /// The store backends this build knows.
@@ -15,17 +19,28 @@ pub enum StoreBackend {
     /// One SQLite file in WAL mode.
     #[default]
     Sqlite,
+    /// A PostgreSQL database, which several replicas may share.
+    Postgres,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// Only `sqlite` for now.
+    /// `sqlite` (the default) or `postgres`.
     pub backend: StoreBackend,
     /// SQLite file; defaults to `<data_dir>/ferry.db`.
     pub sqlite_path: Option<PathBuf>,
-    /// Most writes committed in one transaction.
+    /// Most writes committed in one transaction (SQLite).
     pub max_batch: usize,
+    /// `postgres://user:password@host:5432/ferry`; required by `postgres`.
+    #[serde(skip_serializing)]
+    pub postgres_url: Option<Secret>,
+    /// Most connections to PostgreSQL open at once (one more listens for
+    /// other replicas' job events).
+    pub postgres_pool_size: usize,
+    /// How long connecting to PostgreSQL, or waiting for a free connection,
+    /// may take before the call fails as unavailable.
+    pub postgres_connect_timeout_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -41,6 +56,9 @@ impl Default for StoreConfig {
             backend: StoreBackend::Sqlite,
             sqlite_path: None,
             max_batch: 256,
+            postgres_url: None,
+            postgres_pool_size: 16,
+            postgres_connect_timeout_secs: 5,
         }
     }
 }
@@ -58,7 +76,31 @@ impl StoreConfig {
         if self.max_batch == 0 {
             bail!("store.max_batch: must be at least 1");
         }
+        if self.postgres_pool_size == 0 {
+            bail!("store.postgres_pool_size: must be at least 1");
+        }
+        if self.postgres_connect_timeout_secs == 0 {
+            bail!("store.postgres_connect_timeout_secs: must be at least 1");
+        }
+        if self.backend == StoreBackend::Postgres {
+            match self.postgres_url.as_ref().filter(|url| !url.is_empty()) {
+                None => bail!("store.postgres_url: required when store.backend is \"postgres\""),
+                // The store's error never quotes the URL.
+                Some(url) => PostgresUrl::new(url.expose())
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("store.{e}"))?,
+            }
+        }
         Ok(())
+    }
+
+    /// The PostgreSQL backend's settings; None without a `postgres_url`.
+    pub fn postgres(&self) -> Option<PostgresConfig> {
+        let url = self.postgres_url.as_ref()?;
+        let mut postgres = PostgresConfig::new(PostgresUrl::new(url.expose()));
+        postgres.pool_size = self.postgres_pool_size;
+        postgres.connect_timeout = Duration::from_secs(self.postgres_connect_timeout_secs);
+        Some(postgres)
     }
 
     pub fn sqlite_path(&self, data_dir: &Path) -> PathBuf {
@@ -81,5 +123,103 @@ impl DirectoryConfig {
             bail!("directory.max_sync_records: must be at least 1");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::StoreBackend;
+    use crate::config::Config;
+
+    const URL: &str = "postgres://ferry:hunter2-pw@db.internal:5432/ferry";
+
+    fn load(pairs: &[(&str, &str)]) -> anyhow::Result<Config> {
+        Config::load(
+            None,
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn the_url_alone_selects_postgres_with_default_pool_and_timeout() {
+        let config = load(&[
+            ("FERRY_STORE_BACKEND", "postgres"),
+            ("FERRY_STORE_POSTGRES_URL", URL),
+        ])
+        .expect("load");
+        assert_eq!(config.store.backend, StoreBackend::Postgres);
+        let postgres = config.store.postgres().expect("postgres settings");
+        assert_eq!(postgres.pool_size, 16);
+        assert_eq!(postgres.connect_timeout, Duration::from_secs(5));
+
+        let tuned = load(&[
+            ("FERRY_STORE_BACKEND", "postgres"),
+            ("FERRY_STORE_POSTGRES_URL", URL),
+            ("FERRY_STORE_POSTGRES_POOL_SIZE", "4"),
+            ("FERRY_STORE_POSTGRES_CONNECT_TIMEOUT_SECS", "2"),
+        ])
+        .expect("load");
+        let postgres = tuned.store.postgres().expect("postgres settings");
+        assert_eq!(postgres.pool_size, 4);
+        assert_eq!(postgres.connect_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn the_url_never_shows_in_debug_serialisation_or_errors() {
+        let config = load(&[
+            ("FERRY_STORE_BACKEND", "postgres"),
+            ("FERRY_STORE_POSTGRES_URL", URL),
+        ])
+        .expect("load");
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert!(!format!("{:?}", config.store.postgres()).contains("hunter2"));
+        let serialised = toml::to_string(&config.store).expect("serialise");
+        assert!(!serialised.contains("hunter2"), "{serialised}");
+
+        let malformed = "postgres://ferry:hunter2-pw@[db/ferry";
+        let error = load(&[
+            ("FERRY_STORE_BACKEND", "postgres"),
+            ("FERRY_STORE_POSTGRES_URL", malformed),
+        ])
+        .expect_err("a malformed url is refused");
+        let text = format!("{error:#}");
+        assert!(text.contains("store.postgres_url"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn postgres_settings_are_checked_and_errors_name_the_key() {
+        for (pairs, key) in [
+            (
+                vec![("FERRY_STORE_BACKEND", "postgres")],
+                "store.postgres_url: required",
+            ),
+            (
+                vec![
+                    ("FERRY_STORE_BACKEND", "postgres"),
+                    ("FERRY_STORE_POSTGRES_URL", ""),
+                ],
+                "store.postgres_url: required",
+            ),
+            (
+                vec![("FERRY_STORE_POSTGRES_POOL_SIZE", "0")],
+                "store.postgres_pool_size: must be at least 1",
+            ),
+            (
+                vec![("FERRY_STORE_POSTGRES_CONNECT_TIMEOUT_SECS", "0")],
+                "store.postgres_connect_timeout_secs: must be at least 1",
+            ),
+        ] {
+            let error = load(&pairs).expect_err(key);
+            let text = format!("{error:#}");
+            assert!(text.contains(key), "{key}: {text}");
+        }
+        // The sqlite default needs no URL.
+        assert_eq!(
+            load(&[]).expect("defaults").store.backend,
+            StoreBackend::Sqlite
+        );
     }
 }

@@ -174,7 +174,7 @@ fn every_documented_variable_is_derived_from_the_types_and_nothing_else_is() {
         .map(|(name, _)| name)
         .collect();
     let documented = readme_variables();
-    assert_eq!(documented.len(), 55, "{documented:?}");
+    assert_eq!(documented.len(), 58, "{documented:?}");
     for name in &documented {
         assert!(
             derived.contains(name),
@@ -278,7 +278,7 @@ fn a_bad_variable_is_refused_in_one_line_naming_it_and_its_key() {
             "transfer.max_attempts: cannot parse",
         ),
         ("FERRY_GRPC_ADDR", "nowhere", "grpc.addr:"),
-        ("FERRY_STORE_BACKEND", "postgres", "store.backend:"),
+        ("FERRY_STORE_BACKEND", "mysql", "store.backend:"),
         ("FERRY_LOG_FORMAT", "xml", "log_format:"),
         (
             "FERRY_CAPS_ACCOUNTS",

@@ -1,0 +1,354 @@
+//! The PostgreSQL backend of `DirectoryStore`: the user directory, its syncs
+//! and its indexed email lookups. A sync holds its institution's row lock
+//! for the whole transaction, so two replicas syncing one institution take
+//! turns and "one active user per email" is decided on what is committed;
+//! the `user_emails` primary key backs the rule up.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+
+use super::tenants::get_institution;
+use super::{PostgresStore, get, get_time, page_after, page_limit, page_of, pg_error};
+use crate::error::StoreError;
+use crate::model::*;
+use crate::store::{DirectoryStore, Page, PageQuery, StoreResult, new_id};
+
+const USER_COLUMNS: &str =
+    "u.user_id, u.institution_id, u.external_id, u.email, u.alternate_zoom_email,
+    u.display_name, u.role, u.active, u.created_ms, u.updated_ms";
+
+fn user_from_row(row: &Row) -> StoreResult<User> {
+    let role: String = get(row, 6)?;
+    Ok(User {
+        user_id: get(row, 0)?,
+        institution_id: get(row, 1)?,
+        external_id: get(row, 2)?,
+        email: get(row, 3)?,
+        alternate_zoom_email: get(row, 4)?,
+        display_name: get(row, 5)?,
+        role: UserRole::parse(&role)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role}")))?,
+        active: get(row, 7)?,
+        created_at: get_time(row, 8)?,
+        updated_at: get_time(row, 9)?,
+    })
+}
+
+fn record_emails(record: &UserRecord) -> impl Iterator<Item = &String> {
+    std::iter::once(&record.email).chain(record.alternate_zoom_email.iter())
+}
+
+fn reject(record: &UserRecord, reason: String) -> RejectedRecord {
+    RejectedRecord {
+        record_index: record.record_index,
+        external_id: record.external_id.clone(),
+        email: record.email.clone(),
+        reason,
+    }
+}
+
+fn is_unchanged(user: &User, record: &UserRecord) -> bool {
+    user.active
+        && user.email == record.email
+        && user.alternate_zoom_email == record.alternate_zoom_email
+        && user.display_name == record.display_name
+        && user.role == record.role
+}
+
+/// Records that repeat an earlier record's external id or email are rejected
+/// (the first wins); returns the accepted ones and every external id named.
+fn dedupe(
+    records: Vec<UserRecord>,
+    outcome: &mut SyncOutcome,
+) -> (Vec<UserRecord>, HashSet<String>) {
+    let mut in_stream: HashSet<String> = outcome
+        .rejected
+        .iter()
+        .map(|r| r.external_id.clone())
+        .collect();
+    let mut first_with_external_id: HashMap<String, u32> = HashMap::with_capacity(records.len());
+    let mut first_with_email: HashMap<String, u32> = HashMap::with_capacity(records.len());
+    let mut accepted = Vec::with_capacity(records.len());
+    for record in records {
+        in_stream.insert(record.external_id.clone());
+        if let Some(first) = first_with_external_id.get(&record.external_id) {
+            let reason = format!("external_id: duplicate of record {first} in this sync");
+            outcome.rejected.push(reject(&record, reason));
+            continue;
+        }
+        if let Some((email, first)) =
+            record_emails(&record).find_map(|e| first_with_email.get(e).map(|f| (e, f)))
+        {
+            let reason = format!("email: {email} is already used by record {first} in this sync");
+            outcome.rejected.push(reject(&record, reason));
+            continue;
+        }
+        first_with_external_id.insert(record.external_id.clone(), record.record_index);
+        for email in record_emails(&record) {
+            first_with_email.insert(email.clone(), record.record_index);
+        }
+        accepted.push(record);
+    }
+    (accepted, in_stream)
+}
+
+/// Applies one sync inside the caller's transaction. See `Store::sync_users`.
+async fn sync_users(tx: &impl GenericClient, sync: UserSync) -> StoreResult<SyncOutcome> {
+    let (institution_id, mode, now) = (sync.institution_id.as_str(), sync.mode, sync.now);
+    get_institution(tx, institution_id, true).await?;
+    let mut outcome = SyncOutcome {
+        rejected: sync.rejected_upfront,
+        ..SyncOutcome::default()
+    };
+    let (mut accepted, in_stream) = dedupe(sync.records, &mut outcome);
+    let existing: HashMap<String, User> = tx
+        .query(
+            &format!("SELECT {USER_COLUMNS} FROM users u WHERE u.institution_id = $1"),
+            &[&institution_id],
+        )
+        .await
+        .map_err(pg_error)?
+        .iter()
+        .map(|row| user_from_row(row).map(|u| (u.external_id.clone(), u)))
+        .collect::<StoreResult<_>>()?;
+    let email_owner: HashMap<String, String> = tx
+        .query(
+            "SELECT ue.email, u.external_id FROM user_emails ue JOIN users u ON u.user_id = ue.user_id
+             WHERE ue.institution_id = $1",
+            &[&institution_id],
+        )
+        .await
+        .map_err(pg_error)?
+        .iter()
+        .map(|row| Ok((get(row, 0)?, get(row, 1)?)))
+        .collect::<StoreResult<_>>()?;
+    // Conflicts with active users who keep their emails after this sync. Each
+    // rejection can leave another owner's email in place, so repeat until
+    // nothing changes (it only ever shrinks `accepted`).
+    let owner_keeps_emails = |owner: &str, accepted_ids: &HashSet<String>| {
+        !accepted_ids.contains(owner) && (mode == SyncMode::Upsert || in_stream.contains(owner))
+    };
+    loop {
+        let accepted_ids: HashSet<String> =
+            accepted.iter().map(|r| r.external_id.clone()).collect();
+        let before = accepted.len();
+        accepted.retain(|record| {
+            let conflict = record_emails(record).find_map(|email| {
+                email_owner
+                    .get(email)
+                    .filter(|owner| {
+                        **owner != record.external_id && owner_keeps_emails(owner, &accepted_ids)
+                    })
+                    .map(|owner| (email, owner))
+            });
+            match conflict {
+                Some((email, owner)) => {
+                    let reason =
+                        format!("email: {email} belongs to active user with external_id {owner}");
+                    outcome.rejected.push(reject(record, reason));
+                    false
+                }
+                None => true,
+            }
+        });
+        if accepted.len() == before {
+            break;
+        }
+    }
+    // Pass 1: free the emails of users that change or are deactivated, so
+    // that pass 2 may hand them to others (swaps included).
+    let delete_emails = tx
+        .prepare_cached("DELETE FROM user_emails WHERE user_id = $1")
+        .await
+        .map_err(pg_error)?;
+    if mode == SyncMode::Full {
+        let deactivate = tx
+            .prepare_cached("UPDATE users SET active = FALSE, updated_ms = $2 WHERE user_id = $1")
+            .await
+            .map_err(pg_error)?;
+        for user in existing
+            .values()
+            .filter(|u| u.active && !in_stream.contains(&u.external_id))
+        {
+            tx.execute(&deactivate, &[&user.user_id, &now.0])
+                .await
+                .map_err(pg_error)?;
+            tx.execute(&delete_emails, &[&user.user_id])
+                .await
+                .map_err(pg_error)?;
+            outcome.deactivated += 1;
+        }
+    }
+    let mut changes: Vec<(&UserRecord, Option<&User>)> = Vec::with_capacity(accepted.len());
+    for record in &accepted {
+        match existing.get(&record.external_id) {
+            Some(user) if is_unchanged(user, record) => outcome.unchanged += 1,
+            Some(user) => {
+                tx.execute(&delete_emails, &[&user.user_id])
+                    .await
+                    .map_err(pg_error)?;
+                changes.push((record, Some(user)));
+            }
+            None => changes.push((record, None)),
+        }
+    }
+    // Pass 2: write the changed and new users and their emails.
+    let insert_user = tx
+        .prepare_cached(
+            "INSERT INTO users (user_id, institution_id, external_id, email, alternate_zoom_email, display_name,
+                role, active, created_ms, updated_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, TRUE, $8, $8)",
+        )
+        .await
+        .map_err(pg_error)?;
+    let update_user = tx
+        .prepare_cached(
+            "UPDATE users SET email = $2, alternate_zoom_email = $3, display_name = $4, role = $5,
+                active = TRUE, updated_ms = $6 WHERE user_id = $1",
+        )
+        .await
+        .map_err(pg_error)?;
+    let insert_email = tx
+        .prepare_cached(
+            "INSERT INTO user_emails (institution_id, email, user_id) VALUES ($1, $2, $3)",
+        )
+        .await
+        .map_err(pg_error)?;
+    for (record, existing_user) in changes {
+        let user_id = match existing_user {
+            Some(user) => {
+                tx.execute(
+                    &update_user,
+                    &[
+                        &user.user_id,
+                        &record.email,
+                        &record.alternate_zoom_email,
+                        &record.display_name,
+                        &record.role.as_str(),
+                        &now.0,
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+                outcome.updated += 1;
+                user.user_id.clone()
+            }
+            None => {
+                let user_id = new_id("usr");
+                tx.execute(
+                    &insert_user,
+                    &[
+                        &user_id,
+                        &institution_id,
+                        &record.external_id,
+                        &record.email,
+                        &record.alternate_zoom_email,
+                        &record.display_name,
+                        &record.role.as_str(),
+                        &now.0,
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+                outcome.created += 1;
+                user_id
+            }
+        };
+        for email in record_emails(record) {
+            tx.execute(&insert_email, &[&institution_id, email, &user_id])
+                .await
+                .map_err(|e| {
+                    StoreError::Corrupt(format!("email uniqueness check missed {email}: {e}"))
+                })?;
+        }
+    }
+    outcome.rejected.sort_by_key(|r| r.record_index);
+    Ok(outcome)
+}
+
+pub(super) async fn get_user(
+    c: &impl GenericClient,
+    institution_id: &str,
+    user_id: &str,
+) -> StoreResult<User> {
+    let row = c
+        .query_opt(
+            &format!(
+                "SELECT {USER_COLUMNS} FROM users u WHERE u.institution_id = $1 AND u.user_id = $2"
+            ),
+            &[&institution_id, &user_id],
+        )
+        .await
+        .map_err(pg_error)?
+        .ok_or_else(|| StoreError::not_found(format!("user {user_id}")))?;
+    user_from_row(&row)
+}
+
+#[async_trait]
+impl DirectoryStore for PostgresStore {
+    async fn sync_users(&self, sync: UserSync) -> StoreResult<SyncOutcome> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let outcome = sync_users(&tx, sync).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(outcome)
+    }
+
+    async fn lookup_user_by_email(
+        &self,
+        institution_id: &str,
+        email: &str,
+    ) -> StoreResult<Option<User>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM user_emails ue JOIN users u ON u.user_id = ue.user_id
+                     WHERE ue.institution_id = $1 AND ue.email = $2 AND u.active"
+                ),
+                &[&institution_id, &email],
+            )
+            .await
+            .map_err(pg_error)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn get_user(&self, institution_id: &str, user_id: &str) -> StoreResult<User> {
+        get_user(&self.client().await?, institution_id, user_id).await
+    }
+
+    async fn list_users(
+        &self,
+        institution_id: &str,
+        include_inactive: bool,
+        page: &PageQuery,
+    ) -> StoreResult<Page<User>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users u
+                     WHERE u.institution_id = $1 AND u.user_id > $2 AND ($3 OR u.active)
+                     ORDER BY u.user_id LIMIT $4"
+                ),
+                &[
+                    &institution_id,
+                    &page_after(page),
+                    &include_inactive,
+                    &page_limit(page),
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        let rows = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(page_of(rows, page, |u| &u.user_id))
+    }
+}

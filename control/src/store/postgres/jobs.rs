@@ -1,0 +1,496 @@
+//! The PostgreSQL backend of `JobStore`: jobs, one per (Zoom account, meeting
+//! uuid) by a unique constraint (two replicas receiving the same delivery at
+//! the same instant create one job: the second insert waits for the first
+//! and does nothing), their listing and their admin transitions. Leases and
+//! completion live in `leases`; events in `events`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+use tokio::sync::broadcast;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::leases;
+use super::{
+    PostgresStore, get, get_opt_time, get_time, get_u32, get_u64, page_after, page_limit, page_of,
+    pg_error,
+};
+use crate::error::StoreError;
+use crate::model::*;
+use crate::store::{JobStore, Lease, LeaseHolder, Page, PageQuery, StoreResult, new_id};
+
+pub(super) const JOB_COLUMNS: &str = "job_id, institution_id, zoom_account_id, meeting_uuid, meeting_id, topic, host_email,
+    meeting_start_ms, state, skip_reason, message, owner_user_id, file_id, recording_type, file_type,
+    file_extension, file_size, recording_start_ms, recording_end_ms, skipped_file_count, skipped_segment_count,
+    bytes_transferred, total_bytes, attempt_count, media_id, created_ms, updated_ms, finished_ms,
+    detected_mid_stream";
+
+pub(super) fn job_from_row(row: &Row) -> StoreResult<Job> {
+    let state: String = get(row, 8)?;
+    let skip_reason: Option<String> = get(row, 9)?;
+    let file_id: Option<String> = get(row, 12)?;
+    let recording_file = match file_id {
+        Some(file_id) => Some(RecordingFile {
+            file_id,
+            recording_type: get::<Option<String>>(row, 13)?.unwrap_or_default(),
+            file_type: get::<Option<String>>(row, 14)?.unwrap_or_default(),
+            file_extension: get::<Option<String>>(row, 15)?.unwrap_or_default(),
+            file_size: get::<Option<i64>>(row, 16)?.unwrap_or(0).max(0) as u64,
+            recording_start: Timestamp(get::<Option<i64>>(row, 17)?.unwrap_or(0)),
+            recording_end: Timestamp(get::<Option<i64>>(row, 18)?.unwrap_or(0)),
+        }),
+        None => None,
+    };
+    Ok(Job {
+        job_id: get(row, 0)?,
+        institution_id: get(row, 1)?,
+        zoom_account_id: get(row, 2)?,
+        meeting_uuid: get(row, 3)?,
+        meeting_id: get_u64(row, 4)?,
+        topic: get(row, 5)?,
+        host_email: get(row, 6)?,
+        meeting_start: get_opt_time(row, 7)?,
+        state: JobState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown job state {state}")))?,
+        skip_reason: match skip_reason {
+            Some(reason) => Some(
+                SkipReason::parse(&reason)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown skip reason {reason}")))?,
+            ),
+            None => None,
+        },
+        message: get(row, 10)?,
+        owner_user_id: get(row, 11)?,
+        recording_file,
+        skipped_file_count: get_u32(row, 19)?,
+        skipped_segment_count: get_u32(row, 20)?,
+        bytes_transferred: get_u64(row, 21)?,
+        total_bytes: get_u64(row, 22)?,
+        attempt_count: get_u32(row, 23)?,
+        media_id: get(row, 24)?,
+        created_at: get_time(row, 25)?,
+        updated_at: get_time(row, 26)?,
+        finished_at: get_opt_time(row, 27)?,
+        detected_mid_stream: get(row, 28)?,
+    })
+}
+
+/// The job by id, whatever its institution; with `lock`, its row stays
+/// locked until the transaction ends.
+pub(super) async fn find_job(c: &impl GenericClient, job_id: &str, lock: bool) -> StoreResult<Job> {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    let row = c
+        .query_opt(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = $1{lock}"),
+            &[&job_id],
+        )
+        .await
+        .map_err(pg_error)?
+        .ok_or_else(|| job_not_found(job_id))?;
+    job_from_row(&row)
+}
+
+pub(super) fn job_not_found(job_id: &str) -> StoreError {
+    StoreError::not_found(format!("job {job_id}"))
+}
+
+/// The job if it belongs to the institution (NotFound otherwise), locked.
+async fn job_in(c: &impl GenericClient, institution_id: &str, job_id: &str) -> StoreResult<Job> {
+    Some(find_job(c, job_id, true).await?)
+        .filter(|job| job.institution_id == institution_id)
+        .ok_or_else(|| job_not_found(job_id))
+}
+
+fn sealed_bytes(sealed: &Option<crate::secrets::Sealed>) -> Option<&[u8]> {
+    sealed.as_ref().map(|s| s.0.as_slice())
+}
+
+async fn upsert_job(c: &impl GenericClient, job: &NewJob) -> StoreResult<(Job, bool)> {
+    let job_id = new_id("job");
+    let file = job.recording_file.as_ref();
+    let finished_ms = job.state.is_final().then_some(job.now.0);
+    let inserted = c
+        .query_opt(
+            &format!(
+                "INSERT INTO jobs (job_id, institution_id, zoom_account_id, meeting_uuid, meeting_id, topic, host_email,
+                    host_email_key, meeting_start_ms, state, skip_reason, message, owner_user_id, file_id, recording_type,
+                    file_type, file_extension, file_size, recording_start_ms, recording_end_ms, skipped_file_count,
+                    skipped_segment_count, total_bytes, created_ms, updated_ms, finished_ms, download_url_sealed,
+                    download_token_sealed, download_event_ms, recording_sealed)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+                    $21, $22, $23, $24, $24, $25, $26, $27, $28, $29)
+                 ON CONFLICT ON CONSTRAINT jobs_one_per_meeting DO NOTHING
+                 RETURNING {JOB_COLUMNS}"
+            ),
+            &[
+                &job_id,
+                &job.institution_id,
+                &job.zoom_account_id,
+                &job.meeting_uuid,
+                &(job.meeting_id as i64),
+                &job.topic,
+                &job.host_email,
+                &crate::email::normalize(&job.host_email),
+                &job.meeting_start.map(|t| t.0),
+                &job.state.as_str(),
+                &job.skip_reason.map(SkipReason::as_str),
+                &job.message,
+                &job.owner_user_id,
+                &file.map(|f| f.file_id.as_str()),
+                &file.map(|f| f.recording_type.as_str()),
+                &file.map(|f| f.file_type.as_str()),
+                &file.map(|f| f.file_extension.as_str()),
+                &file.map(|f| f.file_size as i64),
+                &file.map(|f| f.recording_start.0),
+                &file.map(|f| f.recording_end.0),
+                &i64::from(job.skipped_file_count),
+                &i64::from(job.skipped_segment_count),
+                &file.map(|f| f.file_size as i64).unwrap_or(0),
+                &job.now.0,
+                &finished_ms,
+                &sealed_bytes(&job.sealed_download_url),
+                &sealed_bytes(&job.sealed_download_token),
+                &job.event_time.0,
+                &sealed_bytes(&job.sealed_recording),
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    if let Some(row) = inserted {
+        return Ok((job_from_row(&row)?, true));
+    }
+    // A redelivery or a second event for the meeting: never a second job, but
+    // fresher download credentials replace older ones until it completes.
+    c.execute(
+        "UPDATE jobs SET
+            download_url_sealed = COALESCE($3, download_url_sealed),
+            download_token_sealed = COALESCE($4, download_token_sealed),
+            recording_sealed = COALESCE($5, recording_sealed),
+            download_event_ms = $6
+         WHERE zoom_account_id = $1 AND meeting_uuid = $2 AND state != 'completed'
+            AND (download_event_ms IS NULL OR download_event_ms <= $6)",
+        &[
+            &job.zoom_account_id,
+            &job.meeting_uuid,
+            &sealed_bytes(&job.sealed_download_url),
+            &sealed_bytes(&job.sealed_download_token),
+            &sealed_bytes(&job.sealed_recording),
+            &job.event_time.0,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    let row = c
+        .query_one(
+            &format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE zoom_account_id = $1 AND meeting_uuid = $2"
+            ),
+            &[&job.zoom_account_id, &job.meeting_uuid],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok((job_from_row(&row)?, false))
+}
+
+async fn list_jobs(
+    c: &impl GenericClient,
+    institution_id: &str,
+    filter: &JobFilter,
+    page: &PageQuery,
+) -> StoreResult<Page<Job>> {
+    let after = page_after(page);
+    let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
+    let skip_reason = filter.skip_reason.map(SkipReason::as_str);
+    let (created_from, created_before) = (
+        filter.created_from.map(|t| t.0),
+        filter.created_before.map(|t| t.0),
+    );
+    let limit = page_limit(page);
+    let mut sql =
+        format!("SELECT {JOB_COLUMNS} FROM jobs WHERE institution_id = $1 AND job_id > $2");
+    let mut values: Vec<&(dyn ToSql + Sync)> = vec![&institution_id, &after];
+    if !states.is_empty() {
+        bind(&mut sql, &mut values, " AND state = ANY(?)", &states);
+    }
+    if let Some(reason) = &skip_reason {
+        bind(&mut sql, &mut values, " AND skip_reason = ?", reason);
+    }
+    if let Some(account) = &filter.zoom_account_id {
+        bind(&mut sql, &mut values, " AND zoom_account_id = ?", account);
+    }
+    if let Some(host) = &filter.host_email {
+        bind(&mut sql, &mut values, " AND host_email_key = ?", host);
+    }
+    if let Some(from) = &created_from {
+        bind(&mut sql, &mut values, " AND created_ms >= ?", from);
+    }
+    if let Some(before) = &created_before {
+        bind(&mut sql, &mut values, " AND created_ms < ?", before);
+    }
+    bind(&mut sql, &mut values, " ORDER BY job_id LIMIT ?", &limit);
+    let rows = c
+        .query(sql.as_str(), &values)
+        .await
+        .map_err(pg_error)?
+        .iter()
+        .map(job_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(page_of(rows, page, |j| &j.job_id))
+}
+
+/// Appends `condition` with its `?` numbered as the next parameter, `value`.
+fn bind<'a>(
+    sql: &mut String,
+    values: &mut Vec<&'a (dyn ToSql + Sync)>,
+    condition: &str,
+    value: &'a (dyn ToSql + Sync),
+) {
+    values.push(value);
+    sql.push_str(&condition.replace('?', &format!("${}", values.len())));
+}
+
+async fn requeue_job(c: &impl GenericClient, requeue: &JobRequeue) -> StoreResult<Job> {
+    let job_id = requeue.job_id.as_str();
+    let job = job_in(c, &requeue.institution_id, job_id).await?;
+    if !matches!(
+        job.state,
+        JobState::Skipped | JobState::Failed | JobState::Cancelled
+    ) {
+        return Err(StoreError::FailedPrecondition(format!(
+            "job {job_id} is {}; only skipped, failed or cancelled jobs can be retried",
+            job.state.as_str()
+        )));
+    }
+    let file = requeue.recording_file.as_ref();
+    c.execute(
+        "UPDATE jobs SET state = 'queued', skip_reason = NULL, message = '', owner_user_id = $2,
+            file_id = COALESCE($3, file_id), recording_type = COALESCE($4, recording_type),
+            file_type = COALESCE($5, file_type), file_extension = COALESCE($6, file_extension),
+            file_size = COALESCE($7, file_size), recording_start_ms = COALESCE($8, recording_start_ms),
+            recording_end_ms = COALESCE($9, recording_end_ms), total_bytes = COALESCE($7, total_bytes),
+            download_url_sealed = COALESCE($10, download_url_sealed),
+            bytes_transferred = 0, detected_mid_stream = FALSE, finished_ms = NULL, lease_owner = NULL,
+            lease_expires_ms = NULL, lease_clock = NULL, lease_expires_db = NULL, updated_ms = $11
+         WHERE job_id = $1",
+        &[
+            &job_id,
+            &requeue.owner_user_id,
+            &file.map(|f| f.file_id.as_str()),
+            &file.map(|f| f.recording_type.as_str()),
+            &file.map(|f| f.file_type.as_str()),
+            &file.map(|f| f.file_extension.as_str()),
+            &file.map(|f| f.file_size as i64),
+            &file.map(|f| f.recording_start.0),
+            &file.map(|f| f.recording_end.0),
+            &sealed_bytes(&requeue.sealed_download_url),
+            &requeue.now.0,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    find_job(c, job_id, false).await
+}
+
+async fn cancel_job(
+    c: &impl GenericClient,
+    institution_id: &str,
+    job_id: &str,
+    now: Timestamp,
+) -> StoreResult<Job> {
+    let job = job_in(c, institution_id, job_id).await?;
+    if job.state.is_final() {
+        return Err(StoreError::FailedPrecondition(format!(
+            "job {job_id} is {}; only queued or transferring jobs can be cancelled",
+            job.state.as_str()
+        )));
+    }
+    c.execute(
+        "UPDATE jobs SET state = 'cancelled', message = 'cancelled by an admin', lease_owner = NULL,
+            lease_expires_ms = NULL, lease_clock = NULL, lease_expires_db = NULL,
+            finished_ms = $2, updated_ms = $2 WHERE job_id = $1",
+        &[&job_id, &now.0],
+    )
+    .await
+    .map_err(pg_error)?;
+    find_job(c, job_id, false).await
+}
+
+async fn job_counts(c: &impl GenericClient) -> StoreResult<JobCounts> {
+    let rows = c
+        .query("SELECT state, COUNT(*) FROM jobs GROUP BY state", &[])
+        .await
+        .map_err(pg_error)?;
+    let mut by_state = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let state: String = get(row, 0)?;
+        if let Some(state) = JobState::parse(&state) {
+            by_state.push((state, get_u64(row, 1)?));
+        }
+    }
+    let oldest_queued = c
+        .query_one(
+            "SELECT MIN(updated_ms) FROM jobs WHERE state = 'queued'",
+            &[],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(JobCounts {
+        by_state,
+        oldest_queued: get_opt_time(&oldest_queued, 0)?,
+    })
+}
+
+impl PostgresStore {
+    /// Commits a job change and announces it: to this store's subscribers
+    /// at once, to other replicas by a NOTIFY sent with the commit.
+    async fn commit_job_change(
+        &self,
+        tx: deadpool_postgres::Transaction<'_>,
+        job: &Job,
+    ) -> StoreResult<()> {
+        super::events::notify(&tx, &self.clock_id, job, false).await?;
+        tx.commit().await.map_err(pg_error)?;
+        self.publish(job, false);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobStore for PostgresStore {
+    async fn upsert_job(&self, job: NewJob) -> StoreResult<(Job, bool)> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let (job, created) = upsert_job(&tx, &job).await?;
+        if created {
+            self.commit_job_change(tx, &job).await?;
+        } else {
+            tx.commit().await.map_err(pg_error)?;
+        }
+        Ok((job, created))
+    }
+
+    async fn get_job(&self, institution_id: &str, job_id: &str) -> StoreResult<Job> {
+        Some(find_job(&self.client().await?, job_id, false).await?)
+            .filter(|job| job.institution_id == institution_id)
+            .ok_or_else(|| job_not_found(job_id))
+    }
+
+    async fn get_job_secrets(&self, institution_id: &str, job_id: &str) -> StoreResult<JobSecrets> {
+        let sealed = |bytes: Option<Vec<u8>>| bytes.map(crate::secrets::Sealed);
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT download_url_sealed, download_token_sealed, recording_sealed FROM jobs
+                 WHERE institution_id = $1 AND job_id = $2",
+                &[&institution_id, &job_id],
+            )
+            .await
+            .map_err(pg_error)?
+            .ok_or_else(|| job_not_found(job_id))?;
+        Ok(JobSecrets {
+            sealed_download_url: sealed(get(&row, 0)?),
+            sealed_download_token: sealed(get(&row, 1)?),
+            sealed_recording: sealed(get(&row, 2)?),
+        })
+    }
+
+    async fn list_jobs(
+        &self,
+        institution_id: &str,
+        filter: &JobFilter,
+        page: &PageQuery,
+    ) -> StoreResult<Page<Job>> {
+        list_jobs(&self.client().await?, institution_id, filter, page).await
+    }
+
+    async fn job_counts(&self) -> StoreResult<JobCounts> {
+        job_counts(&self.client().await?).await
+    }
+
+    async fn requeue_job(&self, requeue: JobRequeue) -> StoreResult<Job> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let job = requeue_job(&tx, &requeue).await?;
+        self.commit_job_change(tx, &job).await?;
+        Ok(job)
+    }
+
+    async fn cancel_job(
+        &self,
+        institution_id: &str,
+        job_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Job> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let job = cancel_job(&tx, institution_id, job_id, now).await?;
+        self.commit_job_change(tx, &job).await?;
+        Ok(job)
+    }
+
+    async fn claim_job(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        now: Timestamp,
+    ) -> StoreResult<Option<Lease>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let claimed = leases::claim_job(&tx, &self.clock_id, worker_id, lease, now).await?;
+        match &claimed {
+            Some(lease) => self.commit_job_change(tx, &lease.job).await?,
+            None => tx.commit().await.map_err(pg_error)?,
+        }
+        Ok(claimed)
+    }
+
+    async fn renew_lease(
+        &self,
+        holder: LeaseHolder<'_>,
+        lease: Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        leases::renew_lease(&self.client().await?, &self.clock_id, holder, lease, now).await
+    }
+
+    async fn complete_job(
+        &self,
+        holder: LeaseHolder<'_>,
+        media: NewMedia,
+        now: Timestamp,
+    ) -> StoreResult<(Job, Media)> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let (job, media) = leases::complete_job(&tx, holder, &media, now).await?;
+        self.commit_job_change(tx, &job).await?;
+        Ok((job, media))
+    }
+
+    async fn finish_job(
+        &self,
+        holder: LeaseHolder<'_>,
+        outcome: JobOutcome,
+        now: Timestamp,
+    ) -> StoreResult<Job> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let job = leases::finish_job(&tx, holder, &outcome, now).await?;
+        self.commit_job_change(tx, &job).await?;
+        Ok(job)
+    }
+
+    fn publish_progress(&self, job: Job) {
+        self.progress.push(&job);
+        let _ = self.job_events.send(JobEvent {
+            job,
+            progress_only: true,
+        });
+    }
+
+    fn subscribe_job_events(&self) -> broadcast::Receiver<JobEvent> {
+        self.job_events.subscribe()
+    }
+}

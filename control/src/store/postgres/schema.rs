@@ -1,0 +1,269 @@
+//! The PostgreSQL schema: versioned migrations embedded in the binary,
+//! applied in order at open, each in its own transaction, while holding a
+//! session advisory lock so that replicas starting together take turns (the
+//! second finds the work done). A database whose schema is newer than this
+//! build knows is refused: an older replica must not write rows it does not
+//! understand. Migrations are append-only; a released one never changes.
+//!
+//! The shapes follow the SQLite schema (integer milliseconds for time, text
+//! ids) with PostgreSQL types; ids use the "C" collation so that paging by id
+//! is byte order whatever the database's locale. Leases also carry the
+//! database clock's expiry (`lease_expires_db`, see the backend's docs).
+
+use deadpool_postgres::Object;
+
+use super::pg_error;
+use crate::error::StoreError;
+use crate::store::StoreResult;
+
+/// The key of the advisory lock held while migrating ("ferrymig").
+const MIGRATION_LOCK_KEY: i64 = 0x6665_7272_796d_6967;
+
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
+
+/// The newest schema version this build knows.
+pub const SCHEMA_VERSION: i64 = 2;
+
+const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == SCHEMA_VERSION);
+
+/// Brings the schema up to `SCHEMA_VERSION`, or refuses a newer one.
+pub(super) async fn migrate(client: &mut Object) -> StoreResult<()> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .map_err(pg_error)?;
+    let result = migrate_locked(client).await;
+    // Unlock even after a failure; if the connection broke, the server
+    // dropped the session lock with it.
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .map_err(pg_error);
+    result.and(unlocked.map(|_| ()))
+}
+
+async fn migrate_locked(client: &mut Object) -> StoreResult<()> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version    BIGINT PRIMARY KEY,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+            )",
+        )
+        .await
+        .map_err(pg_error)?;
+    let current: i64 = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Unavailable(format!(
+            "database schema version {current} is newer than this ferry ({SCHEMA_VERSION}); upgrade ferry"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let tx = client.transaction().await.map_err(pg_error)?;
+        tx.batch_execute(sql).await.map_err(|e| {
+            StoreError::Unavailable(format!("migration {version} failed: {}", pg_error(e)))
+        })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        tracing::info!(version, "applied a store migration");
+    }
+    Ok(())
+}
+
+const V1: &str = r#"
+CREATE TABLE settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE institutions (
+    institution_id TEXT COLLATE "C" PRIMARY KEY,
+    display_name   TEXT NOT NULL,
+    created_ms     BIGINT NOT NULL
+);
+
+CREATE TABLE admin_keys (
+    key_id         TEXT COLLATE "C" PRIMARY KEY,
+    institution_id TEXT COLLATE "C" NOT NULL REFERENCES institutions (institution_id),
+    name           TEXT NOT NULL,
+    key_hash       TEXT NOT NULL UNIQUE,
+    created_ms     BIGINT NOT NULL,
+    revoked_ms     BIGINT
+);
+CREATE INDEX admin_keys_by_institution ON admin_keys (institution_id, key_id);
+
+CREATE TABLE zoom_configurations (
+    configuration_id TEXT COLLATE "C" PRIMARY KEY,
+    institution_id   TEXT COLLATE "C" NOT NULL REFERENCES institutions (institution_id),
+    display_name     TEXT NOT NULL,
+    name_key         TEXT NOT NULL,
+    view_priority    TEXT NOT NULL,
+    token_hash       TEXT NOT NULL UNIQUE,
+    created_ms       BIGINT NOT NULL,
+    token_issued_ms  BIGINT NOT NULL,
+    CONSTRAINT zoom_configurations_unique_name UNIQUE (institution_id, name_key)
+);
+
+-- The primary key is the rule "one account, one institution".
+CREATE TABLE zoom_accounts (
+    zoom_account_id            TEXT COLLATE "C" PRIMARY KEY,
+    institution_id             TEXT COLLATE "C" NOT NULL REFERENCES institutions (institution_id),
+    configuration_id           TEXT COLLATE "C" NOT NULL,
+    plan                       TEXT NOT NULL,
+    installed_ms               BIGINT NOT NULL,
+    uninstalled_ms             BIGINT,
+    oauth_client_id            TEXT,
+    oauth_client_secret_sealed BYTEA
+);
+CREATE INDEX zoom_accounts_by_institution ON zoom_accounts (institution_id, zoom_account_id);
+CREATE INDEX zoom_accounts_by_configuration ON zoom_accounts (configuration_id);
+
+CREATE TABLE users (
+    user_id              TEXT COLLATE "C" PRIMARY KEY,
+    institution_id       TEXT COLLATE "C" NOT NULL REFERENCES institutions (institution_id),
+    external_id          TEXT NOT NULL,
+    email                TEXT NOT NULL,
+    alternate_zoom_email TEXT,
+    display_name         TEXT NOT NULL,
+    role                 TEXT NOT NULL,
+    active               BOOLEAN NOT NULL,
+    created_ms           BIGINT NOT NULL,
+    updated_ms           BIGINT NOT NULL,
+    UNIQUE (institution_id, external_id)
+);
+CREATE INDEX users_by_institution ON users (institution_id, user_id);
+
+-- Every email and alternate email of every active user, one row each. The
+-- primary key is the rule "an email belongs to at most one active user of an
+-- institution", and the index behind LookupUserByEmail.
+CREATE TABLE user_emails (
+    institution_id TEXT COLLATE "C" NOT NULL,
+    email          TEXT NOT NULL,
+    user_id        TEXT COLLATE "C" NOT NULL REFERENCES users (user_id),
+    PRIMARY KEY (institution_id, email)
+);
+CREATE INDEX user_emails_by_user ON user_emails (user_id);
+
+CREATE TABLE jobs (
+    job_id                 TEXT COLLATE "C" PRIMARY KEY,
+    institution_id         TEXT COLLATE "C" NOT NULL REFERENCES institutions (institution_id),
+    zoom_account_id        TEXT COLLATE "C" NOT NULL,
+    meeting_uuid           TEXT NOT NULL,
+    meeting_id             BIGINT NOT NULL,
+    topic                  TEXT NOT NULL,
+    host_email             TEXT NOT NULL,
+    host_email_key         TEXT NOT NULL,
+    meeting_start_ms       BIGINT,
+    state                  TEXT NOT NULL,
+    skip_reason            TEXT,
+    message                TEXT NOT NULL,
+    owner_user_id          TEXT COLLATE "C",
+    file_id                TEXT,
+    recording_type         TEXT,
+    file_type              TEXT,
+    file_extension         TEXT,
+    file_size              BIGINT,
+    recording_start_ms     BIGINT,
+    recording_end_ms       BIGINT,
+    skipped_file_count     BIGINT NOT NULL,
+    skipped_segment_count  BIGINT NOT NULL,
+    bytes_transferred      BIGINT NOT NULL DEFAULT 0,
+    total_bytes            BIGINT NOT NULL DEFAULT 0,
+    attempt_count          BIGINT NOT NULL DEFAULT 0,
+    media_id               TEXT COLLATE "C",
+    created_ms             BIGINT NOT NULL,
+    updated_ms             BIGINT NOT NULL,
+    finished_ms            BIGINT,
+    detected_mid_stream    BOOLEAN NOT NULL DEFAULT FALSE,
+    download_url_sealed    BYTEA,
+    download_token_sealed  BYTEA,
+    download_event_ms      BIGINT,
+    recording_sealed       BYTEA,
+    lease_owner            TEXT,
+    -- The holder's expiry in its own clock, which store instance's clock
+    -- that is, and the same expiry in the database's clock.
+    lease_expires_ms       BIGINT,
+    lease_clock            TEXT,
+    lease_expires_db       TIMESTAMPTZ,
+    CONSTRAINT jobs_one_per_meeting UNIQUE (zoom_account_id, meeting_uuid)
+);
+CREATE INDEX jobs_by_institution ON jobs (institution_id, job_id);
+CREATE INDEX jobs_by_state ON jobs (state, job_id);
+CREATE INDEX jobs_by_host ON jobs (institution_id, host_email_key);
+
+CREATE TABLE media (
+    media_id       TEXT COLLATE "C" PRIMARY KEY,
+    institution_id TEXT COLLATE "C" NOT NULL REFERENCES institutions (institution_id),
+    owner_user_id  TEXT COLLATE "C" NOT NULL REFERENCES users (user_id),
+    title          TEXT NOT NULL,
+    duration_ms    BIGINT NOT NULL,
+    size_bytes     BIGINT NOT NULL,
+    checksum       TEXT NOT NULL,
+    object_key     TEXT NOT NULL UNIQUE,
+    meeting_id     BIGINT NOT NULL,
+    meeting_uuid   TEXT NOT NULL,
+    recorded_ms    BIGINT,
+    job_id         TEXT COLLATE "C" NOT NULL UNIQUE REFERENCES jobs (job_id),
+    created_ms     BIGINT NOT NULL,
+    content_type   TEXT NOT NULL
+);
+CREATE INDEX media_by_institution ON media (institution_id, media_id);
+CREATE INDEX media_by_owner ON media (institution_id, owner_user_id, media_id);
+
+CREATE TABLE transfer_uploads (
+    job_id            TEXT COLLATE "C" PRIMARY KEY REFERENCES jobs (job_id),
+    upload_id         TEXT NOT NULL,
+    object_key        TEXT NOT NULL,
+    part_size         BIGINT NOT NULL,
+    media_duration_ms BIGINT,
+    created_ms        BIGINT NOT NULL
+);
+
+CREATE TABLE transfer_parts (
+    job_id      TEXT COLLATE "C" NOT NULL REFERENCES transfer_uploads (job_id),
+    part_number BIGINT NOT NULL,
+    etag        TEXT NOT NULL,
+    crc32c      BIGINT NOT NULL,
+    offset_b    BIGINT NOT NULL,
+    len_b       BIGINT NOT NULL,
+    scan_state  BYTEA,
+    PRIMARY KEY (job_id, part_number)
+);
+
+CREATE TABLE job_attempts (
+    job_id         TEXT COLLATE "C" NOT NULL REFERENCES jobs (job_id),
+    attempt        BIGINT NOT NULL,
+    worker_id      TEXT NOT NULL,
+    started_ms     BIGINT NOT NULL,
+    resumed_from_b BIGINT NOT NULL,
+    note           TEXT NOT NULL,
+    PRIMARY KEY (job_id, attempt)
+);
+"#;
+
+/// The daemons sharing the database, when each was last seen alive, and
+/// the duties one of them at a time performs.
+const V2: &str = r#"
+CREATE TABLE replicas (
+    replica_id TEXT COLLATE "C" PRIMARY KEY,
+    seen_ms    BIGINT NOT NULL
+);
+
+CREATE TABLE replica_duties (
+    duty       TEXT COLLATE "C" PRIMARY KEY,
+    replica_id TEXT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+"#;
