@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ferry_control::secrets::{OPERATOR_TOKEN_PREFIX, Secret, SecretBox, TokenHash, generate_token};
-use ferry_control::service::{Authenticator, ControlContext, ControlServices, SERVICE_NAMES};
+use ferry_control::service::{Authenticator, ControlContext, ControlServices};
 use ferry_control::store::{PostgresStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -165,7 +165,14 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         shutdown: shutdown.clone(),
         caps: config.caps(),
     };
-    let grpc = grpc_server(&config, context, grpc_listener, shutdown.clone())?;
+    let health = Arc::new(crate::health::Health::default());
+    let grpc = grpc_server(
+        &config,
+        context,
+        grpc_listener,
+        health.clone(),
+        shutdown.clone(),
+    )?;
     let transfers = if config.transfer.enabled {
         Some(transfer_engine(&config, store.clone(), secret_box.clone())?)
     } else {
@@ -199,6 +206,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
                 },
             ))),
             metrics: metrics_listener.is_none().then(|| metrics_route.clone()),
+            health: health.clone(),
             read_timeout,
         }),
     };
@@ -208,6 +216,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         routes: Arc::new(Routes {
             intake: None,
             metrics: Some(metrics_route),
+            health,
             read_timeout,
         }),
     });
@@ -288,8 +297,10 @@ fn grpc_server(
     config: &Config,
     context: ControlContext,
     listener: TcpListener,
+    health: Arc<crate::health::Health>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<GrpcServer> {
+    let store = context.store.clone();
     let services = ControlServices::new(context);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
@@ -315,14 +326,14 @@ fn grpc_server(
         .add_service(services.media);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     Ok(Box::pin(async move {
-        for name in SERVICE_NAMES {
-            health_reporter
-                .set_service_status(name, tonic_health::ServingStatus::Serving)
-                .await;
-        }
-        health_reporter
-            .set_service_status("", tonic_health::ServingStatus::Serving)
-            .await;
+        crate::health::report(&health_reporter, tonic_health::ServingStatus::Serving).await;
+        // Ends with the server, on the same shutdown.
+        tokio::spawn(crate::health::watch(
+            store,
+            health,
+            health_reporter,
+            shutdown.clone(),
+        ));
         router
             .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
             .await

@@ -32,6 +32,8 @@ pub fn text_response(status: StatusCode, body: &'static str) -> HttpResponse {
 pub struct Routes {
     pub intake: Option<Arc<crate::intake::Intake>>,
     pub metrics: Option<MetricsRoute>,
+    /// `/healthz` answers 503 while the store does not answer.
+    pub health: Arc<crate::health::Health>,
     /// Time a client has to send a request head.
     pub read_timeout: std::time::Duration,
 }
@@ -63,7 +65,12 @@ async fn route(
                 .body(Full::new(Bytes::from(metrics.handle.render())))
                 .expect("static response parts")
         }
-        (&hyper::Method::GET, "/healthz") => text_response(StatusCode::OK, "ok\n"),
+        (&hyper::Method::GET, "/healthz") if routes.health.serving() => {
+            text_response(StatusCode::OK, "ok\n")
+        }
+        (&hyper::Method::GET, "/healthz") => {
+            text_response(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+        }
         _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
     })
 }

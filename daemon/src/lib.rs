@@ -16,6 +16,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod health;
 pub mod http;
 pub mod intake;
 pub mod metrics;

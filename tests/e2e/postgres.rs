@@ -1,7 +1,8 @@
 //! The daemon on the PostgreSQL store, end to end: webhooks committed before
 //! their 200 and read back over gRPC through another replica on the same
 //! database, and an outage of the database answered 503 (webhooks) and
-//! UNAVAILABLE (gRPC), after which the daemon serves again by itself.
+//! UNAVAILABLE (gRPC) and told by health checks (gRPC health NOT_SERVING,
+//! `/healthz` 503), after which the daemon serves again by itself.
 //! Each test runs a throwaway PostgreSQL cluster (`postgres_testing`).
 
 use std::path::Path;
@@ -12,6 +13,7 @@ use ferry_control::secrets::Secret;
 use ferry_control::store::postgres_testing::TestCluster;
 use ferry_daemon::config::{Config, StoreBackend};
 use ferry_test_support::daemon::{TestDaemon, test_config};
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::support::*;
 
@@ -103,6 +105,8 @@ async fn while_the_database_is_down_webhooks_get_503_and_the_daemon_recovers_by_
         .await
         .expect_err("the store is down");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    // Health says so, for the load balancer: gRPC health and /healthz.
+    wait_for_health(&scene, ServingStatus::NotServing, 503).await;
 
     cluster.restart();
     // Zoom retries; the daemon reconnects by itself.
@@ -128,5 +132,56 @@ async fn while_the_database_is_down_webhooks_get_503_and_the_daemon_recovers_by_
             .collect::<Vec<_>>(),
         [&job_id]
     );
+    wait_for_health(&scene, ServingStatus::Serving, 200).await;
     let _ = scene.daemon.stop().await;
+}
+
+/// Waits (at most 10 s) until gRPC health reports `status` for the server
+/// and for a service, and `GET /healthz` answers `http_status`.
+async fn wait_for_health(scene: &Scene, status: ServingStatus, http_status: u16) {
+    let channel = tonic::transport::Channel::from_shared(scene.daemon.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut seen = Vec::new();
+        for service in ["", "ferry.v1.JobService"] {
+            let answer = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            seen.push(answer.status);
+        }
+        let healthz = healthz_status(scene.daemon.app.http_addr).await;
+        if seen.iter().all(|s| *s == status as i32) && healthz == http_status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health {seen:?} and /healthz {healthz}, waiting for {status:?} and {http_status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The status line's code of `GET /healthz`.
+async fn healthz_status(http_addr: std::net::SocketAddr) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(http_addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
 }

@@ -357,6 +357,9 @@ pub trait ReplicaStore: Send + Sync {
     ) -> StoreResult<u32>;
     /// Forgets a replica that stops cleanly, so the others take its share at once.
     async fn replica_gone(&self, replica_id: &str) -> StoreResult<()>;
+    /// Answers when the store can be reached (a trivial read); Unavailable
+    /// otherwise. Health checks poll it.
+    async fn ping(&self) -> StoreResult<()>;
     /// Takes the named duty (such as the start-up sweep of orphaned uploads)
     /// for `replica_id` until `now + ttl`, unless another replica holds it
     /// unexpired; returns whether this replica has it now.

@@ -159,6 +159,13 @@ impl Config {
         if let Some(key) = &self.encryption_key {
             ferry_control::secrets::SecretBox::from_base64(key.expose())
                 .map_err(|e| anyhow::anyhow!("encryption_key: {e}"))?;
+        } else if self.store.backend == StoreBackend::Postgres {
+            // Without it each replica would make a key of its own in its
+            // data folder and could not open what the others sealed.
+            anyhow::bail!(
+                "encryption_key: required with store.backend = \"postgres\": every replica must seal \
+                 and open secrets with the same key (FERRY_ENCRYPTION_KEY, 32 bytes in base64)"
+            );
         }
         Ok(())
     }

@@ -134,6 +134,8 @@ mod tests {
     use crate::config::Config;
 
     const URL: &str = "postgres://ferry:hunter2-pw@db.internal:5432/ferry";
+    /// Every replica on one database shares it.
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
     fn load(pairs: &[(&str, &str)]) -> anyhow::Result<Config> {
         Config::load(
@@ -147,6 +149,7 @@ mod tests {
         let config = load(&[
             ("FERRY_STORE_BACKEND", "postgres"),
             ("FERRY_STORE_POSTGRES_URL", URL),
+            ("FERRY_ENCRYPTION_KEY", KEY),
         ])
         .expect("load");
         assert_eq!(config.store.backend, StoreBackend::Postgres);
@@ -159,6 +162,7 @@ mod tests {
             ("FERRY_STORE_POSTGRES_URL", URL),
             ("FERRY_STORE_POSTGRES_POOL_SIZE", "4"),
             ("FERRY_STORE_POSTGRES_CONNECT_TIMEOUT_SECS", "2"),
+            ("FERRY_ENCRYPTION_KEY", KEY),
         ])
         .expect("load");
         let postgres = tuned.store.postgres().expect("postgres settings");
@@ -171,6 +175,7 @@ mod tests {
         let config = load(&[
             ("FERRY_STORE_BACKEND", "postgres"),
             ("FERRY_STORE_POSTGRES_URL", URL),
+            ("FERRY_ENCRYPTION_KEY", KEY),
         ])
         .expect("load");
         assert!(!format!("{config:?}").contains("hunter2"));
@@ -182,6 +187,7 @@ mod tests {
         let error = load(&[
             ("FERRY_STORE_BACKEND", "postgres"),
             ("FERRY_STORE_POSTGRES_URL", malformed),
+            ("FERRY_ENCRYPTION_KEY", KEY),
         ])
         .expect_err("a malformed url is refused");
         let text = format!("{error:#}");
@@ -216,6 +222,15 @@ mod tests {
             let text = format!("{error:#}");
             assert!(text.contains(key), "{key}: {text}");
         }
+        // Replicas must share the key that seals secrets.
+        let error = load(&[
+            ("FERRY_STORE_BACKEND", "postgres"),
+            ("FERRY_STORE_POSTGRES_URL", URL),
+        ])
+        .expect_err("postgres without a shared encryption key");
+        let text = format!("{error:#}");
+        assert!(text.contains("encryption_key: required"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
         // The sqlite default needs no URL.
         assert_eq!(
             load(&[]).expect("defaults").store.backend,

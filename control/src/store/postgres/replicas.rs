@@ -59,6 +59,15 @@ impl ReplicaStore for PostgresStore {
         Ok(())
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        self.client()
+            .await?
+            .execute("SELECT 1", &[])
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
     async fn take_duty(
         &self,
         duty: &str,

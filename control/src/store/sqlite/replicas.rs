@@ -86,6 +86,11 @@ impl ReplicaStore for SqliteStore {
             .await
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        self.engine
+            .read_point(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_error))
+    }
+
     async fn take_duty(
         &self,
         duty: &str,
