@@ -275,11 +275,19 @@ fn grpc_server(
 ) -> anyhow::Result<GrpcServer> {
     let services = ControlServices::new(context);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ferry_control::api::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection in both versions: grpcurl and current tools speak `v1`,
+    // older ones (and some IDE plugins) only `v1alpha`.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ferry_control::api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
         .build_v1()
         .context("grpc reflection service")?;
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
+        .context("grpc reflection service (v1alpha)")?;
     let mut builder = tonic::transport::Server::builder();
     if let Some((cert, key)) = config.grpc.tls_files() {
         let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
@@ -290,13 +298,17 @@ fn grpc_server(
     let router = builder
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(services.institutions)
         .add_service(services.configurations)
         .add_service(services.accounts)
         .add_service(services.users)
         .add_service(services.jobs)
         .add_service(services.media);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Accepted sockets get TCP_NODELAY here: tonic's `Server::tcp_nodelay`
+    // applies only to listeners it binds itself, and without it a response
+    // whose last small write waits on the client's delayed ACK stalls ~40 ms.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     Ok(Box::pin(async move {
         for name in SERVICE_NAMES {
             health_reporter

@@ -12,6 +12,7 @@ mod directory;
 mod durability;
 mod intake;
 mod jobs_media;
+mod latency;
 mod metrics;
 mod resume_scan;
 mod s3;
