@@ -21,6 +21,7 @@
 
 mod accounts;
 mod configurations;
+mod counts;
 mod directory;
 mod jobs;
 mod media;
@@ -29,6 +30,7 @@ mod transfers;
 
 pub use accounts::accounts;
 pub use configurations::{configuration_delete, configurations};
+pub use counts::job_counts_follow_every_change;
 pub use directory::{user_sync_conflicts, user_sync_modes};
 pub use jobs::{job_cancel_and_requeue, job_leases, job_list_filters, job_upsert_and_scope};
 pub use media::{job_completion_and_media, job_events};
@@ -79,6 +81,7 @@ macro_rules! store_conformance_tests {
             job_list_filters,
             job_leases,
             job_cancel_and_requeue,
+            job_counts_follow_every_change,
             job_completion_and_media,
             job_events,
             transfer_state_and_attempts,
@@ -109,6 +112,7 @@ pub async fn run_all(store: &dyn Store) {
     job_list_filters(store).await;
     job_leases(store).await;
     job_cancel_and_requeue(store).await;
+    job_counts_follow_every_change(store).await;
     job_completion_and_media(store).await;
     job_events(store).await;
     transfer_state_and_attempts(store).await;

@@ -9,6 +9,8 @@ mod accounts;
 mod configurations;
 mod directory;
 mod engine;
+#[cfg(test)]
+mod history_tests;
 mod jobs;
 mod media;
 mod schema;
