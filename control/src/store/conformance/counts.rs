@@ -108,7 +108,7 @@ pub async fn job_counts_follow_every_change(store: &dyn Store) {
     assert_counts_match(store, a, &before, "after creates and a duplicate").await;
 
     // Claims, in creation order, each ending differently.
-    let mut claim = async |offset: i64| {
+    let claim = async |offset: i64| {
         let lease = store
             .claim_job("worker-counts", LEASE, t.saturating_add_millis(offset))
             .await

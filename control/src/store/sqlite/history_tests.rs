@@ -1,6 +1,7 @@
 //! Tests of what keeps the SQLite backend fast and small after a year of
 //! recordings, on real database files: the trigger-kept job counts (right
-//! after a reopen, seeded by the migration from the jobs already stored).
+//! after a reopen, seeded by the migration from the jobs already stored) and
+//! the query plans of every job list and of the scrape and claim queries.
 
 use rusqlite::Connection;
 
@@ -92,4 +93,84 @@ async fn counts_are_seeded_from_existing_jobs_and_survive_reopen() {
     let counts = sorted(reopened.job_counts().await.expect("counts"));
     assert_eq!(counts.by_state, recount(&conn));
     assert_eq!(counts.oldest_queued, Some(Timestamp(1_001)));
+}
+
+/// What SQLite plans for `sql` with `values`, one line per step.
+fn query_plan(conn: &Connection, sql: &str, values: &[rusqlite::types::Value]) -> Vec<String> {
+    conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .and_then(|mut statement| {
+            statement
+                .query_map(rusqlite::params_from_iter(values), |row| {
+                    row.get::<_, String>(3)
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .unwrap_or_else(|e| panic!("cannot plan {sql}: {e}"))
+}
+
+/// Every step reads `jobs` through an index range, and none sorts: the work
+/// is bounded by the page, not by the table.
+#[track_caller]
+fn assert_index_only_plan(plan: &[String], what: &str) {
+    assert!(!plan.is_empty(), "{what}: no plan");
+    for step in plan {
+        assert!(
+            step.starts_with("SEARCH jobs USING") && !step.contains("TEMP B-TREE"),
+            "{what}: step {step:?} of {plan:?} scans or sorts"
+        );
+    }
+}
+
+#[test]
+fn every_job_list_filter_reads_an_index_range_without_sorting() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("ferry.db");
+    let writer = open_writer(&path, std::time::Duration::from_secs(1)).expect("open");
+    migrate(&writer).expect("migrate");
+    let state_sets = [
+        vec![],
+        vec![JobState::Failed],
+        vec![JobState::Skipped],
+        vec![
+            JobState::Queued,
+            JobState::Transferring,
+            JobState::Completed,
+        ],
+    ];
+    let mut plans = 0;
+    for states in &state_sets {
+        for mask in 0..32u32 {
+            let filter = JobFilter {
+                states: states.clone(),
+                skip_reason: (mask & 1 != 0).then_some(SkipReason::TooLarge),
+                zoom_account_id: (mask & 2 != 0).then(|| "acct".to_string()),
+                host_email: (mask & 4 != 0).then(|| "host@example.edu".to_string()),
+                created_from: (mask & 8 != 0).then_some(Timestamp(1_700_000_000_000)),
+                created_before: (mask & 16 != 0).then_some(Timestamp(1_800_000_000_000)),
+            };
+            for after in [None, Some("job_0190".to_string())] {
+                let page = PageQuery { after, size: 100 };
+                for read in job_list::range_reads("inst_a", &filter, &page) {
+                    let what = format!("{filter:?}");
+                    assert_index_only_plan(&query_plan(&writer, &read.sql, &read.values), &what);
+                    plans += 1;
+                }
+            }
+        }
+    }
+    assert!(plans > 256, "{plans} plans checked");
+    // The oldest queued job is the first entry of the partial index (its
+    // `LIMIT 1` stops the index walk at once).
+    let oldest = "SELECT updated_ms FROM jobs INDEXED BY jobs_queued_since
+        WHERE state = 'queued' ORDER BY updated_ms LIMIT 1";
+    assert_eq!(
+        query_plan(&writer, oldest, &[]),
+        vec!["SCAN jobs USING COVERING INDEX jobs_queued_since".to_string()]
+    );
+    for sql in [
+        "SELECT job_id FROM jobs INDEXED BY jobs_by_state WHERE state = 'queued' ORDER BY job_id LIMIT 1",
+        "SELECT job_id FROM jobs INDEXED BY jobs_by_state WHERE state = 'transferring' AND lease_expires_ms < 5 ORDER BY job_id LIMIT 1",
+    ] {
+        assert_index_only_plan(&query_plan(&writer, sql, &[]), sql);
+    }
 }

@@ -11,6 +11,7 @@ mod directory;
 mod engine;
 #[cfg(test)]
 mod history_tests;
+mod job_list;
 mod jobs;
 mod media;
 mod schema;

@@ -3,7 +3,7 @@
 //! (`ON CONFLICT`, `RETURNING`, integer milliseconds for time) so that the
 //! Postgres backend can reuse the shapes.
 
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
 
 const V1: &str = r#"
 CREATE TABLE settings (
@@ -209,4 +209,15 @@ CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
 END;
 
 CREATE INDEX jobs_queued_since ON jobs (updated_ms) WHERE state = 'queued';
+"#;
+
+/// An index for every `ListJobs` filter, each ending in `job_id` so that a
+/// page is read in id order without a sort (see `job_list`). The host index
+/// replaces `jobs_by_host`, which was not ordered by id.
+const V5: &str = r#"
+DROP INDEX jobs_by_host;
+CREATE INDEX jobs_by_host_state ON jobs (institution_id, host_email_key, state, job_id);
+CREATE INDEX jobs_by_account_state ON jobs (zoom_account_id, state, job_id);
+CREATE INDEX jobs_by_institution_state ON jobs (institution_id, state, job_id);
+CREATE INDEX jobs_by_institution_reason ON jobs (institution_id, skip_reason, job_id);
 "#;
