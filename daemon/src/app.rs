@@ -48,11 +48,21 @@ impl RunningApp {
         self.shutdown.clone()
     }
 
-    /// Stops accepting, lets in-flight requests finish, and waits.
+    /// Stops accepting, lets in-flight requests finish, and waits; then
+    /// closes the store unless someone else still holds it (closing the
+    /// SQLite store checkpoints and truncates its WAL: file I/O, so it runs
+    /// on the blocking pool).
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+        let store = self.store;
+        if tokio::task::spawn_blocking(move || drop(store))
+            .await
+            .is_err()
+        {
+            tracing::error!("closing the store panicked");
+        }
     }
 
     /// Waits until something else cancels the shutdown token.

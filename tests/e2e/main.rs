@@ -10,6 +10,7 @@ mod control_plane;
 mod demo;
 mod directory;
 mod durability;
+mod history;
 mod intake;
 mod jobs_media;
 mod latency;

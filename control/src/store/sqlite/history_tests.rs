@@ -1,7 +1,8 @@
 //! Tests of what keeps the SQLite backend fast and small after a year of
 //! recordings, on real database files: the trigger-kept job counts (right
 //! after a reopen, seeded by the migration from the jobs already stored) and
-//! the query plans of every job list and of the scrape and claim queries.
+//! the query plans of every job list and of the scrape and claim queries,
+//! and the WAL's bound under a sustained burst and at close.
 
 use rusqlite::Connection;
 
@@ -173,4 +174,133 @@ fn every_job_list_filter_reads_an_index_range_without_sorting() {
     ] {
         assert_index_only_plan(&query_plan(&writer, sql, &[]), sql);
     }
+}
+
+fn burst_job(institution_id: &str, i: u64) -> NewJob {
+    NewJob {
+        institution_id: institution_id.to_string(),
+        zoom_account_id: format!("acct-{}", i % 7),
+        meeting_uuid: format!("burst-{i}"),
+        meeting_id: i,
+        topic: format!("Lecture {i} with a topic long enough to look real"),
+        host_email: format!("host{}@example.edu", i % 101),
+        meeting_start: Some(Timestamp(1_700_000_000_000)),
+        state: JobState::Queued,
+        skip_reason: None,
+        message: String::new(),
+        owner_user_id: None,
+        recording_file: None,
+        skipped_file_count: 0,
+        skipped_segment_count: 0,
+        sealed_download_url: Some(crate::secrets::Sealed(vec![7; 300])),
+        sealed_download_token: Some(crate::secrets::Sealed(vec![8; 200])),
+        sealed_recording: Some(crate::secrets::Sealed(vec![9; 1_500])),
+        event_time: Timestamp(1_700_000_000_000),
+        now: Timestamp(1_700_000_000_000 + i as i64),
+    }
+}
+
+fn file_len(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Writes in groups, without pause, until `wal_budget` bytes would have
+/// gone into a WAL that is never reset, watching the WAL's size; returns its
+/// peak. The WAL's frames are counted by the database file's growth plus
+/// what `wal_checkpoint` reports, which a reset does not lose.
+async fn burst(
+    store: &SqliteStore,
+    path: &std::path::Path,
+    institution_id: &str,
+    jobs: u64,
+) -> u64 {
+    let wal = engine::wal_path(path);
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let (wal, watching) = (wal.clone(), watching.clone());
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(file_len(&wal));
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            peak
+        })
+    };
+    for chunk in (0..jobs).collect::<Vec<_>>().chunks(256) {
+        let writes = chunk
+            .iter()
+            .map(|i| store.upsert_job(burst_job(institution_id, *i)));
+        for result in futures::future::join_all(writes).await {
+            result.expect("burst write");
+        }
+    }
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    watcher.join().expect("watcher")
+}
+
+async fn store_with_wal_limit(
+    path: &std::path::Path,
+    wal_limit_bytes: u64,
+) -> (SqliteStore, String) {
+    let config = SqliteConfig {
+        wal_limit_bytes,
+        ..SqliteConfig::new(path)
+    };
+    let store = SqliteStore::open(&config).expect("open");
+    let institution =
+        crate::store::TenantStore::create_institution(&store, "Burst U", Timestamp(0))
+            .await
+            .expect("institution");
+    (store, institution.institution_id)
+}
+
+const BURST_JOBS: u64 = 40_000;
+
+/// A sustained burst keeps the WAL near its limit (the slack is what is
+/// written between two checkpoint ticks), and a clean close empties it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sustained_burst_keeps_the_wal_bounded_and_a_clean_close_empties_it() {
+    const LIMIT: u64 = 4 * 1024 * 1024;
+    const SLACK: u64 = 12 * 1024 * 1024;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("ferry.db");
+    let (store, institution_id) = store_with_wal_limit(&path, LIMIT).await;
+    let peak = burst(&store, &path, &institution_id, BURST_JOBS).await;
+    assert!(peak > 0, "the burst went through the WAL");
+    assert!(
+        peak <= LIMIT + SLACK,
+        "the WAL peaked at {peak} bytes, past {LIMIT} + {SLACK}"
+    );
+    drop(store);
+    let wal = engine::wal_path(&path);
+    assert_eq!(
+        file_len(&wal),
+        0,
+        "a clean close leaves the WAL empty or gone"
+    );
+    let reopened = SqliteStore::open(&SqliteConfig::new(&path)).expect("reopen");
+    assert_eq!(
+        reopened
+            .job_counts()
+            .await
+            .expect("counts")
+            .count(JobState::Queued),
+        BURST_JOBS,
+        "every acknowledged write is in the database file"
+    );
+}
+
+/// The same burst with no limit: the WAL grows far past the bound above,
+/// which is what makes that bound a test of the reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_limit_the_same_burst_grows_the_wal_past_the_bound() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("ferry.db");
+    let (store, institution_id) = store_with_wal_limit(&path, u64::MAX).await;
+    let peak = burst(&store, &path, &institution_id, BURST_JOBS).await;
+    assert!(
+        peak > 16 * 1024 * 1024,
+        "the WAL peaked at only {peak} bytes"
+    );
 }

@@ -24,9 +24,12 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 use tokio::sync::broadcast;
 
-use self::engine::{Engine, sql_error};
+use self::engine::{Engine, EngineLimits, sql_error};
 use super::{Page, PageQuery, StoreResult};
 use crate::model::*;
+
+/// The default WAL size past which it is checkpointed and reset: 64 MiB.
+pub const DEFAULT_WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Settings of the SQLite backend.
 #[derive(Clone, Debug)]
@@ -39,6 +42,8 @@ pub struct SqliteConfig {
     pub max_readers: usize,
     /// How long a connection waits for a lock held by another process.
     pub busy_timeout: Duration,
+    /// The WAL size past which a checkpoint resets it (see `engine`).
+    pub wal_limit_bytes: u64,
 }
 
 impl SqliteConfig {
@@ -48,6 +53,7 @@ impl SqliteConfig {
             max_batch: 256,
             max_readers: 8,
             busy_timeout: Duration::from_secs(5),
+            wal_limit_bytes: DEFAULT_WAL_LIMIT_BYTES,
         }
     }
 }
@@ -81,8 +87,11 @@ impl SqliteStore {
             engine: Engine::start(
                 &config.path,
                 writer,
-                config.max_batch,
-                config.max_readers,
+                EngineLimits {
+                    max_batch: config.max_batch,
+                    max_readers: config.max_readers,
+                    wal_limit_bytes: config.wal_limit_bytes,
+                },
                 config.busy_timeout,
             ),
             job_events,
@@ -106,7 +115,8 @@ fn open_writer(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA wal_autocheckpoint = 0;
-         PRAGMA journal_size_limit = 67108864;",
+         PRAGMA journal_size_limit = 67108864;
+         PRAGMA cache_size = -65536;",
     )
     .map_err(sql_error)?;
     Ok(conn)
