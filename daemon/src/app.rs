@@ -96,6 +96,7 @@ pub struct App {
     http: HttpListener,
     metrics: Option<HttpListener>,
     transfers: Option<(Connections, TransferSettings)>,
+    retention: crate::retention::RetentionSettings,
 }
 
 /// Builds and spawns: the daemon on `config`, serving.
@@ -217,6 +218,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         http,
         metrics,
         transfers,
+        retention: config.retention.settings(),
     })
 }
 
@@ -236,8 +238,14 @@ impl App {
             http,
             metrics,
             transfers,
+            retention,
         } = self;
         let tasks = TaskTracker::new();
+        tasks.spawn(crate::retention::run(
+            store.clone(),
+            retention,
+            shutdown.clone(),
+        ));
         tasks.spawn(async move {
             if let Err(e) = grpc.await {
                 tracing::error!(error = %e, "grpc server stopped");

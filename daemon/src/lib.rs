@@ -19,6 +19,7 @@ pub mod demo;
 pub mod http;
 pub mod intake;
 pub mod metrics;
+pub mod retention;
 pub mod telemetry;
 pub mod tls;
 pub mod transfer;

@@ -26,6 +26,7 @@ mod directory;
 mod jobs;
 mod listing;
 mod media;
+mod retention;
 mod tenants;
 mod transfers;
 
@@ -36,6 +37,7 @@ pub use directory::{user_sync_conflicts, user_sync_modes};
 pub use jobs::{job_cancel_and_requeue, job_leases, job_list_filters, job_upsert_and_scope};
 pub use listing::job_list_filter_combinations;
 pub use media::{job_completion_and_media, job_events};
+pub use retention::job_retention;
 pub use tenants::{admin_keys, institutions, operator_token};
 pub use transfers::transfer_state_and_attempts;
 
@@ -88,6 +90,7 @@ macro_rules! store_conformance_tests {
             job_completion_and_media,
             job_events,
             transfer_state_and_attempts,
+            job_retention,
         );
     };
     (@each $fresh:expr; $($check:ident),* $(,)?) => {
@@ -120,6 +123,8 @@ pub async fn run_all(store: &dyn Store) {
     job_completion_and_media(store).await;
     job_events(store).await;
     transfer_state_and_attempts(store).await;
+    // Last: its sweep erases and deletes the old final jobs of every check.
+    job_retention(store).await;
 }
 
 // --- helpers -----------------------------------------------------------------

@@ -168,6 +168,31 @@ fn every_job_list_filter_reads_an_index_range_without_sorting() {
         query_plan(&writer, oldest, &[]),
         vec!["SCAN jobs USING COVERING INDEX jobs_queued_since".to_string()]
     );
+    // The retention sweep walks its partial indexes in finish order.
+    for (sql, index) in [
+        (
+            "SELECT job_id FROM jobs INDEXED BY jobs_holding_secrets
+             WHERE state IN ('completed', 'skipped', 'failed', 'cancelled')
+               AND (download_url_sealed IS NOT NULL OR download_token_sealed IS NOT NULL
+                    OR recording_sealed IS NOT NULL)
+               AND (state = 'completed' OR finished_ms < 5)
+             ORDER BY finished_ms LIMIT 100",
+            "jobs_holding_secrets",
+        ),
+        (
+            "SELECT job_id FROM jobs INDEXED BY jobs_expirable
+             WHERE state IN ('skipped', 'failed', 'cancelled') AND finished_ms < 5
+             ORDER BY finished_ms LIMIT 100",
+            "jobs_expirable",
+        ),
+    ] {
+        let plan = query_plan(&writer, sql, &[]);
+        assert!(
+            plan.iter()
+                .all(|step| step.contains(index) && !step.contains("TEMP B-TREE")),
+            "{plan:?}"
+        );
+    }
     for sql in [
         "SELECT job_id FROM jobs INDEXED BY jobs_by_state WHERE state = 'queued' ORDER BY job_id LIMIT 1",
         "SELECT job_id FROM jobs INDEXED BY jobs_by_state WHERE state = 'transferring' AND lease_expires_ms < 5 ORDER BY job_id LIMIT 1",

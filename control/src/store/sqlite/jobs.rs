@@ -11,7 +11,10 @@ use super::engine::sql_error;
 use super::transfers::require_lease;
 use crate::error::StoreError;
 use crate::model::*;
-use crate::store::{JobStore, Lease, LeaseHolder, Page, PageQuery, StoreResult, new_id};
+use crate::store::{
+    JobStore, Lease, LeaseHolder, Page, PageQuery, RetentionSweep, RetentionSwept, StoreResult,
+    new_id,
+};
 use tokio::sync::broadcast;
 
 pub(super) const JOB_COLUMNS: &str = "job_id, institution_id, zoom_account_id, meeting_uuid, meeting_id, topic, host_email,
@@ -420,6 +423,7 @@ pub(super) fn complete_job(
     conn.execute(
         "UPDATE jobs SET state = 'completed', media_id = ?2, bytes_transferred = ?3, total_bytes = ?3,
             lease_owner = NULL, lease_expires_ms = NULL, finished_ms = ?4, updated_ms = ?4,
+            download_url_sealed = NULL, download_token_sealed = NULL, recording_sealed = NULL,
             message = CASE WHEN ?5 = '' THEN message ELSE ?5 END
          WHERE job_id = ?1",
         params![job_id, created.media_id, created.size_bytes as i64, now.0, media.job_note],
@@ -578,6 +582,12 @@ impl JobStore for SqliteStore {
             .await?;
         self.publish(&job, false);
         Ok(job)
+    }
+
+    async fn sweep_retention(&self, sweep: RetentionSweep) -> StoreResult<RetentionSwept> {
+        self.engine
+            .write(move |c| super::retention::sweep(c, &sweep))
+            .await
     }
 
     fn publish_progress(&self, job: Job) {

@@ -3,7 +3,8 @@
 //! (`ON CONFLICT`, `RETURNING`, integer milliseconds for time) so that the
 //! Postgres backend can reuse the shapes.
 
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
+pub(super) const MIGRATIONS: &[(i64, &str)] =
+    &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6)];
 
 const V1: &str = r#"
 CREATE TABLE settings (
@@ -220,4 +221,17 @@ CREATE INDEX jobs_by_host_state ON jobs (institution_id, host_email_key, state, 
 CREATE INDEX jobs_by_account_state ON jobs (zoom_account_id, state, job_id);
 CREATE INDEX jobs_by_institution_state ON jobs (institution_id, state, job_id);
 CREATE INDEX jobs_by_institution_reason ON jobs (institution_id, skip_reason, job_id);
+"#;
+
+/// Retention: the jobs still holding sealed download details (COMPLETED
+/// ones are erased at completion; the rest after `retry_days`), and the
+/// final jobs `job_days` may delete, each in order of their finish time so
+/// that a sweep reads only what it erases or deletes.
+const V6: &str = r#"
+CREATE INDEX jobs_holding_secrets ON jobs (finished_ms)
+    WHERE state IN ('completed', 'skipped', 'failed', 'cancelled')
+      AND (download_url_sealed IS NOT NULL OR download_token_sealed IS NOT NULL
+           OR recording_sealed IS NOT NULL);
+CREATE INDEX jobs_expirable ON jobs (finished_ms)
+    WHERE state IN ('skipped', 'failed', 'cancelled');
 "#;
