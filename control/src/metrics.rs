@@ -52,6 +52,10 @@ pub const TOKEN_REFRESHES_TOTAL: &str = "ferry_download_token_refreshes_total";
 pub const RATE_LIMIT_WAIT_SECONDS: &str = "ferry_rate_limit_wait_seconds";
 /// Time of one group commit of the store (BEGIN to COMMIT, fsync included).
 pub const STORE_COMMIT_SECONDS: &str = "ferry_store_commit_seconds";
+/// Size of the store's write-ahead log at the last checkpoint tick.
+pub const STORE_WAL_BYTES: &str = "ferry_store_wal_bytes";
+/// Checkpoints that reset the write-ahead log after it passed its limit.
+pub const STORE_WAL_RESETS_TOTAL: &str = "ferry_store_wal_resets_total";
 /// Always 1, labelled with the `version`.
 pub const BUILD_INFO: &str = "ferry_build_info";
 
@@ -129,6 +133,7 @@ pub fn register_zeros() {
         DOWNLOADED_BYTES_TOTAL,
         UPLOADED_BYTES_TOTAL,
         RESUMED_TRANSFERS_TOTAL,
+        STORE_WAL_RESETS_TOTAL,
     ] {
         counter!(name).increment(0);
     }
@@ -207,6 +212,15 @@ pub fn describe() {
         STORE_COMMIT_SECONDS,
         Unit::Seconds,
         "Time of one store group commit, fsync included"
+    );
+    describe_gauge!(
+        STORE_WAL_BYTES,
+        Unit::Bytes,
+        "Size of the store's write-ahead log (SQLite)"
+    );
+    describe_counter!(
+        STORE_WAL_RESETS_TOTAL,
+        "Checkpoints that reset the store's write-ahead log after it passed its limit"
     );
     describe_gauge!(BUILD_INFO, "Build information; always 1");
 }

@@ -48,11 +48,21 @@ impl RunningApp {
         self.shutdown.clone()
     }
 
-    /// Stops accepting, lets in-flight requests finish, and waits.
+    /// Stops accepting, lets in-flight requests finish, and waits; then
+    /// closes the store unless someone else still holds it (closing the
+    /// SQLite store checkpoints and truncates its WAL: file I/O, so it runs
+    /// on the blocking pool).
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+        let store = self.store;
+        if tokio::task::spawn_blocking(move || drop(store))
+            .await
+            .is_err()
+        {
+            tracing::error!("closing the store panicked");
+        }
     }
 
     /// Waits until something else cancels the shutdown token.
@@ -86,6 +96,7 @@ pub struct App {
     http: HttpListener,
     metrics: Option<HttpListener>,
     transfers: Option<(Connections, TransferSettings)>,
+    retention: crate::retention::RetentionSettings,
 }
 
 /// Builds and spawns: the daemon on `config`, serving.
@@ -233,6 +244,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         http,
         metrics,
         transfers,
+        retention: config.retention.settings(),
     })
 }
 
@@ -252,8 +264,14 @@ impl App {
             http,
             metrics,
             transfers,
+            retention,
         } = self;
         let tasks = TaskTracker::new();
+        tasks.spawn(crate::retention::run(
+            store.clone(),
+            retention,
+            shutdown.clone(),
+        ));
         tasks.spawn(async move {
             if let Err(e) = grpc.await {
                 tracing::error!(error = %e, "grpc server stopped");
@@ -303,11 +321,19 @@ fn grpc_server(
     let store = context.store.clone();
     let services = ControlServices::new(context);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ferry_control::api::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection in both versions: grpcurl and current tools speak `v1`,
+    // older ones (and some IDE plugins) only `v1alpha`.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ferry_control::api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
         .build_v1()
         .context("grpc reflection service")?;
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
+        .context("grpc reflection service (v1alpha)")?;
     let mut builder = tonic::transport::Server::builder();
     if let Some((cert, key)) = config.grpc.tls_files() {
         let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
@@ -318,13 +344,17 @@ fn grpc_server(
     let router = builder
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(services.institutions)
         .add_service(services.configurations)
         .add_service(services.accounts)
         .add_service(services.users)
         .add_service(services.jobs)
         .add_service(services.media);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Accepted sockets get TCP_NODELAY here: tonic's `Server::tcp_nodelay`
+    // applies only to listeners it binds itself, and without it a response
+    // whose last small write waits on the client's delayed ACK stalls ~40 ms.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     Ok(Box::pin(async move {
         crate::health::report(&health_reporter, tonic_health::ServingStatus::Serving).await;
         // Ends with the server, on the same shutdown.

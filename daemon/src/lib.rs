@@ -20,6 +20,7 @@ pub mod health;
 pub mod http;
 pub mod intake;
 pub mod metrics;
+pub mod retention;
 pub mod telemetry;
 pub mod tls;
 pub mod transfer;

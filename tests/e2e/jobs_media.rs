@@ -47,7 +47,11 @@ fn new_job(
         }),
         skipped_file_count: 0,
         skipped_segment_count: 0,
-        sealed_download_url: None,
+        // As the intake leaves a job: RetryJob needs its download details
+        // (never opened here: a cancelled job is retried without deciding again).
+        sealed_download_url: Some(ferry_control::secrets::Sealed(
+            b"sealed download url".to_vec(),
+        )),
         sealed_download_token: None,
         sealed_recording: None,
         event_time: now,

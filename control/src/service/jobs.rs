@@ -203,6 +203,22 @@ impl JobService for JobApi {
         let institution_id = principal.scope(&body.institution_id)?;
         let job_id = required_id("job_id", &body.job_id)?;
         let job = self.context.store.get_job(&institution_id, &job_id).await?;
+        if job.state.is_final() && job.state != JobState::Completed {
+            let secrets = self
+                .context
+                .store
+                .get_job_secrets(&institution_id, &job_id)
+                .await?;
+            // Every job the intake creates keeps its recording until the
+            // retention sweep erases it.
+            if secrets.sealed_recording.is_none() && secrets.sealed_download_url.is_none() {
+                return Err(Status::failed_precondition(format!(
+                    "job {job_id} can no longer be retried: its download details were erased \
+                     by the retention policy ([retention] retry_days after it finished); \
+                     Zoom's download links expire long before that"
+                )));
+            }
+        }
         let requeue = match job.state {
             JobState::Failed | JobState::Cancelled => {
                 match (&job.owner_user_id, &job.recording_file) {

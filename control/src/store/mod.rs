@@ -83,6 +83,28 @@ pub struct LeaseHolder<'a> {
     pub worker_id: &'a str,
 }
 
+/// One pass of the retention policy over at most `max_jobs` jobs.
+#[derive(Clone, Copy, Debug)]
+pub struct RetentionSweep {
+    /// SKIPPED, FAILED and CANCELLED jobs that finished before this lose
+    /// their sealed download URL, token and recording (COMPLETED jobs lose
+    /// them at completion; any left from before are erased whatever their age).
+    pub erase_secrets_finished_before: Timestamp,
+    /// When set, SKIPPED, FAILED and CANCELLED jobs that finished before this
+    /// are deleted with their attempts, unless an unfinished upload still
+    /// references them. COMPLETED jobs stay: their media record names them.
+    pub delete_jobs_finished_before: Option<Timestamp>,
+    pub max_jobs: u32,
+}
+
+/// What one retention pass did; a pass that reached `max_jobs` in either
+/// count may leave more to do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetentionSwept {
+    pub secrets_erased: u64,
+    pub jobs_deleted: u64,
+}
+
 /// Everything Ferry remembers: the sum of the domain stores below, each of
 /// which a backend implements in its own file.
 pub trait Store:
@@ -279,7 +301,8 @@ pub trait JobStore: Send + Sync {
         now: Timestamp,
     ) -> StoreResult<bool>;
     /// Completes a held job: creates its media record (owner, title and
-    /// meeting from the job) and moves it to COMPLETED, atomically.
+    /// meeting from the job) and moves it to COMPLETED, atomically, erasing
+    /// its sealed download URL, token and recording (nothing needs them now).
     async fn complete_job(
         &self,
         holder: LeaseHolder<'_>,
@@ -293,6 +316,9 @@ pub trait JobStore: Send + Sync {
         outcome: JobOutcome,
         now: Timestamp,
     ) -> StoreResult<Job>;
+    /// Applies the retention policy to at most `sweep.max_jobs` jobs for
+    /// each of its two rules, oldest first (an indexed read, not a scan).
+    async fn sweep_retention(&self, sweep: RetentionSweep) -> StoreResult<RetentionSwept>;
     /// Tells watchers about byte progress without writing anything.
     fn publish_progress(&self, job: Job);
     /// Receives every job change committed through this store.

@@ -3,7 +3,7 @@
 //! a typo never silently falls back to a default.
 //!
 //! The types are the one list of keys: each section is a struct in its own
-//! file (`listener`, `store`, `zoom`, `caps`, `transfer`) beside its defaults,
+//! file (`listener`, `store`, `zoom`, `caps`, `transfer`, `retention`) beside its defaults,
 //! its validation and its conversion into the settings its subsystem takes;
 //! the environment overlay (`env`) is derived from those types. Loading never
 //! opens a socket, a file other than the config file, or the store; the app
@@ -15,6 +15,7 @@
 mod caps;
 mod env;
 mod listener;
+mod retention;
 mod store;
 mod transfer;
 mod zoom;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use caps::{AccountCapsConfig, CapsConfig};
 pub use listener::{ListenerConfig, MetricsConfig};
+pub use retention::RetentionConfig;
 pub use store::{DirectoryConfig, StoreBackend, StoreConfig};
 pub use transfer::{S3Config, SinkKind, TransferConfig};
 pub use zoom::ZoomConfig;
@@ -70,6 +72,7 @@ pub struct Config {
     pub caps: CapsConfig,
     pub transfer: TransferConfig,
     pub s3: S3Config,
+    pub retention: RetentionConfig,
 }
 
 /// How log lines are written.
@@ -107,6 +110,7 @@ impl Default for Config {
             caps: CapsConfig::default(),
             transfer: TransferConfig::default(),
             s3: S3Config::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -156,6 +160,7 @@ impl Config {
         }
         self.transfer.validate()?;
         self.zoom.validate()?;
+        self.retention.validate()?;
         if let Some(key) = &self.encryption_key {
             ferry_control::secrets::SecretBox::from_base64(key.expose())
                 .map_err(|e| anyhow::anyhow!("encryption_key: {e}"))?;

@@ -21,19 +21,25 @@
 
 mod accounts;
 mod configurations;
+mod counts;
 mod directory;
 mod jobs;
+mod listing;
 mod media;
 mod replicas;
+mod retention;
 mod tenants;
 mod transfers;
 
 pub use accounts::accounts;
 pub use configurations::{configuration_delete, configurations};
+pub use counts::job_counts_follow_every_change;
 pub use directory::{user_sync_conflicts, user_sync_modes};
 pub use jobs::{job_cancel_and_requeue, job_leases, job_list_filters, job_upsert_and_scope};
+pub use listing::job_list_filter_combinations;
 pub use media::{job_completion_and_media, job_events};
 pub use replicas::{replica_duties, replicas};
+pub use retention::job_retention;
 pub use tenants::{admin_keys, institutions, operator_token};
 pub use transfers::transfer_state_and_attempts;
 
@@ -79,13 +85,16 @@ macro_rules! store_conformance_tests {
             user_sync_conflicts,
             job_upsert_and_scope,
             job_list_filters,
+            job_list_filter_combinations,
             job_leases,
             job_cancel_and_requeue,
+            job_counts_follow_every_change,
             job_completion_and_media,
             job_events,
             transfer_state_and_attempts,
             replicas,
             replica_duties,
+            job_retention,
         );
     };
     (@each $fresh:expr; $($check:ident),* $(,)?) => {
@@ -111,13 +120,17 @@ pub async fn run_all(store: &dyn Store) {
     user_sync_conflicts(store).await;
     job_upsert_and_scope(store).await;
     job_list_filters(store).await;
+    job_list_filter_combinations(store).await;
     job_leases(store).await;
     job_cancel_and_requeue(store).await;
+    job_counts_follow_every_change(store).await;
     job_completion_and_media(store).await;
     job_events(store).await;
     transfer_state_and_attempts(store).await;
     replicas(store).await;
     replica_duties(store).await;
+    // Last: its sweep erases and deletes the old final jobs of every check.
+    job_retention(store).await;
 }
 
 // --- helpers -----------------------------------------------------------------

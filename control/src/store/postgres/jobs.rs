@@ -19,7 +19,10 @@ use super::{
 };
 use crate::error::StoreError;
 use crate::model::*;
-use crate::store::{JobStore, Lease, LeaseHolder, Page, PageQuery, StoreResult, new_id};
+use crate::store::{
+    JobStore, Lease, LeaseHolder, Page, PageQuery, RetentionSweep, RetentionSwept, StoreResult,
+    new_id,
+};
 
 pub(super) const JOB_COLUMNS: &str = "job_id, institution_id, zoom_account_id, meeting_uuid, meeting_id, topic, host_email,
     meeting_start_ms, state, skip_reason, message, owner_user_id, file_id, recording_type, file_type,
@@ -480,6 +483,14 @@ impl JobStore for PostgresStore {
         let job = leases::finish_job(&tx, holder, &outcome, now).await?;
         self.commit_job_change(tx, &job).await?;
         Ok(job)
+    }
+
+    async fn sweep_retention(&self, sweep: RetentionSweep) -> StoreResult<RetentionSwept> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let swept = super::retention::sweep(&tx, &sweep).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(swept)
     }
 
     fn publish_progress(&self, job: Job) {

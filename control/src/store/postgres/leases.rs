@@ -187,7 +187,8 @@ pub(super) async fn complete_job(
         "UPDATE jobs SET state = 'completed', media_id = $2, bytes_transferred = $3, total_bytes = $3,
             lease_owner = NULL, lease_expires_ms = NULL, lease_clock = NULL, lease_expires_db = NULL,
             finished_ms = $4, updated_ms = $4,
-            message = CASE WHEN $5 = '' THEN message ELSE $5 END
+            message = CASE WHEN $5 = '' THEN message ELSE $5 END,
+            download_url_sealed = NULL, download_token_sealed = NULL, recording_sealed = NULL
          WHERE job_id = $1",
         &[
             &job_id,

@@ -32,6 +32,7 @@ mod jobs;
 mod leases;
 mod media;
 mod replicas;
+mod retention;
 mod schema;
 mod tenants;
 #[cfg(any(test, feature = "conformance"))]

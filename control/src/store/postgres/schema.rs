@@ -253,8 +253,8 @@ CREATE TABLE job_attempts (
 );
 "#;
 
-/// The daemons sharing the database, when each was last seen alive, and
-/// the duties one of them at a time performs.
+/// The daemons sharing the database, when each was last seen alive, the
+/// duties one of them at a time performs, and the retention indexes.
 const V2: &str = r#"
 CREATE TABLE replicas (
     replica_id TEXT COLLATE "C" PRIMARY KEY,
@@ -266,4 +266,13 @@ CREATE TABLE replica_duties (
     replica_id TEXT NOT NULL,
     expires_ms BIGINT NOT NULL
 );
+
+-- Retention: the final jobs still holding sealed download details, and
+-- those `job_days` may delete, each in order of finish time.
+CREATE INDEX jobs_holding_secrets ON jobs (finished_ms)
+    WHERE state IN ('completed', 'skipped', 'failed', 'cancelled')
+      AND (download_url_sealed IS NOT NULL OR download_token_sealed IS NOT NULL
+           OR recording_sealed IS NOT NULL);
+CREATE INDEX jobs_expirable ON jobs (finished_ms)
+    WHERE state IN ('skipped', 'failed', 'cancelled');
 "#;

@@ -11,10 +11,22 @@
 //! closure fails is rolled back to its savepoint without touching the others.
 //! A failed COMMIT fails every write of the group, so no caller is ever told
 //! "done" for data that is not on disk.
+//!
+//! The WAL stays bounded: a checkpoint thread copies it into the database
+//! file (PASSIVE, never blocking writers) every tick, and once the file
+//! passes `wal_limit_bytes` the writer thread resets it: after the group
+//! that passed the limit it runs a TRUNCATE checkpoint, which copies the few frames
+//! the passive pass left, waits briefly (`WAL_RESET_BUSY_WAIT`) for readers
+//! still on the WAL, and truncates it. Passive checkpoints alone never catch
+//! up while writes continue, and a checkpoint on another connection would
+//! never win the write lock from a writer committing back to back. When the
+//! store is dropped, queued writes finish, then a last TRUNCATE checkpoint
+//! leaves the WAL empty.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -26,11 +38,22 @@ use crate::store::StoreResult;
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 type WriteOp = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
 
+/// How often the checkpoint thread looks at the WAL.
+const CHECKPOINT_TICK: Duration = Duration::from_millis(100);
+/// How long a WAL reset waits for the writer's transaction and for readers
+/// still on the WAL before giving up until the next group.
+const WAL_RESET_BUSY_WAIT: Duration = Duration::from_millis(100);
+/// How long the last checkpoint at close may wait for a lock.
+const CLOSE_BUSY_WAIT: Duration = Duration::from_secs(2);
+
 pub(super) struct Engine {
-    /// Set when the store is dropped: stops the checkpoint thread.
-    closed: Arc<std::sync::atomic::AtomicBool>,
     path: PathBuf,
-    write_tx: mpsc::Sender<WriteOp>,
+    /// `None` once dropping: closing it lets the writer drain and stop.
+    write_tx: Option<mpsc::Sender<WriteOp>>,
+    writer: Option<JoinHandle<()>>,
+    /// Dropping it tells the checkpoint thread to truncate the WAL and stop.
+    checkpoint_stop_tx: Option<std::sync::mpsc::Sender<()>>,
+    checkpointer: Option<JoinHandle<()>>,
     readers: Arc<ReaderPool>,
     busy_timeout: Duration,
 }
@@ -64,25 +87,37 @@ impl Engine {
     pub(super) fn start(
         path: &Path,
         writer: Connection,
-        max_batch: usize,
-        max_readers: usize,
+        limits: EngineLimits,
         busy_timeout: Duration,
     ) -> Engine {
         let (write_tx, write_rx) = mpsc::channel::<WriteOp>(4096);
-        std::thread::Builder::new()
+        let group_writer = GroupWriter {
+            conn: writer,
+            max_batch: limits.max_batch.max(1),
+            wal: wal_path(path),
+            wal_limit_bytes: limits.wal_limit_bytes,
+            busy_timeout,
+        };
+        let writer = std::thread::Builder::new()
             .name("ferry-sqlite-writer".into())
-            .spawn(move || run_writer(writer, write_rx, max_batch.max(1)))
+            .spawn(move || group_writer.run(write_rx))
             .expect("spawning the sqlite writer thread");
-        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (checkpoint_path, checkpoint_closed) = (path.to_path_buf(), closed.clone());
-        std::thread::Builder::new()
-            .name("ferry-sqlite-checkpoint".into())
-            .spawn(move || run_checkpoints(&checkpoint_path, &checkpoint_closed, busy_timeout))
-            .expect("spawning the sqlite checkpoint thread");
-        Engine {
-            closed,
+        let (checkpoint_stop_tx, checkpoint_stop_rx) = std::sync::mpsc::channel::<()>();
+        let checkpoint = Checkpointer {
             path: path.to_path_buf(),
-            write_tx,
+            busy_timeout,
+        };
+        let checkpointer = std::thread::Builder::new()
+            .name("ferry-sqlite-checkpoint".into())
+            .spawn(move || checkpoint.run(&checkpoint_stop_rx))
+            .expect("spawning the sqlite checkpoint thread");
+        let max_readers = limits.max_readers;
+        Engine {
+            path: path.to_path_buf(),
+            write_tx: Some(write_tx),
+            writer: Some(writer),
+            checkpoint_stop_tx: Some(checkpoint_stop_tx),
+            checkpointer: Some(checkpointer),
             readers: Arc::new(ReaderPool {
                 idle: Mutex::new(Vec::new()),
                 max_idle: max_readers.max(1),
@@ -113,6 +148,8 @@ impl Engine {
             (ok, completion)
         });
         self.write_tx
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("sqlite writer has stopped".into()))?
             .send(write_op)
             .await
             .map_err(|_| StoreError::Unavailable("sqlite writer has stopped".into()))?;
@@ -180,43 +217,130 @@ fn open_reader(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
     Ok(conn)
 }
 
-impl Drop for Engine {
-    fn drop(&mut self) {
-        self.closed
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
+/// The sizes an engine works within.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct EngineLimits {
+    pub(super) max_batch: usize,
+    pub(super) max_readers: usize,
+    pub(super) wal_limit_bytes: u64,
 }
 
-/// Copies the WAL into the database file every half second, on its own
-/// connection. Automatic checkpoints are off on the writer: they would run
-/// inline after a commit and put a database-file fsync (tens of ms on a busy
-/// disk) in front of every write waiting behind it. Commits stay durable:
-/// each still fsyncs the WAL.
-fn run_checkpoints(path: &Path, closed: &std::sync::atomic::AtomicBool, busy_timeout: Duration) {
-    let Ok(conn) = Connection::open(path) else {
-        tracing::error!("could not open a connection for WAL checkpoints");
-        return;
-    };
-    let _ = conn.busy_timeout(busy_timeout);
-    while !closed.load(std::sync::atomic::Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(500));
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
+impl Drop for Engine {
+    /// Lets queued writes finish, then checkpoints and truncates the WAL, so
+    /// a clean shutdown leaves the database file whole and the WAL empty.
+    fn drop(&mut self) {
+        drop(self.write_tx.take());
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("the sqlite writer thread panicked");
+        }
+        drop(self.checkpoint_stop_tx.take());
+        if let Some(checkpointer) = self.checkpointer.take()
+            && checkpointer.join().is_err()
+        {
+            tracing::error!("the sqlite checkpoint thread panicked");
         }
     }
 }
 
-fn run_writer(conn: Connection, mut write_rx: mpsc::Receiver<WriteOp>, max_batch: usize) {
-    let mut batch = Vec::with_capacity(max_batch);
-    while let Some(first) = write_rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < max_batch {
-            match write_rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+/// The WAL file beside the database `path`.
+pub(super) fn wal_path(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
+/// Copies the WAL into the database file every tick, on its own connection.
+/// Automatic checkpoints are off on the writer: they would run inline after
+/// a commit and put a database-file fsync (tens of ms on a busy disk) in
+/// front of every write waiting behind it. Commits stay durable: each still
+/// fsyncs the WAL.
+struct Checkpointer {
+    path: PathBuf,
+    busy_timeout: Duration,
+}
+
+impl Checkpointer {
+    fn run(&self, stop_rx: &std::sync::mpsc::Receiver<()>) {
+        let Ok(conn) = Connection::open(&self.path) else {
+            tracing::error!("could not open a connection for WAL checkpoints");
+            return;
+        };
+        let _ = conn.busy_timeout(self.busy_timeout);
+        let wal = wal_path(&self.path);
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            stop_rx.recv_timeout(CHECKPOINT_TICK)
+        {
+            if let Err(e) = checkpoint(&conn, "PASSIVE") {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+            let wal_bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
+            metrics::gauge!(crate::metrics::STORE_WAL_BYTES).set(wal_bytes as f64);
+        }
+        let _ = conn.busy_timeout(CLOSE_BUSY_WAIT);
+        match checkpoint(&conn, "TRUNCATE") {
+            Ok(false) => {}
+            Ok(true) => tracing::warn!("the WAL could not be truncated at close: still in use"),
+            Err(e) => tracing::warn!(error = %e, "the last WAL checkpoint failed"),
+        }
+    }
+}
+
+/// Runs `PRAGMA wal_checkpoint(mode)`; true when it could not finish
+/// because a lock was held (SQLITE_BUSY in its first column).
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<bool> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map(|busy| busy != 0)
+}
+
+/// The writer thread: group commits, and the WAL reset between two groups.
+struct GroupWriter {
+    conn: Connection,
+    max_batch: usize,
+    wal: PathBuf,
+    wal_limit_bytes: u64,
+    busy_timeout: Duration,
+}
+
+impl GroupWriter {
+    fn run(self, mut write_rx: mpsc::Receiver<WriteOp>) {
+        let mut batch = Vec::with_capacity(self.max_batch);
+        while let Some(first) = write_rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match write_rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            commit_group(&self.conn, &mut batch);
+            // One stat per group, beside an fsync: negligible.
+            if std::fs::metadata(&self.wal).is_ok_and(|m| m.len() > self.wal_limit_bytes) {
+                self.reset_wal();
             }
         }
-        commit_group(&conn, &mut batch);
+    }
+
+    /// Checkpoints the whole WAL and truncates it. The checkpoint thread's
+    /// passive passes copied nearly everything, so the writes queued behind
+    /// this wait for the last frames, one database fsync, and at most
+    /// `WAL_RESET_BUSY_WAIT` for readers; if readers are still on the WAL
+    /// then, the next group tries again.
+    fn reset_wal(&self) {
+        let started = std::time::Instant::now();
+        let _ = self.conn.busy_timeout(WAL_RESET_BUSY_WAIT);
+        match checkpoint(&self.conn, "TRUNCATE") {
+            Ok(false) => {
+                metrics::counter!(crate::metrics::STORE_WAL_RESETS_TOTAL).increment(1);
+                tracing::debug!(elapsed = ?started.elapsed(), "WAL reset");
+            }
+            Ok(true) => tracing::debug!("WAL reset waits for readers"),
+            Err(e) => tracing::warn!(error = %e, "WAL reset failed"),
+        }
+        let _ = self.conn.busy_timeout(self.busy_timeout);
     }
 }
 

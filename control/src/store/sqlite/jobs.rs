@@ -4,26 +4,31 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::SqliteStore;
 use super::engine::sql_error;
 use super::transfers::require_lease;
-use super::{SqliteStore, page_of};
 use crate::error::StoreError;
 use crate::model::*;
-use crate::store::{JobStore, Lease, LeaseHolder, Page, PageQuery, StoreResult, new_id};
+use crate::store::{
+    JobStore, Lease, LeaseHolder, Page, PageQuery, RetentionSweep, RetentionSwept, StoreResult,
+    new_id,
+};
 use tokio::sync::broadcast;
 
-const JOB_COLUMNS: &str = "job_id, institution_id, zoom_account_id, meeting_uuid, meeting_id, topic, host_email,
+pub(super) const JOB_COLUMNS: &str = "job_id, institution_id, zoom_account_id, meeting_uuid, meeting_id, topic, host_email,
     meeting_start_ms, state, skip_reason, message, owner_user_id, file_id, recording_type, file_type,
     file_extension, file_size, recording_start_ms, recording_end_ms, skipped_file_count, skipped_segment_count,
     bytes_transferred, total_bytes, attempt_count, media_id, created_ms, updated_ms, finished_ms,
     detected_mid_stream";
 
+/// Reads the counts the triggers keep (`job_state_counts`, six rows) and
+/// the first entry of the partial index of queued jobs: constant work
+/// whatever the number of jobs.
 pub(super) fn job_counts(c: &Connection) -> StoreResult<JobCounts> {
     let mut statement = c
-        .prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+        .prepare_cached("SELECT state, jobs FROM job_state_counts")
         .map_err(sql_error)?;
     let by_state = statement
         .query_map([], |row| {
@@ -31,14 +36,19 @@ pub(super) fn job_counts(c: &Connection) -> StoreResult<JobCounts> {
         })
         .map_err(sql_error)?
         .filter_map(|row| match row {
+            Ok((_, 0)) => None,
             Ok((state, n)) => JobState::parse(&state).map(|s| Ok((s, n.max(0) as u64))),
             Err(e) => Some(Err(sql_error(e))),
         })
         .collect::<StoreResult<Vec<_>>>()?;
     let oldest_queued = c
-        .prepare_cached("SELECT MIN(updated_ms) FROM jobs WHERE state = 'queued'")
+        .prepare_cached(
+            "SELECT updated_ms FROM jobs INDEXED BY jobs_queued_since
+             WHERE state = 'queued' ORDER BY updated_ms LIMIT 1",
+        )
         .map_err(sql_error)?
-        .query_row([], |row| row.get::<_, Option<i64>>(0))
+        .query_row([], |row| row.get::<_, i64>(0))
+        .optional()
         .map_err(sql_error)?
         .map(Timestamp);
     Ok(JobCounts {
@@ -51,7 +61,7 @@ fn conversion_error(column: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, message.into())
 }
 
-fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let state: String = row.get(8)?;
     let skip_reason: Option<String> = row.get(9)?;
     let file_id: Option<String> = row.get(12)?;
@@ -147,7 +157,7 @@ pub(super) fn get_job_secrets(
 }
 
 pub(super) fn upsert_job(conn: &Connection, job: &NewJob) -> StoreResult<(Job, bool)> {
-    let job_id = new_id("job");
+    let job_id = super::job_list::new_job_id(job.now);
     let file = job.recording_file.as_ref();
     let finished_ms = job.state.is_final().then_some(job.now.0);
     let inserted = conn
@@ -229,66 +239,6 @@ pub(super) fn upsert_job(conn: &Connection, job: &NewJob) -> StoreResult<(Job, b
     Ok((existing, false))
 }
 
-pub(super) fn list_jobs(
-    conn: &Connection,
-    institution_id: &str,
-    filter: &JobFilter,
-    page: &PageQuery,
-) -> StoreResult<Page<Job>> {
-    let mut sql =
-        format!("SELECT {JOB_COLUMNS} FROM jobs WHERE institution_id = ?1 AND job_id > ?2");
-    let after = page.after.clone().unwrap_or_default();
-    let mut values: Vec<Box<dyn ToSql>> =
-        vec![Box::new(institution_id.to_string()), Box::new(after)];
-    let mut bind = |sql: &mut String, condition: &str, value: Box<dyn ToSql>| {
-        values.push(value);
-        sql.push_str(&condition.replace('?', &format!("?{}", values.len())));
-    };
-    if !filter.states.is_empty() {
-        let mut states = String::from(" AND state IN (");
-        for (i, state) in filter.states.iter().enumerate() {
-            if i > 0 {
-                states.push(',');
-            }
-            states.push_str(&format!("'{}'", state.as_str()));
-        }
-        states.push(')');
-        sql.push_str(&states);
-    }
-    if let Some(reason) = filter.skip_reason {
-        bind(&mut sql, " AND skip_reason = ?", Box::new(reason.as_str()));
-    }
-    if let Some(account) = &filter.zoom_account_id {
-        bind(
-            &mut sql,
-            " AND zoom_account_id = ?",
-            Box::new(account.clone()),
-        );
-    }
-    if let Some(host) = &filter.host_email {
-        bind(&mut sql, " AND host_email_key = ?", Box::new(host.clone()));
-    }
-    if let Some(from) = filter.created_from {
-        bind(&mut sql, " AND created_ms >= ?", Box::new(from.0));
-    }
-    if let Some(before) = filter.created_before {
-        bind(&mut sql, " AND created_ms < ?", Box::new(before.0));
-    }
-    bind(
-        &mut sql,
-        " ORDER BY job_id LIMIT ?",
-        Box::new(page.limit() + 1),
-    );
-    let mut statement = conn.prepare_cached(&sql).map_err(sql_error)?;
-    let params: Vec<&dyn ToSql> = values.iter().map(|v| v.as_ref()).collect();
-    let rows = statement
-        .query_map(params.as_slice(), job_from_row)
-        .map_err(sql_error)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(sql_error)?;
-    Ok(page_of(rows, page, |j| &j.job_id))
-}
-
 pub(super) fn requeue_job(conn: &Connection, requeue: &JobRequeue) -> StoreResult<Job> {
     let (job_id, now) = (requeue.job_id.as_str(), requeue.now);
     let job = get_job(conn, &requeue.institution_id, job_id)?;
@@ -362,16 +312,7 @@ pub(super) fn claim_job(
     lease: Duration,
     now: Timestamp,
 ) -> StoreResult<Option<Lease>> {
-    let candidate: Option<String> = conn
-        .prepare_cached(
-            "SELECT job_id FROM jobs
-             WHERE state = 'queued' OR (state = 'transferring' AND lease_expires_ms < ?1)
-             ORDER BY job_id LIMIT 1",
-        )
-        .map_err(sql_error)?
-        .query_row(params![now.0], |row| row.get(0))
-        .optional()
-        .map_err(sql_error)?;
+    let candidate = super::job_list::claim_candidate(conn, now)?;
     let Some(job_id) = candidate else {
         return Ok(None);
     };
@@ -482,6 +423,7 @@ pub(super) fn complete_job(
     conn.execute(
         "UPDATE jobs SET state = 'completed', media_id = ?2, bytes_transferred = ?3, total_bytes = ?3,
             lease_owner = NULL, lease_expires_ms = NULL, finished_ms = ?4, updated_ms = ?4,
+            download_url_sealed = NULL, download_token_sealed = NULL, recording_sealed = NULL,
             message = CASE WHEN ?5 = '' THEN message ELSE ?5 END
          WHERE job_id = ?1",
         params![job_id, created.media_id, created.size_bytes as i64, now.0, media.job_note],
@@ -550,12 +492,13 @@ impl JobStore for SqliteStore {
         let (institution_id, filter, page) =
             (institution_id.to_string(), filter.clone(), page.clone());
         self.engine
-            .read(move |c| list_jobs(c, &institution_id, &filter, &page))
+            .read(move |c| super::job_list::list_jobs(c, &institution_id, &filter, &page))
             .await
     }
 
     async fn job_counts(&self) -> StoreResult<JobCounts> {
-        self.engine.read(job_counts).await
+        // Six rows and one index entry: a point read.
+        self.engine.read_point(job_counts)
     }
 
     async fn requeue_job(&self, requeue: JobRequeue) -> StoreResult<Job> {
@@ -639,6 +582,12 @@ impl JobStore for SqliteStore {
             .await?;
         self.publish(&job, false);
         Ok(job)
+    }
+
+    async fn sweep_retention(&self, sweep: RetentionSweep) -> StoreResult<RetentionSwept> {
+        self.engine
+            .write(move |c| super::retention::sweep(c, &sweep))
+            .await
     }
 
     fn publish_progress(&self, job: Job) {

@@ -9,9 +9,13 @@ mod accounts;
 mod configurations;
 mod directory;
 mod engine;
+#[cfg(test)]
+mod history_tests;
+mod job_list;
 mod jobs;
 mod media;
 mod replicas;
+mod retention;
 mod schema;
 mod tenants;
 mod transfers;
@@ -22,9 +26,12 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 use tokio::sync::broadcast;
 
-use self::engine::{Engine, sql_error};
+use self::engine::{Engine, EngineLimits, sql_error};
 use super::{Page, PageQuery, StoreResult};
 use crate::model::*;
+
+/// The default WAL size past which it is checkpointed and reset: 64 MiB.
+pub const DEFAULT_WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Settings of the SQLite backend.
 #[derive(Clone, Debug)]
@@ -37,6 +44,8 @@ pub struct SqliteConfig {
     pub max_readers: usize,
     /// How long a connection waits for a lock held by another process.
     pub busy_timeout: Duration,
+    /// The WAL size past which a checkpoint resets it (see `engine`).
+    pub wal_limit_bytes: u64,
 }
 
 impl SqliteConfig {
@@ -46,6 +55,7 @@ impl SqliteConfig {
             max_batch: 256,
             max_readers: 8,
             busy_timeout: Duration::from_secs(5),
+            wal_limit_bytes: DEFAULT_WAL_LIMIT_BYTES,
         }
     }
 }
@@ -79,8 +89,11 @@ impl SqliteStore {
             engine: Engine::start(
                 &config.path,
                 writer,
-                config.max_batch,
-                config.max_readers,
+                EngineLimits {
+                    max_batch: config.max_batch,
+                    max_readers: config.max_readers,
+                    wal_limit_bytes: config.wal_limit_bytes,
+                },
                 config.busy_timeout,
             ),
             job_events,
@@ -104,7 +117,8 @@ fn open_writer(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA wal_autocheckpoint = 0;
-         PRAGMA journal_size_limit = 67108864;",
+         PRAGMA journal_size_limit = 67108864;
+         PRAGMA cache_size = -65536;",
     )
     .map_err(sql_error)?;
     Ok(conn)

@@ -3,7 +3,15 @@
 //! (`ON CONFLICT`, `RETURNING`, integer milliseconds for time) so that the
 //! Postgres backend can reuse the shapes.
 
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, V4),
+    (5, V5),
+    (6, V6),
+    (7, V7),
+];
 
 const V1: &str = r#"
 CREATE TABLE settings (
@@ -180,9 +188,64 @@ CREATE TABLE job_attempts (
 );
 "#;
 
+/// Jobs per state, kept by triggers in the transaction of every insert,
+/// state change and delete of a job, so a scrape reads six rows instead of
+/// counting the table (and every process sharing the file sees the same
+/// numbers). Seeded here from the jobs already stored. The partial index
+/// answers "oldest queued job" from its first entry.
+const V4: &str = r#"
+CREATE TABLE job_state_counts (
+    state TEXT PRIMARY KEY,
+    jobs  INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO job_state_counts (state, jobs) VALUES
+    ('queued', 0), ('transferring', 0), ('completed', 0),
+    ('skipped', 0), ('failed', 0), ('cancelled', 0);
+UPDATE job_state_counts
+   SET jobs = (SELECT COUNT(*) FROM jobs WHERE jobs.state = job_state_counts.state);
+
+CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
+    UPDATE job_state_counts SET jobs = jobs + 1 WHERE state = NEW.state;
+END;
+CREATE TRIGGER jobs_count_state AFTER UPDATE OF state ON jobs
+WHEN OLD.state != NEW.state BEGIN
+    UPDATE job_state_counts SET jobs = jobs - 1 WHERE state = OLD.state;
+    UPDATE job_state_counts SET jobs = jobs + 1 WHERE state = NEW.state;
+END;
+CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
+    UPDATE job_state_counts SET jobs = jobs - 1 WHERE state = OLD.state;
+END;
+
+CREATE INDEX jobs_queued_since ON jobs (updated_ms) WHERE state = 'queued';
+"#;
+
+/// An index for every `ListJobs` filter, each ending in `job_id` so that a
+/// page is read in id order without a sort (see `job_list`). The host index
+/// replaces `jobs_by_host`, which was not ordered by id.
+const V5: &str = r#"
+DROP INDEX jobs_by_host;
+CREATE INDEX jobs_by_host_state ON jobs (institution_id, host_email_key, state, job_id);
+CREATE INDEX jobs_by_account_state ON jobs (zoom_account_id, state, job_id);
+CREATE INDEX jobs_by_institution_state ON jobs (institution_id, state, job_id);
+CREATE INDEX jobs_by_institution_reason ON jobs (institution_id, skip_reason, job_id);
+"#;
+
+/// Retention: the jobs still holding sealed download details (COMPLETED
+/// ones are erased at completion; the rest after `retry_days`), and the
+/// final jobs `job_days` may delete, each in order of their finish time so
+/// that a sweep reads only what it erases or deletes.
+const V6: &str = r#"
+CREATE INDEX jobs_holding_secrets ON jobs (finished_ms)
+    WHERE state IN ('completed', 'skipped', 'failed', 'cancelled')
+      AND (download_url_sealed IS NOT NULL OR download_token_sealed IS NOT NULL
+           OR recording_sealed IS NOT NULL);
+CREATE INDEX jobs_expirable ON jobs (finished_ms)
+    WHERE state IN ('skipped', 'failed', 'cancelled');
+"#;
+
 /// The daemons sharing the database, when each was last seen alive, and
 /// the duties one of them at a time performs.
-const V4: &str = r#"
+const V7: &str = r#"
 CREATE TABLE replicas (
     replica_id TEXT PRIMARY KEY,
     seen_ms    INTEGER NOT NULL

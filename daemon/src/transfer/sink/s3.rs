@@ -122,6 +122,10 @@ impl S3Sink {
             None,
             "ferry-settings",
         );
+        // The smithy connector sets TCP_NODELAY on every socket it opens
+        // (`enable_tcp_nodelay` defaults to true), so small control requests
+        // (CreateMultipartUpload, CompleteMultipartUpload) never wait on a
+        // delayed ACK.
         let http_client = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
             .build_https();
