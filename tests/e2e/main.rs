@@ -15,6 +15,7 @@ mod jobs_media;
 mod metrics;
 mod postgres;
 mod replicas;
+mod replicas_pg;
 mod resume_scan;
 mod s3;
 mod s3_engine;
