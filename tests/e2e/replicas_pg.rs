@@ -76,7 +76,10 @@ impl Fleet {
             ("FERRY_STORE_POSTGRES_URL", database_url.into()),
             ("FERRY_STORE_POSTGRES_CONNECT_TIMEOUT_SECS", "1".into()),
             ("FERRY_ENCRYPTION_KEY", ENCRYPTION_KEY.into()),
-            ("FERRY_ZOOM_DOWNLOAD_ALLOWLIST", "127.0.0.1,localhost".into()),
+            (
+                "FERRY_ZOOM_DOWNLOAD_ALLOWLIST",
+                "127.0.0.1,localhost".into(),
+            ),
             ("FERRY_ZOOM_ALLOW_INSECURE_DOWNLOADS", "true".into()),
         ];
         if let Some(bucket) = &bucket {
@@ -91,7 +94,10 @@ impl Fleet {
                 ("FERRY_TRANSFER_BACKOFF_BASE_MS", "50".into()),
                 ("FERRY_TRANSFER_STALL_TIMEOUT_SECS", "5".into()),
                 // The account's rate is not under test here.
-                ("FERRY_TRANSFER_DOWNLOAD_REQUESTS_PER_SECOND", "100000".into()),
+                (
+                    "FERRY_TRANSFER_DOWNLOAD_REQUESTS_PER_SECOND",
+                    "100000".into(),
+                ),
                 ("FERRY_S3_ENDPOINT", bucket.proxy.endpoint()),
                 ("FERRY_S3_REGION", REGION.into()),
                 ("FERRY_S3_BUCKET", BUCKET.into()),
@@ -428,7 +434,9 @@ async fn a_recording_delivered_to_two_replicas_at_once_is_one_job_one_download_o
         .wait_all_final(RECORDINGS as usize, Duration::from_secs(90))
         .await;
     assert_eq!(
-        jobs.iter().map(|job| job.job_id.clone()).collect::<HashSet<_>>(),
+        jobs.iter()
+            .map(|job| job.job_id.clone())
+            .collect::<HashSet<_>>(),
         job_ids,
         "the jobs are the ones the webhooks named, and only those"
     );
@@ -464,7 +472,10 @@ async fn a_replica_killed_mid_transfer_has_its_job_taken_over_and_resumed_with_r
             break (attempt.worker_id.clone(), job.bytes_transferred);
         }
         assert!(!is_final(&job), "finished before the kill: {job:?}");
-        assert!(Instant::now() < deadline, "two parts not in within 30 s: {job:?}");
+        assert!(
+            Instant::now() < deadline,
+            "two parts not in within 30 s: {job:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(transferred_before_kill < recording.media.len());
@@ -474,11 +485,9 @@ async fn a_replica_killed_mid_transfer_has_its_job_taken_over_and_resumed_with_r
         .unwrap_or_else(|| panic!("worker {holder} is none of the replicas"));
     fleet.kill9(victim);
     fleet.reconnect_admin().await;
-    fleet
-        .downloads
-        .update(&recording.file_id, |behavior| {
-            behavior.throttle_bytes_per_sec = None
-        });
+    fleet.downloads.update(&recording.file_id, |behavior| {
+        behavior.throttle_bytes_per_sec = None
+    });
 
     // Lease 3 s: another replica takes over.
     let done = fleet.wait_final(&job_id, Duration::from_secs(60)).await;
@@ -592,7 +601,10 @@ async fn a_database_outage_in_a_webhook_burst_loses_and_doubles_nothing() {
                 }
                 Ok(delivery) if delivery.status == 503 => {}
                 Ok(delivery) => {
-                    panic!("a re-sent webhook answered {}: {}", delivery.status, delivery.body)
+                    panic!(
+                        "a re-sent webhook answered {}: {}",
+                        delivery.status, delivery.body
+                    )
                 }
                 Err(_) => {}
             }
