@@ -17,6 +17,7 @@ mod latency;
 mod metrics;
 mod postgres;
 mod replicas;
+mod replicas_pg;
 mod resume_scan;
 mod s3;
 mod s3_engine;

@@ -27,11 +27,11 @@ use sha2::{Digest, Sha256};
 
 use crate::support::*;
 
-const BUCKET: &str = "ferry-recordings";
-const KEY_PREFIX: &str = "recordings";
-const REGION: &str = "us-east-1";
-const ACCESS_KEY_ID: &str = "ferry-test-access-key";
-const SECRET_ACCESS_KEY: &str = "ferry-test-secret-key-0123456789";
+pub(crate) const BUCKET: &str = "ferry-recordings";
+pub(crate) const KEY_PREFIX: &str = "recordings";
+pub(crate) const REGION: &str = "us-east-1";
+pub(crate) const ACCESS_KEY_ID: &str = "ferry-test-access-key";
+pub(crate) const SECRET_ACCESS_KEY: &str = "ferry-test-secret-key-0123456789";
 
 /// moto with an empty bucket, the fault proxy the daemon reaches it
 /// through, and a client straight to moto that checks what the daemon left.
@@ -54,21 +54,32 @@ impl Bucket {
         }
     }
 
-    /// Keys of the finished objects in the whole bucket.
+    /// Keys of the finished objects in the whole bucket, every page of them.
     pub(crate) async fn object_keys(&self) -> Vec<String> {
-        let listed = self
-            .client
-            .list_objects_v2()
-            .bucket(BUCKET)
-            .send()
-            .await
-            .unwrap();
-        assert_ne!(listed.is_truncated(), Some(true), "a test bucket is small");
-        listed
-            .contents()
-            .iter()
-            .filter_map(|object| object.key().map(str::to_string))
-            .collect()
+        let mut keys = Vec::new();
+        let mut continuation: Option<String> = None;
+        loop {
+            let listed = self
+                .client
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .set_continuation_token(continuation.take())
+                .send()
+                .await
+                .unwrap();
+            keys.extend(
+                listed
+                    .contents()
+                    .iter()
+                    .filter_map(|object| object.key().map(str::to_string)),
+            );
+            match listed.next_continuation_token() {
+                Some(token) if listed.is_truncated() == Some(true) => {
+                    continuation = Some(token.to_string());
+                }
+                _ => return keys,
+            }
+        }
     }
 
     /// Unfinished multipart uploads in the whole bucket, as (key, upload id).
