@@ -7,6 +7,7 @@
 
 pub mod transfer_rig;
 pub mod usage;
+pub mod webhook_load;
 
 use std::time::Duration;
 

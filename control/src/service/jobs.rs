@@ -209,9 +209,11 @@ impl JobService for JobApi {
                 .store
                 .get_job_secrets(&institution_id, &job_id)
                 .await?;
-            // Every job the intake creates keeps its recording until the
-            // retention sweep erases it.
-            if secrets.sealed_recording.is_none() && secrets.sealed_download_url.is_none() {
+            // The retention sweep leaves an empty sealed recording behind.
+            if secrets
+                .sealed_recording
+                .is_some_and(|sealed| sealed.0.is_empty())
+            {
                 return Err(Status::failed_precondition(format!(
                     "job {job_id} can no longer be retried: its download details were erased \
                      by the retention policy ([retention] retry_days after it finished); \

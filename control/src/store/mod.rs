@@ -88,7 +88,10 @@ pub struct LeaseHolder<'a> {
 pub struct RetentionSweep {
     /// SKIPPED, FAILED and CANCELLED jobs that finished before this lose
     /// their sealed download URL, token and recording (COMPLETED jobs lose
-    /// them at completion; any left from before are erased whatever their age).
+    /// them at completion; any left from before are erased whatever their
+    /// age). An erased job's secrets read back with no URL or token and an
+    /// empty sealed recording: the mark by which `RetryJob` tells erased
+    /// details from details never kept.
     pub erase_secrets_finished_before: Timestamp,
     /// When set, SKIPPED, FAILED and CANCELLED jobs that finished before this
     /// are deleted with their attempts, unless an unfinished upload still

@@ -18,7 +18,23 @@ async fn holds_secrets(store: &dyn Store, institution_id: &str, job_id: &str) ->
         .expect("job secrets");
     secrets.sealed_download_url.is_some()
         || secrets.sealed_download_token.is_some()
-        || secrets.sealed_recording.is_some()
+        || secrets
+            .sealed_recording
+            .is_some_and(|sealed| !sealed.0.is_empty())
+}
+
+/// Erased by the sweep: no URL or token, and the empty recording that marks
+/// the erasure for `RetryJob`.
+async fn erased_by_sweep(store: &dyn Store, institution_id: &str, job_id: &str) -> bool {
+    let secrets = store
+        .get_job_secrets(institution_id, job_id)
+        .await
+        .expect("job secrets");
+    secrets.sealed_download_url.is_none()
+        && secrets.sealed_download_token.is_none()
+        && secrets
+            .sealed_recording
+            .is_some_and(|sealed| sealed.0.is_empty())
 }
 
 pub async fn job_retention(store: &dyn Store) {
@@ -104,8 +120,8 @@ pub async fn job_retention(store: &dyn Store) {
     assert_eq!(rest.jobs_deleted, 0, "no job_days, no deletion");
     for job in old {
         assert!(
-            !holds_secrets(store, a, &job.job_id).await,
-            "{:?} finished before the cutoff keeps no details",
+            erased_by_sweep(store, a, &job.job_id).await,
+            "{:?} finished before the cutoff keeps no details, marked erased",
             job.meeting_uuid
         );
         store

@@ -174,7 +174,7 @@ fn every_job_list_filter_reads_an_index_range_without_sorting() {
             "SELECT job_id FROM jobs INDEXED BY jobs_holding_secrets
              WHERE state IN ('completed', 'skipped', 'failed', 'cancelled')
                AND (download_url_sealed IS NOT NULL OR download_token_sealed IS NOT NULL
-                    OR recording_sealed IS NOT NULL)
+                    OR length(recording_sealed) > 0)
                AND (state = 'completed' OR finished_ms < 5)
              ORDER BY finished_ms LIMIT 100",
             "jobs_holding_secrets",

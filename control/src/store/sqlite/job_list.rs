@@ -1,6 +1,7 @@
 //! How the SQLite backend finds jobs without scanning the table: the job id
 //! scheme that makes a creation-time range an id range, `ListJobs` as one or
-//! a few index-ordered range reads per filter, and the claim's candidate.
+//! a few index-ordered range reads per filter, the scrape's counts and the
+//! claim's candidate.
 //!
 //! Every job list is ordered by job id, and every index it reads ends in
 //! `job_id`, so a page is the first `limit + 1` entries past the cursor of
@@ -246,6 +247,40 @@ pub(super) fn list_jobs(
         .map(|job_id| find_job_by_id(conn, job_id))
         .collect::<StoreResult<Vec<_>>>()?;
     Ok(page_of(rows, page, |j| &j.job_id))
+}
+
+/// Reads the counts the triggers keep (`job_state_counts`, six rows) and
+/// the first entry of the partial index of queued jobs: constant work
+/// whatever the number of jobs.
+pub(super) fn job_counts(c: &Connection) -> StoreResult<JobCounts> {
+    let mut statement = c
+        .prepare_cached("SELECT state, jobs FROM job_state_counts")
+        .map_err(sql_error)?;
+    let by_state = statement
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })
+        .map_err(sql_error)?
+        .filter_map(|row| match row {
+            Ok((_, 0)) => None,
+            Ok((state, n)) => JobState::parse(&state).map(|s| Ok((s, n.max(0) as u64))),
+            Err(e) => Some(Err(sql_error(e))),
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    let oldest_queued = c
+        .prepare_cached(
+            "SELECT updated_ms FROM jobs INDEXED BY jobs_queued_since
+             WHERE state = 'queued' ORDER BY updated_ms LIMIT 1",
+        )
+        .map_err(sql_error)?
+        .query_row([], |row| row.get::<_, i64>(0))
+        .optional()
+        .map_err(sql_error)?
+        .map(Timestamp);
+    Ok(JobCounts {
+        by_state,
+        oldest_queued,
+    })
 }
 
 /// The oldest claimable job: the first QUEUED one, or the first

@@ -23,40 +23,6 @@ pub(super) const JOB_COLUMNS: &str = "job_id, institution_id, zoom_account_id, m
     bytes_transferred, total_bytes, attempt_count, media_id, created_ms, updated_ms, finished_ms,
     detected_mid_stream";
 
-/// Reads the counts the triggers keep (`job_state_counts`, six rows) and
-/// the first entry of the partial index of queued jobs: constant work
-/// whatever the number of jobs.
-pub(super) fn job_counts(c: &Connection) -> StoreResult<JobCounts> {
-    let mut statement = c
-        .prepare_cached("SELECT state, jobs FROM job_state_counts")
-        .map_err(sql_error)?;
-    let by_state = statement
-        .query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-        })
-        .map_err(sql_error)?
-        .filter_map(|row| match row {
-            Ok((_, 0)) => None,
-            Ok((state, n)) => JobState::parse(&state).map(|s| Ok((s, n.max(0) as u64))),
-            Err(e) => Some(Err(sql_error(e))),
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
-    let oldest_queued = c
-        .prepare_cached(
-            "SELECT updated_ms FROM jobs INDEXED BY jobs_queued_since
-             WHERE state = 'queued' ORDER BY updated_ms LIMIT 1",
-        )
-        .map_err(sql_error)?
-        .query_row([], |row| row.get::<_, i64>(0))
-        .optional()
-        .map_err(sql_error)?
-        .map(Timestamp);
-    Ok(JobCounts {
-        by_state,
-        oldest_queued,
-    })
-}
-
 fn conversion_error(column: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, message.into())
 }
@@ -498,7 +464,7 @@ impl JobStore for SqliteStore {
 
     async fn job_counts(&self) -> StoreResult<JobCounts> {
         // Six rows and one index entry: a point read.
-        self.engine.read_point(job_counts)
+        self.engine.read_point(super::job_list::job_counts)
     }
 
     async fn requeue_job(&self, requeue: JobRequeue) -> StoreResult<Job> {

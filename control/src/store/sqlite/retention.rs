@@ -11,16 +11,17 @@ use crate::store::{RetentionSweep, RetentionSwept, StoreResult};
 pub(super) fn sweep(conn: &Connection, sweep: &RetentionSweep) -> StoreResult<RetentionSwept> {
     let limit = i64::from(sweep.max_jobs.max(1));
     // The conditions repeat the partial index's WHERE, which is what lets
-    // SQLite (and `INDEXED BY`) use it.
+    // SQLite (and `INDEXED BY`) use it. The erased recording is an empty
+    // blob, not NULL: the mark `RetryJob` reads (see `RetentionSweep`).
     let secrets_erased = conn
         .prepare_cached(
             "UPDATE jobs SET download_url_sealed = NULL, download_token_sealed = NULL,
-                recording_sealed = NULL
+                recording_sealed = X''
              WHERE job_id IN (
                 SELECT job_id FROM jobs INDEXED BY jobs_holding_secrets
                 WHERE state IN ('completed', 'skipped', 'failed', 'cancelled')
                   AND (download_url_sealed IS NOT NULL OR download_token_sealed IS NOT NULL
-                       OR recording_sealed IS NOT NULL)
+                       OR length(recording_sealed) > 0)
                   AND (state = 'completed' OR finished_ms < ?1)
                 ORDER BY finished_ms LIMIT ?2)",
         )

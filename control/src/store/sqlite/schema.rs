@@ -232,13 +232,14 @@ CREATE INDEX jobs_by_institution_reason ON jobs (institution_id, skip_reason, jo
 
 /// Retention: the jobs still holding sealed download details (COMPLETED
 /// ones are erased at completion; the rest after `retry_days`), and the
-/// final jobs `job_days` may delete, each in order of their finish time so
+/// final jobs `job_days` may delete (an erased recording is an empty blob,
+/// which tells `RetryJob` the details were erased rather than never kept), each in order of their finish time so
 /// that a sweep reads only what it erases or deletes.
 const V6: &str = r#"
 CREATE INDEX jobs_holding_secrets ON jobs (finished_ms)
     WHERE state IN ('completed', 'skipped', 'failed', 'cancelled')
       AND (download_url_sealed IS NOT NULL OR download_token_sealed IS NOT NULL
-           OR recording_sealed IS NOT NULL);
+           OR length(recording_sealed) > 0);
 CREATE INDEX jobs_expirable ON jobs (finished_ms)
     WHERE state IN ('skipped', 'failed', 'cancelled');
 "#;

@@ -1,0 +1,558 @@
+//! Ferry after a year of recordings: the store filled with N jobs, then what
+//! must not grow with N. The daemon runs in this process on a real SQLite
+//! file; the load generator shares its cores.
+//!
+//! Run: `cargo bench -p ferry-benches --bench history` (N = 1,000,000), or
+//! `cargo bench -p ferry-benches --bench history -- --jobs 10000000`.
+//! Optional: FERRY_BENCH_SECS (default 5: the 1,000/s latency phases),
+//! FERRY_BENCH_BURST_SECS (default 60: the full-rate burst), FERRY_BENCH_DIR
+//! (where the database goes; default the system temp dir; deleted at the end).
+//!
+//! 1. An empty store (one institution, its account and host): scrape,
+//!    `ListJobs` and webhook acknowledgement at 1,000/s, for reference.
+//! 2. The daemon stopped, N jobs written through the store's own write path
+//!    (`upsert_job`, group-committed): a year of meetings, mostly completed,
+//!    some skipped, failed, cancelled or queued, over 20 accounts and 5,000
+//!    hosts, download details kept only where retention would keep them.
+//!    Bytes per job at rest: the database's growth over N.
+//! 3. The daemon restarted on that file: `GET /metrics` (median of 5), each
+//!    `ListJobs` filter's first and next page (median of 5), a sequential
+//!    gRPC client (pages of 100, one call after the other: p50 and p99), the
+//!    acknowledgement p50/p99 at 1,000/s against step 1's, then a closed-loop
+//!    burst at full rate while the WAL's size is sampled every 5 ms.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ferry_benches::webhook_load::{WebhookPoster, lecture, lecture_bodies, open_loop, sign_all};
+use ferry_benches::{env_number, print_table};
+use ferry_control::api;
+use ferry_control::model::{JobState, NewJob, RecordingFile, SkipReason, Timestamp};
+use ferry_control::secrets::Sealed;
+use ferry_control::store::{JobStore, SqliteConfig, SqliteStore};
+use ferry_daemon::cli::client::Clients;
+use ferry_test_support::control_plane::{
+    create_configuration, create_institution, install, sync, user,
+};
+use ferry_test_support::daemon::{OPERATOR_TOKEN, TestDaemon, connect, test_config};
+use ferry_test_support::scene::ACCOUNT;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+const HOSTS: u64 = 5_000;
+const OTHER_ACCOUNTS: u64 = 19;
+
+fn main() -> anyhow::Result<()> {
+    ferry_benches::block_on(run())
+}
+
+/// `--jobs N` (or `--jobs=N`), else FERRY_BENCH_JOBS, else 1,000,000.
+fn jobs_arg() -> anyhow::Result<u64> {
+    let args: Vec<String> = std::env::args().collect();
+    for (i, arg) in args.iter().enumerate() {
+        let value = match arg.strip_prefix("--jobs") {
+            Some("") => args.get(i + 1).cloned(),
+            Some(rest) => rest.strip_prefix('=').map(str::to_string),
+            None => None,
+        };
+        if let Some(value) = value {
+            return value
+                .replace('_', "")
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--jobs {value}: {e}"));
+        }
+    }
+    Ok(env_number("FERRY_BENCH_JOBS", 1_000_000))
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+fn percentile(sorted: &[Duration], percent: usize) -> Duration {
+    let rank = (sorted.len() * percent).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+/// The institution the bench plays: its admin key and the host as a user.
+async fn set_up(daemon: &TestDaemon) -> anyhow::Result<(String, String)> {
+    let mut operator = connect(&daemon.grpc_url(), Some(OPERATOR_TOKEN)).await?;
+    let institution = create_institution(&mut operator, "History U").await?;
+    let mut admin = connect(&daemon.grpc_url(), Some(&institution.admin_key)).await?;
+    let configuration = create_configuration(&mut admin, "Main").await;
+    install(
+        &mut admin,
+        &configuration.configuration_token,
+        ACCOUNT,
+        api::ZoomPlan::Education,
+    )
+    .await?;
+    let user = user("e1", "elisa@example.edu", "", api::UserRole::Instructor);
+    sync(&mut admin, api::SyncMode::Upsert, vec![user]).await?;
+    Ok((institution.institution_id, institution.admin_key))
+}
+
+/// One job of the year: the mix the module docs describe.
+fn year_job(institution_id: &str, i: u64, n: u64, now: Timestamp) -> NewJob {
+    let year_start = now.0 - 365 * DAY_MS;
+    let created = Timestamp(year_start + (i as i128 * 365 * DAY_MS as i128 / n as i128) as i64);
+    let spread = i.wrapping_mul(2_654_435_761);
+    let (state, skip_reason) = match spread % 1000 {
+        0..850 => (JobState::Completed, None),
+        850..950 => (
+            JobState::Skipped,
+            Some(SkipReason::ALL[(spread / 1000) as usize % SkipReason::ALL.len()]),
+        ),
+        950..980 => (JobState::Failed, None),
+        980..999 => (JobState::Cancelled, None),
+        _ => (JobState::Queued, None),
+    };
+    // What retention keeps: details only for jobs that may still be retried.
+    let keeps_details = state != JobState::Completed && created.0 > now.0 - 30 * DAY_MS;
+    let details = |len: usize| keeps_details.then(|| Sealed(vec![0x5a; len]));
+    let account = if spread.is_multiple_of(2) {
+        ACCOUNT.to_string()
+    } else {
+        format!("acct-{}", spread / 7 % OTHER_ACCOUNTS)
+    };
+    NewJob {
+        institution_id: institution_id.to_string(),
+        zoom_account_id: account,
+        meeting_uuid: format!("{:016x}{:08x}==", spread, i),
+        meeting_id: 80_000_000_000 + i,
+        topic: format!("Lecture {} of Course {}", i % 40, spread % 300),
+        host_email: format!("host{}@example.edu", spread / 3 % HOSTS),
+        meeting_start: Some(created.saturating_add_millis(-3_600_000)),
+        state,
+        skip_reason,
+        message: match state {
+            JobState::Failed => "the download kept failing: connection reset".into(),
+            JobState::Skipped => "skipped".into(),
+            _ => String::new(),
+        },
+        owner_user_id: (state != JobState::Skipped).then(|| format!("usr_{:032x}", spread % 3000)),
+        recording_file: Some(RecordingFile {
+            file_id: format!("{:032x}", spread),
+            recording_type: "shared_screen_with_speaker_view".into(),
+            file_type: "MP4".into(),
+            file_extension: "MP4".into(),
+            file_size: 200_000_000 + spread % 500_000_000,
+            recording_start: created.saturating_add_millis(-3_600_000),
+            recording_end: created.saturating_add_millis(-60_000),
+        }),
+        skipped_file_count: 2,
+        skipped_segment_count: 0,
+        sealed_download_url: details(180),
+        sealed_download_token: details(120),
+        sealed_recording: details(1_400),
+        event_time: created,
+        now: created,
+    }
+}
+
+/// Writes N jobs through `upsert_job`, 4,096 in flight (group commit).
+async fn fill(path: &Path, institution_id: &str, n: u64) -> anyhow::Result<Duration> {
+    let store = SqliteStore::open(&SqliteConfig::new(path))?;
+    let now = Timestamp::now();
+    let started = Instant::now();
+    let mut next_report = n / 10;
+    for chunk_start in (0..n).step_by(4096) {
+        let chunk_end = (chunk_start + 4096).min(n);
+        let writes =
+            (chunk_start..chunk_end).map(|i| store.upsert_job(year_job(institution_id, i, n, now)));
+        for result in futures::future::join_all(writes).await {
+            anyhow::ensure!(result?.1, "a fill job was not new");
+        }
+        if chunk_end >= next_report {
+            eprintln!(
+                "filled {chunk_end} / {n} jobs in {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+            next_report += n / 10;
+        }
+    }
+    let elapsed = started.elapsed();
+    tokio::task::spawn_blocking(move || drop(store)).await?;
+    Ok(elapsed)
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+fn wal_of(db: &Path) -> PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
+/// One `GET /metrics`, on a fresh connection as Prometheus makes it.
+async fn scrape(http_addr: SocketAddr) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(http_addr).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    anyhow::ensure!(text.starts_with("HTTP/1.1 200"), "scrape answered {text}");
+    Ok(started.elapsed())
+}
+
+async fn scrape_median(http_addr: SocketAddr) -> anyhow::Result<Duration> {
+    scrape(http_addr).await?;
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        samples.push(scrape(http_addr).await?);
+    }
+    Ok(median(samples))
+}
+
+/// The `ListJobs` filters the CLI offers, alone and combined.
+fn filters(now: Timestamp) -> Vec<(&'static str, api::ListJobsRequest)> {
+    let week = Some(api::TimeRange {
+        start_time: Some(prost_timestamp(now.saturating_add_millis(-7 * DAY_MS))),
+        end_time: Some(prost_timestamp(now)),
+    });
+    let base = api::ListJobsRequest::default;
+    vec![
+        ("no filter", base()),
+        (
+            "state queued",
+            api::ListJobsRequest {
+                states: vec![api::JobState::Queued as i32],
+                ..base()
+            },
+        ),
+        (
+            "state failed",
+            api::ListJobsRequest {
+                states: vec![api::JobState::Failed as i32],
+                ..base()
+            },
+        ),
+        (
+            "states completed + skipped",
+            api::ListJobsRequest {
+                states: vec![
+                    api::JobState::Completed as i32,
+                    api::JobState::Skipped as i32,
+                ],
+                ..base()
+            },
+        ),
+        (
+            "skip reason too_large",
+            api::ListJobsRequest {
+                skip_reason: api::SkipReason::TooLarge as i32,
+                ..base()
+            },
+        ),
+        (
+            "account",
+            api::ListJobsRequest {
+                zoom_account_id: "acct-3".into(),
+                ..base()
+            },
+        ),
+        (
+            "host email",
+            api::ListJobsRequest {
+                host_email: "Host42@Example.edu".into(),
+                ..base()
+            },
+        ),
+        (
+            "created in the last 7 days",
+            api::ListJobsRequest {
+                create_time: week,
+                ..base()
+            },
+        ),
+        (
+            "account + state failed",
+            api::ListJobsRequest {
+                zoom_account_id: ACCOUNT.into(),
+                states: vec![api::JobState::Failed as i32],
+                ..base()
+            },
+        ),
+        (
+            "host + state completed",
+            api::ListJobsRequest {
+                host_email: "host42@example.edu".into(),
+                states: vec![api::JobState::Completed as i32],
+                ..base()
+            },
+        ),
+        (
+            "last 7 days + state skipped",
+            api::ListJobsRequest {
+                create_time: week,
+                states: vec![api::JobState::Skipped as i32],
+                ..base()
+            },
+        ),
+    ]
+}
+
+fn prost_timestamp(t: Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.0.div_euclid(1000),
+        nanos: (t.0.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+async fn list(
+    admin: &mut Clients,
+    request: &api::ListJobsRequest,
+    page_token: &str,
+) -> anyhow::Result<(Duration, usize, String)> {
+    let mut request = request.clone();
+    request.page = Some(api::PageRequest {
+        page_size: 100,
+        page_token: page_token.to_string(),
+    });
+    let started = Instant::now();
+    let response = admin.jobs.list_jobs(request).await?.into_inner();
+    let elapsed = started.elapsed();
+    let next = response.page.map(|p| p.next_page_token).unwrap_or_default();
+    Ok((elapsed, response.jobs.len(), next))
+}
+
+/// Each filter's first page and next page, median of 5 each.
+async fn list_figures(
+    admin: &mut Clients,
+    now: Timestamp,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut rows = Vec::new();
+    for (name, request) in filters(now) {
+        let (_, found, next) = list(admin, &request, "").await?;
+        let mut first = Vec::new();
+        let mut second = Vec::new();
+        for _ in 0..5 {
+            first.push(list(admin, &request, "").await?.0);
+            if !next.is_empty() {
+                second.push(list(admin, &request, &next).await?.0);
+            }
+        }
+        let next_page = if second.is_empty() {
+            "no next page".to_string()
+        } else {
+            format!("{:.2} ms", ms(median(second)))
+        };
+        rows.push((
+            format!("ListJobs {name} ({found} on page 1): first / next page"),
+            format!("{:.2} ms / {next_page}", ms(median(first))),
+        ));
+    }
+    Ok(rows)
+}
+
+/// One call after another, pages of 100 followed by their next page.
+async fn sequential_client(admin: &mut Clients, calls: usize) -> anyhow::Result<Vec<Duration>> {
+    let request = api::ListJobsRequest::default();
+    let mut token = String::new();
+    let mut samples = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let (elapsed, _, next) = list(admin, &request, &token).await?;
+        samples.push(elapsed);
+        token = next;
+    }
+    samples.sort_unstable();
+    Ok(samples)
+}
+
+/// Acknowledgement latency at `rate` for `secs`: p50 and p99.
+async fn ack_latency(
+    http_addr: SocketAddr,
+    rate: u64,
+    secs: u64,
+) -> anyhow::Result<(Duration, Duration)> {
+    let poster = WebhookPoster::new(http_addr)?;
+    let start = Timestamp::from_unix_seconds(Timestamp::now().0 / 1000 + 1);
+    let webhooks = sign_all(lecture_bodies(rate * secs, start))?;
+    let result = open_loop(&poster, webhooks, rate).await?;
+    Ok((result.percentile(50), result.percentile(99)))
+}
+
+/// 64 senders posting fresh webhooks as fast as they are answered for
+/// `secs`, while a thread samples the WAL; returns (acknowledged, peak).
+async fn burst(http_addr: SocketAddr, db: &Path, secs: u64) -> anyhow::Result<(u64, u64)> {
+    let poster = WebhookPoster::new(http_addr)?;
+    let wal = wal_of(db);
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while sampling.load(Ordering::Relaxed) {
+                peak = peak.max(file_len(&wal));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Timestamp::from_unix_seconds(Timestamp::now().0 / 1000 + 1);
+    let mut senders = Vec::new();
+    for _ in 0..64 {
+        let (poster, acknowledged) = (poster.clone(), acknowledged.clone());
+        senders.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let body = bytes::Bytes::from(lecture(start).recording_completed_body());
+                let webhook = sign_all(vec![body])?.remove(0);
+                poster.post(&webhook).await?;
+                acknowledged.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for sender in senders {
+        sender.await??;
+    }
+    sampling.store(false, Ordering::Relaxed);
+    let peak = sampler
+        .join()
+        .map_err(|_| anyhow::anyhow!("WAL sampler panicked"))?;
+    Ok((acknowledged.load(Ordering::Relaxed), peak))
+}
+
+async fn run() -> anyhow::Result<()> {
+    let n = jobs_arg()?;
+    let secs = env_number("FERRY_BENCH_SECS", 5);
+    let burst_secs = env_number("FERRY_BENCH_BURST_SECS", 60);
+    let rate = 1_000;
+    let parent = std::env::var_os("FERRY_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let dir = tempfile::tempdir_in(parent)?;
+    let data_dir = dir.path().to_path_buf();
+    let db = data_dir.join("ferry.db");
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let mut row = |figure: String, measured: String, target: &str| {
+        rows.push((figure, measured, target.to_string()));
+    };
+
+    // 1. The empty store.
+    let daemon = TestDaemon::start_with(test_config(&data_dir)).await?;
+    let (institution_id, admin_key) = set_up(&daemon).await?;
+    let mut admin = connect(&daemon.grpc_url(), Some(&admin_key)).await?;
+    let empty_scrape = scrape_median(daemon.app.http_addr).await?;
+    let empty_list = list(&mut admin, &api::ListJobsRequest::default(), "")
+        .await?
+        .0;
+    let (empty_p50, empty_p99) = ack_latency(daemon.app.http_addr, rate, secs).await?;
+    drop(admin);
+    let _ = daemon.stop().await;
+
+    // 2. A year of jobs through the store's write path.
+    let size_before = file_len(&db);
+    eprintln!("filling {n} jobs into {}", db.display());
+    let fill_time = fill(&db, &institution_id, n).await?;
+    let size_after = file_len(&db);
+    let bytes_per_job = size_after.saturating_sub(size_before) as f64 / n as f64;
+
+    // 3. The daemon on the full store.
+    let daemon = TestDaemon::start_with(test_config(&data_dir)).await?;
+    let http_addr = daemon.app.http_addr;
+    let mut admin = connect(&daemon.grpc_url(), Some(&admin_key)).await?;
+    let full_scrape = scrape_median(http_addr).await?;
+    let list_rows = list_figures(&mut admin, Timestamp::now()).await?;
+    let sequential = sequential_client(&mut admin, 200).await?;
+    let (full_p50, full_p99) = ack_latency(http_addr, rate, secs).await?;
+    let (burst_acknowledged, wal_peak) = burst(http_addr, &db, burst_secs).await?;
+    drop(admin);
+    let _ = daemon.stop().await;
+    let wal_after_shutdown = file_len(&wal_of(&db));
+    let database_bytes = file_len(&db);
+
+    let mib = |bytes: u64| format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0));
+    row(
+        "jobs written through upsert_job".to_string(),
+        format!("{n} in {:.0} s", fill_time.as_secs_f64()),
+        "reference",
+    );
+    row(
+        "GET /metrics, empty store (median of 5)".into(),
+        format!("{:.2} ms", ms(empty_scrape)),
+        "reference",
+    );
+    row(
+        format!("GET /metrics at {n} jobs (median of 5)"),
+        format!("{:.2} ms", ms(full_scrape)),
+        "<= 5 ms",
+    );
+    row(
+        "ListJobs first page, empty store".into(),
+        format!("{:.2} ms", ms(empty_list)),
+        "reference",
+    );
+    for (figure, measured) in list_rows {
+        row(figure, measured, "<= 5 ms each");
+    }
+    row(
+        "sequential ListJobs client, pages of 100: p50 / p99 (200 calls)".into(),
+        format!(
+            "{:.2} ms / {:.2} ms",
+            ms(percentile(&sequential, 50)),
+            ms(percentile(&sequential, 99))
+        ),
+        "about 1 ms (was 44 ms: Nagle)",
+    );
+    row(
+        format!("webhook ack at {rate}/s, empty store: p50 / p99"),
+        format!("{:.2} ms / {:.2} ms", ms(empty_p50), ms(empty_p99)),
+        "reference",
+    );
+    row(
+        format!("webhook ack at {rate}/s, {n} jobs: p50 / p99"),
+        format!("{:.2} ms / {:.2} ms", ms(full_p50), ms(full_p99)),
+        "p99 <= 1.5x empty",
+    );
+    row(
+        "p99 ratio, full / empty".into(),
+        format!("{:.2}x", full_p99.as_secs_f64() / empty_p99.as_secs_f64()),
+        "<= 1.5x",
+    );
+    row(
+        "bytes per job at rest (database growth / N)".into(),
+        format!("{bytes_per_job:.0} B"),
+        "reference",
+    );
+    row(
+        "database file after the run".into(),
+        mib(database_bytes),
+        "reference",
+    );
+    row(
+        format!("WAL peak during a {burst_secs} s burst at full rate"),
+        format!(
+            "{} ({burst_acknowledged} webhooks, {:.0}/s)",
+            mib(wal_peak),
+            burst_acknowledged as f64 / burst_secs as f64
+        ),
+        "<= 256 MiB",
+    );
+    row(
+        "WAL after a clean shutdown".into(),
+        format!("{wal_after_shutdown} B"),
+        "0",
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    print_table(
+        &format!(
+            "history bench: {n} jobs, {secs} s latency phases at {rate}/s, {burst_secs} s burst, {cores} cores"
+        ),
+        &rows,
+    );
+    drop(dir);
+    Ok(())
+}
