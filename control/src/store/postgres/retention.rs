@@ -17,12 +17,12 @@ pub(super) async fn sweep(
     let secrets_erased = c
         .execute(
             "UPDATE jobs SET download_url_sealed = NULL, download_token_sealed = NULL,
-                recording_sealed = NULL
+                recording_sealed = ''::bytea
              WHERE job_id IN (
                 SELECT job_id FROM jobs
                 WHERE state IN ('completed', 'skipped', 'failed', 'cancelled')
                   AND (download_url_sealed IS NOT NULL OR download_token_sealed IS NOT NULL
-                       OR recording_sealed IS NOT NULL)
+                       OR length(recording_sealed) > 0)
                   AND (state = 'completed' OR finished_ms < $1)
                 ORDER BY finished_ms LIMIT $2
                 FOR UPDATE SKIP LOCKED)",

@@ -19,10 +19,10 @@ use crate::store::StoreResult;
 /// The key of the advisory lock held while migrating ("ferrymig").
 const MIGRATION_LOCK_KEY: i64 = 0x6665_7272_796d_6967;
 
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3)];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == SCHEMA_VERSION);
 
@@ -275,4 +275,15 @@ CREATE INDEX jobs_holding_secrets ON jobs (finished_ms)
            OR recording_sealed IS NOT NULL);
 CREATE INDEX jobs_expirable ON jobs (finished_ms)
     WHERE state IN ('skipped', 'failed', 'cancelled');
+"#;
+
+/// An erased recording is an empty value rather than NULL, which tells
+/// `RetryJob` the details were erased rather than never kept: the jobs
+/// still holding details are those with a non-empty one.
+const V3: &str = r#"
+DROP INDEX jobs_holding_secrets;
+CREATE INDEX jobs_holding_secrets ON jobs (finished_ms)
+    WHERE state IN ('completed', 'skipped', 'failed', 'cancelled')
+      AND (download_url_sealed IS NOT NULL OR download_token_sealed IS NOT NULL
+           OR length(recording_sealed) > 0);
 "#;

@@ -11,6 +11,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (5, V5),
     (6, V6),
     (7, V7),
+    (8, V8),
 ];
 
 const V1: &str = r#"
@@ -232,14 +233,14 @@ CREATE INDEX jobs_by_institution_reason ON jobs (institution_id, skip_reason, jo
 
 /// Retention: the jobs still holding sealed download details (COMPLETED
 /// ones are erased at completion; the rest after `retry_days`), and the
-/// final jobs `job_days` may delete (an erased recording is an empty blob,
-/// which tells `RetryJob` the details were erased rather than never kept), each in order of their finish time so
-/// that a sweep reads only what it erases or deletes.
+/// final jobs `job_days` may delete, each in order of their finish time so
+/// that a sweep reads only what it erases or deletes. (V8 redefines the
+/// first.)
 const V6: &str = r#"
 CREATE INDEX jobs_holding_secrets ON jobs (finished_ms)
     WHERE state IN ('completed', 'skipped', 'failed', 'cancelled')
       AND (download_url_sealed IS NOT NULL OR download_token_sealed IS NOT NULL
-           OR length(recording_sealed) > 0);
+           OR recording_sealed IS NOT NULL);
 CREATE INDEX jobs_expirable ON jobs (finished_ms)
     WHERE state IN ('skipped', 'failed', 'cancelled');
 "#;
@@ -258,4 +259,15 @@ CREATE TABLE replica_duties (
     replica_id TEXT NOT NULL,
     expires_ms INTEGER NOT NULL
 );
+"#;
+
+/// An erased recording is an empty blob rather than NULL, which tells
+/// `RetryJob` the details were erased rather than never kept: the jobs
+/// still holding details are those with a non-empty one.
+const V8: &str = r#"
+DROP INDEX jobs_holding_secrets;
+CREATE INDEX jobs_holding_secrets ON jobs (finished_ms)
+    WHERE state IN ('completed', 'skipped', 'failed', 'cancelled')
+      AND (download_url_sealed IS NOT NULL OR download_token_sealed IS NOT NULL
+           OR length(recording_sealed) > 0);
 "#;
