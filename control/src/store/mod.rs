@@ -13,6 +13,7 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+mod job_plan;
 mod postgres;
 mod sqlite;
 

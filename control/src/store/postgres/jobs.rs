@@ -10,18 +10,14 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tokio::sync::broadcast;
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
 
-use super::leases;
-use super::{
-    PostgresStore, get, get_opt_time, get_time, get_u32, get_u64, page_after, page_limit, page_of,
-    pg_error,
-};
+use super::{PostgresStore, get, get_opt_time, get_time, get_u32, get_u64, pg_error};
+use super::{job_list, leases};
 use crate::error::StoreError;
 use crate::model::*;
+use crate::store::job_plan::new_job_id;
 use crate::store::{
     JobStore, Lease, LeaseHolder, Page, PageQuery, RetentionSweep, RetentionSwept, StoreResult,
-    new_id,
 };
 
 pub(super) const JOB_COLUMNS: &str = "job_id, institution_id, zoom_account_id, meeting_uuid, meeting_id, topic, host_email,
@@ -111,7 +107,7 @@ fn sealed_bytes(sealed: &Option<crate::secrets::Sealed>) -> Option<&[u8]> {
 }
 
 async fn upsert_job(c: &impl GenericClient, job: &NewJob) -> StoreResult<(Job, bool)> {
-    let job_id = new_id("job");
+    let job_id = new_job_id(job.now);
     let file = job.recording_file.as_ref();
     let finished_ms = job.state.is_final().then_some(job.now.0);
     let inserted = c
@@ -197,63 +193,6 @@ async fn upsert_job(c: &impl GenericClient, job: &NewJob) -> StoreResult<(Job, b
     Ok((job_from_row(&row)?, false))
 }
 
-async fn list_jobs(
-    c: &impl GenericClient,
-    institution_id: &str,
-    filter: &JobFilter,
-    page: &PageQuery,
-) -> StoreResult<Page<Job>> {
-    let after = page_after(page);
-    let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
-    let skip_reason = filter.skip_reason.map(SkipReason::as_str);
-    let (created_from, created_before) = (
-        filter.created_from.map(|t| t.0),
-        filter.created_before.map(|t| t.0),
-    );
-    let limit = page_limit(page);
-    let mut sql =
-        format!("SELECT {JOB_COLUMNS} FROM jobs WHERE institution_id = $1 AND job_id > $2");
-    let mut values: Vec<&(dyn ToSql + Sync)> = vec![&institution_id, &after];
-    if !states.is_empty() {
-        bind(&mut sql, &mut values, " AND state = ANY(?)", &states);
-    }
-    if let Some(reason) = &skip_reason {
-        bind(&mut sql, &mut values, " AND skip_reason = ?", reason);
-    }
-    if let Some(account) = &filter.zoom_account_id {
-        bind(&mut sql, &mut values, " AND zoom_account_id = ?", account);
-    }
-    if let Some(host) = &filter.host_email {
-        bind(&mut sql, &mut values, " AND host_email_key = ?", host);
-    }
-    if let Some(from) = &created_from {
-        bind(&mut sql, &mut values, " AND created_ms >= ?", from);
-    }
-    if let Some(before) = &created_before {
-        bind(&mut sql, &mut values, " AND created_ms < ?", before);
-    }
-    bind(&mut sql, &mut values, " ORDER BY job_id LIMIT ?", &limit);
-    let rows = c
-        .query(sql.as_str(), &values)
-        .await
-        .map_err(pg_error)?
-        .iter()
-        .map(job_from_row)
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(page_of(rows, page, |j| &j.job_id))
-}
-
-/// Appends `condition` with its `?` numbered as the next parameter, `value`.
-fn bind<'a>(
-    sql: &mut String,
-    values: &mut Vec<&'a (dyn ToSql + Sync)>,
-    condition: &str,
-    value: &'a (dyn ToSql + Sync),
-) {
-    values.push(value);
-    sql.push_str(&condition.replace('?', &format!("${}", values.len())));
-}
-
 async fn requeue_job(c: &impl GenericClient, requeue: &JobRequeue) -> StoreResult<Job> {
     let job_id = requeue.job_id.as_str();
     let job = job_in(c, &requeue.institution_id, job_id).await?;
@@ -320,31 +259,6 @@ async fn cancel_job(
     find_job(c, job_id, false).await
 }
 
-async fn job_counts(c: &impl GenericClient) -> StoreResult<JobCounts> {
-    let rows = c
-        .query("SELECT state, COUNT(*) FROM jobs GROUP BY state", &[])
-        .await
-        .map_err(pg_error)?;
-    let mut by_state = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let state: String = get(row, 0)?;
-        if let Some(state) = JobState::parse(&state) {
-            by_state.push((state, get_u64(row, 1)?));
-        }
-    }
-    let oldest_queued = c
-        .query_one(
-            "SELECT MIN(updated_ms) FROM jobs WHERE state = 'queued'",
-            &[],
-        )
-        .await
-        .map_err(pg_error)?;
-    Ok(JobCounts {
-        by_state,
-        oldest_queued: get_opt_time(&oldest_queued, 0)?,
-    })
-}
-
 impl PostgresStore {
     /// Commits a job change and announces it: to this store's subscribers
     /// at once, to other replicas by a NOTIFY sent with the commit.
@@ -406,11 +320,15 @@ impl JobStore for PostgresStore {
         filter: &JobFilter,
         page: &PageQuery,
     ) -> StoreResult<Page<Job>> {
-        list_jobs(&self.client().await?, institution_id, filter, page).await
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let page = job_list::list_jobs(&tx, institution_id, filter, page).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(page)
     }
 
     async fn job_counts(&self) -> StoreResult<JobCounts> {
-        job_counts(&self.client().await?).await
+        job_list::job_counts(&self.client().await?).await
     }
 
     async fn requeue_job(&self, requeue: JobRequeue) -> StoreResult<Job> {
@@ -489,6 +407,11 @@ impl JobStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         let swept = super::retention::sweep(&tx, &sweep).await?;
+        tx.commit().await.map_err(pg_error)?;
+        // The fold rides on the periodic sweep, in a transaction of its own
+        // so that it holds the counts rows it takes only for a moment.
+        let tx = client.transaction().await.map_err(pg_error)?;
+        job_list::fold_job_counts(&tx).await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(swept)
     }

@@ -28,6 +28,7 @@ mod accounts;
 mod configurations;
 mod directory;
 mod events;
+mod job_list;
 mod jobs;
 mod leases;
 mod media;
@@ -281,5 +282,7 @@ fn page_after(page: &PageQuery) -> &str {
     page.after.as_deref().unwrap_or("")
 }
 
+#[cfg(test)]
+mod history_tests;
 #[cfg(test)]
 mod tests;

@@ -19,10 +19,10 @@ use crate::store::StoreResult;
 /// The key of the advisory lock held while migrating ("ferrymig").
 const MIGRATION_LOCK_KEY: i64 = 0x6665_7272_796d_6967;
 
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == SCHEMA_VERSION);
 
@@ -286,4 +286,68 @@ CREATE INDEX jobs_holding_secrets ON jobs (finished_ms)
     WHERE state IN ('completed', 'skipped', 'failed', 'cancelled')
       AND (download_url_sealed IS NOT NULL OR download_token_sealed IS NOT NULL
            OR length(recording_sealed) > 0);
+"#;
+
+/// Jobs per state kept in the transaction of every insert, state change and
+/// delete of a job, one row per (state, writing backend) so that concurrent
+/// writers never share a row (see `job_list`), seeded here from the jobs
+/// already stored; the partial index that answers "oldest queued job" from
+/// its first entry; and an index for every `ListJobs` filter, each ending in
+/// `job_id` so that a page is read in id order without a sort. The host
+/// index replaces `jobs_by_host`, which was not ordered by id.
+///
+/// The lock first: writers of an older replica still running wait until
+/// this commits, so no job is inserted between the seeding count and the
+/// triggers (and the indexes are built without one either way).
+const V4: &str = r#"
+LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE;
+
+CREATE TABLE job_state_counts (
+    state TEXT NOT NULL,
+    slot  INTEGER NOT NULL,
+    jobs  BIGINT NOT NULL,
+    PRIMARY KEY (state, slot)
+);
+INSERT INTO job_state_counts (state, slot, jobs)
+    SELECT state, 0, COUNT(*) FROM jobs GROUP BY state;
+
+-- Inserts and deletes are counted once per statement (a retention batch
+-- or a bulk load adds one row per state, not one per job); a state change,
+-- always of a few rows, once per row.
+CREATE FUNCTION ferry_count_jobs_in_out() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO job_state_counts AS c (state, slot, jobs)
+    SELECT state, pg_backend_pid(),
+           CASE TG_OP WHEN 'INSERT' THEN COUNT(*) ELSE -COUNT(*) END
+    FROM changed_jobs GROUP BY state ORDER BY state
+    ON CONFLICT (state, slot) DO UPDATE SET jobs = c.jobs + EXCLUDED.jobs;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs
+    REFERENCING NEW TABLE AS changed_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION ferry_count_jobs_in_out();
+CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs
+    REFERENCING OLD TABLE AS changed_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION ferry_count_jobs_in_out();
+
+CREATE FUNCTION ferry_count_job_state_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO job_state_counts AS c (state, slot, jobs)
+    VALUES (OLD.state, pg_backend_pid(), -1), (NEW.state, pg_backend_pid(), 1)
+    ON CONFLICT (state, slot) DO UPDATE SET jobs = c.jobs + EXCLUDED.jobs;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_count_state AFTER UPDATE OF state ON jobs
+    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
+    EXECUTE FUNCTION ferry_count_job_state_change();
+
+CREATE INDEX jobs_queued_since ON jobs (updated_ms) WHERE state = 'queued';
+
+DROP INDEX jobs_by_host;
+CREATE INDEX jobs_by_host_state ON jobs (institution_id, host_email_key, state, job_id);
+CREATE INDEX jobs_by_account_state ON jobs (zoom_account_id, state, job_id);
+CREATE INDEX jobs_by_institution_state ON jobs (institution_id, state, job_id);
+CREATE INDEX jobs_by_institution_reason ON jobs (institution_id, skip_reason, job_id);
 "#;

@@ -25,21 +25,21 @@ async fn conformance_run_all_on_one_store() {
     conformance::run_all(&store).await;
 }
 
-async fn open(url: &str) -> PostgresStore {
+pub(super) async fn open(url: &str) -> PostgresStore {
     PostgresStore::open(&PostgresConfig::new(PostgresUrl::new(url)))
         .await
         .expect("open postgres store")
 }
 
 /// Two replicas: two stores (two pools, two clocks) on one database.
-async fn two_replicas() -> (PostgresStore, PostgresStore) {
+pub(super) async fn two_replicas() -> (PostgresStore, PostgresStore) {
     let url = TestCluster::shared().fresh_database().await;
     let (a, b) = tokio::join!(open(&url), open(&url));
     (a, b)
 }
 
 /// A tenant with an installed account and an owner, made through `store`.
-async fn tenant(store: &dyn Store) -> (String, String, String) {
+pub(super) async fn tenant(store: &dyn Store) -> (String, String, String) {
     let now = Timestamp::now();
     let institution = store
         .create_institution("Replica University", now)
@@ -73,7 +73,7 @@ async fn tenant(store: &dyn Store) -> (String, String, String) {
     )
 }
 
-fn new_job(institution_id: &str, account: &str, meeting_uuid: &str) -> NewJob {
+pub(super) fn new_job(institution_id: &str, account: &str, meeting_uuid: &str) -> NewJob {
     let now = Timestamp::now();
     NewJob {
         institution_id: institution_id.into(),

@@ -1,20 +1,10 @@
-//! How the SQLite backend finds jobs without scanning the table: the job id
-//! scheme that makes a creation-time range an id range, `ListJobs` as one or
-//! a few index-ordered range reads per filter, the scrape's counts and the
-//! claim's candidate.
-//!
-//! Every job list is ordered by job id, and every index it reads ends in
-//! `job_id`, so a page is the first `limit + 1` entries past the cursor of
-//! one index range, never a sort. A filter on several states (or on an
-//! account or a host with any state) reads one range per state and merges
-//! them: at most six ranges of `limit + 1` entries. A creation-time range is
-//! turned into bounds on `job_id` (see [`new_job_id`]); the exact
-//! `created_ms` condition is kept beside them.
+//! How the SQLite backend finds jobs without scanning the table: `ListJobs`
+//! as one or a few index-ordered range reads per filter (the plan, the id
+//! scheme and the id bounds are shared with PostgreSQL: `store::job_plan`),
+//! the scrape's counts and the claim's candidate.
 //!
 //! Each query names its index (`INDEXED BY`), so the plan cannot drift to a
 //! full scan as the table grows; `history_tests` asserts the plans.
-
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -23,93 +13,8 @@ use super::engine::sql_error;
 use super::jobs::{JOB_COLUMNS, find_job_by_id, job_from_row};
 use super::page_of;
 use crate::model::*;
+use crate::store::job_plan::{Access, admitted_states, id_bounds};
 use crate::store::{Page, PageQuery, StoreResult};
-
-/// How far a job's id time may lie from its `created_ms` for jobs stored
-/// before ids carried it (their id was taken at insert, a group commit after
-/// the intake's clock reading): the id bounds of a time range are widened
-/// by this much, and the exact `created_ms` condition decides.
-const LEGACY_ID_SLACK_MS: i64 = 60_000;
-
-static JOB_ID_SEQUENCE: AtomicU64 = AtomicU64::new(0);
-
-/// A job id that sorts by `created`: `job_` then 32 hex digits, the first 12
-/// the creation time in Unix milliseconds (as in a UUIDv7), then a version
-/// nibble, a per-process sequence (jobs created in the same millisecond by
-/// one process keep their order) and 44 random bits (ids of replicas
-/// sharing the file do not collide).
-pub(super) fn new_job_id(created: Timestamp) -> String {
-    let millis = created.0.clamp(0, (1 << 48) - 1);
-    let sequence = JOB_ID_SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff;
-    let random = rand::random::<u64>() & 0xfff_ffff_ffff;
-    format!("job_{millis:012x}7{sequence:08x}{random:011x}")
-}
-
-/// The smallest job id whose id time is `at` or later.
-fn job_id_floor(at: i64) -> String {
-    format!("job_{:012x}{}", at.clamp(0, (1 << 48) - 1), "0".repeat(20))
-}
-
-/// Which index a list reads, and whether it reads one range per state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Access {
-    /// `jobs_by_host_state (institution_id, host_email_key, state, job_id)`.
-    Host,
-    /// `jobs_by_account_state (zoom_account_id, state, job_id)`.
-    Account,
-    /// `jobs_by_institution_reason (institution_id, skip_reason, job_id)`.
-    Reason,
-    /// `jobs_by_institution_state (institution_id, state, job_id)`.
-    State,
-    /// `jobs_by_institution (institution_id, job_id)`.
-    Institution,
-}
-
-impl Access {
-    fn choose(filter: &JobFilter) -> Access {
-        if filter.host_email.is_some() {
-            Access::Host
-        } else if filter.zoom_account_id.is_some() {
-            Access::Account
-        } else if filter.skip_reason.is_some() {
-            Access::Reason
-        } else if !filter.states.is_empty() {
-            Access::State
-        } else {
-            Access::Institution
-        }
-    }
-
-    fn index(self) -> &'static str {
-        match self {
-            Access::Host => "jobs_by_host_state",
-            Access::Account => "jobs_by_account_state",
-            Access::Reason => "jobs_by_institution_reason",
-            Access::State => "jobs_by_institution_state",
-            Access::Institution => "jobs_by_institution",
-        }
-    }
-
-    fn per_state(self) -> bool {
-        matches!(self, Access::Host | Access::Account | Access::State)
-    }
-}
-
-/// The states a filter admits: a skip reason admits only SKIPPED.
-fn admitted_states(filter: &JobFilter) -> Vec<JobState> {
-    let mut states: Vec<JobState> = if filter.states.is_empty() {
-        JobState::ALL.to_vec()
-    } else {
-        JobState::ALL
-            .into_iter()
-            .filter(|s| filter.states.contains(s))
-            .collect()
-    };
-    if filter.skip_reason.is_some() {
-        states.retain(|s| *s == JobState::Skipped);
-    }
-    states
-}
 
 /// One index range read: the SQL (ids only, in id order) and its values.
 pub(super) struct RangeRead {
@@ -129,10 +34,8 @@ pub(super) fn range_reads(
     if states.is_empty() {
         return Vec::new();
     }
-    let mut lower = page.after.clone().unwrap_or_default();
-    if let Some(from) = filter.created_from {
-        lower = lower.max(job_id_floor(from.0.saturating_sub(LEGACY_ID_SLACK_MS)));
-    }
+    let bounds = id_bounds(filter, page);
+    let lower = bounds.lower;
     let read = |state: Option<JobState>| {
         let mut sql = format!(
             "SELECT job_id FROM jobs INDEXED BY {} WHERE institution_id = ?1 AND job_id > ?2",
@@ -183,13 +86,10 @@ pub(super) fn range_reads(
         if let Some(from) = filter.created_from {
             bind(&mut sql, " AND created_ms >= ?", Value::Integer(from.0));
         }
+        if let Some(upper) = &bounds.upper {
+            bind(&mut sql, " AND job_id < ?", Value::Text(upper.clone()));
+        }
         if let Some(before) = filter.created_before {
-            let bound = before.0.saturating_add(LEGACY_ID_SLACK_MS);
-            bind(
-                &mut sql,
-                " AND job_id < ?",
-                Value::Text(job_id_floor(bound)),
-            );
             bind(&mut sql, " AND created_ms < ?", Value::Integer(before.0));
         }
         bind(
@@ -310,22 +210,4 @@ pub(super) fn claim_candidate(conn: &Connection, now: Timestamp) -> StoreResult<
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn job_ids_sort_by_creation_time_then_by_creation_order() {
-        let early = new_job_id(Timestamp(1_700_000_000_000));
-        let later = new_job_id(Timestamp(1_700_000_000_001));
-        let same_a = new_job_id(Timestamp(1_700_000_000_001));
-        let same_b = new_job_id(Timestamp(1_700_000_000_001));
-        assert!(early < later && later < same_a && same_a < same_b);
-        assert_eq!(early.len(), "job_".len() + 32);
-        assert!(job_id_floor(1_700_000_000_001) <= later);
-        assert!(job_id_floor(1_700_000_000_001) > early);
-        assert!(job_id_floor(1_700_000_000_002) > same_b);
-    }
 }

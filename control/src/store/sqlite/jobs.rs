@@ -123,7 +123,7 @@ pub(super) fn get_job_secrets(
 }
 
 pub(super) fn upsert_job(conn: &Connection, job: &NewJob) -> StoreResult<(Job, bool)> {
-    let job_id = super::job_list::new_job_id(job.now);
+    let job_id = crate::store::job_plan::new_job_id(job.now);
     let file = job.recording_file.as_ref();
     let finished_ms = job.state.is_final().then_some(job.now.0);
     let inserted = conn

@@ -1,0 +1,491 @@
+//! Tests of what keeps the PostgreSQL backend fast after a year of
+//! recordings, against a throwaway cluster: the trigger-kept job counts
+//! (seeded by migration 4 from the jobs already stored, right after a
+//! reopen, and right when two replicas change states at once while the
+//! counts are folded) and the query plans of every job list and of the
+//! oldest queued job.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::{Client, NoTls};
+
+use super::testing::TestCluster;
+use super::tests::{new_job, open, tenant, two_replicas};
+use super::*;
+use crate::error::ErrorClass;
+use crate::store::{JobStore, LeaseHolder, RetentionSweep};
+
+/// A connection of the test's own, outside any store's pool.
+async fn raw_client(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(connection);
+    client
+}
+
+async fn recount(raw: &Client) -> Vec<(JobState, u64)> {
+    raw.query(
+        "SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state",
+        &[],
+    )
+    .await
+    .expect("recount jobs")
+    .iter()
+    .map(|row| {
+        let state: String = row.get(0);
+        let jobs: i64 = row.get(1);
+        (JobState::parse(&state).expect("known state"), jobs as u64)
+    })
+    .collect()
+}
+
+fn sorted(mut counts: JobCounts) -> JobCounts {
+    counts.by_state.sort_by_key(|(state, _)| state.as_str());
+    counts
+}
+
+/// A database made by the three migrations before the counts existed, with
+/// jobs in it: opening it with this Ferry seeds the counts from them, and
+/// the counts stay right across a reopen (new connections, new pids).
+#[tokio::test]
+async fn counts_are_seeded_from_existing_jobs_and_survive_reopen() {
+    let url = TestCluster::shared().fresh_database().await;
+    let raw = raw_client(&url).await;
+    raw.batch_execute(
+        "CREATE TABLE schema_migrations (
+            version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .await
+    .expect("migrations table");
+    for (version, sql) in &schema::MIGRATIONS[..3] {
+        raw.batch_execute(sql).await.expect("old migration");
+        raw.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await
+        .expect("record migration");
+    }
+    raw.batch_execute(
+        "INSERT INTO institutions (institution_id, display_name, created_ms) VALUES ('inst_old', 'Old', 0)",
+    )
+    .await
+    .expect("institution");
+    let states = [
+        "queued",
+        "queued",
+        "completed",
+        "skipped",
+        "completed",
+        "failed",
+    ];
+    for (i, state) in states.iter().enumerate() {
+        raw.execute(
+            "INSERT INTO jobs (job_id, institution_id, zoom_account_id, meeting_uuid, meeting_id, topic,
+                host_email, host_email_key, state, message, skipped_file_count, skipped_segment_count,
+                created_ms, updated_ms)
+             VALUES ($1, 'inst_old', 'acct', $1, 1, 't', 'h@x.edu', 'h@x.edu', $2, '', 0, 0, $3, $3)",
+            &[&format!("job_{i:032}"), state, &(1_000 + i as i64)],
+        )
+        .await
+        .expect("old job");
+    }
+    let store = open(&url).await;
+    let seeded = sorted(store.job_counts().await.expect("counts"));
+    assert_eq!(seeded.by_state, recount(&raw).await);
+    assert_eq!(seeded.oldest_queued, Some(Timestamp(1_000)));
+    store
+        .cancel_job("inst_old", &format!("job_{:032}", 0), Timestamp(9_000))
+        .await
+        .expect("cancel");
+    drop(store);
+
+    let reopened = open(&url).await;
+    let counts = sorted(reopened.job_counts().await.expect("counts"));
+    assert_eq!(counts.by_state, recount(&raw).await);
+    assert_eq!(counts.oldest_queued, Some(Timestamp(1_001)));
+}
+
+/// Claims and finishes on both replicas until nothing is left to claim.
+async fn work_off(store: &PostgresStore, worker_id: &str) {
+    let mut finished = 0u32;
+    while let Some(lease) = store
+        .claim_job(worker_id, Duration::from_secs(60), Timestamp::now())
+        .await
+        .expect("claim")
+    {
+        let outcome = if finished.is_multiple_of(2) {
+            JobOutcome::Failed {
+                message: "broken".into(),
+            }
+        } else {
+            JobOutcome::Skipped {
+                reason: SkipReason::TooLarge,
+                message: "too large".into(),
+            }
+        };
+        let holder = LeaseHolder {
+            job_id: &lease.job.job_id,
+            worker_id,
+        };
+        // A job cancelled meanwhile (by `cancel_and_requeue`) is no longer held.
+        match store.finish_job(holder, outcome, Timestamp::now()).await {
+            Ok(_) => finished += 1,
+            Err(e) => assert_eq!(e.class(), ErrorClass::FailedPrecondition, "{e}"),
+        }
+    }
+}
+
+/// Cancels and requeues jobs on `store` while workers hold them; a job that
+/// has moved on (final, or deleted by a sweep) is passed over.
+async fn cancel_and_requeue(store: &PostgresStore, institution_id: &str, job_ids: &[String]) {
+    for job_id in job_ids {
+        for result in [
+            store
+                .cancel_job(institution_id, job_id, Timestamp::now())
+                .await,
+            store
+                .requeue_job(JobRequeue {
+                    institution_id: institution_id.to_string(),
+                    job_id: job_id.clone(),
+                    now: Timestamp::now(),
+                    owner_user_id: String::new(),
+                    recording_file: None,
+                    sealed_download_url: None,
+                })
+                .await,
+        ] {
+            if let Err(e) = result {
+                assert!(
+                    matches!(
+                        e.class(),
+                        ErrorClass::FailedPrecondition | ErrorClass::NotFound
+                    ),
+                    "{e}"
+                );
+            }
+        }
+    }
+}
+
+/// Sweeps (folding the counts each time, deleting final jobs every third
+/// pass) while the replicas work.
+async fn fold_repeatedly(store: &PostgresStore) {
+    for pass in 0..30 {
+        store
+            .sweep_retention(RetentionSweep {
+                erase_secrets_finished_before: Timestamp(0),
+                delete_jobs_finished_before: (pass % 3 == 2).then(Timestamp::now),
+                max_jobs: 5,
+            })
+            .await
+            .expect("sweep and fold");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Two replicas (two pools) create, claim, finish, cancel, requeue and
+/// delete jobs at once while the counts are folded: no write waits on a
+/// shared counts row or deadlocks, and both replicas' counts equal a
+/// `COUNT(*)` afterwards, before and after a final fold empties every slot
+/// but 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_changing_states_at_once_keep_counts_equal_to_a_recount() {
+    let (a, b) = two_replicas().await;
+    let (institution_id, _, account) = tenant(&a).await;
+    let queued = |i: usize| NewJob {
+        state: JobState::Queued,
+        skip_reason: None,
+        ..new_job(&institution_id, &account, &format!("counted-{i}"))
+    };
+    let creates = (0..240).map(|i| {
+        let store = if i % 2 == 0 { &a } else { &b };
+        store.upsert_job(queued(i))
+    });
+    let mut job_ids = Vec::new();
+    for created in futures::future::join_all(creates).await {
+        let (job, created) = created.expect("create");
+        assert!(created);
+        job_ids.push(job.job_id);
+    }
+    let raw = raw_client(&TestCluster::shared().url(&database_of(&a).await)).await;
+    tokio::join!(
+        work_off(&a, "worker-a1"),
+        work_off(&a, "worker-a2"),
+        work_off(&b, "worker-b1"),
+        work_off(&b, "worker-b2"),
+        cancel_and_requeue(&b, &institution_id, &job_ids[..60]),
+        cancel_and_requeue(&a, &institution_id, &job_ids[60..120]),
+        fold_repeatedly(&a),
+        fold_repeatedly(&b),
+    );
+    // One more write through each pool, so both hold rows of their own.
+    a.upsert_job(queued(1_000)).await.expect("create on a");
+    b.upsert_job(queued(1_001)).await.expect("create on b");
+    let expected = recount(&raw).await;
+    assert!(expected.len() >= 3, "the work moved jobs: {expected:?}");
+    for store in [&a, &b] {
+        assert_eq!(
+            sorted(store.job_counts().await.expect("counts")).by_state,
+            expected
+        );
+    }
+    assert!(
+        backend_slots(&raw).await >= 2,
+        "each backend writes its own rows"
+    );
+    a.sweep_retention(RetentionSweep {
+        erase_secrets_finished_before: Timestamp(0),
+        delete_jobs_finished_before: None,
+        max_jobs: 5,
+    })
+    .await
+    .expect("final fold");
+    assert_eq!(
+        backend_slots(&raw).await,
+        0,
+        "an idle fold leaves only slot 0"
+    );
+    for store in [&a, &b] {
+        assert_eq!(
+            sorted(store.job_counts().await.expect("counts")).by_state,
+            expected
+        );
+    }
+}
+
+/// How many backends hold rows of their own in `job_state_counts`.
+async fn backend_slots(raw: &Client) -> i64 {
+    raw.query_one(
+        "SELECT COUNT(DISTINCT slot) FROM job_state_counts WHERE slot <> 0",
+        &[],
+    )
+    .await
+    .expect("count slots")
+    .get(0)
+}
+
+async fn database_of(store: &PostgresStore) -> String {
+    store
+        .client()
+        .await
+        .expect("client")
+        .query_one("SELECT current_database()", &[])
+        .await
+        .expect("database name")
+        .get(0)
+}
+
+/// `EXPLAIN (FORMAT JSON)` output: the driver decodes `json` only with a
+/// feature Ferry does not need elsewhere.
+struct PlanJson(serde_json::Value);
+
+impl<'a> FromSql<'a> for PlanJson {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(PlanJson(serde_json::from_slice(raw)?))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSON
+    }
+}
+
+/// The plan PostgreSQL makes for `sql` with `params` after `settings`, as
+/// the store sends them (in one transaction, the statement planned with
+/// its values bound).
+async fn plan(
+    raw: &mut Client,
+    settings: &str,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> serde_json::Value {
+    let tx = raw.transaction().await.expect("begin");
+    tx.batch_execute(settings).await.expect("settings");
+    let row = tx
+        .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), params)
+        .await
+        .unwrap_or_else(|e| panic!("cannot plan {sql}: {e}"));
+    tx.rollback().await.expect("rollback");
+    let PlanJson(mut json) = row.get(0);
+    json[0]["Plan"].take()
+}
+
+/// The plan reads `jobs` once, by an index scan of one of `indexes` (the one
+/// returned) that seeks the page's
+/// lower id bound in the index (`job_id > ...` in its Index Cond) and stops
+/// at a `Limit` with no sort between: its work is bounded by the page, not
+/// by the table. A sort is allowed only above such limits (the merge of
+/// per-state ranges, at most six times the page).
+#[track_caller]
+fn assert_bounded_plan(node: &serde_json::Value, indexes: &[&str], what: &str) -> String {
+    fn walk(
+        node: &serde_json::Value,
+        limited: bool,
+        indexes: &[&str],
+        what: &str,
+        scans: &mut Vec<String>,
+    ) {
+        let node_type = node["Node Type"].as_str().unwrap_or_default();
+        if node["Relation Name"] == "jobs" {
+            assert!(
+                matches!(node_type, "Index Scan" | "Index Only Scan"),
+                "{what}: {node_type} on jobs"
+            );
+            let index = node["Index Name"].as_str().unwrap_or_default();
+            assert!(
+                indexes.contains(&index),
+                "{what}: index {index}, not one of {indexes:?}"
+            );
+            let condition = node["Index Cond"].as_str().unwrap_or_default();
+            assert!(
+                condition.contains("(job_id >"),
+                "{what}: the cursor is not an index bound: {condition}"
+            );
+            assert!(limited, "{what}: index scan not stopped by a Limit");
+            scans.push(index.to_string());
+        }
+        let limited = match node_type {
+            "Limit" => true,
+            "Sort" | "Incremental Sort" | "Hash" | "Aggregate" | "Materialize" => false,
+            _ => limited,
+        };
+        for child in node["Plans"].as_array().into_iter().flatten() {
+            walk(child, limited, indexes, what, scans);
+        }
+    }
+    assert_eq!(
+        node["Node Type"], "Limit",
+        "{what}: the page is not a Limit"
+    );
+    let mut scans = Vec::new();
+    walk(node, false, indexes, what, &mut scans);
+    assert_eq!(scans.len(), 1, "{what}: {scans:?} read jobs in {node:#}");
+    scans.remove(0)
+}
+
+const PLAN_JOBS: i64 = 200_000;
+const PLAN_START_MS: i64 = 1_700_000_000_000;
+const PLAN_STEP_MS: i64 = 60_000;
+
+/// A year-like history written straight into the table: ids in the store's
+/// scheme, two institutions, 20 accounts, 2,000 hosts, 85 % completed, 10 %
+/// skipped over five reasons, 3 % failed, 2 % cancelled, 0.1 % queued.
+async fn fill_history(raw: &Client) {
+    raw.batch_execute(&format!(
+        "INSERT INTO institutions (institution_id, display_name, created_ms)
+            VALUES ('inst_a', 'A', 0), ('inst_b', 'B', 0);
+         INSERT INTO jobs (job_id, institution_id, zoom_account_id, meeting_uuid, meeting_id, topic,
+            host_email, host_email_key, state, skip_reason, message, skipped_file_count,
+            skipped_segment_count, created_ms, updated_ms, finished_ms)
+         SELECT 'job_' || lpad(to_hex(created), 12, '0') || '7' || lpad(to_hex(i), 19, '0'),
+            CASE WHEN i % 10 = 0 THEN 'inst_b' ELSE 'inst_a' END,
+            'acct-' || spread % 20, 'meeting-' || i, i, 'Lecture ' || i % 40 || ' of Course ' || spread % 300,
+            'host' || spread / 3 % 2000 || '@example.edu', 'host' || spread / 3 % 2000 || '@example.edu',
+            state,
+            CASE WHEN state = 'skipped' THEN (ARRAY['no_matching_user', 'recorded_before_install',
+                'too_long', 'too_large', 'no_downloadable_file'])[(1 + spread / 1000 % 5)::int] END,
+            '', 2, 0, created, created, CASE WHEN state <> 'queued' THEN created END
+         FROM generate_series(1, {PLAN_JOBS}) AS i,
+         LATERAL (SELECT {PLAN_START_MS} + i * {PLAN_STEP_MS}::bigint AS created,
+                         i * 2654435761 % 1000000007 AS spread) AS picked,
+         LATERAL (SELECT CASE WHEN spread % 1000 < 850 THEN 'completed'
+                              WHEN spread % 1000 < 950 THEN 'skipped'
+                              WHEN spread % 1000 < 980 THEN 'failed'
+                              WHEN spread % 1000 < 999 THEN 'cancelled'
+                              ELSE 'queued' END AS state) AS kind;"
+    ))
+    .await
+    .expect("fill the history");
+    raw.batch_execute("VACUUM ANALYZE jobs")
+        .await
+        .expect("vacuum analyze");
+}
+
+/// Asserting plans means something only where the planner has a choice: on
+/// an empty or tiny table it may read everything whatever the indexes. So
+/// the table holds 200,000 jobs with a realistic mix and is analyzed, and
+/// the planner keeps every option (`enable_seqscan` and the rest as the
+/// server has them): if it preferred a full scan, a bitmap read of every
+/// match or a sort of the matches for any filter, at this size it would
+/// prefer it at ten million too, and the test fails. Each statement is the
+/// one the store sends, planned with its values bound, as the store's are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_job_list_filter_reads_one_index_range_per_state_without_sorting() {
+    let url = TestCluster::shared().fresh_database().await;
+    let store = open(&url).await;
+    let mut raw = raw_client(&url).await;
+    fill_history(&raw).await;
+    assert_eq!(
+        sorted(store.job_counts().await.expect("counts")).by_state,
+        recount(&raw).await,
+        "the triggers counted the bulk insert"
+    );
+    let at = |i: i64| Timestamp(PLAN_START_MS + i * PLAN_STEP_MS);
+    let state_sets = [
+        vec![],
+        vec![JobState::Failed],
+        vec![JobState::Skipped],
+        vec![JobState::Queued],
+        vec![
+            JobState::Queued,
+            JobState::Transferring,
+            JobState::Completed,
+        ],
+    ];
+    let mut planned = BTreeMap::<String, u32>::new();
+    // The big institution (90 % of the jobs) and a small one (10 %).
+    for institution_id in ["inst_a", "inst_b"] {
+        for states in &state_sets {
+            for mask in 0..32u32 {
+                let filter = JobFilter {
+                    states: states.clone(),
+                    skip_reason: (mask & 1 != 0).then_some(SkipReason::TooLarge),
+                    zoom_account_id: (mask & 2 != 0).then(|| "acct-3".to_string()),
+                    host_email: (mask & 4 != 0).then(|| "host42@example.edu".to_string()),
+                    created_from: (mask & 8 != 0).then(|| at(100_000)),
+                    created_before: (mask & 16 != 0).then(|| at(150_000)),
+                };
+                let middle = crate::store::job_plan::job_id_floor(at(120_000).0);
+                for after in [None, Some(middle)] {
+                    let page = PageQuery { after, size: 100 };
+                    let Some(query) = job_list::list_query(institution_id, &filter, &page) else {
+                        continue;
+                    };
+                    let access = crate::store::job_plan::Access::choose(&filter);
+                    // Unfiltered, the planner may walk the primary key in
+                    // id order instead, when the institution holds most of
+                    // the jobs: equally bounded by the page.
+                    let indexes: &[&str] = match access {
+                        crate::store::job_plan::Access::Institution => {
+                            &["jobs_by_institution", "jobs_pkey"]
+                        }
+                        other => &[other.index()],
+                    };
+                    let what = format!("{institution_id} {filter:?} after {:?}", page.after);
+                    let plan = plan(
+                        &mut raw,
+                        job_list::NO_SORT_OF_MATCHES,
+                        &query.sql,
+                        &query.params(),
+                    )
+                    .await;
+                    let index = assert_bounded_plan(&plan, indexes, &what);
+                    *planned.entry(index).or_default() += 1;
+                }
+            }
+        }
+    }
+    assert!(planned.len() >= 5, "every index planned: {planned:?}");
+    assert!(planned.values().sum::<u32>() > 512, "{planned:?}");
+
+    // The oldest queued job: the first entry of the partial index, read
+    // without the table.
+    let oldest = plan(&mut raw, "", job_list::OLDEST_QUEUED, &[]).await;
+    assert_eq!(oldest["Node Type"], "Limit", "{oldest:#}");
+    let scan = &oldest["Plans"][0];
+    assert_eq!(scan["Node Type"], "Index Only Scan", "{oldest:#}");
+    assert_eq!(scan["Index Name"], "jobs_queued_since", "{oldest:#}");
+}
