@@ -25,7 +25,7 @@ use crate::error::StoreError;
 use crate::model::*;
 use crate::secrets::TokenHash;
 
-#[cfg(any(test, feature = "conformance"))]
+/// Throwaway clusters for the tests, the benches and `ferry demo --replicas`.
 pub use postgres::testing as postgres_testing;
 pub use postgres::{
     PostgresConfig, PostgresStore, PostgresUrl, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,

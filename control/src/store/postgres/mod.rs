@@ -35,7 +35,6 @@ mod replicas;
 mod retention;
 mod schema;
 mod tenants;
-#[cfg(any(test, feature = "conformance"))]
 pub mod testing;
 mod transfers;
 
