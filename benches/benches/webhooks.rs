@@ -1,8 +1,11 @@
 //! Webhook intake capacity: signed `recording.completed` webhooks posted to
-//! the real `ferry` daemon as a separate process on loopback, with SQLite on
-//! disk. Every meeting is distinct, so every 200 is one job committed.
+//! the real `ferry` daemon as a separate process on loopback, first with
+//! SQLite on disk, then with PostgreSQL (a throwaway cluster on loopback,
+//! fsync and synchronous commit on, as a production server commits). Every
+//! meeting is distinct, so every 200 is one job committed.
 //!
-//! Run: `cargo bench -p ferry-benches --bench webhooks`
+//! Run: `cargo bench -p ferry-benches --bench webhooks` (both stores), or
+//! `... --bench webhooks -- --store postgres` (or `sqlite`) for one.
 //! Optional: FERRY_BENCH_SECS (default 5, per phase), FERRY_BENCH_CONCURRENCY
 //! (default 64, phase A), FERRY_BENCH_RATE (default 1000 /s, phase B),
 //! FERRY_BENCH_MAX_RATE (default 10000 /s: phase A pre-builds
@@ -28,6 +31,7 @@ use ferry_benches::webhook_load::{
 use ferry_benches::{per_second, print_table, process_cpu_seconds};
 use ferry_control::api;
 use ferry_test_support::daemon::DaemonProcess;
+use ferry_test_support::replicas::{SharedStore, borrowed};
 use ferry_test_support::scene::Scene;
 
 /// Signatures are made once per phase and must stay inside the daemon's
@@ -114,26 +118,55 @@ async fn count_jobs(
     }
 }
 
+/// The phases' sizes, from FERRY_BENCH_*.
+#[derive(Clone, Copy)]
+struct Settings {
+    secs: u64,
+    concurrency: usize,
+    rate: u64,
+    max_rate: u64,
+}
+
 async fn run() -> anyhow::Result<()> {
-    let secs = env_number("FERRY_BENCH_SECS", 5);
-    let concurrency = env_number("FERRY_BENCH_CONCURRENCY", 64) as usize;
-    let rate = env_number("FERRY_BENCH_RATE", 1000);
-    let max_rate = env_number("FERRY_BENCH_MAX_RATE", 10_000);
+    let settings = Settings {
+        secs: env_number("FERRY_BENCH_SECS", 5),
+        concurrency: env_number("FERRY_BENCH_CONCURRENCY", 64) as usize,
+        rate: env_number("FERRY_BENCH_RATE", 1000),
+        max_rate: env_number("FERRY_BENCH_MAX_RATE", 10_000),
+    };
     anyhow::ensure!(
-        (1..=MAX_PHASE_SECS).contains(&secs),
+        (1..=MAX_PHASE_SECS).contains(&settings.secs),
         "FERRY_BENCH_SECS must be 1 to {MAX_PHASE_SECS}"
     );
     anyhow::ensure!(
-        concurrency >= 1,
+        settings.concurrency >= 1,
         "FERRY_BENCH_CONCURRENCY must be at least 1"
     );
     anyhow::ensure!(
-        (1..=1_000_000).contains(&rate),
+        (1..=1_000_000).contains(&settings.rate),
         "FERRY_BENCH_RATE must be 1 to 1000000"
     );
-    let phase = Duration::from_secs(secs);
+    for kind in ferry_benches::stores_flag()? {
+        let store = SharedStore::start(kind)?;
+        measure(&store, &settings).await?;
+    }
+    Ok(())
+}
 
-    let daemon = DaemonProcess::start(Path::new(env!("CARGO_BIN_EXE_ferry-bench-daemon")), &[])?;
+/// Both phases against one daemon on `store`; prints their table.
+async fn measure(store: &SharedStore, settings: &Settings) -> anyhow::Result<()> {
+    let Settings {
+        secs,
+        concurrency,
+        rate,
+        max_rate,
+    } = *settings;
+    let phase = Duration::from_secs(secs);
+    let env = store.daemon_env().await?;
+    let daemon = DaemonProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_ferry-bench-daemon")),
+        &borrowed(&env),
+    )?;
     let mut scene = Scene::with_daemon(daemon).await;
     let daemon_pid = scene.daemon.pid();
     let start = scene.after_install(0);
@@ -177,8 +210,9 @@ async fn run() -> anyhow::Result<()> {
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
     print_table(
         &format!(
-            "webhooks bench: {secs} s per phase, {concurrency} closed-loop senders, \
-             {rate} /s open loop, {cores} cores"
+            "webhooks bench, {}: {secs} s per phase, {concurrency} closed-loop senders, \
+             {rate} /s open loop, {cores} cores",
+            store.describe()
         ),
         &[
             (

@@ -7,7 +7,9 @@
 //!
 //! A cluster is `initdb` into a temporary folder and `pg_ctl start` on a free
 //! loopback port (and a Unix socket in that folder), with trust
-//! authentication and without fsync: test data only. Run as root, the
+//! authentication and without fsync: test data only. Benches that measure
+//! durable acknowledgement start theirs with `try_start_durable`, which keeps
+//! PostgreSQL's own defaults (fsync, synchronous commit, full page writes). Run as root, the
 //! binaries run as the `postgres` user (PostgreSQL refuses root). A watchdog
 //! process in its own session stops the cluster (`pg_ctl stop -m immediate`)
 //! and removes the folder within a second of the test process ending, even
@@ -43,6 +45,7 @@ pub struct TestCluster {
     bin: PathBuf,
     port: u16,
     run_as_postgres: bool,
+    durable: bool,
 }
 
 impl TestCluster {
@@ -61,6 +64,16 @@ impl TestCluster {
     /// As [`TestCluster::start`], but a missing PostgreSQL or a failed start
     /// is an error the caller can explain.
     pub fn try_start() -> Result<TestCluster, ClusterError> {
+        Self::try_start_with(false)
+    }
+
+    /// A cluster that commits as a production server does (fsync and
+    /// synchronous commit on), for figures of durable writes.
+    pub fn try_start_durable() -> Result<TestCluster, ClusterError> {
+        Self::try_start_with(true)
+    }
+
+    fn try_start_with(durable: bool) -> Result<TestCluster, ClusterError> {
         let bin = find_bin_dir()?;
         let run_as_postgres = is_root();
         let dir = tempfile::Builder::new()
@@ -76,6 +89,7 @@ impl TestCluster {
             bin,
             port: 0,
             run_as_postgres,
+            durable,
         };
         cluster.spawn_watchdog()?;
         let data = cluster.data_dir();
@@ -166,9 +180,13 @@ impl TestCluster {
     }
 
     fn try_start_server(&self) -> bool {
+        let unsafe_speed_ups = if self.durable {
+            ""
+        } else {
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        };
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=300",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300{unsafe_speed_ups}",
             self.port,
             self.dir.display()
         );
