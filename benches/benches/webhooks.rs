@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_benches::env_number;
+use ferry_benches::usage::process_tree_cpu_seconds;
 use ferry_benches::webhook_load::{
     SignedWebhook, WebhookPoster, lecture, lecture_bodies, open_loop, sign_all,
 };
@@ -184,11 +185,16 @@ async fn measure(store: &SharedStore, settings: &Settings) -> anyhow::Result<()>
 
     // Phase A: throughput, closed loop.
     let throughput_webhooks = sign_all(throughput_bodies)?;
+    let database_cpu = || store.server_pid().map(process_tree_cpu_seconds).transpose();
+    let database_cpu_before = database_cpu()?;
     let daemon_cpu_before = process_cpu_seconds(daemon_pid)?;
     let generator_cpu_before = process_cpu_seconds(std::process::id())?;
     let throughput = closed_loop(&poster, throughput_webhooks, concurrency, phase).await?;
     let daemon_cpu = process_cpu_seconds(daemon_pid)? - daemon_cpu_before;
     let generator_cpu = process_cpu_seconds(std::process::id())? - generator_cpu_before;
+    let database_cpu = database_cpu()?
+        .zip(database_cpu_before)
+        .map(|(after, before)| after - before);
 
     // Phase B: latency at a fixed rate, open loop.
     let latency_webhooks = sign_all(latency_bodies)?;
@@ -208,77 +214,87 @@ async fn measure(store: &SharedStore, settings: &Settings) -> anyhow::Result<()>
     let daemon_cpu_per_thousand = daemon_cpu * 1000.0 / throughput.acknowledged as f64;
     let generator_cpu_per_thousand = generator_cpu * 1000.0 / throughput.acknowledged as f64;
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
-    print_table(
-        &format!(
-            "webhooks bench, {}: {secs} s per phase, {concurrency} closed-loop senders, \
-             {rate} /s open loop, {cores} cores",
-            store.describe()
-        ),
-        &[
-            (
-                format!(
-                    "acknowledged webhooks/s, closed loop, {concurrency} senders{}",
-                    if throughput.pool_exhausted {
-                        " (ran out of pre-built webhooks; raise FERRY_BENCH_MAX_RATE)"
-                    } else {
-                        ""
-                    }
-                ),
-                format!("{throughput_rate:.0} /s"),
-                ">= 2,000 /s".into(),
-            ),
-            (
-                "daemon CPU per 1,000 webhooks (phase A)".into(),
-                format!("{daemon_cpu_per_thousand:.3} s"),
-                "reference".into(),
-            ),
-            (
-                "load generator CPU per 1,000 webhooks (same cores)".into(),
-                format!("{generator_cpu_per_thousand:.3} s"),
-                "reference".into(),
-            ),
-            (
-                format!("webhooks/s the daemon's CPU would sustain on {cores} cores"),
-                format!("{:.0} /s", cores as f64 * 1000.0 / daemon_cpu_per_thousand),
-                "reference (derived)".into(),
-            ),
-            (
-                format!("achieved send rate, open loop at {rate} /s"),
-                format!(
-                    "{:.0} /s",
-                    per_second(latency.latencies.len() as u64, latency.sending)
-                ),
-                format!("{rate} /s"),
-            ),
-            (
-                format!("answered 200 per second, open loop at {rate} /s (to last answer)"),
-                format!(
-                    "{:.0} /s",
-                    per_second(latency.latencies.len() as u64, latency.elapsed)
-                ),
-                "reference".into(),
-            ),
-            (
-                format!("latency p50 at {rate} /s (from scheduled send)"),
-                ms(latency.percentile(50)),
-                "reference".into(),
-            ),
-            (
-                format!("latency p99 at {rate} /s (from scheduled send)"),
-                ms(latency.percentile(99)),
-                "< 50 ms".into(),
-            ),
-            (
-                format!("latency max at {rate} /s (from scheduled send)"),
-                ms(latency.percentile(100)),
-                "reference".into(),
-            ),
-            (
-                "jobs in the daemon = webhooks answered 200".into(),
-                format!("{jobs} = {acknowledged}"),
-                "equal".into(),
-            ),
-        ],
+    let database_rows = database_cpu.map(|cpu| {
+        (
+            "PostgreSQL CPU per 1,000 webhooks (phase A, all its processes)".to_string(),
+            format!("{:.3} s", cpu * 1000.0 / throughput.acknowledged as f64),
+            "reference".to_string(),
+        )
+    });
+    let title = format!(
+        "webhooks bench, {}: {secs} s per phase, {concurrency} closed-loop senders, \
+         {rate} /s open loop, {cores} cores",
+        store.describe()
     );
+    let mut rows = vec![
+        (
+            format!(
+                "acknowledged webhooks/s, closed loop, {concurrency} senders{}",
+                if throughput.pool_exhausted {
+                    " (ran out of pre-built webhooks; raise FERRY_BENCH_MAX_RATE)"
+                } else {
+                    ""
+                }
+            ),
+            format!("{throughput_rate:.0} /s"),
+            ">= 2,000 /s".into(),
+        ),
+        (
+            "daemon CPU per 1,000 webhooks (phase A)".into(),
+            format!("{daemon_cpu_per_thousand:.3} s"),
+            "reference".into(),
+        ),
+        (
+            "load generator CPU per 1,000 webhooks (same cores)".into(),
+            format!("{generator_cpu_per_thousand:.3} s"),
+            "reference".into(),
+        ),
+        (
+            format!("webhooks/s the daemon's CPU would sustain on {cores} cores"),
+            format!("{:.0} /s", cores as f64 * 1000.0 / daemon_cpu_per_thousand),
+            "reference (derived)".into(),
+        ),
+        (
+            format!("achieved send rate, open loop at {rate} /s"),
+            format!(
+                "{:.0} /s",
+                per_second(latency.latencies.len() as u64, latency.sending)
+            ),
+            format!("{rate} /s"),
+        ),
+        (
+            format!("answered 200 per second, open loop at {rate} /s (to last answer)"),
+            format!(
+                "{:.0} /s",
+                per_second(latency.latencies.len() as u64, latency.elapsed)
+            ),
+            "reference".into(),
+        ),
+        (
+            format!("latency p50 at {rate} /s (from scheduled send)"),
+            ms(latency.percentile(50)),
+            "reference".into(),
+        ),
+        (
+            format!("latency p99 at {rate} /s (from scheduled send)"),
+            ms(latency.percentile(99)),
+            "< 50 ms".into(),
+        ),
+        (
+            format!("latency max at {rate} /s (from scheduled send)"),
+            ms(latency.percentile(100)),
+            "reference".into(),
+        ),
+        (
+            "jobs in the daemon = webhooks answered 200".into(),
+            format!("{jobs} = {acknowledged}"),
+            "equal".into(),
+        ),
+    ];
+    // Beside the other processes' CPU, after the load generator's.
+    if let Some(row) = database_rows {
+        rows.insert(3, row);
+    }
+    print_table(&title, &rows);
     Ok(())
 }

@@ -74,6 +74,11 @@ impl SharedStore {
         Ok(SharedStore { kind, cluster })
     }
 
+    /// PostgreSQL's server process, whose CPU time a bench may read.
+    pub fn server_pid(&self) -> Option<u32> {
+        self.cluster.as_ref().and_then(TestCluster::server_pid)
+    }
+
     /// How the table titles name it.
     pub fn describe(&self) -> &'static str {
         match self.kind {
@@ -127,6 +132,15 @@ pub fn start_replicas(
     (0..count)
         .map(|i| DaemonProcess::start(binary, env).with_context(|| format!("start replica {i}")))
         .collect()
+}
+
+/// The process id in a worker id, `ferry-<pid>-<id>`: which replica ran an
+/// attempt.
+pub fn worker_pid(worker_id: &str) -> Option<u32> {
+    worker_id
+        .strip_prefix("ferry-")
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse().ok())
 }
 
 /// `env` as the borrowed pairs `DaemonProcess` takes.

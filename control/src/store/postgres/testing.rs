@@ -128,6 +128,12 @@ impl TestCluster {
         self.port
     }
 
+    /// The server's process id (the postmaster's), while it runs.
+    pub fn server_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
     /// Creates an empty database and returns its URL.
     pub async fn fresh_database(&self) -> String {
         let name = format!("ferry_{}", uuid::Uuid::now_v7().simple());
