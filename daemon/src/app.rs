@@ -39,6 +39,9 @@ pub struct RunningApp {
     /// show it.
     pub generated_operator_token: Option<Secret>,
     pub grpc_tls: bool,
+    /// The transfer worker's id, as job attempts name it (`ferry-<pid>-…`);
+    /// None when transfers are off.
+    pub worker_id: Option<String>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -267,6 +270,9 @@ impl App {
             retention,
         } = self;
         let tasks = TaskTracker::new();
+        let worker_id = transfers
+            .as_ref()
+            .map(|(_, settings)| settings.worker_id.clone());
         tasks.spawn(crate::retention::run(
             store.clone(),
             retention,
@@ -303,6 +309,7 @@ impl App {
             store,
             generated_operator_token,
             grpc_tls,
+            worker_id,
             shutdown,
             tasks,
         }

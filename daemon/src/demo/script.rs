@@ -386,16 +386,20 @@ impl Script {
 
     /// Delivers every recording once, the Free-plan account's, then Zoom's
     /// retries of the duplicated one, as Zoom would: late, after the first
-    /// delivery was already answered.
-    pub async fn fire(&self, zoom: &ZoomSimulator) -> anyhow::Result<Fired> {
+    /// delivery was already answered. Delivery `i` goes to `zooms[i % n]`
+    /// (the replicas in turn; one daemon without replicas), so a retry
+    /// reaches another replica than the first delivery did.
+    pub async fn fire(&self, zooms: &[ZoomSimulator]) -> anyhow::Result<Fired> {
+        let mut turn = zooms.iter().cycle();
+        let mut next = || turn.next().expect("at least one daemon to send to");
         let mut deliveries = Vec::new();
         for recording in &self.recordings {
-            deliveries.push(vec![zoom.recording_completed(&recording.meeting).await?]);
+            deliveries.push(vec![next().recording_completed(&recording.meeting).await?]);
         }
-        let free = zoom.recording_completed(&self.free_meeting).await?;
+        let free = next().recording_completed(&self.free_meeting).await?;
         for (recording, delivered) in self.recordings.iter().zip(&mut deliveries) {
             for _ in 1..recording.deliveries() {
-                delivered.push(zoom.recording_completed(&recording.meeting).await?);
+                delivered.push(next().recording_completed(&recording.meeting).await?);
             }
         }
         Ok(Fired { deliveries, free })
