@@ -16,9 +16,10 @@
 //! when it panics or is killed, so no postgres process outlives the tests.
 //!
 //! It never skips: without PostgreSQL's binaries `start` panics and
-//! `try_start` returns [`ClusterError::Missing`], naming what to install. `FERRY_PG_BIN` may name the folder of `initdb` and `pg_ctl`;
-//! otherwise the newest `/usr/lib/postgresql/*/bin` (Debian) is used, then
-//! whatever `initdb` is on PATH. The README shows the same commands by hand.
+//! `try_start` returns [`ClusterError::Missing`], naming what to install.
+//! `FERRY_PG_BIN` may name the folder of `initdb` and `pg_ctl`; otherwise
+//! the newest `/usr/lib/postgresql/*/bin` (Debian) is used, then whatever
+//! `initdb` is on PATH. The README shows the same commands by hand.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -31,9 +32,9 @@ use super::{PostgresConfig, PostgresStore, PostgresUrl};
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error(
-        "PostgreSQL is missing: initdb and pg_ctl were found neither in FERRY_PG_BIN, nor in \
-         /usr/lib/postgresql/*/bin, nor on PATH (Debian: apt-get install postgresql; \
-         .ci/test installs it)"
+        "PostgreSQL is missing: initdb and pg_ctl are neither in /usr/lib/postgresql/*/bin nor \
+         on PATH (Debian: apt-get install postgresql; .ci/test installs it), and FERRY_PG_BIN \
+         is not set"
     )]
     Missing,
     #[error("the throwaway PostgreSQL cluster did not start: {0}")]
@@ -267,7 +268,10 @@ fn find_bin_dir() -> Result<PathBuf, ClusterError> {
         return if dir.join("initdb").is_file() {
             Ok(dir)
         } else {
-            Err(ClusterError::Missing)
+            Err(ClusterError::Failed(format!(
+                "FERRY_PG_BIN names {}, which holds no initdb",
+                dir.display()
+            )))
         };
     }
     let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
