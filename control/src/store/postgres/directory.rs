@@ -352,16 +352,17 @@ impl DirectoryStore for PostgresStore {
         institution_id: &str,
         email: &str,
     ) -> StoreResult<Option<User>> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
-                &format!(
-                    "SELECT {USER_COLUMNS} FROM user_emails ue JOIN users u ON u.user_id = ue.user_id
-                     WHERE ue.institution_id = $1 AND ue.email = $2 AND u.active"
-                ),
-                &[&institution_id, &email],
-            )
+        // Every webhook looks its host up: prepared once per connection.
+        let client = self.client().await?;
+        let select = client
+            .prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM user_emails ue JOIN users u ON u.user_id = ue.user_id
+                 WHERE ue.institution_id = $1 AND ue.email = $2 AND u.active"
+            ))
+            .await
+            .map_err(pg_error)?;
+        let row = client
+            .query_opt(&select, &[&institution_id, &email])
             .await
             .map_err(pg_error)?;
         row.as_ref().map(user_from_row).transpose()
