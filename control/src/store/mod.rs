@@ -344,6 +344,17 @@ pub trait TransferStore: Send + Sync {
         part: PartRecord,
         bytes_transferred: u64,
     ) -> StoreResult<()>;
+    /// Replaces a held job's download token (and URL, when one is given)
+    /// with credentials fetched from Zoom's API after the webhook's were
+    /// refused, so that the next attempt, after a restart or a takeover,
+    /// starts with them rather than fetching again. They count as of `now`:
+    /// a redelivered older webhook does not put its token back.
+    async fn store_fresh_download(
+        &self,
+        holder: LeaseHolder<'_>,
+        fresh: FreshCredentials,
+        now: Timestamp,
+    ) -> StoreResult<()>;
     /// Counts one more transfer attempt of a held job and appends it to the
     /// job's history; returns the attempt's number.
     async fn begin_attempt(&self, start: AttemptStart) -> StoreResult<u32>;
