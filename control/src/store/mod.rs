@@ -249,6 +249,19 @@ pub trait DirectoryStore: Send + Sync {
         institution_id: &str,
         email: &str,
     ) -> StoreResult<Option<User>>;
+    /// `lookup_user_by_email` for each of `emails` (already normalised), in
+    /// order. A backend whose reads are round trips answers in one.
+    async fn lookup_users_by_email(
+        &self,
+        institution_id: &str,
+        emails: &[String],
+    ) -> StoreResult<Vec<Option<User>>> {
+        let mut users = Vec::with_capacity(emails.len());
+        for email in emails {
+            users.push(self.lookup_user_by_email(institution_id, email).await?);
+        }
+        Ok(users)
+    }
     async fn get_user(&self, institution_id: &str, user_id: &str) -> StoreResult<User>;
     async fn list_users(
         &self,
