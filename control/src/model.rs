@@ -539,6 +539,14 @@ pub struct JobSecrets {
     pub sealed_recording: Option<Sealed>,
 }
 
+/// Download credentials fetched from Zoom's API for a held job, sealed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FreshCredentials {
+    pub sealed_download_token: Sealed,
+    /// Set when Zoom's answer carried a download URL of its own.
+    pub sealed_download_url: Option<Sealed>,
+}
+
 /// A multipart upload the transfer engine started for a job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UploadRecord {

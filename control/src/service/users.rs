@@ -13,6 +13,9 @@ use crate::api::user_directory_service_server::UserDirectoryService;
 use crate::email;
 use crate::model::{RejectedRecord, SyncMode, Timestamp, UserRecord, UserSync};
 
+/// The most emails one `LookupUsersByEmail` call may ask about.
+const MAX_EMAILS_PER_LOOKUP: usize = 1000;
+
 pub struct UserDirectoryApi {
     context: Arc<ControlContext>,
 }
@@ -193,6 +196,44 @@ impl UserDirectoryService for UserDirectoryApi {
                 Status::not_found("no active user has this email or alternate zoom email")
             })?;
         Ok(Response::new(convert::user(user)))
+    }
+
+    async fn lookup_users_by_email(
+        &self,
+        request: Request<api::LookupUsersByEmailRequest>,
+    ) -> Result<Response<api::LookupUsersByEmailResponse>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.into_inner();
+        let institution_id = principal.scope(&body.institution_id)?;
+        if body.emails.is_empty() || body.emails.len() > MAX_EMAILS_PER_LOOKUP {
+            return Err(Status::invalid_argument(format!(
+                "emails: between 1 and {MAX_EMAILS_PER_LOOKUP} required, got {}",
+                body.emails.len()
+            )));
+        }
+        let mut addresses = Vec::with_capacity(body.emails.len());
+        for (index, email) in body.emails.iter().enumerate() {
+            let address = crate::rules::host_match_key(email);
+            if address.is_empty() {
+                return Err(Status::invalid_argument(format!("emails[{index}]: empty")));
+            }
+            addresses.push(address);
+        }
+        let users = self
+            .context
+            .store
+            .lookup_users_by_email(&institution_id, &addresses)
+            .await?;
+        let results = body
+            .emails
+            .into_iter()
+            .zip(users)
+            .map(|(email, user)| api::EmailLookup {
+                email,
+                user: user.map(convert::user),
+            })
+            .collect();
+        Ok(Response::new(api::LookupUsersByEmailResponse { results }))
     }
 
     async fn get_user(

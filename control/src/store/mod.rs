@@ -249,6 +249,19 @@ pub trait DirectoryStore: Send + Sync {
         institution_id: &str,
         email: &str,
     ) -> StoreResult<Option<User>>;
+    /// `lookup_user_by_email` for each of `emails` (already normalised), in
+    /// order. A backend whose reads are round trips answers in one.
+    async fn lookup_users_by_email(
+        &self,
+        institution_id: &str,
+        emails: &[String],
+    ) -> StoreResult<Vec<Option<User>>> {
+        let mut users = Vec::with_capacity(emails.len());
+        for email in emails {
+            users.push(self.lookup_user_by_email(institution_id, email).await?);
+        }
+        Ok(users)
+    }
     async fn get_user(&self, institution_id: &str, user_id: &str) -> StoreResult<User>;
     async fn list_users(
         &self,
@@ -343,6 +356,17 @@ pub trait TransferStore: Send + Sync {
         holder: LeaseHolder<'_>,
         part: PartRecord,
         bytes_transferred: u64,
+    ) -> StoreResult<()>;
+    /// Replaces a held job's download token (and URL, when one is given)
+    /// with credentials fetched from Zoom's API after the webhook's were
+    /// refused, so that the next attempt, after a restart or a takeover,
+    /// starts with them rather than fetching again. They count as of `now`:
+    /// a redelivered older webhook does not put its token back.
+    async fn store_fresh_download(
+        &self,
+        holder: LeaseHolder<'_>,
+        fresh: FreshCredentials,
+        now: Timestamp,
     ) -> StoreResult<()>;
     /// Counts one more transfer attempt of a held job and appends it to the
     /// job's history; returns the attempt's number.

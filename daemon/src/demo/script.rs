@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ferry_control::api::{JobState, SkipReason};
 use ferry_control::model::Timestamp;
-use ferry_zoomsim::downloads::{DownloadServer, FileBehavior};
+use ferry_zoomsim::downloads::{DownloadServer, FileBehavior, LengthHeader};
 use ferry_zoomsim::{
     Delivery, FileSpec, GIB, MIB, Meeting, Mp4Layout, SyntheticMedia, ZoomSimulator,
 };
@@ -332,7 +332,10 @@ impl Script {
                     Duration::from_secs(1800),
                     Mp4Layout::MoovAtEnd,
                     0,
-                )
+                );
+                // Chunked, no Content-Length: a truthful one would end the
+                // job before its body, and this row shows the stream's check.
+                b.length_header = LengthHeader::Absent;
             },
         );
         add(

@@ -1,12 +1,14 @@
 //! A fresh download token for a job whose webhook token Zoom refused (they
 //! last 24 hours; webhooks have arrived days late): with the account's
-//! Server-to-Server OAuth credentials, ask Zoom's API for a new one. The
-//! client secret is opened here only for the call and never logged.
+//! Server-to-Server OAuth credentials, ask Zoom's API for a new one, and
+//! keep it (sealed) in place of the webhook's, so a restart does not ask
+//! again. The client secret is opened here only for the call and never
+//! logged.
 
-use ferry_control::model::Job;
+use ferry_control::model::{FreshCredentials, Job, Timestamp};
 
 use super::context::Context;
-use super::error::{Stage, TransferError};
+use super::error::{Stage, TransferError, lease_or_store};
 use super::zoom_api::{ApiError, Credentials, FreshDownload};
 use crate::metrics::TOKEN_REFRESHES_TOTAL;
 
@@ -65,7 +67,7 @@ pub async fn fresh_download(
         Err(ApiError::Unavailable { .. }) => "unavailable",
     };
     metrics::counter!(TOKEN_REFRESHES_TOTAL, "outcome" => label).increment(1);
-    fetched.map_err(|e| match e {
+    let fetched = fetched.map_err(|e| match e {
         ApiError::Refused(message) => TransferError::Permanent(format!(
             "the download token expired and no fresh one could be fetched: {message}"
         )),
@@ -77,5 +79,25 @@ pub async fn fresh_download(
             retry_after,
             stage: Stage::Download,
         },
-    })
+    })?;
+    keep(context, job, &fetched).await?;
+    Ok(fetched)
+}
+
+/// Stores the fetched credentials, sealed, in place of the webhook's, so
+/// that the next attempt (after a restart, or on another replica) starts
+/// with them instead of being refused and fetching again.
+async fn keep(context: &Context, job: &Job, fetched: &FreshDownload) -> Result<(), TransferError> {
+    let fresh = FreshCredentials {
+        sealed_download_token: context.secret_box.seal_str(fetched.token.expose()),
+        sealed_download_url: fetched
+            .download_url
+            .as_deref()
+            .map(|url| context.secret_box.seal_str(url)),
+    };
+    context
+        .store
+        .store_fresh_download(context.holder(&job.job_id), fresh, Timestamp::now())
+        .await
+        .map_err(lease_or_store)
 }

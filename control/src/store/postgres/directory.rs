@@ -21,19 +21,24 @@ const USER_COLUMNS: &str =
     u.display_name, u.role, u.active, u.created_ms, u.updated_ms";
 
 fn user_from_row(row: &Row) -> StoreResult<User> {
-    let role: String = get(row, 6)?;
+    user_from_row_at(row, 0)
+}
+
+/// A user from `USER_COLUMNS` starting at column `first`.
+fn user_from_row_at(row: &Row, first: usize) -> StoreResult<User> {
+    let role: String = get(row, first + 6)?;
     Ok(User {
-        user_id: get(row, 0)?,
-        institution_id: get(row, 1)?,
-        external_id: get(row, 2)?,
-        email: get(row, 3)?,
-        alternate_zoom_email: get(row, 4)?,
-        display_name: get(row, 5)?,
+        user_id: get(row, first)?,
+        institution_id: get(row, first + 1)?,
+        external_id: get(row, first + 2)?,
+        email: get(row, first + 3)?,
+        alternate_zoom_email: get(row, first + 4)?,
+        display_name: get(row, first + 5)?,
         role: UserRole::parse(&role)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role}")))?,
-        active: get(row, 7)?,
-        created_at: get_time(row, 8)?,
-        updated_at: get_time(row, 9)?,
+        active: get(row, first + 7)?,
+        created_at: get_time(row, first + 8)?,
+        updated_at: get_time(row, first + 9)?,
     })
 }
 
@@ -366,6 +371,32 @@ impl DirectoryStore for PostgresStore {
             .await
             .map_err(pg_error)?;
         row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn lookup_users_by_email(
+        &self,
+        institution_id: &str,
+        emails: &[String],
+    ) -> StoreResult<Vec<Option<User>>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT ue.email, {USER_COLUMNS} FROM user_emails ue
+                     JOIN users u ON u.user_id = ue.user_id
+                     WHERE ue.institution_id = $1 AND ue.email = ANY($2) AND u.active"
+                ),
+                &[&institution_id, &emails],
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let email: String = get(row, 0)?;
+            found.insert(email, user_from_row_at(row, 1)?);
+        }
+        Ok(emails.iter().map(|email| found.get(email).cloned()).collect())
     }
 
     async fn get_user(&self, institution_id: &str, user_id: &str) -> StoreResult<User> {
