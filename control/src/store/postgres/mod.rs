@@ -38,6 +38,7 @@ mod tenants;
 #[cfg(any(test, feature = "conformance"))]
 pub mod testing;
 mod transfers;
+mod web;
 
 use std::str::FromStr;
 use std::sync::Arc;
