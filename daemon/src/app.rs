@@ -184,8 +184,23 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         health.clone(),
         shutdown.clone(),
     )?;
+    let marketplace = config.zoom.marketplace_app().map(|app| {
+        Arc::new(crate::marketplace::Marketplace::new(
+            app,
+            crate::transfer::download::Downloader::new(config.download_policy()),
+            &config.zoom.oauth_base_url,
+            &config.zoom.api_base_url,
+            store.clone(),
+            secret_box.clone(),
+        ))
+    });
     let transfers = if config.transfer.enabled {
-        Some(transfer_engine(&config, store.clone(), secret_box.clone())?)
+        Some(transfer_engine(
+            &config,
+            store.clone(),
+            secret_box.clone(),
+            marketplace.clone(),
+        )?)
     } else {
         None
     };
@@ -375,6 +390,7 @@ fn transfer_engine(
     config: &Config,
     store: Arc<dyn Store>,
     secret_box: SecretBox,
+    marketplace: Option<Arc<crate::marketplace::Marketplace>>,
 ) -> anyhow::Result<(Connections, TransferSettings)> {
     use crate::transfer::download::Downloader;
     use crate::transfer::sink::{LocalSink, ObjectSink, S3Sink};
@@ -407,6 +423,7 @@ fn transfer_engine(
         sink,
         downloader,
         zoom_api,
+        marketplace,
     };
     Ok((
         connections,

@@ -19,6 +19,7 @@ pub mod demo;
 pub mod health;
 pub mod http;
 pub mod intake;
+pub mod marketplace;
 pub mod metrics;
 pub mod retention;
 pub mod telemetry;

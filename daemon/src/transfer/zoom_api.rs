@@ -1,5 +1,6 @@
 //! Zoom's REST API, for one purpose: a fresh `download_access_token` when a
-//! webhook's token has expired. Server-to-Server OAuth account tokens
+//! webhook's token has expired, with a Marketplace account's access token
+//! (`crate::marketplace`) or Server-to-Server credentials. Server-to-Server OAuth account tokens
 //! (`POST /oauth/token`, grant `account_credentials`) are cached per account
 //! until a minute before they expire; Zoom issues no refresh tokens.
 
@@ -196,8 +197,9 @@ impl ZoomApi {
         Ok(token)
     }
 
-    /// The meeting's download token; None when Zoom refused the account token.
-    async fn recordings(
+    /// The meeting's download token; None when Zoom refused the account
+    /// token (a Server-to-Server one, or a Marketplace account's).
+    pub async fn recordings(
         &self,
         account_token: &Secret,
         meeting_uuid: &str,
