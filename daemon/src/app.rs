@@ -177,6 +177,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         caps: config.caps(),
     };
     let health = Arc::new(crate::health::Health::default());
+    let web_context = context.clone();
     let grpc = grpc_server(
         &config,
         context,
@@ -208,6 +209,18 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         Some((cert, key)) => Some(crate::tls::server_config(cert, key)?),
         None => None,
     };
+    let web = Arc::new(crate::web::Web::new(crate::web::WebParts {
+        context: web_context,
+        marketplace,
+        settings: config.console.settings(),
+        secure_cookies: http_tls.is_some()
+            || config
+                .zoom
+                .public_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("https://")),
+        shutdown: shutdown.clone(),
+    }));
     let verifier = config.zoom.webhook_verifier();
     if verifier.is_none() {
         tracing::warn!("zoom.webhook_secret is not set: webhooks are answered 503 until it is");
@@ -232,6 +245,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
                 },
             ))),
             metrics: metrics_listener.is_none().then(|| metrics_route.clone()),
+            web: Some(web),
             health: health.clone(),
             read_timeout,
         }),
@@ -242,6 +256,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         routes: Arc::new(Routes {
             intake: None,
             metrics: Some(metrics_route),
+            web: None,
             health,
             read_timeout,
         }),

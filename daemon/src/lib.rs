@@ -25,3 +25,4 @@ pub mod retention;
 pub mod telemetry;
 pub mod tls;
 pub mod transfer;
+pub mod web;

@@ -1,0 +1,254 @@
+//! The web pages Ferry serves on its HTTP listener: the Zoom Marketplace
+//! install (`/zoom/install`, `/zoom/oauth/callback`, the configuration-token
+//! prompt; `install`) and the admin console (`/admin`; `session`, `console`).
+//!
+//! Pages act only through `ferry_control::service`'s handlers, called with
+//! the signed-in credential exactly as a gRPC client would call them, so a
+//! page is scoped, validated and ruled exactly as the API is (another
+//! institution's ids answer 404). They never show a secret except the one a
+//! page exists to hand out once (a new configuration token), and every
+//! response carries the security headers of `respond` (a Content-Security-
+//! Policy without inline script, `frame-ancestors 'none'`, `no-store`).
+//! HTML comes from `views` (maud: compile-time checked, escaped by default);
+//! the stylesheet and script are embedded in the binary.
+
+mod console;
+mod install;
+mod session;
+mod views;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ferry_control::secrets::SecretBox;
+use ferry_control::service::{Authenticator, ControlApis};
+use ferry_control::store::Store;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConsoleSettings;
+use crate::marketplace::Marketplace;
+
+pub type WebBody = UnsyncBoxBody<Bytes, Infallible>;
+pub type WebResponse = Response<WebBody>;
+
+/// Largest form body read (a users CSV included).
+const FORM_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Every page's Content-Security-Policy: only this origin's script and
+/// style (no inline script), forms post only here, never framed.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+const STYLESHEET: &str = include_str!("assets/console.css");
+const SCRIPT: &str = include_str!("assets/console.js");
+
+/// What the pages need.
+pub struct Web {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) secret_box: SecretBox,
+    pub(crate) apis: ControlApis,
+    pub(crate) auth: Authenticator,
+    pub(crate) marketplace: Option<Arc<Marketplace>>,
+    pub(crate) settings: ConsoleSettings,
+    /// Cookies carry `Secure` (the listener has TLS, or the public URL is https).
+    pub(crate) secure_cookies: bool,
+    pub(crate) sign_in_limiter: session::SignInLimiter,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Web {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Web(<pages>)")
+    }
+}
+
+/// What `Web::new` is built from.
+pub struct WebParts {
+    /// The control plane's context; the pages call its services.
+    pub context: ferry_control::service::ControlContext,
+    pub marketplace: Option<Arc<Marketplace>>,
+    pub settings: ConsoleSettings,
+    pub secure_cookies: bool,
+    pub shutdown: CancellationToken,
+}
+
+impl Web {
+    pub fn new(parts: WebParts) -> Self {
+        Web {
+            store: parts.context.store.clone(),
+            secret_box: parts.context.secret_box.clone(),
+            auth: parts.context.auth.clone(),
+            apis: ControlApis::new(parts.context),
+            marketplace: parts.marketplace,
+            settings: parts.settings,
+            secure_cookies: parts.secure_cookies,
+            sign_in_limiter: session::sign_in_limiter(parts.settings.sign_in_per_minute),
+            shutdown: parts.shutdown,
+        }
+    }
+}
+
+/// A request with what the pages read of it.
+pub(crate) struct WebRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: http::HeaderMap,
+    pub peer: SocketAddr,
+    body: Option<Incoming>,
+}
+
+impl WebRequest {
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The urlencoded form body, read with a limit.
+    pub async fn form(&mut self) -> Result<Form, WebResponse> {
+        let Some(body) = self.body.take() else {
+            return Ok(Form(Vec::new()));
+        };
+        let bytes = Limited::new(body, FORM_LIMIT)
+            .collect()
+            .await
+            .map_err(|_| {
+                views::error_page(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Too large",
+                    "The form is larger than this page accepts.",
+                )
+            })?
+            .to_bytes();
+        Ok(Form(
+            form_urlencoded::parse(&bytes)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        ))
+    }
+}
+
+/// A posted form's fields.
+pub(crate) struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// Whether `path` is one of the pages' (the HTTP router asks first).
+pub fn serves(path: &str) -> bool {
+    path == "/admin" || path.starts_with("/admin/") || path.starts_with("/zoom/install")
+        || path == "/zoom/oauth/callback"
+}
+
+/// A full HTML (or other) body.
+pub(crate) fn body(bytes: impl Into<Bytes>) -> WebBody {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+/// Adds the security headers every page carries.
+pub(crate) fn with_security_headers(mut response: WebResponse) -> WebResponse {
+    let headers = response.headers_mut();
+    let set = |headers: &mut http::HeaderMap, name: &'static str, value: &'static str| {
+        headers
+            .entry(name)
+            .or_insert(http::HeaderValue::from_static(value));
+    };
+    set(headers, "content-security-policy", CONTENT_SECURITY_POLICY);
+    set(headers, "x-frame-options", "DENY");
+    set(headers, "x-content-type-options", "nosniff");
+    set(headers, "referrer-policy", "no-referrer");
+    set(headers, "cross-origin-opener-policy", "same-origin");
+    set(headers, "cache-control", "no-store");
+    response
+}
+
+pub(crate) fn redirect(location: &str) -> WebResponse {
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(http::header::LOCATION, location)
+        .body(body(Bytes::new()))
+        .expect("redirect response")
+}
+
+fn asset(content_type: &'static str, text: &'static str) -> WebResponse {
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CACHE_CONTROL, "public, max-age=3600")
+        .body(body(Bytes::from_static(text.as_bytes())))
+        .expect("asset response")
+}
+
+impl Web {
+    /// Serves one request to a page.
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> WebResponse {
+        let (parts, incoming) = request.into_parts();
+        let query = form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut request = WebRequest {
+            method: parts.method,
+            path: parts.uri.path().to_string(),
+            query,
+            headers: parts.headers,
+            peer,
+            body: Some(incoming),
+        };
+        with_security_headers(self.route(&mut request).await)
+    }
+
+    async fn route(&self, request: &mut WebRequest) -> WebResponse {
+        let path = request.path.clone();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (&request.method, segments.as_slice()) {
+            (&Method::GET, ["zoom", "install"]) => install::start(self, request).await,
+            (&Method::GET, ["zoom", "oauth", "callback"]) => install::callback(self, request).await,
+            (&Method::GET, ["zoom", "install", "token"]) => install::prompt(self, request).await,
+            (&Method::POST, ["zoom", "install", "token"]) => install::finish(self, request).await,
+            (&Method::GET, ["admin", "assets", "console.css"]) => {
+                asset("text/css; charset=utf-8", STYLESHEET)
+            }
+            (&Method::GET, ["admin", "assets", "console.js"]) => {
+                asset("text/javascript; charset=utf-8", SCRIPT)
+            }
+            (&Method::GET, ["admin", "sign-in"]) => session::sign_in_page(self, request).await,
+            (&Method::POST, ["admin", "sign-in"]) => session::sign_in(self, request).await,
+            (&Method::POST, ["admin", "sign-out"]) => session::sign_out(self, request).await,
+            (_, ["admin", ..]) => match session::Session::of(self, request).await {
+                Ok(session) => console::route(self, session, request, &segments[1..]).await,
+                Err(response) => response,
+            },
+            (_, _) => views::error_page(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Not allowed",
+                "This page does not take that method.",
+            ),
+        }
+    }
+}
