@@ -162,8 +162,7 @@ where
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(routes.read_timeout);
-    let service =
-        hyper::service::service_fn(move |request| route(routes.clone(), request, peer));
+    let service = hyper::service::service_fn(move |request| route(routes.clone(), request, peer));
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {

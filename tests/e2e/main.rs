@@ -25,3 +25,5 @@ mod support;
 mod tls;
 mod transfer;
 mod transfer_limits;
+mod web_console;
+mod web_install;

@@ -107,7 +107,7 @@ impl ZoomConfig {
                     Some("http") if loopback => {}
                     _ => bail!("zoom.public_url: {url:?} must be an https:// origin"),
                 }
-                if uri.path().trim_end_matches('/') != "" || uri.query().is_some() {
+                if !uri.path().trim_end_matches('/').is_empty() || uri.query().is_some() {
                     bail!("zoom.public_url: {url:?} must be an origin, without a path");
                 }
                 Ok(())

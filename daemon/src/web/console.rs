@@ -36,7 +36,10 @@ pub(crate) fn refusal(status: &tonic::Status) -> WebResponse {
 
 pub(crate) fn time(t: Option<&prost_types::Timestamp>) -> String {
     t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -47,7 +50,12 @@ fn page(size: u32) -> Option<api::PageRequest> {
     })
 }
 
-pub(crate) fn ok_page(session: &Session, current: &str, title: &str, content: Markup) -> WebResponse {
+pub(crate) fn ok_page(
+    session: &Session,
+    current: &str,
+    title: &str,
+    content: Markup,
+) -> WebResponse {
     views::html_response(
         StatusCode::OK,
         views::layout(title, Some(&session.nav(current)), content),
@@ -75,7 +83,9 @@ pub(crate) async fn route(
             ["configurations", id, "rotate"] => rotate_configuration(web, &session, id).await,
             ["configurations", id, "delete"] => delete_configuration(web, &session, id).await,
             ["jobs", id, "retry"] => jobs::retry(web, &session, id).await,
-            ["media", id, "owner"] => change_owner(web, &session, id, form.get("owner_email")).await,
+            ["media", id, "owner"] => {
+                change_owner(web, &session, id, form.get("owner_email")).await
+            }
             _ => views::error_page(StatusCode::NOT_FOUND, "Not found", "No such page."),
         };
     }
@@ -173,7 +183,10 @@ async fn add_configuration(web: &Web, session: &Session, name: &str) -> WebRespo
     match created {
         Ok(created) => {
             let created = created.into_inner();
-            let name = created.configuration.map(|c| c.display_name).unwrap_or_default();
+            let name = created
+                .configuration
+                .map(|c| c.display_name)
+                .unwrap_or_default();
             token_shown(web, session, &name, &created.configuration_token)
         }
         Err(status) => refusal(&status),
@@ -194,7 +207,10 @@ async fn rotate_configuration(web: &Web, session: &Session, id: &str) -> WebResp
     match rotated {
         Ok(rotated) => {
             let rotated = rotated.into_inner();
-            let name = rotated.configuration.map(|c| c.display_name).unwrap_or_default();
+            let name = rotated
+                .configuration
+                .map(|c| c.display_name)
+                .unwrap_or_default();
             token_shown(web, session, &name, &rotated.configuration_token)
         }
         Err(status) => refusal(&status),

@@ -88,7 +88,14 @@ pub(crate) async fn start(web: &Web, _request: &WebRequest) -> WebResponse {
     // Lax: Zoom's redirect back is a cross-site top-level navigation.
     set_cookie(
         &mut response,
-        &cookie(web, STATE_COOKIE, &browser, "/zoom", "Lax", STATE_TTL_MS / 1000),
+        &cookie(
+            web,
+            STATE_COOKIE,
+            &browser,
+            "/zoom",
+            "Lax",
+            STATE_TTL_MS / 1000,
+        ),
     );
     response
 }
@@ -127,7 +134,8 @@ pub(crate) async fn callback(web: &Web, request: &WebRequest) -> WebResponse {
         return start_again("This install link cannot be read. Start again.");
     };
     let browser = request.cookie(STATE_COOKIE).unwrap_or_default();
-    if browser.is_empty() || !TokenHash::of(&browser).matches(&TokenHash::from_hex(payload.browser)) {
+    if browser.is_empty() || !TokenHash::of(&browser).matches(&TokenHash::from_hex(payload.browser))
+    {
         return start_again(
             "This install was started in another browser. Start again from the Install button in this one.",
         );
@@ -181,24 +189,40 @@ async fn approved(
         return unavailable(&format!("store: {e}"));
     }
     let mut response = redirect("/zoom/install/token");
-    set_cookie(&mut response, &cookie(web, STATE_COOKIE, "", "/zoom", "Lax", 0));
     set_cookie(
         &mut response,
-        &cookie(web, PENDING_COOKIE, &pending_id, "/zoom/install", "Lax", PENDING_TTL_MS / 1000),
+        &cookie(web, STATE_COOKIE, "", "/zoom", "Lax", 0),
+    );
+    set_cookie(
+        &mut response,
+        &cookie(
+            web,
+            PENDING_COOKIE,
+            &pending_id,
+            "/zoom/install",
+            "Lax",
+            PENDING_TTL_MS / 1000,
+        ),
     );
     response
 }
 
 async fn pending(web: &Web, request: &WebRequest) -> Result<(String, PendingPayload), WebResponse> {
-    let id = request
-        .cookie(PENDING_COOKIE)
-        .ok_or_else(|| start_again("No install is waiting in this browser. Start again from the Install button."))?;
+    let id = request.cookie(PENDING_COOKIE).ok_or_else(|| {
+        start_again("No install is waiting in this browser. Start again from the Install button.")
+    })?;
     let ticket = web
         .store
-        .get_ticket(TicketKind::PendingInstall, &TokenHash::of(&id), Timestamp::now())
+        .get_ticket(
+            TicketKind::PendingInstall,
+            &TokenHash::of(&id),
+            Timestamp::now(),
+        )
         .await
         .map_err(|e| unavailable(&format!("store: {e}")))?
-        .ok_or_else(|| start_again("This install has expired. Start again from the Install button."))?;
+        .ok_or_else(|| {
+            start_again("This install has expired. Start again from the Install button.")
+        })?;
     let payload = open_json(web, &ticket)
         .ok_or_else(|| start_again("This install cannot be read. Start again."))?;
     Ok((id, payload))
@@ -279,7 +303,9 @@ pub(crate) async fn finish(web: &Web, request: &mut WebRequest) -> WebResponse {
         .put_account_tokens(marketplace.seal_tokens(&account.zoom_account_id, &issued, now))
         .await
     {
-        return unavailable(&format!("the account was installed but its Zoom tokens could not be stored ({e}); install again"));
+        return unavailable(&format!(
+            "the account was installed but its Zoom tokens could not be stored ({e}); install again"
+        ));
     }
     let _ = web
         .store
@@ -296,6 +322,9 @@ pub(crate) async fn finish(web: &Web, request: &mut WebRequest) -> WebResponse {
         StatusCode::OK,
         views::installed(&account.zoom_account_id, &institution),
     );
-    set_cookie(&mut response, &cookie(web, PENDING_COOKIE, "", "/zoom/install", "Lax", 0));
+    set_cookie(
+        &mut response,
+        &cookie(web, PENDING_COOKIE, "", "/zoom/install", "Lax", 0),
+    );
     response
 }

@@ -163,7 +163,9 @@ impl Form {
 
 /// Whether `path` is one of the pages' (the HTTP router asks first).
 pub fn serves(path: &str) -> bool {
-    path == "/admin" || path.starts_with("/admin/") || path.starts_with("/zoom/install")
+    path == "/admin"
+        || path.starts_with("/admin/")
+        || path.starts_with("/zoom/install")
         || path == "/zoom/oauth/callback"
 }
 

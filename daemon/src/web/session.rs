@@ -69,7 +69,9 @@ pub(crate) fn cookie(
     max_age: i64,
 ) -> String {
     let secure = if web.secure_cookies { "; Secure" } else { "" };
-    format!("{name}={value}; Path={path}; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}")
+    format!(
+        "{name}={value}; Path={path}; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}"
+    )
 }
 
 #[derive(Serialize, Deserialize)]
@@ -102,12 +104,21 @@ impl Session {
             .store
             .get_ticket(TicketKind::ConsoleSession, &hash, now)
             .await
-            .map_err(|e| views::error_page(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", &format!("store: {e}")))?
+            .map_err(|e| {
+                views::error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Unavailable",
+                    &format!("store: {e}"),
+                )
+            })?
             .ok_or_else(to_sign_in)?;
         let payload: SessionPayload = open_json(web, &ticket).ok_or_else(to_sign_in)?;
         let ends = payload.created_ms + web.settings.session_max.as_millis() as i64;
         if ends <= now.0 {
-            let _ = web.store.take_ticket(TicketKind::ConsoleSession, &hash, now).await;
+            let _ = web
+                .store
+                .take_ticket(TicketKind::ConsoleSession, &hash, now)
+                .await;
             return Err(to_sign_in());
         }
         let idle_end = (now.0 + web.settings.session_idle.as_millis() as i64).min(ends);
@@ -154,7 +165,10 @@ pub(crate) fn bearer_request<T>(credential: &Secret, message: T) -> tonic::Reque
 pub(crate) async fn sign_in_page(web: &Web, _request: &WebRequest) -> WebResponse {
     let csrf = random_url_token();
     let mut response = views::html_response(StatusCode::OK, views::sign_in(&csrf, None));
-    set_cookie(&mut response, &cookie(web, SIGN_IN_COOKIE, &csrf, "/admin", "Strict", 600));
+    set_cookie(
+        &mut response,
+        &cookie(web, SIGN_IN_COOKIE, &csrf, "/admin", "Strict", 600),
+    );
     response
 }
 
@@ -169,7 +183,10 @@ pub(crate) fn set_cookie(response: &mut WebResponse, value: &str) {
 fn sign_in_refused(web: &Web, status: StatusCode, message: &str) -> WebResponse {
     let csrf = random_url_token();
     let mut response = views::html_response(status, views::sign_in(&csrf, Some(message)));
-    set_cookie(&mut response, &cookie(web, SIGN_IN_COOKIE, &csrf, "/admin", "Strict", 600));
+    set_cookie(
+        &mut response,
+        &cookie(web, SIGN_IN_COOKIE, &csrf, "/admin", "Strict", 600),
+    );
     response
 }
 
@@ -197,7 +214,11 @@ pub(crate) async fn sign_in(web: &Web, request: &mut WebRequest) -> WebResponse 
     {
         Ok(principal) => principal,
         Err(_) => {
-            return sign_in_refused(web, StatusCode::UNAUTHORIZED, "That key is not valid (or it was revoked).");
+            return sign_in_refused(
+                web,
+                StatusCode::UNAUTHORIZED,
+                "That key is not valid (or it was revoked).",
+            );
         }
     };
     let institution_id = match principal {
@@ -230,13 +251,23 @@ pub(crate) async fn sign_in(web: &Web, request: &mut WebRequest) -> WebResponse 
         expires_at: now.saturating_add_millis(web.settings.session_idle.as_millis() as i64),
     };
     if let Err(e) = web.store.put_ticket(ticket).await {
-        return views::error_page(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", &format!("store: {e}"));
+        return views::error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            &format!("store: {e}"),
+        );
     }
     tracing::info!(institution = %payload.institution_id, "console session started");
     let mut response = redirect("/admin/configurations");
     let max_age = web.settings.session_max.as_secs() as i64;
-    set_cookie(&mut response, &cookie(web, SESSION_COOKIE, &id, "/admin", "Strict", max_age));
-    set_cookie(&mut response, &cookie(web, SIGN_IN_COOKIE, "", "/admin", "Strict", 0));
+    set_cookie(
+        &mut response,
+        &cookie(web, SESSION_COOKIE, &id, "/admin", "Strict", max_age),
+    );
+    set_cookie(
+        &mut response,
+        &cookie(web, SIGN_IN_COOKIE, "", "/admin", "Strict", 0),
+    );
     response
 }
 
@@ -255,10 +286,17 @@ pub(crate) async fn sign_out(web: &Web, request: &mut WebRequest) -> WebResponse
     if let Some(id) = request.cookie(SESSION_COOKIE) {
         let _ = web
             .store
-            .take_ticket(TicketKind::ConsoleSession, &TokenHash::of(&id), Timestamp::now())
+            .take_ticket(
+                TicketKind::ConsoleSession,
+                &TokenHash::of(&id),
+                Timestamp::now(),
+            )
             .await;
     }
     let mut response = redirect("/admin/sign-in");
-    set_cookie(&mut response, &cookie(web, SESSION_COOKIE, "", "/admin", "Strict", 0));
+    set_cookie(
+        &mut response,
+        &cookie(web, SESSION_COOKIE, "", "/admin", "Strict", 0),
+    );
     response
 }

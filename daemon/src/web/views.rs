@@ -64,10 +64,7 @@ pub(crate) fn html_response(status: StatusCode, markup: Markup) -> WebResponse {
 }
 
 pub(crate) fn error_page(status: StatusCode, title: &str, message: &str) -> WebResponse {
-    html_response(
-        status,
-        layout(title, None, html! { p.error { (message) } }),
-    )
+    html_response(status, layout(title, None, html! { p.error { (message) } }))
 }
 
 /// The seed's Step 3, which the Zoom admin must still check.

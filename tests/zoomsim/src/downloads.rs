@@ -346,7 +346,10 @@ impl DownloadServer {
                                     let response = if !is_cdn && path == "/oauth/token" {
                                         issue_token(&api, request).await
                                     } else if !is_cdn && path == "/oauth/authorize" {
-                                        api.lock().expect("api lock").marketplace.authorize(&request)
+                                        api.lock()
+                                            .expect("api lock")
+                                            .marketplace
+                                            .authorize(&request)
                                     } else if !is_cdn && path == "/v2/users/me" {
                                         let bearer = request
                                             .headers()

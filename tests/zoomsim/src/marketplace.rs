@@ -135,7 +135,10 @@ impl Marketplace {
             return plain(StatusCode::BAD_REQUEST, "no marketplace app is registered");
         };
         if field("response_type") != "code" || field("client_id") != client_id {
-            return plain(StatusCode::BAD_REQUEST, "invalid client_id or response_type");
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "invalid client_id or response_type",
+            );
         }
         if field("code_challenge_method") != "S256" || field("code_challenge").len() < 43 {
             return plain(StatusCode::BAD_REQUEST, "PKCE with S256 is required");
@@ -185,13 +188,8 @@ impl Marketplace {
             .entry(user.account_id.clone())
             .or_default()
             .push(refresh.clone());
-        self.refresh_tokens.insert(
-            refresh.clone(),
-            RefreshToken {
-                user,
-                spent: false,
-            },
-        );
+        self.refresh_tokens
+            .insert(refresh.clone(), RefreshToken { user, spent: false });
         json(
             StatusCode::OK,
             serde_json::json!({"access_token": access, "token_type": "bearer",

@@ -12,7 +12,9 @@ use tokio_postgres::Row;
 use super::{PostgresStore, get, get_time, pg_error};
 use crate::model::Timestamp;
 use crate::secrets::{Sealed, TokenHash};
-use crate::store::{AccountTokenStore, AccountTokens, StoreResult, Ticket, TicketKind, TicketStore};
+use crate::store::{
+    AccountTokenStore, AccountTokens, StoreResult, Ticket, TicketKind, TicketStore,
+};
 
 fn ticket_from_row(kind: TicketKind, hash: &TokenHash, row: &Row) -> StoreResult<Ticket> {
     Ok(Ticket {
@@ -60,8 +62,7 @@ impl TicketStore for PostgresStore {
             )
             .await
             .map_err(pg_error)?;
-        row.map(|row| ticket_from_row(kind, hash, &row))
-            .transpose()
+        row.map(|row| ticket_from_row(kind, hash, &row)).transpose()
     }
 
     async fn take_ticket(
@@ -89,10 +90,7 @@ impl TicketStore for PostgresStore {
     async fn sweep_tickets(&self, now: Timestamp) -> StoreResult<u64> {
         self.client()
             .await?
-            .execute(
-                "DELETE FROM web_tickets WHERE expires_ms <= $1",
-                &[&now.0],
-            )
+            .execute("DELETE FROM web_tickets WHERE expires_ms <= $1", &[&now.0])
             .await
             .map_err(pg_error)
     }

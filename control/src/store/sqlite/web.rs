@@ -11,7 +11,9 @@ use super::SqliteStore;
 use super::engine::sql_error;
 use crate::model::Timestamp;
 use crate::secrets::{Sealed, TokenHash};
-use crate::store::{AccountTokenStore, AccountTokens, StoreResult, Ticket, TicketKind, TicketStore};
+use crate::store::{
+    AccountTokenStore, AccountTokens, StoreResult, Ticket, TicketKind, TicketStore,
+};
 
 fn find_ticket(
     conn: &Connection,

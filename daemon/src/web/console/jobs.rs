@@ -23,7 +23,14 @@ use super::{ok_page, page, refusal, time};
 /// A comment line this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-const STATES: [&str; 6] = ["queued", "transferring", "completed", "skipped", "failed", "cancelled"];
+const STATES: [&str; 6] = [
+    "queued",
+    "transferring",
+    "completed",
+    "skipped",
+    "failed",
+    "cancelled",
+];
 const SKIP_REASONS: [&str; 5] = [
     "no_matching_user",
     "recorded_before_install",
@@ -34,7 +41,11 @@ const SKIP_REASONS: [&str; 5] = [
 
 pub(crate) fn state_name(state: i32) -> String {
     api::JobState::try_from(state)
-        .map(|s| s.as_str_name().trim_start_matches("JOB_STATE_").to_ascii_lowercase())
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("JOB_STATE_")
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 
@@ -42,7 +53,11 @@ fn skip_name(reason: i32) -> String {
     api::SkipReason::try_from(reason)
         .ok()
         .filter(|r| *r != api::SkipReason::Unspecified)
-        .map(|r| r.as_str_name().trim_start_matches("SKIP_REASON_").to_ascii_lowercase())
+        .map(|r| {
+            r.as_str_name()
+                .trim_start_matches("SKIP_REASON_")
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 
