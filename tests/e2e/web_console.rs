@@ -223,3 +223,50 @@ async fn sessions_end_when_idle_at_sign_out_and_when_the_key_is_revoked() {
     assert_eq!(statuses, vec![401, 401, 429, 429]);
     let _ = scene.daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_csv_upload_shows_each_rejected_line() {
+    let mut scene = WebScene::start(|_| {}).await;
+    let browser = signed_in(&scene).await;
+    let csrf = browser
+        .get("/admin/directory")
+        .await
+        .hidden("csrf")
+        .unwrap();
+    let csv = "email,alternate_zoom_email,display_name,role,external_id\n\
+               elisa@example.edu,,Elisa,instructor,e1\n\
+               not-an-email,,Nobody,student,e2\n\
+               rosa@example.edu,,Rosa,student,\n";
+    let refused = browser
+        .post_multipart("/admin/directory", &[("users", csv), ("mode", "upsert")])
+        .await;
+    assert_eq!(refused.status, 403, "no csrf");
+    let page = browser
+        .post_multipart(
+            "/admin/directory",
+            &[("csrf", &csrf), ("users", csv), ("mode", "upsert")],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("1 created"), "{}", page.body);
+    assert!(
+        page.body.contains("<td>3</td>") && page.body.contains("email:"),
+        "line 3's email: {}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<td>4</td>") && page.body.contains("external_id: required"),
+        "{}",
+        page.body
+    );
+    let found = scene
+        .admin
+        .users
+        .lookup_user_by_email(api::LookupUserByEmailRequest {
+            institution_id: String::new(),
+            email: "elisa@example.edu".into(),
+        })
+        .await;
+    assert!(found.is_ok(), "the valid line was applied");
+    let _ = scene.daemon.stop().await;
+}

@@ -16,6 +16,7 @@ use maud::{Markup, html};
 use super::session::{Session, csrf_matches, forbidden_csrf};
 use super::{Web, WebRequest, WebResponse, redirect, views};
 
+mod directory;
 mod jobs;
 
 /// A service refusal as a page: the API's code decides the status.
@@ -70,6 +71,10 @@ pub(crate) async fn route(
     segments: &[&str],
 ) -> WebResponse {
     let get = request.method == hyper::Method::GET;
+    if !get && segments == ["directory"] {
+        // Multipart: the CSRF token is one of its parts.
+        return directory::upload(web, &session, request).await;
+    }
     if !get {
         let form = match request.form().await {
             Ok(form) => form,
@@ -97,6 +102,7 @@ pub(crate) async fn route(
         ["jobs"] => jobs::list(web, &session, request).await,
         ["jobs", "events"] => jobs::events(web, &session).await,
         ["media"] => media(web, &session, request).await,
+        ["directory"] => directory::page_of(web, &session).await,
         _ => views::error_page(StatusCode::NOT_FOUND, "Not found", "No such page."),
     }
 }

@@ -149,6 +149,89 @@ impl WebRequest {
     }
 }
 
+impl WebRequest {
+    /// A `multipart/form-data` body's fields (a file's bytes included), read
+    /// with a limit.
+    pub async fn multipart(&mut self) -> Result<Vec<(String, Bytes)>, WebResponse> {
+        let boundary = self
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split(';')
+                    .find_map(|p| p.trim().strip_prefix("boundary="))
+            })
+            .map(|b| b.trim_matches('"').to_string());
+        let Some(boundary) = boundary else {
+            return Err(views::error_page(
+                StatusCode::BAD_REQUEST,
+                "Not accepted",
+                "The upload is not multipart/form-data.",
+            ));
+        };
+        let Some(body) = self.body.take() else {
+            return Ok(Vec::new());
+        };
+        let bytes = Limited::new(body, FORM_LIMIT)
+            .collect()
+            .await
+            .map_err(|_| {
+                views::error_page(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Too large",
+                    "The upload is larger than this page accepts.",
+                )
+            })?
+            .to_bytes();
+        Ok(multipart_fields(&boundary, &bytes))
+    }
+}
+
+/// The named parts of a multipart body (RFC 7578): each part's
+/// `Content-Disposition` name and its content.
+pub(crate) fn multipart_fields(boundary: &str, body: &Bytes) -> Vec<(String, Bytes)> {
+    let delimiter = format!("--{boundary}");
+    let find = |haystack: &[u8], needle: &[u8], from: usize| {
+        haystack[from..]
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|p| p + from)
+    };
+    let mut fields = Vec::new();
+    let Some(mut at) = find(body, delimiter.as_bytes(), 0) else {
+        return fields;
+    };
+    loop {
+        let part_start = at + delimiter.len();
+        if body[part_start..].starts_with(b"--") {
+            break;
+        }
+        let Some(next) = find(body, format!("\r\n{delimiter}").as_bytes(), part_start) else {
+            break;
+        };
+        let part = &body[part_start..next];
+        if let Some(split) = find(part, b"\r\n\r\n", 0) {
+            let head = String::from_utf8_lossy(&part[..split]);
+            let name = head
+                .split(';')
+                .find_map(|p| p.trim().strip_prefix("name="))
+                .map(|n| {
+                    n.split("\r\n")
+                        .next()
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_string()
+                });
+            if let Some(name) = name {
+                let start = part_start + split + 4;
+                fields.push((name, body.slice(start..next)));
+            }
+        }
+        at = next + 2;
+    }
+    fields
+}
+
 /// A posted form's fields.
 pub(crate) struct Form(Vec<(String, String)>);
 
@@ -252,5 +335,25 @@ impl Web {
                 "This page does not take that method.",
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_fields_are_split_by_their_boundary() {
+        let body = Bytes::from_static(
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nabc\r\n\
+              --XyZ\r\nContent-Disposition: form-data; name=\"users\"; filename=\"u.csv\"\r\n\
+              Content-Type: text/csv\r\n\r\nemail,role\r\na@b.c,admin\r\n\r\n--XyZ--\r\n",
+        );
+        let fields = multipart_fields("XyZ", &body);
+        assert_eq!(fields.len(), 2);
+        assert_eq!(fields[0], ("csrf".to_string(), Bytes::from_static(b"abc")));
+        assert_eq!(fields[1].0, "users");
+        assert_eq!(&fields[1].1[..], b"email,role\r\na@b.c,admin\r\n");
+        assert!(multipart_fields("other", &body).is_empty());
     }
 }

@@ -15,11 +15,12 @@ pub(crate) struct Nav<'a> {
     pub current: &'a str,
 }
 
-const SECTIONS: [(&str, &str); 4] = [
+const SECTIONS: [(&str, &str); 5] = [
     ("configurations", "Zoom configurations"),
     ("accounts", "Zoom accounts"),
     ("jobs", "Jobs"),
     ("media", "Media"),
+    ("directory", "Directory"),
 ];
 
 pub(crate) fn layout(title: &str, nav: Option<&Nav<'_>>, content: Markup) -> Markup {

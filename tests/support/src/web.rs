@@ -154,6 +154,32 @@ impl WebClient {
         .await
     }
 
+    /// Posts `multipart/form-data`: `(name, content)` parts; a part named
+    /// `users` is sent as a CSV file.
+    pub async fn post_multipart(&self, target: &str, parts: &[(&str, &str)]) -> WebPage {
+        let boundary = "ferry-test-boundary-7d1c";
+        let mut body = String::new();
+        for (name, content) in parts {
+            let file = if *name == "users" {
+                "; filename=\"users.csv\"\r\nContent-Type: text/csv"
+            } else {
+                ""
+            };
+            body.push_str(&format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"{file}\r\n\r\n{content}\r\n"
+            ));
+        }
+        body.push_str(&format!("--{boundary}--\r\n"));
+        self.send(
+            hyper::Request::post(self.url(target)).header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            ),
+            Bytes::from(body),
+        )
+        .await
+    }
+
     /// Follows `page`'s redirect.
     pub async fn follow(&self, page: &WebPage) -> WebPage {
         let location = page
