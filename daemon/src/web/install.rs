@@ -61,10 +61,17 @@ fn start_again(message: &str) -> WebResponse {
 }
 
 /// `GET /zoom/install`.
-pub(crate) async fn start(web: &Web, _request: &WebRequest) -> WebResponse {
+pub(crate) async fn start(web: &Web, request: &WebRequest) -> WebResponse {
     let Some(marketplace) = &web.marketplace else {
         return not_configured();
     };
+    if web.install_limiter.check_key(&request.peer.ip()).is_err() {
+        return views::error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Try again in a minute",
+            "Too many installs were started from this address.",
+        );
+    }
     let state = random_url_token();
     let browser = random_url_token();
     let (verifier, challenge) = pkce_pair();

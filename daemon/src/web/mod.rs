@@ -37,6 +37,9 @@ use crate::marketplace::Marketplace;
 pub type WebBody = UnsyncBoxBody<Bytes, Infallible>;
 pub type WebResponse = Response<WebBody>;
 
+/// Marketplace installs one client address may start per minute.
+const INSTALLS_PER_MINUTE: u32 = 30;
+
 /// Largest form body read (a users CSV included).
 const FORM_LIMIT: usize = 4 * 1024 * 1024;
 
@@ -59,6 +62,8 @@ pub struct Web {
     /// Cookies carry `Secure` (the listener has TLS, or the public URL is https).
     pub(crate) secure_cookies: bool,
     pub(crate) sign_in_limiter: session::SignInLimiter,
+    /// Installs started per client address: each stores a ticket.
+    pub(crate) install_limiter: session::SignInLimiter,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -89,6 +94,7 @@ impl Web {
             settings: parts.settings,
             secure_cookies: parts.secure_cookies,
             sign_in_limiter: session::sign_in_limiter(parts.settings.sign_in_per_minute),
+            install_limiter: session::sign_in_limiter(INSTALLS_PER_MINUTE),
             shutdown: parts.shutdown,
         }
     }
