@@ -24,8 +24,8 @@ use ferry_control::store::{AccountTokens, Store};
 use http_body_util::Full;
 use serde::Deserialize;
 
-use crate::transfer::download::{DownloadError, Downloader};
-use crate::transfer::zoom_api::ApiError;
+use crate::transfer::download::Downloader;
+use crate::transfer::zoom_api::{ApiError, call_zoom};
 
 /// Largest answer read from Zoom's OAuth and users endpoints.
 const ANSWER_LIMIT: usize = 256 * 1024;
@@ -281,17 +281,13 @@ impl Marketplace {
         request: hyper::Request<Full<Bytes>>,
         setting: &str,
     ) -> Result<crate::transfer::download::Fetched, ApiError> {
-        self.http
-            .fetch(request, ANSWER_LIMIT)
-            .await
-            .map_err(|e| match e {
-                DownloadError::Refused(message) => ApiError::Refused(format!(
-                    "{setting}: {message} (its host must pass zoom.download_allowlist)"
-                )),
-                other => ApiError::Unavailable {
-                    message: format!("the call to zoom failed: {other}"),
-                    retry_after: None,
-                },
-            })
+        call_zoom(
+            &self.http,
+            request,
+            ANSWER_LIMIT,
+            "the call to zoom",
+            setting,
+        )
+        .await
     }
 }

@@ -155,7 +155,13 @@ async fn configurations(web: &Web, session: &Session) -> WebResponse {
 }
 
 /// The token, shown once (the response is `no-store`).
-fn token_shown(web: &Web, session: &Session, name: &str, token: &str) -> WebResponse {
+fn token_shown(
+    web: &Web,
+    session: &Session,
+    configuration: Option<api::ZoomConfiguration>,
+    token: &str,
+) -> WebResponse {
+    let name = configuration.map(|c| c.display_name).unwrap_or_default();
     let install_url = web.marketplace.as_ref().map(|m| m.app().install_url());
     ok_page(
         session,
@@ -189,11 +195,12 @@ async fn add_configuration(web: &Web, session: &Session, name: &str) -> WebRespo
     match created {
         Ok(created) => {
             let created = created.into_inner();
-            let name = created
-                .configuration
-                .map(|c| c.display_name)
-                .unwrap_or_default();
-            token_shown(web, session, &name, &created.configuration_token)
+            token_shown(
+                web,
+                session,
+                created.configuration,
+                &created.configuration_token,
+            )
         }
         Err(status) => refusal(&status),
     }
@@ -213,11 +220,12 @@ async fn rotate_configuration(web: &Web, session: &Session, id: &str) -> WebResp
     match rotated {
         Ok(rotated) => {
             let rotated = rotated.into_inner();
-            let name = rotated
-                .configuration
-                .map(|c| c.display_name)
-                .unwrap_or_default();
-            token_shown(web, session, &name, &rotated.configuration_token)
+            token_shown(
+                web,
+                session,
+                rotated.configuration,
+                &rotated.configuration_token,
+            )
         }
         Err(status) => refusal(&status),
     }
