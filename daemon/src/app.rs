@@ -34,6 +34,8 @@ pub struct RunningApp {
     pub http_addr: SocketAddr,
     /// The admin listener serving `/metrics`, when configured.
     pub metrics_addr: Option<SocketAddr>,
+    /// The admin console's own listener, when configured.
+    pub console_addr: Option<SocketAddr>,
     pub store: Arc<dyn Store>,
     /// Set when this start generated the operator token: the one chance to
     /// show it.
@@ -87,6 +89,7 @@ pub struct App {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    console_addr: Option<SocketAddr>,
     store: Arc<dyn Store>,
     generated_operator_token: Option<Secret>,
     grpc_tls: bool,
@@ -95,6 +98,7 @@ pub struct App {
     grpc: GrpcServer,
     http: HttpListener,
     metrics: Option<HttpListener>,
+    console: Option<HttpListener>,
     transfers: Option<(Connections, TransferSettings)>,
     retention: crate::retention::RetentionSettings,
 }
@@ -160,6 +164,18 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         ),
         None => None,
     };
+    let console_listener = match config.console.addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot bind console.addr {addr}"))?,
+        ),
+        None => None,
+    };
+    let console_addr = console_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     let metrics_addr = metrics_listener
@@ -245,7 +261,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
                 },
             ))),
             metrics: metrics_listener.is_none().then(|| metrics_route.clone()),
-            web: Some(web),
+            web: Some(web.clone()),
+            console: console_listener.is_none(),
             health: health.clone(),
             read_timeout,
         }),
@@ -257,6 +274,19 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             intake: None,
             metrics: Some(metrics_route),
             web: None,
+            console: false,
+            health: health.clone(),
+            read_timeout,
+        }),
+    });
+    let console = console_listener.map(|listener| HttpListener {
+        listener,
+        tls: None,
+        routes: Arc::new(Routes {
+            intake: None,
+            metrics: None,
+            web: Some(web),
+            console: true,
             health,
             read_timeout,
         }),
@@ -265,6 +295,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         grpc_addr,
         http_addr,
         metrics_addr,
+        console_addr,
         store,
         generated_operator_token,
         grpc_tls: config.grpc.tls_enabled(),
@@ -273,6 +304,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         grpc,
         http,
         metrics,
+        console,
         transfers,
         retention: config.retention.settings(),
     })
@@ -285,6 +317,7 @@ impl App {
             grpc_addr,
             http_addr,
             metrics_addr,
+            console_addr,
             store,
             generated_operator_token,
             grpc_tls,
@@ -293,6 +326,7 @@ impl App {
             grpc,
             http,
             metrics,
+            console,
             transfers,
             retention,
         } = self;
@@ -315,7 +349,7 @@ impl App {
                 tasks.clone(),
             );
         }
-        for listener in std::iter::once(http).chain(metrics) {
+        for listener in std::iter::once(http).chain(metrics).chain(console) {
             tasks.spawn(crate::http::serve(
                 listener.listener,
                 listener.tls,
@@ -330,6 +364,7 @@ impl App {
             grpc_addr,
             http_addr,
             metrics_addr,
+            console_addr,
             store,
             generated_operator_token,
             grpc_tls,

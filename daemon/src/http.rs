@@ -34,8 +34,10 @@ pub fn text_response(status: StatusCode, body: &'static str) -> HttpResponse {
 pub struct Routes {
     pub intake: Option<Arc<crate::intake::Intake>>,
     pub metrics: Option<MetricsRoute>,
-    /// The Marketplace install and the admin console.
+    /// The Marketplace install and (with `console`) the admin console.
     pub web: Option<Arc<crate::web::Web>>,
+    /// Whether this listener serves `/admin`.
+    pub console: bool,
     /// `/healthz` answers 503 while the store does not answer.
     pub health: Arc<crate::health::Health>,
     /// Time a client has to send a request head.
@@ -56,7 +58,7 @@ async fn route(
 ) -> Result<crate::web::WebResponse, Infallible> {
     use http_body_util::BodyExt as _;
     if let Some(web) = &routes.web
-        && crate::web::serves(request.uri().path())
+        && crate::web::serves(request.uri().path(), routes.console)
     {
         return Ok(web.handle(request, peer).await);
     }

@@ -270,3 +270,105 @@ async fn a_directory_csv_upload_shows_each_rejected_line() {
     assert!(found.is_ok(), "the valid line was applied");
     let _ = scene.daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_configuration_names_the_accounts_it_uninstalls_first() {
+    let mut scene = WebScene::start(|_| {}).await;
+    let token = scene.configuration_token.clone();
+    crate::support::install(&mut scene.admin, &token, "ACCOUNT-ONE", api::ZoomPlan::Pro)
+        .await
+        .unwrap();
+    let configuration_id = scene
+        .admin
+        .configurations
+        .list_zoom_configurations(api::ListZoomConfigurationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .configurations[0]
+        .configuration_id
+        .clone();
+    let browser = signed_in(&scene).await;
+    let list = browser.get("/admin/configurations").await;
+    assert!(list.body.contains("Main Zoom account"), "{}", list.body);
+    let confirm = browser
+        .get(&format!("/admin/configurations/{configuration_id}/delete"))
+        .await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert!(
+        confirm.body.contains("ACCOUNT-ONE"),
+        "names the account: {}",
+        confirm.body
+    );
+    let still = scene
+        .admin
+        .accounts
+        .list_zoom_accounts(api::ListZoomAccountsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .accounts;
+    assert_eq!(still.len(), 1, "the confirmation page deletes nothing");
+    let csrf = confirm.hidden("csrf").unwrap();
+    let deleted = browser
+        .post(
+            &format!("/admin/configurations/{configuration_id}/delete"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(deleted.status, 303, "{}", deleted.body);
+    let left = scene
+        .admin
+        .accounts
+        .list_zoom_accounts(api::ListZoomAccountsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .accounts;
+    assert!(left.is_empty(), "uninstalled with its configuration");
+    // The accounts page and a change of owner to nobody.
+    let accounts = browser.get("/admin/accounts").await;
+    assert_eq!(accounts.status, 200);
+    let nobody = browser
+        .post(
+            "/admin/media/media_unknown/owner",
+            &[("csrf", &csrf), ("owner_email", "nobody@example.edu")],
+        )
+        .await;
+    assert_eq!(nobody.status, 404);
+    let _ = scene.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_addr_moves_the_console_to_a_listener_of_its_own() {
+    let scene = WebScene::start(|config| {
+        config.console.addr = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let public = scene.browser();
+    assert_eq!(
+        public.get("/admin/sign-in").await.status,
+        404,
+        "not on the public listener"
+    );
+    assert_eq!(
+        public.get("/zoom/install").await.status,
+        303,
+        "the install stays where Zoom sends browsers back"
+    );
+    let console_addr = scene
+        .daemon
+        .app
+        .console_addr
+        .expect("the console's listener");
+    let console = WebClient::new(&format!("http://{console_addr}"));
+    let signed = console.sign_in(&scene.institution.admin_key, "").await;
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    assert_eq!(console.get("/admin/jobs").await.status, 200);
+    assert_eq!(
+        console.get("/zoom/webhook").await.status,
+        404,
+        "no intake there"
+    );
+    let _ = scene.daemon.stop().await;
+}

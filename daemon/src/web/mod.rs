@@ -250,12 +250,12 @@ impl Form {
     }
 }
 
-/// Whether `path` is one of the pages' (the HTTP router asks first).
-pub fn serves(path: &str) -> bool {
-    path == "/admin"
-        || path.starts_with("/admin/")
-        || path.starts_with("/zoom/install")
-        || path == "/zoom/oauth/callback"
+/// Whether `path` is one of the pages' on a listener that serves the
+/// console (`/admin`) or not (the HTTP router asks first).
+pub fn serves(path: &str, console: bool) -> bool {
+    let admin = path == "/admin" || path.starts_with("/admin/");
+    let install = path.starts_with("/zoom/install") || path == "/zoom/oauth/callback";
+    (admin && console) || install
 }
 
 /// A full HTML (or other) body.
