@@ -115,7 +115,7 @@ pub struct ApiStats {
 
 /// The API's state: registered OAuth apps, issued tokens, meetings.
 #[derive(Default)]
-struct ApiState {
+pub(crate) struct ApiState {
     /// account id → (client id, client secret).
     clients: HashMap<String, (String, String)>,
     /// access token → account id.
@@ -123,7 +123,7 @@ struct ApiState {
     /// meeting uuid → (account id, file ids).
     meetings: HashMap<String, (String, Vec<String>)>,
     stats: ApiStats,
-    marketplace: super::marketplace::Marketplace,
+    pub(crate) marketplace: super::marketplace::Marketplace,
 }
 
 struct Entry {
@@ -132,13 +132,13 @@ struct Entry {
 }
 
 type Files = Arc<Mutex<HashMap<String, Entry>>>;
-type Api = Arc<Mutex<ApiState>>;
+pub(crate) type Api = Arc<Mutex<ApiState>>;
 
 pub struct DownloadServer {
     pub zoom_addr: SocketAddr,
     pub cdn_addr: SocketAddr,
     files: Files,
-    api: Api,
+    pub(crate) api: Api,
     shutdown: CancellationToken,
 }
 
@@ -426,42 +426,6 @@ impl DownloadServer {
                 file_ids.iter().map(|f| f.to_string()).collect(),
             ),
         );
-    }
-
-    /// Registers the Marketplace app (authorization code OAuth).
-    pub fn register_marketplace_app(&self, client_id: &str, client_secret: &str) {
-        self.api
-            .lock()
-            .expect("api lock")
-            .marketplace
-            .register_app(client_id, client_secret);
-    }
-
-    /// The Zoom user the authorize page approves for from now on.
-    pub fn sign_in_zoom_user(&self, user: super::marketplace::ZoomUser) {
-        self.api.lock().expect("api lock").marketplace.sign_in(user);
-    }
-
-    /// The `expires_in` of access tokens issued from now on.
-    pub fn set_user_token_lifetime(&self, secs: u64) {
-        self.api
-            .lock()
-            .expect("api lock")
-            .marketplace
-            .set_access_lifetime(secs);
-    }
-
-    /// Every refresh token issued for the account, oldest first (spent or not).
-    pub fn issued_refresh_tokens(&self, account_id: &str) -> Vec<String> {
-        self.api
-            .lock()
-            .expect("api lock")
-            .marketplace
-            .issued_refresh_tokens(account_id)
-    }
-
-    pub fn marketplace_stats(&self) -> super::marketplace::MarketplaceStats {
-        self.api.lock().expect("api lock").marketplace.stats.clone()
     }
 
     pub fn api_stats(&self) -> ApiStats {

@@ -267,3 +267,42 @@ impl Marketplace {
         )
     }
 }
+
+/// The Marketplace side of the simulated Zoom host.
+impl super::downloads::DownloadServer {
+    /// Registers the Marketplace app (authorization code OAuth).
+    pub fn register_marketplace_app(&self, client_id: &str, client_secret: &str) {
+        self.api
+            .lock()
+            .expect("api lock")
+            .marketplace
+            .register_app(client_id, client_secret);
+    }
+
+    /// The Zoom user the authorize page approves for from now on.
+    pub fn sign_in_zoom_user(&self, user: ZoomUser) {
+        self.api.lock().expect("api lock").marketplace.sign_in(user);
+    }
+
+    /// The `expires_in` of access tokens issued from now on.
+    pub fn set_user_token_lifetime(&self, secs: u64) {
+        self.api
+            .lock()
+            .expect("api lock")
+            .marketplace
+            .set_access_lifetime(secs);
+    }
+
+    /// Every refresh token issued for the account, oldest first (spent or not).
+    pub fn issued_refresh_tokens(&self, account_id: &str) -> Vec<String> {
+        self.api
+            .lock()
+            .expect("api lock")
+            .marketplace
+            .issued_refresh_tokens(account_id)
+    }
+
+    pub fn marketplace_stats(&self) -> MarketplaceStats {
+        self.api.lock().expect("api lock").marketplace.stats.clone()
+    }
+}
