@@ -16,6 +16,17 @@ use maud::{Markup, html};
 use super::session::{Session, csrf_matches, forbidden_csrf};
 use super::{Web, WebRequest, WebResponse, redirect, views};
 
+/// The service's answer to `$call` (a handler call, not yet awaited), or
+/// its refusal as the page, returned from the handler.
+macro_rules! answer {
+    ($call:expr) => {
+        match $call.await {
+            Ok(response) => response.into_inner(),
+            Err(status) => return $crate::web::console::refusal(&status),
+        }
+    };
+}
+
 mod directory;
 mod jobs;
 
@@ -108,18 +119,14 @@ pub(crate) async fn route(
 }
 
 async fn configurations(web: &Web, session: &Session) -> WebResponse {
-    let listed = web
-        .apis
-        .configurations
-        .list_zoom_configurations(session.request(api::ListZoomConfigurationsRequest {
-            institution_id: session.institution_id.clone(),
-            page: page(100),
-        }))
-        .await;
-    let listed = match listed {
-        Ok(listed) => listed.into_inner(),
-        Err(status) => return refusal(&status),
-    };
+    let listed = answer!(
+        web.apis
+            .configurations
+            .list_zoom_configurations(session.request(api::ListZoomConfigurationsRequest {
+                institution_id: session.institution_id.clone(),
+                page: page(100),
+            }))
+    );
     ok_page(
         session,
         "configurations",
@@ -255,18 +262,14 @@ async fn accounts_of(
 }
 
 async fn confirm_delete(web: &Web, session: &Session, id: &str) -> WebResponse {
-    let configuration = web
-        .apis
-        .configurations
-        .get_zoom_configuration(session.request(api::GetZoomConfigurationRequest {
-            institution_id: session.institution_id.clone(),
-            configuration_id: id.to_string(),
-        }))
-        .await;
-    let configuration = match configuration {
-        Ok(c) => c.into_inner(),
-        Err(status) => return refusal(&status),
-    };
+    let configuration = answer!(
+        web.apis
+            .configurations
+            .get_zoom_configuration(session.request(api::GetZoomConfigurationRequest {
+                institution_id: session.institution_id.clone(),
+                configuration_id: id.to_string(),
+            }))
+    );
     let accounts = match accounts_of(web, session, id).await {
         Ok(accounts) => accounts,
         Err(status) => return refusal(&status),
@@ -308,19 +311,13 @@ async fn delete_configuration(web: &Web, session: &Session, id: &str) -> WebResp
 }
 
 async fn accounts(web: &Web, session: &Session) -> WebResponse {
-    let listed = web
-        .apis
-        .accounts
-        .list_zoom_accounts(session.request(api::ListZoomAccountsRequest {
+    let listed = answer!(web.apis.accounts.list_zoom_accounts(session.request(
+        api::ListZoomAccountsRequest {
             institution_id: session.institution_id.clone(),
             include_uninstalled: false,
             page: page(100),
-        }))
-        .await;
-    let listed = match listed {
-        Ok(listed) => listed.into_inner(),
-        Err(status) => return refusal(&status),
-    };
+        }
+    )));
     let mut rows = Vec::new();
     for a in listed.accounts {
         let marketplace = web
@@ -359,19 +356,15 @@ async fn accounts(web: &Web, session: &Session) -> WebResponse {
 
 async fn media(web: &Web, session: &Session, request: &WebRequest) -> WebResponse {
     let owner = request.query("owner").unwrap_or_default().to_string();
-    let listed = web
-        .apis
-        .media
-        .list_media(session.request(api::ListMediaRequest {
-            institution_id: session.institution_id.clone(),
-            owner_user_id: owner.clone(),
-            page: page(100),
-        }))
-        .await;
-    let listed = match listed {
-        Ok(listed) => listed.into_inner(),
-        Err(status) => return refusal(&status),
-    };
+    let listed = answer!(
+        web.apis
+            .media
+            .list_media(session.request(api::ListMediaRequest {
+                institution_id: session.institution_id.clone(),
+                owner_user_id: owner.clone(),
+                page: page(100),
+            }))
+    );
     let users = web
         .apis
         .users
@@ -427,18 +420,12 @@ async fn media(web: &Web, session: &Session, request: &WebRequest) -> WebRespons
 }
 
 async fn change_owner(web: &Web, session: &Session, media_id: &str, email: &str) -> WebResponse {
-    let user = web
-        .apis
-        .users
-        .lookup_user_by_email(session.request(api::LookupUserByEmailRequest {
+    let user = answer!(web.apis.users.lookup_user_by_email(session.request(
+        api::LookupUserByEmailRequest {
             institution_id: session.institution_id.clone(),
             email: email.to_string(),
-        }))
-        .await;
-    let user = match user {
-        Ok(user) => user.into_inner(),
-        Err(status) => return refusal(&status),
-    };
+        }
+    )));
     let moved = web
         .apis
         .media

@@ -10,7 +10,7 @@ use maud::{Markup, html};
 
 use super::super::session::{Session, csrf_matches, forbidden_csrf};
 use super::super::{Web, WebRequest, WebResponse, views};
-use super::{ok_page, page, refusal};
+use super::{ok_page, page};
 
 fn upload_form(session: &Session) -> Markup {
     html! {
@@ -29,19 +29,16 @@ fn upload_form(session: &Session) -> Markup {
 }
 
 pub(crate) async fn page_of(web: &Web, session: &Session) -> WebResponse {
-    let users = web
-        .apis
-        .users
-        .list_users(session.request(api::ListUsersRequest {
-            institution_id: session.institution_id.clone(),
-            include_inactive: false,
-            page: page(100),
-        }))
-        .await;
-    let users = match users {
-        Ok(users) => users.into_inner().users,
-        Err(status) => return refusal(&status),
-    };
+    let users = answer!(
+        web.apis
+            .users
+            .list_users(session.request(api::ListUsersRequest {
+                institution_id: session.institution_id.clone(),
+                include_inactive: false,
+                page: page(100),
+            }))
+    )
+    .users;
     ok_page(
         session,
         "directory",
@@ -98,15 +95,11 @@ pub(crate) async fn upload(web: &Web, session: &Session, request: &mut WebReques
             item: Some(api::sync_users_request::Item::User(r)),
         }))
         .map(Ok);
-    let summary = web
-        .apis
-        .users
-        .sync_users_from(session.request(futures::stream::iter(messages)))
-        .await;
-    let summary = match summary {
-        Ok(summary) => summary.into_inner(),
-        Err(status) => return refusal(&status),
-    };
+    let summary = answer!(
+        web.apis
+            .users
+            .sync_users_from(session.request(futures::stream::iter(messages)))
+    );
     ok_page(
         session,
         "directory",

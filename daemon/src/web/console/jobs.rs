@@ -72,23 +72,19 @@ pub(crate) async fn list(web: &Web, session: &Session, request: &WebRequest) -> 
     let skip_reason =
         api::SkipReason::from_str_name(&format!("SKIP_REASON_{}", skip.to_ascii_uppercase()))
             .map_or(0, |r| r as i32);
-    let listed = web
-        .apis
-        .jobs
-        .list_jobs(session.request(api::ListJobsRequest {
-            institution_id: session.institution_id.clone(),
-            states,
-            skip_reason,
-            zoom_account_id: account.clone(),
-            host_email: host.clone(),
-            create_time: None,
-            page: page(100),
-        }))
-        .await;
-    let listed = match listed {
-        Ok(listed) => listed.into_inner(),
-        Err(status) => return refusal(&status),
-    };
+    let listed = answer!(
+        web.apis
+            .jobs
+            .list_jobs(session.request(api::ListJobsRequest {
+                institution_id: session.institution_id.clone(),
+                states,
+                skip_reason,
+                zoom_account_id: account.clone(),
+                host_email: host.clone(),
+                create_time: None,
+                page: page(100),
+            }))
+    );
     ok_page(
         session,
         "jobs",
