@@ -101,16 +101,20 @@ pub enum ZoomPlan {
     Education,
     Api,
     Enterprise,
+    /// A paid plan whose tier Zoom did not say: what a Marketplace install
+    /// learns from `GET /v2/users/me` (a licensed user, `type` 2).
+    Licensed,
 }
 
 impl ZoomPlan {
-    pub const ALL: [ZoomPlan; 6] = [
+    pub const ALL: [ZoomPlan; 7] = [
         ZoomPlan::Free,
         ZoomPlan::Pro,
         ZoomPlan::Business,
         ZoomPlan::Education,
         ZoomPlan::Api,
         ZoomPlan::Enterprise,
+        ZoomPlan::Licensed,
     ];
 
     /// Only paid plans may install (the seed's first requirement).
@@ -126,6 +130,7 @@ impl ZoomPlan {
             ZoomPlan::Education => "education",
             ZoomPlan::Api => "api",
             ZoomPlan::Enterprise => "enterprise",
+            ZoomPlan::Licensed => "licensed",
         }
     }
 

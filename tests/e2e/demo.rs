@@ -144,3 +144,45 @@ async fn the_demo_on_three_replicas_names_the_replica_that_moved_each_recording(
         }
     }
 }
+
+/// `ferry demo --keep-running` prints the console's URL and a key that
+/// signs in to it.
+#[tokio::test]
+async fn the_kept_demo_prints_a_console_url_and_a_key_that_signs_in() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry-under-test"))
+        .args(["demo", "--keep-running"])
+        .current_dir(dir.path())
+        .env_remove("FERRY_SERVER")
+        .env_remove("FERRY_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run ferry demo --keep-running");
+    let mut lines = tokio::io::BufReader::new(demo.stdout.take().unwrap()).lines();
+    let found = tokio::time::timeout(DEMO_WITHIN, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let ["open", url, "and", "sign", "in", "with", key] = words.as_slice() {
+                return Some((url.to_string(), key.to_string()));
+            }
+        }
+        None
+    })
+    .await
+    .expect("the demo printed the console line in time")
+    .expect("the demo printed the console line");
+    let (url, key) = found;
+    let base = url.trim_end_matches("/admin");
+    let browser = ferry_test_support::web::WebClient::new(base);
+    let signed = browser.sign_in(&key, "").await;
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    let jobs = browser.get("/admin/jobs").await;
+    assert_eq!(jobs.status, 200);
+    assert!(jobs.body.contains("Demo University"), "{}", jobs.body);
+    let _ = demo.start_kill();
+    let _ = demo.wait().await;
+}

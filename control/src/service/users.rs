@@ -64,12 +64,17 @@ fn validate_record(record_index: u32, record: &api::UserRecord) -> Result<UserRe
     })
 }
 
-#[tonic::async_trait]
-impl UserDirectoryService for UserDirectoryApi {
-    async fn sync_users(
+impl UserDirectoryApi {
+    /// `SyncUsers` on any stream of messages: the gRPC handler's, or an
+    /// in-process caller's (the console's CSV upload), with the same
+    /// authentication, scoping, validation and atomic apply.
+    pub async fn sync_users_from<S>(
         &self,
-        request: Request<Streaming<api::SyncUsersRequest>>,
-    ) -> Result<Response<api::SyncUsersSummary>, Status> {
+        request: Request<S>,
+    ) -> Result<Response<api::SyncUsersSummary>, Status>
+    where
+        S: futures::Stream<Item = Result<api::SyncUsersRequest, Status>> + Unpin + Send,
+    {
         let principal = self.context.auth.authenticate(&request).await?;
         let mut stream = request.into_inner();
         let header = match stream.next().await {
@@ -174,6 +179,16 @@ impl UserDirectoryService for UserDirectoryApi {
                 })
                 .collect(),
         }))
+    }
+}
+
+#[tonic::async_trait]
+impl UserDirectoryService for UserDirectoryApi {
+    async fn sync_users(
+        &self,
+        request: Request<Streaming<api::SyncUsersRequest>>,
+    ) -> Result<Response<api::SyncUsersSummary>, Status> {
+        self.sync_users_from(request).await
     }
 
     async fn lookup_user_by_email(

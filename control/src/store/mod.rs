@@ -1,6 +1,6 @@
 //! The store: everything Ferry must remember, behind one trait per domain
 //! (tenants, configurations, accounts, directory, jobs, transfers, media,
-//! replicas;
+//! replicas, the web flows' tickets and accounts' OAuth tokens;
 //! `Store` is their sum) so that the embedded SQLite backend and a later
 //! Postgres backend are interchangeable and each backend file implements
 //! one domain. Calls take owned request structs rather than lists of ids.
@@ -15,6 +15,7 @@
 pub mod conformance;
 mod postgres;
 mod sqlite;
+mod web;
 
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ pub use postgres::{
     PostgresConfig, PostgresStore, PostgresUrl, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
 };
 pub use sqlite::{SqliteConfig, SqliteStore};
+pub use web::{AccountTokenStore, AccountTokens, Ticket, TicketKind, TicketStore};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -119,6 +121,8 @@ pub trait Store:
     + TransferStore
     + MediaStore
     + ReplicaStore
+    + TicketStore
+    + AccountTokenStore
     + Send
     + Sync
     + 'static
@@ -134,6 +138,8 @@ impl<T> Store for T where
         + TransferStore
         + MediaStore
         + ReplicaStore
+        + TicketStore
+        + AccountTokenStore
         + Send
         + Sync
         + 'static

@@ -4,7 +4,7 @@
 //! exit codes; never decides what the daemon decides.
 
 pub mod client;
-mod commands;
+pub(crate) mod commands;
 pub(crate) mod output;
 pub(crate) mod watch;
 

@@ -1,8 +1,9 @@
 //! A fresh download token for a job whose webhook token Zoom refused (they
 //! last 24 hours; webhooks have arrived days late): with the account's
-//! Server-to-Server OAuth credentials, ask Zoom's API for a new one, and
-//! keep it (sealed) in place of the webhook's, so a restart does not ask
-//! again. The client secret is opened here only for the call and never
+//! Marketplace OAuth access token when it installed through the Marketplace,
+//! else its Server-to-Server OAuth credentials, ask Zoom's API for a new
+//! one, and keep it (sealed) in place of the webhook's, so a restart does
+//! not ask again. Secrets are opened here only for the call and never
 //! logged.
 
 use ferry_control::model::{FreshCredentials, Job, Timestamp};
@@ -19,6 +20,11 @@ pub async fn fresh_download(
     job: &Job,
     status: u16,
 ) -> Result<FreshDownload, TransferError> {
+    if let Some(marketplace) = &context.marketplace
+        && let Some(fresh) = marketplace_download(context, marketplace, job).await?
+    {
+        return Ok(fresh);
+    }
     let account = context
         .store
         .installed_account(&job.zoom_account_id)
@@ -61,6 +67,58 @@ pub async fn fresh_download(
             file_id,
         )
         .await;
+    count_and_map(fetched)
+}
+
+/// With the account's Marketplace access token, when it has one; a token
+/// Zoom refuses is refreshed once.
+async fn marketplace_download(
+    context: &Context,
+    marketplace: &crate::marketplace::Marketplace,
+    job: &Job,
+) -> Result<Option<FreshDownload>, TransferError> {
+    let file_id = job
+        .recording_file
+        .as_ref()
+        .map_or("", |f| f.file_id.as_str());
+    let fetched: Result<Option<FreshDownload>, ApiError> = async {
+        let Some(token) = marketplace.access_token(&job.zoom_account_id, None).await? else {
+            return Ok(None);
+        };
+        if let Some(fresh) = context
+            .zoom_api
+            .recordings(&token, &job.meeting_uuid, file_id)
+            .await?
+        {
+            return Ok(Some(fresh));
+        }
+        let Some(token) = marketplace
+            .access_token(&job.zoom_account_id, Some(&token))
+            .await?
+        else {
+            return Ok(None);
+        };
+        context
+            .zoom_api
+            .recordings(&token, &job.meeting_uuid, file_id)
+            .await?
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::Refused(
+                    "zoom refused a freshly refreshed Marketplace token for the recordings API (HTTP 401)"
+                        .into(),
+                )
+            })
+    }
+    .await;
+    match fetched {
+        Ok(None) => Ok(None),
+        Ok(Some(fresh)) => count_and_map(Ok(fresh)).map(Some),
+        Err(e) => count_and_map(Err(e)).map(Some),
+    }
+}
+
+fn count_and_map(fetched: Result<FreshDownload, ApiError>) -> Result<FreshDownload, TransferError> {
     let label = match &fetched {
         Ok(_) => "fetched",
         Err(ApiError::Refused(_)) => "refused",

@@ -21,6 +21,7 @@ pub mod replicas;
 pub mod s3_faults;
 pub mod scene;
 pub mod strict_s3;
+pub mod web;
 
 /// Sizes in bytes, as the simulator counts them.
 pub use ferry_zoomsim::{GIB, MIB};

@@ -30,6 +30,7 @@ mod replicas;
 mod retention;
 mod tenants;
 mod transfers;
+mod web;
 
 pub use accounts::accounts;
 pub use configurations::{configuration_delete, configurations};
@@ -42,6 +43,7 @@ pub use replicas::{replica_duties, replicas};
 pub use retention::job_retention;
 pub use tenants::{admin_keys, institutions, operator_token};
 pub use transfers::{fresh_download_credentials, transfer_state_and_attempts};
+pub use web::{account_token_refresh, web_tickets};
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -96,6 +98,8 @@ macro_rules! store_conformance_tests {
             replicas,
             replica_duties,
             job_retention,
+            web_tickets,
+            account_token_refresh,
         );
     };
     (@each $fresh:expr; $($check:ident),* $(,)?) => {
@@ -133,6 +137,8 @@ pub async fn run_all(store: &dyn Store) {
     replica_duties(store).await;
     // Last: its sweep erases and deletes the old final jobs of every check.
     job_retention(store).await;
+    web_tickets(store).await;
+    account_token_refresh(store).await;
 }
 
 // --- helpers -----------------------------------------------------------------

@@ -37,6 +37,7 @@ mod schema;
 mod tenants;
 pub mod testing;
 mod transfers;
+mod web;
 
 use std::str::FromStr;
 use std::sync::Arc;
