@@ -442,7 +442,12 @@ async fn a_watch_started_mid_transfer_shows_the_transfer_at_once() {
     .expect("the live events follow the snapshot");
     assert!(!completed, "a change is not a snapshot");
     let done = t.wait_final(&job_id).await;
-    assert_eq!(done.state, api::JobState::Completed as i32, "{}", done.message);
+    assert_eq!(
+        done.state,
+        api::JobState::Completed as i32,
+        "{}",
+        done.message
+    );
     plain.kill().await;
     let _ = t.scene.daemon.stop().await;
 }

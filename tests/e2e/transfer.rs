@@ -266,7 +266,10 @@ async fn an_oversized_stream_is_skipped_mid_stream_even_when_zoom_understated_it
                 "{}",
                 done.message
             );
-            assert!(served < 20 * MIB, "the body was not read: {served} bytes served");
+            assert!(
+                served < 20 * MIB,
+                "the body was not read: {served} bytes served"
+            );
         } else {
             assert!(done.message.contains("while streaming"), "{}", done.message);
             assert!(served < 30 * MIB, "the download was stopped early");

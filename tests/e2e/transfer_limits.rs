@@ -154,7 +154,10 @@ async fn a_fetched_download_token_is_kept_across_a_restart() {
         "resumed: {file:?}"
     );
     let api_stats = server.api_stats();
-    assert_eq!(api_stats.recordings_served, 1, "fetched once: {api_stats:?}");
+    assert_eq!(
+        api_stats.recordings_served, 1,
+        "fetched once: {api_stats:?}"
+    );
     assert_eq!(api_stats.tokens_issued, 1, "{api_stats:?}");
     let _ = daemon.stop().await;
     drop(dir);

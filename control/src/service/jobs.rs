@@ -44,7 +44,9 @@ impl JobApi {
         job_id: Option<&str>,
     ) -> Result<Vec<Job>, Status> {
         if let Some(job_id) = job_id {
-            return Ok(vec![self.context.store.get_job(institution_id, job_id).await?]);
+            return Ok(vec![
+                self.context.store.get_job(institution_id, job_id).await?,
+            ]);
         }
         let mut jobs = Vec::new();
         for state in [JobState::Transferring, JobState::Queued] {

@@ -74,7 +74,12 @@ pub async fn run(
         }
     }
     // A truthful length above the cap ends the job before a byte is read.
-    declared_size_cap(resume.offset(), download.content_length, announced_size, &caps)?;
+    declared_size_cap(
+        resume.offset(),
+        download.content_length,
+        announced_size,
+        &caps,
+    )?;
     if resume.offset() > 0 {
         metrics::counter!(RESUMED_TRANSFERS_TOTAL).increment(1);
         tracing::info!(job = %job.job_id, resumed_from_bytes = resume.offset(), "resuming the transfer");

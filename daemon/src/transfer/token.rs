@@ -13,13 +13,20 @@ use super::error::{Stage, TransferError, lease_or_store};
 use super::zoom_api::{ApiError, Credentials, FreshDownload};
 use crate::metrics::TOKEN_REFRESHES_TOTAL;
 
-/// Zoom refused the webhook's download token (HTTP `status`): with the
-/// account's Server-to-Server OAuth credentials, ask the API for a fresh one.
+/// Zoom refused the webhook's download token (HTTP `status`): ask the API
+/// for a fresh one (see `fetch`) and keep it for later attempts.
 pub async fn fresh_download(
     context: &Context,
     job: &Job,
     status: u16,
 ) -> Result<FreshDownload, TransferError> {
+    let fetched = fetch(context, job, status).await?;
+    keep(context, job, &fetched).await?;
+    Ok(fetched)
+}
+
+/// Asks Zoom for the fresh token, Marketplace credentials first.
+async fn fetch(context: &Context, job: &Job, status: u16) -> Result<FreshDownload, TransferError> {
     if let Some(marketplace) = &context.marketplace
         && let Some(fresh) = marketplace_download(context, marketplace, job).await?
     {
@@ -125,7 +132,7 @@ fn count_and_map(fetched: Result<FreshDownload, ApiError>) -> Result<FreshDownlo
         Err(ApiError::Unavailable { .. }) => "unavailable",
     };
     metrics::counter!(TOKEN_REFRESHES_TOTAL, "outcome" => label).increment(1);
-    let fetched = fetched.map_err(|e| match e {
+    fetched.map_err(|e| match e {
         ApiError::Refused(message) => TransferError::Permanent(format!(
             "the download token expired and no fresh one could be fetched: {message}"
         )),
@@ -137,9 +144,7 @@ fn count_and_map(fetched: Result<FreshDownload, ApiError>) -> Result<FreshDownlo
             retry_after,
             stage: Stage::Download,
         },
-    })?;
-    keep(context, job, &fetched).await?;
-    Ok(fetched)
+    })
 }
 
 /// Stores the fetched credentials, sealed, in place of the webhook's, so

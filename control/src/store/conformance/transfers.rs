@@ -241,7 +241,10 @@ pub async fn fresh_download_credentials(store: &dyn Store) {
         ErrorClass::FailedPrecondition,
         "fresh credentials stored by a worker without the lease",
     );
-    assert_eq!(read().await.sealed_download_token, Some(Sealed(vec![0x70, 1])));
+    assert_eq!(
+        read().await.sealed_download_token,
+        Some(Sealed(vec![0x70, 1]))
+    );
 
     let fetched_at = t.saturating_add_millis(60_000);
     store
@@ -291,7 +294,12 @@ pub async fn fresh_download_credentials(store: &dyn Store) {
         Some(Sealed(vec![0x70, 3]))
     );
     // A newer event's token still replaces it.
-    let mut newer = queued_job(&tenant, "fresh-1", "Refreshed", fetched_at.saturating_add_millis(1));
+    let mut newer = queued_job(
+        &tenant,
+        "fresh-1",
+        "Refreshed",
+        fetched_at.saturating_add_millis(1),
+    );
     newer.sealed_download_token = Some(Sealed(vec![0x70, 4]));
     store.upsert_job(newer).await.expect("newer event");
     assert_eq!(

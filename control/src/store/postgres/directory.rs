@@ -396,7 +396,10 @@ impl DirectoryStore for PostgresStore {
             let email: String = get(row, 0)?;
             found.insert(email, user_from_row_at(row, 1)?);
         }
-        Ok(emails.iter().map(|email| found.get(email).cloned()).collect())
+        Ok(emails
+            .iter()
+            .map(|email| found.get(email).cloned())
+            .collect())
     }
 
     async fn get_user(&self, institution_id: &str, user_id: &str) -> StoreResult<User> {
