@@ -225,6 +225,36 @@ async fn sessions_end_when_idle_at_sign_out_and_when_the_key_is_revoked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_in_use_still_ends_at_its_absolute_expiry() {
+    let scene = WebScene::start(|config| {
+        config.console.session_idle_secs = 2;
+        config.console.session_max_secs = 3;
+    })
+    .await;
+    let browser = signed_in(&scene).await;
+    let started = std::time::Instant::now();
+    // Used every 0.5 s, never idle for 2 s: only the 3 s limit can end it.
+    let ended_after = loop {
+        let page = browser.get("/admin/accounts").await;
+        if page.status == 303 {
+            assert_eq!(page.location().as_deref(), Some("/admin/sign-in"));
+            break started.elapsed();
+        }
+        assert_eq!(page.status, 200);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the session outlived its absolute expiry"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    assert!(
+        ended_after >= std::time::Duration::from_millis(2500),
+        "ended after {ended_after:?}, before its 3 s"
+    );
+    let _ = scene.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_csv_upload_shows_each_rejected_line() {
     let mut scene = WebScene::start(|_| {}).await;
     let browser = signed_in(&scene).await;
