@@ -139,6 +139,17 @@ async fn the_admin_client_drives_the_control_plane() {
     let _ = daemon.stop().await;
 }
 
+/// The institution an admin key belongs to.
+async fn institution_id(admin: &mut ferry_daemon::cli::client::Clients) -> String {
+    admin
+        .institutions
+        .get_institution(api::GetInstitutionRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .institution_id
+}
+
 /// `ferry jobs watch` as a child process whose stdout is a pipe, so not a
 /// terminal. Killed when dropped, should the test fail half way.
 struct Watcher {
@@ -209,15 +220,7 @@ impl Watcher {
 async fn jobs_watch_shows_a_transfer_in_progress_and_how_it_ended() {
     let mut t = transfers(|_| {}).await;
     let url = t.scene.daemon.grpc_url();
-    let institution_id = t
-        .scene
-        .admin
-        .institutions
-        .get_institution(api::GetInstitutionRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .institution_id;
+    let institution_id = institution_id(&mut t.scene.admin).await;
     let mut plain = Watcher::start(&url, &institution_id, &[]).await;
     let mut json = Watcher::start(&url, &institution_id, &["--json"]).await;
 
@@ -367,15 +370,7 @@ async fn jobs_watch_shows_a_transfer_in_progress_and_how_it_ended() {
 async fn a_watch_started_mid_transfer_shows_the_transfer_at_once() {
     let mut t = transfers(|_| {}).await;
     let url = t.scene.daemon.grpc_url();
-    let institution_id = t
-        .scene
-        .admin
-        .institutions
-        .get_institution(api::GetInstitutionRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .institution_id;
+    let institution_id = institution_id(&mut t.scene.admin).await;
     // At least 8 s at 2 MiB/s: the watches start well inside it.
     let media = SyntheticMedia::mp4(16 * MIB, Duration::from_secs(600), Mp4Layout::FastStart, 0);
     let meeting = t.meeting(&media, media.len(), |b| {
