@@ -46,6 +46,30 @@ async fn signed_in(scene: &WebScene) -> WebClient {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_cookie_is_secure_behind_an_https_public_url_only() {
+    for (public_url, secure) in [(None, false), (Some("https://ferry.example.edu"), true)] {
+        let scene = WebScene::start(|config| {
+            if let Some(url) = public_url {
+                config.zoom.public_url = Some(url.into());
+            }
+        })
+        .await;
+        let signed = scene
+            .browser()
+            .sign_in(&scene.institution.admin_key, "")
+            .await;
+        assert_eq!(signed.status, 303, "{}", signed.body);
+        let cookie = signed.set_cookie("ferry_session").unwrap();
+        assert_eq!(
+            cookie.contains("; Secure"),
+            secure,
+            "{public_url:?}: {cookie}"
+        );
+        let _ = scene.daemon.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_carries_the_security_headers() {
     let scene = WebScene::start(|_| {}).await;
     let anonymous = scene.browser();
