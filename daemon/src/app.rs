@@ -34,11 +34,16 @@ pub struct RunningApp {
     pub http_addr: SocketAddr,
     /// The admin listener serving `/metrics`, when configured.
     pub metrics_addr: Option<SocketAddr>,
+    /// The admin console's own listener, when configured.
+    pub console_addr: Option<SocketAddr>,
     pub store: Arc<dyn Store>,
     /// Set when this start generated the operator token: the one chance to
     /// show it.
     pub generated_operator_token: Option<Secret>,
     pub grpc_tls: bool,
+    /// The transfer worker's id, as job attempts name it (`ferry-<pid>-…`);
+    /// None when transfers are off.
+    pub worker_id: Option<String>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -87,6 +92,7 @@ pub struct App {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    console_addr: Option<SocketAddr>,
     store: Arc<dyn Store>,
     generated_operator_token: Option<Secret>,
     grpc_tls: bool,
@@ -95,6 +101,7 @@ pub struct App {
     grpc: GrpcServer,
     http: HttpListener,
     metrics: Option<HttpListener>,
+    console: Option<HttpListener>,
     transfers: Option<(Connections, TransferSettings)>,
     retention: crate::retention::RetentionSettings,
 }
@@ -160,6 +167,18 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         ),
         None => None,
     };
+    let console_listener = match config.console.addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot bind console.addr {addr}"))?,
+        ),
+        None => None,
+    };
+    let console_addr = console_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     let metrics_addr = metrics_listener
@@ -177,6 +196,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         caps: config.caps(),
     };
     let health = Arc::new(crate::health::Health::default());
+    let web_context = context.clone();
     let grpc = grpc_server(
         &config,
         context,
@@ -184,8 +204,23 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         health.clone(),
         shutdown.clone(),
     )?;
+    let marketplace = config.zoom.marketplace_app().map(|app| {
+        Arc::new(crate::marketplace::Marketplace::new(
+            app,
+            crate::transfer::download::Downloader::new(config.download_policy()),
+            &config.zoom.oauth_base_url,
+            &config.zoom.api_base_url,
+            store.clone(),
+            secret_box.clone(),
+        ))
+    });
     let transfers = if config.transfer.enabled {
-        Some(transfer_engine(&config, store.clone(), secret_box.clone())?)
+        Some(transfer_engine(
+            &config,
+            store.clone(),
+            secret_box.clone(),
+            marketplace.clone(),
+        )?)
     } else {
         None
     };
@@ -193,6 +228,18 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         Some((cert, key)) => Some(crate::tls::server_config(cert, key)?),
         None => None,
     };
+    let web = Arc::new(crate::web::Web::new(crate::web::WebParts {
+        context: web_context,
+        marketplace,
+        settings: config.console.settings(),
+        secure_cookies: http_tls.is_some()
+            || config
+                .zoom
+                .public_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("https://")),
+        shutdown: shutdown.clone(),
+    }));
     let verifier = config.zoom.webhook_verifier();
     if verifier.is_none() {
         tracing::warn!("zoom.webhook_secret is not set: webhooks are answered 503 until it is");
@@ -217,6 +264,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
                 },
             ))),
             metrics: metrics_listener.is_none().then(|| metrics_route.clone()),
+            web: Some(web.clone()),
+            console: console_listener.is_none(),
             health: health.clone(),
             read_timeout,
         }),
@@ -227,6 +276,20 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         routes: Arc::new(Routes {
             intake: None,
             metrics: Some(metrics_route),
+            web: None,
+            console: false,
+            health: health.clone(),
+            read_timeout,
+        }),
+    });
+    let console = console_listener.map(|listener| HttpListener {
+        listener,
+        tls: None,
+        routes: Arc::new(Routes {
+            intake: None,
+            metrics: None,
+            web: Some(web),
+            console: true,
             health,
             read_timeout,
         }),
@@ -235,6 +298,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         grpc_addr,
         http_addr,
         metrics_addr,
+        console_addr,
         store,
         generated_operator_token,
         grpc_tls: config.grpc.tls_enabled(),
@@ -243,6 +307,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         grpc,
         http,
         metrics,
+        console,
         transfers,
         retention: config.retention.settings(),
     })
@@ -255,6 +320,7 @@ impl App {
             grpc_addr,
             http_addr,
             metrics_addr,
+            console_addr,
             store,
             generated_operator_token,
             grpc_tls,
@@ -263,10 +329,14 @@ impl App {
             grpc,
             http,
             metrics,
+            console,
             transfers,
             retention,
         } = self;
         let tasks = TaskTracker::new();
+        let worker_id = transfers
+            .as_ref()
+            .map(|(_, settings)| settings.worker_id.clone());
         tasks.spawn(crate::retention::run(
             store.clone(),
             retention,
@@ -285,7 +355,7 @@ impl App {
                 tasks.clone(),
             );
         }
-        for listener in std::iter::once(http).chain(metrics) {
+        for listener in std::iter::once(http).chain(metrics).chain(console) {
             tasks.spawn(crate::http::serve(
                 listener.listener,
                 listener.tls,
@@ -300,9 +370,11 @@ impl App {
             grpc_addr,
             http_addr,
             metrics_addr,
+            console_addr,
             store,
             generated_operator_token,
             grpc_tls,
+            worker_id,
             shutdown,
             tasks,
         }
@@ -375,6 +447,7 @@ fn transfer_engine(
     config: &Config,
     store: Arc<dyn Store>,
     secret_box: SecretBox,
+    marketplace: Option<Arc<crate::marketplace::Marketplace>>,
 ) -> anyhow::Result<(Connections, TransferSettings)> {
     use crate::transfer::download::Downloader;
     use crate::transfer::sink::{LocalSink, ObjectSink, S3Sink};
@@ -407,6 +480,7 @@ fn transfer_engine(
         sink,
         downloader,
         zoom_api,
+        marketplace,
     };
     Ok((
         connections,

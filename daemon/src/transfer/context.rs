@@ -59,6 +59,8 @@ pub struct Connections {
     pub sink: Arc<dyn ObjectSink>,
     pub downloader: Downloader,
     pub zoom_api: ZoomApi,
+    /// Marketplace accounts' OAuth tokens, when the app is configured.
+    pub marketplace: Option<Arc<crate::marketplace::Marketplace>>,
 }
 
 /// What every transfer shares.
@@ -68,6 +70,7 @@ pub struct Context {
     pub sink: Arc<dyn ObjectSink>,
     pub downloader: Downloader,
     pub zoom_api: ZoomApi,
+    pub marketplace: Option<Arc<crate::marketplace::Marketplace>>,
     pub settings: TransferSettings,
     pub limits: Limits,
 }

@@ -1,22 +1,37 @@
 //! A fresh download token for a job whose webhook token Zoom refused (they
 //! last 24 hours; webhooks have arrived days late): with the account's
-//! Server-to-Server OAuth credentials, ask Zoom's API for a new one. The
-//! client secret is opened here only for the call and never logged.
+//! Marketplace OAuth access token when it installed through the Marketplace,
+//! else its Server-to-Server OAuth credentials, ask Zoom's API for a new
+//! one, and keep it (sealed) in place of the webhook's, so a restart does
+//! not ask again. Secrets are opened here only for the call and never
+//! logged.
 
-use ferry_control::model::Job;
+use ferry_control::model::{FreshCredentials, Job, Timestamp};
 
 use super::context::Context;
-use super::error::{Stage, TransferError};
+use super::error::{Stage, TransferError, lease_or_store};
 use super::zoom_api::{ApiError, Credentials, FreshDownload};
 use crate::metrics::TOKEN_REFRESHES_TOTAL;
 
-/// Zoom refused the webhook's download token (HTTP `status`): with the
-/// account's Server-to-Server OAuth credentials, ask the API for a fresh one.
+/// Zoom refused the webhook's download token (HTTP `status`): ask the API
+/// for a fresh one (see `fetch`) and keep it for later attempts.
 pub async fn fresh_download(
     context: &Context,
     job: &Job,
     status: u16,
 ) -> Result<FreshDownload, TransferError> {
+    let fetched = fetch(context, job, status).await?;
+    keep(context, job, &fetched).await?;
+    Ok(fetched)
+}
+
+/// Asks Zoom for the fresh token, Marketplace credentials first.
+async fn fetch(context: &Context, job: &Job, status: u16) -> Result<FreshDownload, TransferError> {
+    if let Some(marketplace) = &context.marketplace
+        && let Some(fresh) = marketplace_download(context, marketplace, job).await?
+    {
+        return Ok(fresh);
+    }
     let account = context
         .store
         .installed_account(&job.zoom_account_id)
@@ -59,6 +74,58 @@ pub async fn fresh_download(
             file_id,
         )
         .await;
+    count_and_map(fetched)
+}
+
+/// With the account's Marketplace access token, when it has one; a token
+/// Zoom refuses is refreshed once.
+async fn marketplace_download(
+    context: &Context,
+    marketplace: &crate::marketplace::Marketplace,
+    job: &Job,
+) -> Result<Option<FreshDownload>, TransferError> {
+    let file_id = job
+        .recording_file
+        .as_ref()
+        .map_or("", |f| f.file_id.as_str());
+    let fetched: Result<Option<FreshDownload>, ApiError> = async {
+        let Some(token) = marketplace.access_token(&job.zoom_account_id, None).await? else {
+            return Ok(None);
+        };
+        if let Some(fresh) = context
+            .zoom_api
+            .recordings(&token, &job.meeting_uuid, file_id)
+            .await?
+        {
+            return Ok(Some(fresh));
+        }
+        let Some(token) = marketplace
+            .access_token(&job.zoom_account_id, Some(&token))
+            .await?
+        else {
+            return Ok(None);
+        };
+        context
+            .zoom_api
+            .recordings(&token, &job.meeting_uuid, file_id)
+            .await?
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::Refused(
+                    "zoom refused a freshly refreshed Marketplace token for the recordings API (HTTP 401)"
+                        .into(),
+                )
+            })
+    }
+    .await;
+    match fetched {
+        Ok(None) => Ok(None),
+        Ok(Some(fresh)) => count_and_map(Ok(fresh)).map(Some),
+        Err(e) => count_and_map(Err(e)).map(Some),
+    }
+}
+
+fn count_and_map(fetched: Result<FreshDownload, ApiError>) -> Result<FreshDownload, TransferError> {
     let label = match &fetched {
         Ok(_) => "fetched",
         Err(ApiError::Refused(_)) => "refused",
@@ -78,4 +145,22 @@ pub async fn fresh_download(
             stage: Stage::Download,
         },
     })
+}
+
+/// Stores the fetched credentials, sealed, in place of the webhook's, so
+/// that the next attempt (after a restart, or on another replica) starts
+/// with them instead of being refused and fetching again.
+async fn keep(context: &Context, job: &Job, fetched: &FreshDownload) -> Result<(), TransferError> {
+    let fresh = FreshCredentials {
+        sealed_download_token: context.secret_box.seal_str(fetched.token.expose()),
+        sealed_download_url: fetched
+            .download_url
+            .as_deref()
+            .map(|url| context.secret_box.seal_str(url)),
+    };
+    context
+        .store
+        .store_fresh_download(context.holder(&job.job_id), fresh, Timestamp::now())
+        .await
+        .map_err(lease_or_store)
 }

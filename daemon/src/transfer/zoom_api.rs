@@ -1,5 +1,6 @@
 //! Zoom's REST API, for one purpose: a fresh `download_access_token` when a
-//! webhook's token has expired. Server-to-Server OAuth account tokens
+//! webhook's token has expired, with a Marketplace account's access token
+//! (`crate::marketplace`) or Server-to-Server credentials. Server-to-Server OAuth account tokens
 //! (`POST /oauth/token`, grant `account_credentials`) are cached per account
 //! until a minute before they expire; Zoom issues no refresh tokens.
 
@@ -196,8 +197,9 @@ impl ZoomApi {
         Ok(token)
     }
 
-    /// The meeting's download token; None when Zoom refused the account token.
-    async fn recordings(
+    /// The meeting's download token; None when Zoom refused the account
+    /// token (a Server-to-Server one, or a Marketplace account's).
+    pub async fn recordings(
         &self,
         account_token: &Secret,
         meeting_uuid: &str,
@@ -263,19 +265,29 @@ impl ZoomApi {
         what: &str,
         setting: &str,
     ) -> Result<super::download::Fetched, ApiError> {
-        self.http
-            .fetch(request, ANSWER_LIMIT)
-            .await
-            .map_err(|e| match e {
-                DownloadError::Refused(message) => ApiError::Refused(format!(
-                    "{setting}: {message} (its host must pass zoom.download_allowlist)"
-                )),
-                other => ApiError::Unavailable {
-                    message: format!("{what} failed: {other}"),
-                    retry_after: None,
-                },
-            })
+        call_zoom(&self.http, request, ANSWER_LIMIT, what, setting).await
     }
+}
+
+/// One call to Zoom's API or OAuth endpoints through the downloader (so the
+/// allowlist applies); `setting` names the configuration key of the URL's
+/// base, `what` the call, in errors.
+pub(crate) async fn call_zoom(
+    http: &Downloader,
+    request: hyper::Request<Full<Bytes>>,
+    limit: usize,
+    what: &str,
+    setting: &str,
+) -> Result<super::download::Fetched, ApiError> {
+    http.fetch(request, limit).await.map_err(|e| match e {
+        DownloadError::Refused(message) => ApiError::Refused(format!(
+            "{setting}: {message} (its host must pass zoom.download_allowlist)"
+        )),
+        other => ApiError::Unavailable {
+            message: format!("{what} failed: {other}"),
+            retry_after: None,
+        },
+    })
 }
 
 fn unavailable(what: &str, status: u16, answer: &super::download::Fetched) -> ApiError {

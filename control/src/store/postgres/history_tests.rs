@@ -1,6 +1,6 @@
 //! Tests of what keeps the PostgreSQL backend fast after a year of
 //! recordings, against a throwaway cluster: the trigger-kept job counts
-//! (seeded by migration 4 from the jobs already stored, right after a
+//! (seeded by migration 5 from the jobs already stored, right after a
 //! reopen, and right when two replicas change states at once while the
 //! counts are folded) and the query plans of every job list and of the
 //! oldest queued job.
@@ -47,7 +47,7 @@ fn sorted(mut counts: JobCounts) -> JobCounts {
     counts
 }
 
-/// A database made by the three migrations before the counts existed, with
+/// A database made by the four migrations before the counts existed, with
 /// jobs in it: opening it with this Ferry seeds the counts from them, and
 /// the counts stay right across a reopen (new connections, new pids).
 #[tokio::test]
@@ -60,7 +60,7 @@ async fn counts_are_seeded_from_existing_jobs_and_survive_reopen() {
     )
     .await
     .expect("migrations table");
-    for (version, sql) in &schema::MIGRATIONS[..3] {
+    for (version, sql) in &schema::MIGRATIONS[..4] {
         raw.batch_execute(sql).await.expect("old migration");
         raw.execute(
             "INSERT INTO schema_migrations (version) VALUES ($1)",

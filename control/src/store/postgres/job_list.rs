@@ -13,7 +13,7 @@
 //! choice to mean something.
 //!
 //! Counts: every insert, state change and delete of a job adds its ±1 in
-//! the same transaction (triggers of schema version 4) to the row
+//! the same transaction (triggers of schema version 5) to the row
 //! `(state, slot)` where `slot` is the writing backend's pid. A backend runs
 //! one transaction at a time, so concurrent job writes never touch the same
 //! counts row (no hot row, no lock wait, no deadlock between replicas); a

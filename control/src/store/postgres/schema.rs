@@ -19,10 +19,10 @@ use crate::store::StoreResult;
 /// The key of the advisory lock held while migrating ("ferrymig").
 const MIGRATION_LOCK_KEY: i64 = 0x6665_7272_796d_6967;
 
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == SCHEMA_VERSION);
 
@@ -288,6 +288,34 @@ CREATE INDEX jobs_holding_secrets ON jobs (finished_ms)
            OR length(recording_sealed) > 0);
 "#;
 
+/// The web flows' short-lived tickets (install states, installs waiting
+/// for their configuration token, console sessions), each found by the
+/// hash of its secret with a sealed payload, and the Zoom accounts'
+/// Marketplace OAuth tokens with the claim that keeps a refresh token from
+/// being spent twice (a conditional update under the row's lock).
+const V4: &str = r#"
+CREATE TABLE web_tickets (
+    kind       TEXT COLLATE "C" NOT NULL,
+    hash       TEXT COLLATE "C" NOT NULL,
+    sealed     BYTEA NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    PRIMARY KEY (kind, hash)
+);
+CREATE INDEX web_tickets_by_expiry ON web_tickets (expires_ms);
+
+CREATE TABLE zoom_account_tokens (
+    zoom_account_id      TEXT COLLATE "C" PRIMARY KEY,
+    client_id            TEXT NOT NULL,
+    access_token_sealed  BYTEA NOT NULL,
+    access_expires_ms    BIGINT NOT NULL,
+    refresh_token_sealed BYTEA NOT NULL,
+    refresh_token_hash   TEXT NOT NULL,
+    refresh_holder       TEXT,
+    refresh_claim_ms     BIGINT,
+    updated_ms           BIGINT NOT NULL
+);
+"#;
+
 /// Jobs per state kept in the transaction of every insert, state change and
 /// delete of a job, one row per (state, writing backend) so that concurrent
 /// writers never share a row (see `job_list`), seeded here from the jobs
@@ -299,7 +327,7 @@ CREATE INDEX jobs_holding_secrets ON jobs (finished_ms)
 /// The lock first: writers of an older replica still running wait until
 /// this commits, so no job is inserted between the seeding count and the
 /// triggers (and the indexes are built without one either way).
-const V4: &str = r#"
+const V5: &str = r#"
 LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE;
 
 CREATE TABLE job_state_counts (
