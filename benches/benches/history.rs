@@ -1,12 +1,14 @@
 //! Ferry after a year of recordings: the store filled with N jobs, then what
-//! must not grow with N. The daemon runs in this process on a real SQLite
-//! file; the load generator shares its cores.
+//! must not grow with N. The daemon runs in this process, first on a real
+//! SQLite file, then on PostgreSQL (a throwaway cluster on loopback, fsync
+//! and synchronous commit on); the load generator shares its cores.
 //!
-//! Run: `cargo bench -p ferry-benches --bench history` (N = 1,000,000), or
-//! `cargo bench -p ferry-benches --bench history -- --jobs 10000000`.
-//! Optional: FERRY_BENCH_SECS (default 5: the 1,000/s latency phases),
-//! FERRY_BENCH_BURST_SECS (default 60: the full-rate burst), FERRY_BENCH_DIR
-//! (where the database goes; default the system temp dir; deleted at the end).
+//! Run: `cargo bench -p ferry-benches --bench history` (N = 1,000,000, both
+//! stores), `... -- --store sqlite` (or `postgres`) for one, and
+//! `... -- --jobs 10000000`. Optional: FERRY_BENCH_SECS (default 5: the
+//! 1,000/s latency phases), FERRY_BENCH_BURST_SECS (default 60: the
+//! full-rate burst), FERRY_BENCH_DIR (where the SQLite database goes;
+//! default the system temp dir; deleted at the end).
 //!
 //! 1. An empty store (one institution, its account and host): scrape,
 //!    `ListJobs` and webhook acknowledgement at 1,000/s, for reference.
@@ -14,12 +16,15 @@
 //!    (`upsert_job`, group-committed): a year of meetings, mostly completed,
 //!    some skipped, failed, cancelled or queued, over 20 accounts and 5,000
 //!    hosts, download details kept only where retention would keep them.
-//!    Bytes per job at rest: the database's growth over N.
+//!    Bytes per job at rest: the database's growth over N (the SQLite file;
+//!    on PostgreSQL `pg_database_size`, measured after a `VACUUM ANALYZE`
+//!    as autovacuum would leave it).
 //! 3. The daemon restarted on that file: `GET /metrics` (median of 5), each
 //!    `ListJobs` filter's first and next page (median of 5), a sequential
 //!    gRPC client (pages of 100, one call after the other: p50 and p99), the
 //!    acknowledgement p50/p99 at 1,000/s against step 1's, then a closed-loop
-//!    burst at full rate while the WAL's size is sampled every 5 ms.
+//!    burst at full rate while SQLite's WAL file is sampled every 5 ms
+//!    (PostgreSQL bounds its own WAL by `max_wal_size`: no WAL rows there).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,12 +37,15 @@ use ferry_benches::{env_number, print_table};
 use ferry_control::api;
 use ferry_control::model::{JobState, NewJob, RecordingFile, SkipReason, Timestamp};
 use ferry_control::secrets::Sealed;
-use ferry_control::store::{JobStore, SqliteConfig, SqliteStore};
+use ferry_control::secrets::Secret;
+use ferry_control::store::JobStore;
 use ferry_daemon::cli::client::Clients;
+use ferry_daemon::config::{Config, StoreBackend};
 use ferry_test_support::control_plane::{
     create_configuration, create_institution, install, sync, user,
 };
 use ferry_test_support::daemon::{OPERATOR_TOKEN, TestDaemon, connect, test_config};
+use ferry_test_support::replicas::{ENCRYPTION_KEY, SharedStore, StoreKind, open_store};
 use ferry_test_support::scene::ACCOUNT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -150,9 +158,15 @@ fn year_job(institution_id: &str, i: u64, n: u64, now: Timestamp) -> NewJob {
     }
 }
 
-/// Writes N jobs through `upsert_job`, 4,096 in flight (group commit).
-async fn fill(path: &Path, institution_id: &str, n: u64) -> anyhow::Result<Duration> {
-    let store = SqliteStore::open(&SqliteConfig::new(path))?;
+/// Writes N jobs through `upsert_job`, 4,096 in flight (group commit on
+/// SQLite; on PostgreSQL as many transactions at once as the pool holds).
+async fn fill(
+    env: &[(&str, String)],
+    data_dir: &Path,
+    institution_id: &str,
+    n: u64,
+) -> anyhow::Result<Duration> {
+    let store = open_store(env, data_dir).await?;
     let now = Timestamp::now();
     let started = Instant::now();
     let mut next_report = n / 10;
@@ -172,8 +186,64 @@ async fn fill(path: &Path, institution_id: &str, n: u64) -> anyhow::Result<Durat
         }
     }
     let elapsed = started.elapsed();
+    // SQLite's close checkpoints: off the runtime's threads.
     tokio::task::spawn_blocking(move || drop(store)).await?;
     Ok(elapsed)
+}
+
+/// Where the bench's daemons keep their jobs.
+struct BenchStore {
+    kind: StoreKind,
+    /// `FERRY_STORE_*` of the PostgreSQL database; empty for SQLite.
+    env: Vec<(&'static str, String)>,
+    data_dir: PathBuf,
+}
+
+impl BenchStore {
+    fn config(&self) -> Config {
+        let mut config = test_config(&self.data_dir);
+        if let Some((_, url)) = self
+            .env
+            .iter()
+            .find(|(key, _)| *key == "FERRY_STORE_POSTGRES_URL")
+        {
+            config.store.backend = StoreBackend::Postgres;
+            config.store.postgres_url = Some(Secret::new(url.clone()));
+            config.encryption_key = Some(Secret::new(ENCRYPTION_KEY));
+        }
+        config
+    }
+
+    fn db_file(&self) -> PathBuf {
+        self.data_dir.join("ferry.db")
+    }
+
+    /// The bytes the store's jobs take at rest: the SQLite file, or the
+    /// PostgreSQL database once vacuumed (dead rows and stale statistics as
+    /// a settled autovacuum would leave them).
+    async fn bytes_at_rest(&self) -> anyhow::Result<u64> {
+        match self.kind {
+            StoreKind::Sqlite => Ok(file_len(&self.db_file())),
+            StoreKind::Postgres => {
+                let (_, url) = self
+                    .env
+                    .iter()
+                    .find(|(key, _)| *key == "FERRY_STORE_POSTGRES_URL")
+                    .ok_or_else(|| anyhow::anyhow!("no PostgreSQL url"))?;
+                let (client, connection) =
+                    tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+                let connection = tokio::spawn(connection);
+                client.batch_execute("VACUUM ANALYZE").await?;
+                let size: i64 = client
+                    .query_one("SELECT pg_database_size(current_database())", &[])
+                    .await?
+                    .get(0);
+                drop(client);
+                let _ = connection.await;
+                Ok(u64::try_from(size)?)
+            }
+        }
+    }
 }
 
 fn file_len(path: &Path) -> u64 {
@@ -377,10 +447,10 @@ async fn ack_latency(
 }
 
 /// 64 senders posting fresh webhooks as fast as they are answered for
-/// `secs`, while a thread samples the WAL; returns (acknowledged, peak).
-async fn burst(http_addr: SocketAddr, db: &Path, secs: u64) -> anyhow::Result<(u64, u64)> {
+/// `secs`, while a thread samples `wal` (SQLite's; a path that never exists
+/// on PostgreSQL); returns (acknowledged, peak).
+async fn burst(http_addr: SocketAddr, wal: PathBuf, secs: u64) -> anyhow::Result<(u64, u64)> {
     let poster = WebhookPoster::new(http_addr)?;
-    let wal = wal_of(db);
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
         let sampling = sampling.clone();
@@ -421,20 +491,36 @@ async fn burst(http_addr: SocketAddr, db: &Path, secs: u64) -> anyhow::Result<(u
 
 async fn run() -> anyhow::Result<()> {
     let n = jobs_arg()?;
+    anyhow::ensure!(n >= 1, "--jobs must be at least 1");
+    for kind in ferry_benches::stores_flag()? {
+        let shared = SharedStore::start(kind)?;
+        let parent =
+            std::env::var_os("FERRY_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+        let dir = tempfile::tempdir_in(parent)?;
+        let store = BenchStore {
+            kind,
+            env: shared.daemon_env().await?,
+            data_dir: dir.path().to_path_buf(),
+        };
+        measure(&store, shared.describe(), n).await?;
+        drop(dir);
+    }
+    Ok(())
+}
+
+/// Steps 1-3 of the module docs on `store`; prints their table.
+async fn measure(store: &BenchStore, describe: &str, n: u64) -> anyhow::Result<()> {
     let secs = env_number("FERRY_BENCH_SECS", 5);
     let burst_secs = env_number("FERRY_BENCH_BURST_SECS", 60);
     let rate = 1_000;
-    let parent = std::env::var_os("FERRY_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-    let dir = tempfile::tempdir_in(parent)?;
-    let data_dir = dir.path().to_path_buf();
-    let db = data_dir.join("ferry.db");
+    let db = store.db_file();
     let mut rows: Vec<(String, String, String)> = Vec::new();
     let mut row = |figure: String, measured: String, target: &str| {
         rows.push((figure, measured, target.to_string()));
     };
 
     // 1. The empty store.
-    let daemon = TestDaemon::start_with(test_config(&data_dir)).await?;
+    let daemon = TestDaemon::start_with(store.config()).await?;
     let (institution_id, admin_key) = set_up(&daemon).await?;
     let mut admin = connect(&daemon.grpc_url(), Some(&admin_key)).await?;
     let empty_scrape = scrape_median(daemon.app.http_addr).await?;
@@ -446,25 +532,25 @@ async fn run() -> anyhow::Result<()> {
     let _ = daemon.stop().await;
 
     // 2. A year of jobs through the store's write path.
-    let size_before = file_len(&db);
-    eprintln!("filling {n} jobs into {}", db.display());
-    let fill_time = fill(&db, &institution_id, n).await?;
-    let size_after = file_len(&db);
+    let size_before = store.bytes_at_rest().await?;
+    eprintln!("filling {n} jobs into {describe}");
+    let fill_time = fill(&store.env, &store.data_dir, &institution_id, n).await?;
+    let size_after = store.bytes_at_rest().await?;
     let bytes_per_job = size_after.saturating_sub(size_before) as f64 / n as f64;
 
     // 3. The daemon on the full store.
-    let daemon = TestDaemon::start_with(test_config(&data_dir)).await?;
+    let daemon = TestDaemon::start_with(store.config()).await?;
     let http_addr = daemon.app.http_addr;
     let mut admin = connect(&daemon.grpc_url(), Some(&admin_key)).await?;
     let full_scrape = scrape_median(http_addr).await?;
     let list_rows = list_figures(&mut admin, Timestamp::now()).await?;
     let sequential = sequential_client(&mut admin, 200).await?;
     let (full_p50, full_p99) = ack_latency(http_addr, rate, secs).await?;
-    let (burst_acknowledged, wal_peak) = burst(http_addr, &db, burst_secs).await?;
+    let (burst_acknowledged, wal_peak) = burst(http_addr, wal_of(&db), burst_secs).await?;
     drop(admin);
     let _ = daemon.stop().await;
     let wal_after_shutdown = file_len(&wal_of(&db));
-    let database_bytes = file_len(&db);
+    let database_bytes = store.bytes_at_rest().await?;
 
     let mib = |bytes: u64| format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0));
     row(
@@ -520,31 +606,39 @@ async fn run() -> anyhow::Result<()> {
         "reference",
     );
     row(
-        "database file after the run".into(),
+        "database size after the run".into(),
         mib(database_bytes),
         "reference",
     );
-    row(
-        format!("WAL peak during a {burst_secs} s burst at full rate"),
-        format!(
-            "{} ({burst_acknowledged} webhooks, {:.0}/s)",
-            mib(wal_peak),
-            burst_acknowledged as f64 / burst_secs as f64
-        ),
-        "<= 256 MiB",
+    let burst_rate = format!(
+        "{burst_acknowledged} webhooks, {:.0}/s",
+        burst_acknowledged as f64 / burst_secs as f64
     );
-    row(
-        "WAL after a clean shutdown".into(),
-        format!("{wal_after_shutdown} B"),
-        "0",
-    );
+    if store.kind == StoreKind::Sqlite {
+        row(
+            format!("WAL peak during a {burst_secs} s burst at full rate"),
+            format!("{} ({burst_rate})", mib(wal_peak)),
+            "<= 256 MiB",
+        );
+        row(
+            "WAL after a clean shutdown".into(),
+            format!("{wal_after_shutdown} B"),
+            "0",
+        );
+    } else {
+        row(
+            format!("{burst_secs} s burst at full rate, {n} jobs"),
+            burst_rate,
+            "reference",
+        );
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     print_table(
         &format!(
-            "history bench: {n} jobs, {secs} s latency phases at {rate}/s, {burst_secs} s burst, {cores} cores"
+            "history bench, {describe}: {n} jobs, {secs} s latency phases at {rate}/s, \
+             {burst_secs} s burst, {cores} cores"
         ),
         &rows,
     );
-    drop(dir);
     Ok(())
 }

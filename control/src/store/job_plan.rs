@@ -42,8 +42,8 @@ pub(crate) fn job_id_floor(at: i64) -> String {
     format!("job_{:012x}{}", at.clamp(0, (1 << 48) - 1), "0".repeat(20))
 }
 
-/// Which index a list reads, and whether it reads one range per state. The
-/// indexes have the same names and columns on both backends.
+/// Which index a list reads, and whether it reads one range per state: the
+/// SQLite indexes; PostgreSQL's differ a little (`postgres::job_list::index_of`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Access {
     /// `jobs_by_host_state (institution_id, host_email_key, state, job_id)`.

@@ -3,14 +3,25 @@
 //! SQLite: `store::job_plan`), the scrape's counts from `job_state_counts`
 //! and the oldest queued job from the first entry of a partial index.
 //!
-//! PostgreSQL has no `INDEXED BY`, so each query is shaped so that exactly
-//! one index serves it without a sort: equality on the index's leading
-//! columns, a range on `job_id`, `ORDER BY job_id LIMIT n`. A filter that
-//! reads one range per state becomes one statement, a `LATERAL` read per
-//! element of a state array, each stopping after `limit + 1` entries, whose
-//! at most six small results are merged by the outer `ORDER BY ... LIMIT`.
-//! `tests` asserts the plans on a table large enough for the planner's
-//! choice to mean something.
+//! PostgreSQL has no `INDEXED BY`, so each query is shaped so that only
+//! the filter's index serves it without a sort: equality on the index's
+//! leading columns, a range on `job_id`, `ORDER BY job_id LIMIT n`. A filter
+//! that reads one range per state becomes one statement, a `UNION ALL` of
+//! one such read per state (at most six), merged in id order by the outer
+//! `ORDER BY ... LIMIT` without a sort (`Merge Append`).
+//!
+//! The list indexes keep `job_id` in the "POSIX" collation, and the lists
+//! compare and order ids in it. It sorts exactly as the column's own "C"
+//! (both are byte order), but the primary key, in "C", cannot serve such an
+//! ORDER BY: otherwise the planner, counting on matches being spread evenly
+//! over the ids, likes to walk the primary key and filter (a filter that
+//! matches 5 % of the jobs reads 20 jobs per row of the page), and where the
+//! matches are not spread evenly (an account that stopped recording months
+//! ago) the last page of such a walk reads the rest of the table. With sorts
+//! priced out as well (`NO_SORT_OF_MATCHES`), the only plan left is the
+//! ordered walk of the filter's index from the cursor. `history_tests`
+//! asserts the plans on a table large enough for the planner's choice to
+//! mean something.
 //!
 //! Counts: every insert, state change and delete of a job adds its ±1 in
 //! the same transaction (triggers of schema version 5) to the row
@@ -33,10 +44,28 @@ use crate::store::{Page, PageQuery, StoreResult};
 /// The key of the advisory lock one folder of the counts holds ("ferrycnt").
 const FOLD_LOCK_KEY: i64 = 0x6665_7272_7963_6e74;
 
+/// The collation the lists compare and order job ids in, the list indexes'
+/// (see the module docs).
+const LIST_ORDER: &str = r#"COLLATE "POSIX""#;
+
+/// The index a list reads on PostgreSQL and whether it reads one range per
+/// state. As on SQLite (`Access::index`), except that the account index
+/// leads with `institution_id` like every other list index (so that the
+/// planner, which judges an index's heap order by its first column, never
+/// finds another list index cheaper than the filter's own), and that an
+/// unfiltered list reads `jobs_by_institution_state` one range per state:
+/// an index on `(institution_id, job_id)` could serve every filter with a
+/// state by walking and filtering, and the planner would sometimes take it.
+pub(super) fn index_of(access: Access) -> (&'static str, bool) {
+    match access {
+        Access::Institution => (Access::State.index(), true),
+        other => (other.index(), other.per_state()),
+    }
+}
+
 /// A value bound to a list query.
 enum Param {
     Text(String),
-    Texts(Vec<String>),
     Int(i64),
 }
 
@@ -52,94 +81,116 @@ impl ListQuery {
             .iter()
             .map(|value| match value {
                 Param::Text(text) => text as &(dyn ToSql + Sync),
-                Param::Texts(texts) => texts as &(dyn ToSql + Sync),
                 Param::Int(int) => int as &(dyn ToSql + Sync),
             })
             .collect()
     }
 
-    /// Appends `condition` with its `?` numbered as the next parameter.
-    fn bind(&mut self, condition: &str, value: Param) {
+    /// `condition` with its `?` numbered as the next parameter, `value`.
+    fn bind(&mut self, condition: &str, value: Param) -> String {
         self.values.push(value);
-        let number = format!("${}", self.values.len());
-        self.sql.push_str(&condition.replace('?', &number));
+        condition.replace('?', &format!("${}", self.values.len()))
     }
 }
 
 /// The statement reading `filter`'s page past `page.after`; None when the
 /// filter admits no state (a skip reason with non-skipped states).
+///
+/// Where the index has `state` before `job_id`, the statement is one
+/// parenthesised branch per admitted state, `state = $n` with the other
+/// conditions, each an index range read stopping after `limit + 1` entries,
+/// joined by `UNION ALL` and ordered by `job_id`: PostgreSQL merges the
+/// already ordered branches (`Merge Append`) and stops at the page. The
+/// state is a constant of each branch, not a value read from a joined
+/// array, so the planner sees the whole index key of every branch.
 pub(super) fn list_query(
     institution_id: &str,
     filter: &JobFilter,
     page: &PageQuery,
 ) -> Option<ListQuery> {
-    let access = Access::choose(filter);
+    let (_, per_state) = index_of(Access::choose(filter));
     let states = admitted_states(filter);
     if states.is_empty() {
         return None;
     }
     let bounds = id_bounds(filter, page);
     let mut query = ListQuery {
-        sql: format!("SELECT {JOB_COLUMNS} FROM jobs WHERE institution_id = $1 AND job_id > $2"),
+        sql: String::new(),
         values: vec![
             Param::Text(institution_id.to_string()),
             Param::Text(bounds.lower),
         ],
     };
-    let state_names = || states.iter().map(|s| s.as_str().to_string()).collect();
-    if access.per_state() {
-        // `$3` is the state array the outer query unnests.
-        query.values.push(Param::Texts(state_names()));
-        query.sql.push_str(" AND jobs.state = wanted.state");
-    } else if !filter.states.is_empty() && filter.skip_reason.is_none() {
-        // Only a skipped job has a skip reason, so with one the admitted
-        // state (SKIPPED) goes without saying; saying it would make the
-        // planner multiply two selectivities that are one, expect almost no
-        // match, and prefer reading every match and sorting them.
-        query.bind(" AND state = ANY(?)", Param::Texts(state_names()));
-    }
+    // A reason's index reads SKIPPED jobs only (only they have a reason), so
+    // the state goes without saying; saying it would make the planner
+    // multiply two selectivities that are one, expect almost no match, and
+    // prefer reading every match and sorting them. Without a reason or a
+    // state, every state is admitted.
+    let mut conditions = String::new();
     if let Some(upper) = bounds.upper {
-        query.bind(" AND job_id < ?", Param::Text(upper));
+        let condition = format!(" AND job_id < ? {LIST_ORDER}");
+        conditions += &query.bind(&condition, Param::Text(upper));
     }
     if let Some(reason) = filter.skip_reason {
-        query.bind(" AND skip_reason = ?", Param::Text(reason.as_str().into()));
+        conditions += &query.bind(" AND skip_reason = ?", Param::Text(reason.as_str().into()));
     }
     if let Some(account) = &filter.zoom_account_id {
-        query.bind(" AND zoom_account_id = ?", Param::Text(account.clone()));
+        conditions += &query.bind(" AND zoom_account_id = ?", Param::Text(account.clone()));
     }
     if let Some(host) = &filter.host_email {
-        query.bind(" AND host_email_key = ?", Param::Text(host.clone()));
+        conditions += &query.bind(" AND host_email_key = ?", Param::Text(host.clone()));
     }
     if let Some(from) = filter.created_from {
-        query.bind(" AND created_ms >= ?", Param::Int(from.0));
+        conditions += &query.bind(" AND created_ms >= ?", Param::Int(from.0));
     }
     if let Some(before) = filter.created_before {
-        query.bind(" AND created_ms < ?", Param::Int(before.0));
+        conditions += &query.bind(" AND created_ms < ?", Param::Int(before.0));
     }
-    query.bind(
-        " ORDER BY job_id LIMIT ?",
+    let limit = query.bind(
+        &format!(" ORDER BY job_id {LIST_ORDER} LIMIT ?"),
         Param::Int(i64::from(page.limit()) + 1),
     );
-    if access.per_state() {
-        let limit = query.values.len();
-        query.sql = format!(
-            "SELECT page.* FROM unnest($3::text[]) AS wanted(state)
-             CROSS JOIN LATERAL ({}) AS page
-             ORDER BY page.job_id LIMIT ${limit}",
-            query.sql
-        );
-    }
+    let read = |state: &str| {
+        format!(
+            "SELECT {JOB_COLUMNS} FROM jobs
+             WHERE institution_id = $1 AND job_id > $2 {LIST_ORDER}{state}{conditions}{limit}"
+        )
+    };
+    query.sql = match states.as_slice() {
+        [state] if per_state => {
+            let state = query.bind(" AND state = ?", Param::Text(state.as_str().into()));
+            read(&state)
+        }
+        states if per_state => {
+            let branches: Vec<String> = states
+                .iter()
+                .map(|state| {
+                    let state = query.bind(" AND state = ?", Param::Text(state.as_str().into()));
+                    format!("({})", read(&state))
+                })
+                .collect();
+            // A set operation's ORDER BY takes only column names: the
+            // merge is ordered outside it.
+            format!(
+                "SELECT * FROM ({}) AS page{limit}",
+                branches.join(" UNION ALL ")
+            )
+        }
+        _ => read(""),
+    };
     Some(query)
 }
 
 /// Sent before a list query inside its transaction (`SET LOCAL`: it ends
 /// with it). Where few jobs match, or the planner believes so, it prefers
-/// reading every match through a bitmap and sorting them, which is cheap
-/// only while the matches are few; with sorts priced out, a page is always
-/// an ordered walk of an index that stops after the page, whatever the
-/// estimates. The sort that merges per-state ranges is in every plan of
-/// those queries alike, so it does not sway the choice.
-pub(super) const NO_SORT_OF_MATCHES: &str = "SET LOCAL enable_sort = off";
+/// reading every match (through a bitmap, or a small partial index such as
+/// `jobs_queued_since`) and sorting them, which is cheap only while the
+/// matches are few; with sorts priced out, a page is always an ordered walk
+/// of an index that stops after the page, whatever the estimates. No plan
+/// of a list has a sort left (`history_tests` asserts it), but were one
+/// forced in, its priced-out cost would cross the JIT threshold and add a
+/// compilation of 100 ms or more to a read of a millisecond: JIT is off too.
+pub(super) const NO_SORT_OF_MATCHES: &str = "SET LOCAL enable_sort = off; SET LOCAL jit = off";
 
 /// A page of jobs; `c` must be a transaction (see `NO_SORT_OF_MATCHES`).
 pub(super) async fn list_jobs(

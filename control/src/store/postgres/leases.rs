@@ -53,6 +53,42 @@ pub(super) async fn require_lease(
     }
 }
 
+pub(super) const CLAIM_QUEUED: &str = "SELECT job_id FROM jobs WHERE state = 'queued'
+    ORDER BY job_id LIMIT 1 FOR UPDATE SKIP LOCKED";
+
+/// `$1` the store's clock id, `$2` the caller's now (see the module docs).
+pub(super) const CLAIM_EXPIRED: &str = "SELECT job_id FROM jobs
+    WHERE state = 'transferring'
+      AND (lease_expires_db < now() OR (lease_clock = $1 AND lease_expires_ms < $2))
+    ORDER BY job_id LIMIT 1 FOR UPDATE SKIP LOCKED";
+
+/// The oldest claimable job, locked: the first QUEUED one in id order, or
+/// the first TRANSFERRING one whose lease has expired, whichever has the
+/// lower id. Two index seeks (`jobs_queued_by_id`, a partial index of the
+/// queued jobs, each of its entries a candidate, and `jobs_by_state`, where
+/// transferring jobs are as few as the workers), where one
+/// `state = 'queued' OR ...` query walks the primary key until a match, the
+/// whole table when nothing is queued. The candidate not taken stays locked
+/// until the claim commits.
+async fn claim_candidate(
+    c: &impl GenericClient,
+    clock_id: &str,
+    now: Timestamp,
+) -> StoreResult<Option<String>> {
+    let expired_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&clock_id, &now.0];
+    let queued = c.query_opt(CLAIM_QUEUED, &[]);
+    let expired = c.query_opt(CLAIM_EXPIRED, &expired_params);
+    let (queued, expired) = futures::join!(queued, expired);
+    let id =
+        |row: Option<tokio_postgres::Row>| row.map(|row| super::get::<String>(&row, 0)).transpose();
+    let queued = id(queued.map_err(pg_error)?)?;
+    let expired = id(expired.map_err(pg_error)?)?;
+    Ok(match (queued, expired) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
 pub(super) async fn claim_job(
     c: &impl GenericClient,
     clock_id: &str,
@@ -60,22 +96,10 @@ pub(super) async fn claim_job(
     lease: Duration,
     now: Timestamp,
 ) -> StoreResult<Option<Lease>> {
-    let candidate = c
-        .query_opt(
-            "SELECT job_id FROM jobs
-             WHERE state = 'queued'
-                OR (state = 'transferring'
-                    AND (lease_expires_db < now() OR (lease_clock = $1 AND lease_expires_ms < $2)))
-             ORDER BY job_id LIMIT 1
-             FOR UPDATE SKIP LOCKED",
-            &[&clock_id, &now.0],
-        )
-        .await
-        .map_err(pg_error)?;
-    let Some(row) = candidate else {
+    let candidate = claim_candidate(c, clock_id, now).await?;
+    let Some(job_id) = candidate else {
         return Ok(None);
     };
-    let job_id: String = super::get(&row, 0)?;
     let lease_ms = millis(lease);
     let expires_at = now.saturating_add_millis(lease_ms);
     c.execute(

@@ -320,9 +320,11 @@ CREATE TABLE zoom_account_tokens (
 /// delete of a job, one row per (state, writing backend) so that concurrent
 /// writers never share a row (see `job_list`), seeded here from the jobs
 /// already stored; the partial index that answers "oldest queued job" from
-/// its first entry; and an index for every `ListJobs` filter, each ending in
-/// `job_id` so that a page is read in id order without a sort. The host
-/// index replaces `jobs_by_host`, which was not ordered by id.
+/// its first entry, and the queued jobs in id order for the claim; and an
+/// index for every `ListJobs` filter, each ending in `job_id` so that a page
+/// is read in id order without a sort. The host index replaces
+/// `jobs_by_host`, which was not ordered by id; `jobs_by_institution` goes
+/// (the state index serves an unfiltered list).
 ///
 /// The lock first: writers of an older replica still running wait until
 /// this commits, so no job is inserted between the seeding count and the
@@ -372,10 +374,18 @@ CREATE TRIGGER jobs_count_state AFTER UPDATE OF state ON jobs
     EXECUTE FUNCTION ferry_count_job_state_change();
 
 CREATE INDEX jobs_queued_since ON jobs (updated_ms) WHERE state = 'queued';
+-- The claim's: in the column's own collation, so that no list (which
+-- orders by "POSIX", see below) can walk it and filter.
+CREATE INDEX jobs_queued_by_id ON jobs (job_id) WHERE state = 'queued';
 
+-- "POSIX" orders exactly as the column's "C" (byte order), but the primary
+-- key cannot serve an ORDER BY in it: see `job_list`.
+-- Every list index leads with institution_id, and none other can order the
+-- ids of an institution: see `job_list::index_of`.
 DROP INDEX jobs_by_host;
-CREATE INDEX jobs_by_host_state ON jobs (institution_id, host_email_key, state, job_id);
-CREATE INDEX jobs_by_account_state ON jobs (zoom_account_id, state, job_id);
-CREATE INDEX jobs_by_institution_state ON jobs (institution_id, state, job_id);
-CREATE INDEX jobs_by_institution_reason ON jobs (institution_id, skip_reason, job_id);
+DROP INDEX jobs_by_institution;
+CREATE INDEX jobs_by_host_state ON jobs (institution_id, host_email_key, state, job_id COLLATE "POSIX");
+CREATE INDEX jobs_by_account_state ON jobs (institution_id, zoom_account_id, state, job_id COLLATE "POSIX");
+CREATE INDEX jobs_by_institution_state ON jobs (institution_id, state, job_id COLLATE "POSIX");
+CREATE INDEX jobs_by_institution_reason ON jobs (institution_id, skip_reason, job_id COLLATE "POSIX");
 "#;
