@@ -38,7 +38,6 @@ use ferry_control::api;
 use ferry_control::model::{JobState, NewJob, RecordingFile, SkipReason, Timestamp};
 use ferry_control::secrets::Sealed;
 use ferry_control::secrets::Secret;
-use ferry_control::store::JobStore;
 use ferry_daemon::cli::client::Clients;
 use ferry_daemon::config::{Config, StoreBackend};
 use ferry_test_support::control_plane::{

@@ -293,19 +293,21 @@ impl<'a> FromSql<'a> for PlanJson {
     }
 }
 
-/// The plan PostgreSQL makes for `sql` with `params` after `settings`, as
+/// The plan PostgreSQL makes for `sql` with `params` after `settings` (run
+/// too when `options` is `"ANALYZE, "`, in a transaction rolled back), as
 /// the store sends them (in one transaction, the statement planned with
 /// its values bound).
 async fn plan(
     raw: &mut Client,
     settings: &str,
+    options: &str,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> serde_json::Value {
     let tx = raw.transaction().await.expect("begin");
     tx.batch_execute(settings).await.expect("settings");
     let row = tx
-        .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), params)
+        .query_one(&format!("EXPLAIN ({options}FORMAT JSON) {sql}"), params)
         .await
         .unwrap_or_else(|e| panic!("cannot plan {sql}: {e}"));
     tx.rollback().await.expect("rollback");
@@ -318,19 +320,20 @@ async fn plan(
 /// the index (`job_id > ...` in its Index Cond, and `state = ...` when it is
 /// one range of several states) and stopped by a `Limit`; nothing in the
 /// plan sorts, hashes or collects the matches (several ranges are merged by
-/// a `Merge Append` of ordered inputs): its work is bounded by the page, not
-/// by the table.
+/// a `Merge Append` of ordered inputs). And, run, each scan read at most
+/// `MAX_READ_PER_ROW` index entries per row of the page (`limit` + 1): its
+/// work is bounded by the page, not by the table or by all the matches.
 #[track_caller]
 fn assert_bounded_plan(
     node: &serde_json::Value,
     indexes: &[&str],
-    ranges: usize,
+    (ranges, limit): (usize, u64),
     what: &str,
 ) -> String {
     fn walk(
         node: &serde_json::Value,
         limited: bool,
-        (indexes, ranges): (&[&str], usize),
+        (indexes, ranges, limit): (&[&str], usize, u64),
         what: &str,
         scans: &mut Vec<String>,
     ) {
@@ -362,11 +365,17 @@ fn assert_bounded_plan(
                 "{what}: one range of several states is not bounded by its state: {condition}"
             );
             assert!(limited, "{what}: index scan not stopped by a Limit");
+            let read = node["Actual Rows"].as_u64().unwrap_or_default()
+                + node["Rows Removed by Filter"].as_u64().unwrap_or_default();
+            assert!(
+                read <= MAX_READ_PER_ROW * (limit + 1),
+                "{what}: {index} read {read} entries for a page of {limit}: {node:#}"
+            );
             scans.push(index.to_string());
         }
         let limited = limited || node_type == "Limit";
         for child in node["Plans"].as_array().into_iter().flatten() {
-            walk(child, limited, (indexes, ranges), what, scans);
+            walk(child, limited, (indexes, ranges, limit), what, scans);
         }
     }
     assert_eq!(
@@ -375,7 +384,13 @@ fn assert_bounded_plan(
     );
     let mut scans = Vec::new();
     for child in node["Plans"].as_array().into_iter().flatten() {
-        walk(child, ranges == 1, (indexes, ranges), what, &mut scans);
+        walk(
+            child,
+            ranges == 1,
+            (indexes, ranges, limit),
+            what,
+            &mut scans,
+        );
     }
     assert_eq!(
         scans.len(),
@@ -384,6 +399,13 @@ fn assert_bounded_plan(
     );
     scans.remove(0)
 }
+
+/// How many index entries a range may read per row of the page: the
+/// filters a range's index does not hold (a skip reason read through an
+/// account's skipped jobs, a fifth of them) may pass over a few entries per
+/// match, never a walk of an institution's or the table's jobs (an
+/// account's jobs read through the institution's: 20 per match here).
+const MAX_READ_PER_ROW: u64 = 8;
 
 const PLAN_JOBS: i64 = 200_000;
 const PLAN_START_MS: i64 = 1_700_000_000_000;
@@ -481,11 +503,23 @@ async fn every_job_list_filter_reads_one_index_range_per_state_without_sorting()
                     };
                     let (index, per_state) =
                         job_list::index_of(crate::store::job_plan::Access::choose(&filter));
-                    let indexes = [index];
+                    // The planner may read another list index when it
+                    // judges it narrower (both a host and an account, or a
+                    // state its statistics hold almost empty in either):
+                    // what the test holds it to is reading at most a few
+                    // entries per row of the page, measured.
+                    let indexes = [
+                        "jobs_by_host_state",
+                        "jobs_by_account_state",
+                        "jobs_by_institution_reason",
+                        "jobs_by_institution_state",
+                    ];
+                    debug_assert!(indexes.contains(&index));
                     let what = format!("{institution_id} {filter:?} after {:?}", page.after);
                     let plan = plan(
                         &mut raw,
                         job_list::NO_SORT_OF_MATCHES,
+                        "ANALYZE, ",
                         &query.sql,
                         &query.params(),
                     )
@@ -495,18 +529,20 @@ async fn every_job_list_filter_reads_one_index_range_per_state_without_sorting()
                     } else {
                         1
                     };
-                    let index = assert_bounded_plan(&plan, &indexes, ranges, &what);
+                    let index =
+                        assert_bounded_plan(&plan, &indexes, (ranges, page.size.into()), &what);
                     *planned.entry(index).or_default() += 1;
                 }
             }
         }
     }
     assert!(planned.len() >= 4, "every index planned: {planned:?}");
-    assert!(planned.values().sum::<u32>() > 512, "{planned:?}");
+    // 640 combinations, less those a skip reason makes empty (no state admitted).
+    assert_eq!(planned.values().sum::<u32>(), 448, "{planned:?}");
 
     // The oldest queued job: the first entry of the partial index, read
     // without the table.
-    let oldest = plan(&mut raw, "", job_list::OLDEST_QUEUED, &[]).await;
+    let oldest = plan(&mut raw, "", "", job_list::OLDEST_QUEUED, &[]).await;
     assert_eq!(oldest["Node Type"], "Limit", "{oldest:#}");
     let scan = &oldest["Plans"][0];
     assert_eq!(scan["Node Type"], "Index Only Scan", "{oldest:#}");
@@ -524,7 +560,7 @@ async fn every_job_list_filter_reads_one_index_range_per_state_without_sorting()
         } else {
             vec![]
         };
-        let claim = plan(&mut raw, "", sql, &params).await;
+        let claim = plan(&mut raw, "", "", sql, &params).await;
         assert_eq!(claim["Node Type"], "Limit", "{claim:#}");
         let scan = &claim["Plans"][0]["Plans"][0];
         assert_eq!(claim["Plans"][0]["Node Type"], "LockRows", "{claim:#}");
