@@ -31,7 +31,7 @@ pub use postgres::testing as postgres_testing;
 pub use postgres::{
     PostgresConfig, PostgresStore, PostgresUrl, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
 };
-pub use sqlite::{SqliteConfig, SqliteStore};
+pub use sqlite::{DEFAULT_MMAP_BYTES as DEFAULT_SQLITE_MMAP_BYTES, SqliteConfig, SqliteStore};
 pub use web::{AccountTokenStore, AccountTokens, Ticket, TicketKind, TicketStore};
 
 pub type StoreResult<T> = Result<T, StoreError>;
