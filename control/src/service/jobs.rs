@@ -16,7 +16,7 @@ use crate::api;
 use crate::api::job_service_server::JobService;
 use crate::email;
 use crate::ingest::{self, Decision};
-use crate::model::{JobFilter, JobRequeue, JobState, Timestamp};
+use crate::model::{JobFilter, JobRequeue, JobSource, JobState, Timestamp};
 use crate::zoom::Recording;
 
 pub struct JobApi {
@@ -32,7 +32,12 @@ impl JobApi {
 impl JobApi {
     /// Runs a skipped job's stored recording through the rules again, as if
     /// its webhook arrived now (with today's users, install and caps).
-    async fn decide_again(&self, institution_id: &str, job_id: &str) -> Result<JobRequeue, Status> {
+    async fn decide_again(
+        &self,
+        institution_id: &str,
+        job_id: &str,
+        source: JobSource,
+    ) -> Result<JobRequeue, Status> {
         let context = &self.context;
         let secrets = context
             .store
@@ -58,6 +63,11 @@ impl JobApi {
             None => None,
         };
         let now = Timestamp::now();
+        // A backfill's job keeps the waiver the admin's backfill gave it.
+        let origin = ingest::Origin {
+            source,
+            waiver: (source == JobSource::Backfill).then_some("the backfill that made this job"),
+        };
         let decision = ingest::decide(
             context.store.as_ref(),
             &context.secret_box,
@@ -66,6 +76,7 @@ impl JobApi {
             &context.caps.for_account(&recording.account_id),
             now,
             now,
+            origin,
         )
         .await?;
         let job = match decision {
@@ -77,6 +88,11 @@ impl JobApi {
                 )));
             }
         };
+        let message = if origin.waiver.is_some() {
+            job.message.clone()
+        } else {
+            String::new()
+        };
         match (job.state, job.owner_user_id, job.recording_file) {
             (JobState::Queued, Some(owner_user_id), Some(file)) => Ok(JobRequeue {
                 institution_id: institution_id.to_string(),
@@ -85,6 +101,7 @@ impl JobApi {
                 owner_user_id,
                 recording_file: Some(file),
                 sealed_download_url: job.sealed_download_url,
+                message,
             }),
             _ => Err(Status::failed_precondition(format!(
                 "the rules still skip job {job_id} ({}): {}",
@@ -129,6 +146,7 @@ impl JobService for JobApi {
                 .and_then(|r| r.end_time.as_ref())
                 .map(|t| convert::from_timestamp("create_time.end_time", t))
                 .transpose()?,
+            source: convert::job_source_from_api(body.source)?,
         };
         let page = self
             .context
@@ -231,6 +249,7 @@ impl JobService for JobApi {
                         owner_user_id: owner.clone(),
                         recording_file: None,
                         sealed_download_url: None,
+                        message: String::new(),
                     },
                     _ => {
                         return Err(Status::failed_precondition(format!(
@@ -239,7 +258,10 @@ impl JobService for JobApi {
                     }
                 }
             }
-            JobState::Skipped => self.decide_again(&institution_id, &job_id).await?,
+            JobState::Skipped => {
+                self.decide_again(&institution_id, &job_id, job.source)
+                    .await?
+            }
             state => {
                 return Err(Status::failed_precondition(format!(
                     "job {job_id} is {}; only skipped, failed or cancelled jobs can be retried",

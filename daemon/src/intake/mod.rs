@@ -264,6 +264,7 @@ impl Intake {
             &self.config.caps.for_account(&recording.account_id),
             event_time,
             now,
+            ingest::Origin::WEBHOOK,
         )
         .await
         .map_err(store_failed("decide a recording"))?;

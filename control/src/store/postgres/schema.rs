@@ -19,10 +19,10 @@ use crate::store::StoreResult;
 /// The key of the advisory lock held while migrating ("ferrymig").
 const MIGRATION_LOCK_KEY: i64 = 0x6665_7272_796d_6967;
 
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (5, V5)];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == SCHEMA_VERSION);
 
@@ -286,4 +286,44 @@ CREATE INDEX jobs_holding_secrets ON jobs (finished_ms)
     WHERE state IN ('completed', 'skipped', 'failed', 'cancelled')
       AND (download_url_sealed IS NOT NULL OR download_token_sealed IS NOT NULL
            OR length(recording_sealed) > 0);
+"#;
+
+/// Reconciling with Zoom's recordings list (as SQLite's V9): where each job
+/// came from, the reconciler's cursor per account, and backfills with their
+/// counts and cursors. (Version 4 is another change's.)
+const V5: &str = r#"
+ALTER TABLE jobs ADD COLUMN source TEXT NOT NULL DEFAULT 'webhook';
+CREATE INDEX jobs_by_institution_source ON jobs (institution_id, source, job_id);
+
+CREATE TABLE reconcile_cursors (
+    zoom_account_id TEXT COLLATE "C" PRIMARY KEY,
+    from_day        TEXT NOT NULL,
+    to_day          TEXT NOT NULL,
+    chunk_from_day  TEXT NOT NULL,
+    next_page_token TEXT NOT NULL,
+    pass_started_ms BIGINT NOT NULL,
+    finished_ms     BIGINT
+);
+
+CREATE TABLE backfills (
+    backfill_id     TEXT COLLATE "C" PRIMARY KEY,
+    institution_id  TEXT COLLATE "C" NOT NULL REFERENCES institutions (institution_id),
+    zoom_account_id TEXT COLLATE "C" NOT NULL,
+    state           TEXT NOT NULL,
+    message         TEXT NOT NULL,
+    meetings_seen   BIGINT NOT NULL,
+    jobs_created    BIGINT NOT NULL,
+    duplicates      BIGINT NOT NULL,
+    not_ready       BIGINT NOT NULL,
+    skipped         TEXT NOT NULL,
+    from_day        TEXT NOT NULL,
+    to_day          TEXT NOT NULL,
+    chunk_from_day  TEXT NOT NULL,
+    next_page_token TEXT NOT NULL,
+    created_ms      BIGINT NOT NULL,
+    updated_ms      BIGINT NOT NULL,
+    finished_ms     BIGINT
+);
+CREATE INDEX backfills_by_institution ON backfills (institution_id, backfill_id);
+CREATE INDEX backfills_running ON backfills (backfill_id) WHERE state = 'running';
 "#;

@@ -12,6 +12,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (6, V6),
     (7, V7),
     (8, V8),
+    (9, V9),
 ];
 
 const V1: &str = r#"
@@ -270,4 +271,44 @@ CREATE INDEX jobs_holding_secrets ON jobs (finished_ms)
     WHERE state IN ('completed', 'skipped', 'failed', 'cancelled')
       AND (download_url_sealed IS NOT NULL OR download_token_sealed IS NOT NULL
            OR length(recording_sealed) > 0);
+"#;
+
+/// Reconciling with Zoom's recordings list: where each job came from (an
+/// index per `ListJobs` source filter), the reconciler's cursor per
+/// account, and backfills with their counts and cursors.
+const V9: &str = r#"
+ALTER TABLE jobs ADD COLUMN source TEXT NOT NULL DEFAULT 'webhook';
+CREATE INDEX jobs_by_institution_source ON jobs (institution_id, source, job_id);
+
+CREATE TABLE reconcile_cursors (
+    zoom_account_id TEXT PRIMARY KEY,
+    from_day        TEXT NOT NULL,
+    to_day          TEXT NOT NULL,
+    chunk_from_day  TEXT NOT NULL,
+    next_page_token TEXT NOT NULL,
+    pass_started_ms INTEGER NOT NULL,
+    finished_ms     INTEGER
+);
+
+CREATE TABLE backfills (
+    backfill_id     TEXT PRIMARY KEY,
+    institution_id  TEXT NOT NULL REFERENCES institutions (institution_id),
+    zoom_account_id TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    message         TEXT NOT NULL,
+    meetings_seen   INTEGER NOT NULL,
+    jobs_created    INTEGER NOT NULL,
+    duplicates      INTEGER NOT NULL,
+    not_ready       INTEGER NOT NULL,
+    skipped         TEXT NOT NULL,
+    from_day        TEXT NOT NULL,
+    to_day          TEXT NOT NULL,
+    chunk_from_day  TEXT NOT NULL,
+    next_page_token TEXT NOT NULL,
+    created_ms      INTEGER NOT NULL,
+    updated_ms      INTEGER NOT NULL,
+    finished_ms     INTEGER
+);
+CREATE INDEX backfills_by_institution ON backfills (institution_id, backfill_id);
+CREATE INDEX backfills_running ON backfills (backfill_id) WHERE state = 'running';
 "#;
