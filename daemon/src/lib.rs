@@ -20,6 +20,7 @@ pub mod health;
 pub mod http;
 pub mod intake;
 pub mod metrics;
+pub mod reconcile;
 pub mod retention;
 pub mod telemetry;
 pub mod tls;

@@ -125,7 +125,10 @@ async fn a_scrape_counts_exactly_what_happened() {
         r#"ferry_webhook_requests_total{event="unknown",outcome="rejected_signature"}"#,
         1.0,
     );
-    expect(r#"ferry_jobs_created_total{state="queued",reason=""}"#, 3.0);
+    expect(
+        r#"ferry_jobs_created_total{state="queued",reason="",source="webhook"}"#,
+        3.0,
+    );
     expect(
         r#"ferry_jobs_finished_total{state="completed",reason=""}"#,
         2.0,

@@ -3,7 +3,7 @@
 //! a typo never silently falls back to a default.
 //!
 //! The types are the one list of keys: each section is a struct in its own
-//! file (`listener`, `store`, `zoom`, `caps`, `transfer`, `retention`) beside its defaults,
+//! file (`listener`, `store`, `zoom`, `caps`, `transfer`, `retention`, `reconcile`) beside its defaults,
 //! its validation and its conversion into the settings its subsystem takes;
 //! the environment overlay (`env`) is derived from those types. Loading never
 //! opens a socket, a file other than the config file, or the store; the app
@@ -15,6 +15,7 @@
 mod caps;
 mod env;
 mod listener;
+mod reconcile;
 mod retention;
 mod store;
 mod transfer;
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 pub use caps::{AccountCapsConfig, CapsConfig};
 pub use listener::{ListenerConfig, MetricsConfig};
+pub use reconcile::ReconcileConfig;
 pub use retention::RetentionConfig;
 pub use store::{DirectoryConfig, StoreBackend, StoreConfig};
 pub use transfer::{S3Config, SinkKind, TransferConfig};
@@ -73,6 +75,7 @@ pub struct Config {
     pub transfer: TransferConfig,
     pub s3: S3Config,
     pub retention: RetentionConfig,
+    pub reconcile: ReconcileConfig,
 }
 
 /// How log lines are written.
@@ -111,6 +114,7 @@ impl Default for Config {
             transfer: TransferConfig::default(),
             s3: S3Config::default(),
             retention: RetentionConfig::default(),
+            reconcile: ReconcileConfig::default(),
         }
     }
 }
@@ -161,6 +165,7 @@ impl Config {
         self.transfer.validate()?;
         self.zoom.validate()?;
         self.retention.validate()?;
+        self.reconcile.validate()?;
         if let Some(key) = &self.encryption_key {
             ferry_control::secrets::SecretBox::from_base64(key.expose())
                 .map_err(|e| anyhow::anyhow!("encryption_key: {e}"))?;

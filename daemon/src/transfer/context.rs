@@ -58,7 +58,7 @@ pub struct Connections {
     pub secret_box: SecretBox,
     pub sink: Arc<dyn ObjectSink>,
     pub downloader: Downloader,
-    pub zoom_api: ZoomApi,
+    pub zoom_api: std::sync::Arc<ZoomApi>,
 }
 
 /// What every transfer shares.
@@ -67,7 +67,7 @@ pub struct Context {
     pub secret_box: SecretBox,
     pub sink: Arc<dyn ObjectSink>,
     pub downloader: Downloader,
-    pub zoom_api: ZoomApi,
+    pub zoom_api: std::sync::Arc<ZoomApi>,
     pub settings: TransferSettings,
     pub limits: Limits,
 }

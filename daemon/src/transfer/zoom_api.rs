@@ -1,7 +1,13 @@
-//! Zoom's REST API, for one purpose: a fresh `download_access_token` when a
-//! webhook's token has expired. Server-to-Server OAuth account tokens
+//! Zoom's REST API: a fresh `download_access_token` when a webhook's token
+//! has expired, and (for the reconciler and backfills) an account's
+//! recordings list and a host's email. Server-to-Server OAuth account tokens
 //! (`POST /oauth/token`, grant `account_credentials`) are cached per account
 //! until a minute before they expire; Zoom issues no refresh tokens.
+//!
+//! Zoom's rate limits are per account and shared by every app, so every API
+//! request of an account, whoever makes it, takes a slot of one pacer
+//! (`requests_per_second`), and a 429's `Retry-After` holds back the
+//! account's next request for everyone.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -66,6 +72,32 @@ pub struct ZoomApi {
     oauth_base: String,
     api_base: String,
     tokens: Mutex<HashMap<String, AccountToken>>,
+    /// Per account: when its next API request may be sent.
+    next_slot: Mutex<HashMap<String, tokio::time::Instant>>,
+    request_interval: Duration,
+}
+
+/// One page of an account's recordings list.
+#[derive(Debug, Default)]
+pub struct RecordingsPage {
+    /// Each meeting as Zoom listed it (the webhook's `object` shape, maybe
+    /// without `host_email`).
+    pub meetings: Vec<serde_json::Value>,
+    /// Empty on the last page.
+    pub next_page_token: String,
+}
+
+#[derive(Deserialize)]
+struct ListAnswer {
+    #[serde(default)]
+    meetings: Vec<serde_json::Value>,
+    #[serde(default)]
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UserAnswer {
+    email: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -99,13 +131,158 @@ pub fn meeting_path_segment(uuid: &str) -> String {
 }
 
 impl ZoomApi {
-    pub fn new(http: Downloader, oauth_base: &str, api_base: &str) -> Self {
+    /// `requests_per_second` paces each account's API requests.
+    pub fn new(
+        http: Downloader,
+        oauth_base: &str,
+        api_base: &str,
+        requests_per_second: u32,
+    ) -> Self {
         ZoomApi {
             http,
             oauth_base: oauth_base.trim_end_matches('/').to_string(),
             api_base: api_base.trim_end_matches('/').to_string(),
             tokens: Mutex::new(HashMap::new()),
+            next_slot: Mutex::new(HashMap::new()),
+            request_interval: Duration::from_secs(1) / requests_per_second.max(1),
         }
+    }
+
+    /// Waits for the account's next request slot and takes it.
+    async fn pace(&self, account_id: &str) {
+        let wait = {
+            let mut slots = self.next_slot.lock().expect("pacer lock");
+            let now = tokio::time::Instant::now();
+            let slot = slots.entry(account_id.to_string()).or_insert(now);
+            let at = (*slot).max(now);
+            *slot = at + self.request_interval;
+            at - now
+        };
+        if !wait.is_zero() {
+            let started = Instant::now();
+            tokio::time::sleep(wait).await;
+            metrics::histogram!(crate::metrics::RATE_LIMIT_WAIT_SECONDS, "limiter" => "zoom_api")
+                .record(started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Zoom answered 429: no request of the account goes out before
+    /// `retry_after` (or one second) has passed.
+    fn hold_back(&self, account_id: &str, retry_after: Option<Duration>) {
+        let until = tokio::time::Instant::now() + retry_after.unwrap_or(Duration::from_secs(1));
+        let mut slots = self.next_slot.lock().expect("pacer lock");
+        let slot = slots.entry(account_id.to_string()).or_insert(until);
+        *slot = (*slot).max(until);
+    }
+
+    /// One page of the account's cloud recordings that started between
+    /// `from` and `to` (at most a month apart, as Zoom requires).
+    pub async fn list_recordings(
+        &self,
+        account_id: &str,
+        credentials: &Credentials,
+        from: &str,
+        to: &str,
+        next_page_token: &str,
+    ) -> Result<RecordingsPage, ApiError> {
+        let query = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query
+                .append_pair("from", from)
+                .append_pair("to", to)
+                .append_pair("page_size", "300");
+            if !next_page_token.is_empty() {
+                query.append_pair("next_page_token", next_page_token);
+            }
+            query.finish()
+        };
+        let path = format!(
+            "/v2/accounts/{}/recordings?{query}",
+            utf8_percent_encode(account_id, PATH_SEGMENT),
+        );
+        let body = self
+            .api_get(account_id, credentials, &path, "the recordings list")
+            .await?
+            .ok_or_else(|| {
+                ApiError::Refused(format!(
+                    "zoom's recordings list answered HTTP 404 for account {account_id}"
+                ))
+            })?;
+        let parsed: ListAnswer =
+            serde_json::from_slice(&body).map_err(|e| ApiError::Unavailable {
+                message: format!("zoom's recordings list is not the expected JSON: {e}"),
+                retry_after: None,
+            })?;
+        Ok(RecordingsPage {
+            meetings: parsed.meetings,
+            next_page_token: parsed.next_page_token.unwrap_or_default(),
+        })
+    }
+
+    /// The email of a Zoom user of the account; None when Zoom has no such user.
+    pub async fn user_email(
+        &self,
+        account_id: &str,
+        credentials: &Credentials,
+        user_id: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let path = format!("/v2/users/{}", utf8_percent_encode(user_id, PATH_SEGMENT));
+        let Some(body) = self
+            .api_get(account_id, credentials, &path, "the user request")
+            .await?
+        else {
+            return Ok(None);
+        };
+        let parsed: UserAnswer =
+            serde_json::from_slice(&body).map_err(|e| ApiError::Unavailable {
+                message: format!("zoom's user answer is not the expected JSON: {e}"),
+                retry_after: None,
+            })?;
+        Ok(parsed.email.filter(|e| !e.trim().is_empty()))
+    }
+
+    /// GET `path` with the account's token: the body of a 200, None for a
+    /// 404. A refused account token is renewed once; a 429 holds the
+    /// account back and is returned as Unavailable with its `Retry-After`.
+    async fn api_get(
+        &self,
+        account_id: &str,
+        credentials: &Credentials,
+        path: &str,
+        what: &str,
+    ) -> Result<Option<Bytes>, ApiError> {
+        for renew in [false, true] {
+            let token = self.account_token(account_id, credentials, renew).await?;
+            self.pace(account_id).await;
+            let request = hyper::Request::get(format!("{}{path}", self.api_base))
+                .header(
+                    http::header::AUTHORIZATION,
+                    format!("Bearer {}", token.expose()),
+                )
+                .body(Full::new(Bytes::new()))
+                .map_err(|_| ApiError::Refused("zoom.api_base_url is not a usable URL".into()))?;
+            let answer = self.send(request, what, "zoom.api_base_url").await?;
+            match answer.status {
+                200 => return Ok(Some(answer.body)),
+                404 => return Ok(None),
+                401 if !renew => continue,
+                400 | 401 | 403 => {
+                    return Err(ApiError::Refused(format!(
+                        "zoom refused {what} (HTTP {}): the OAuth app needs the \
+                         cloud_recording:read:list_account_recordings:admin and user:read:user:admin scopes",
+                        answer.status
+                    )));
+                }
+                429 => {
+                    self.hold_back(account_id, answer.retry_after);
+                    return Err(unavailable(what, 429, &answer));
+                }
+                status => return Err(unavailable(what, status, &answer)),
+            }
+        }
+        Err(ApiError::Refused(format!(
+            "zoom refused a freshly issued OAuth token for {what} (HTTP 401)"
+        )))
     }
 
     /// A fresh download token (and URL) for one file of a meeting. A cached
@@ -118,10 +295,12 @@ impl ZoomApi {
         file_id: &str,
     ) -> Result<FreshDownload, ApiError> {
         let token = self.account_token(account_id, credentials, false).await?;
+        self.pace(account_id).await;
         if let Some(fresh) = self.recordings(&token, meeting_uuid, file_id).await? {
             return Ok(fresh);
         }
         let token = self.account_token(account_id, credentials, true).await?;
+        self.pace(account_id).await;
         self.recordings(&token, meeting_uuid, file_id)
             .await?
             .ok_or_else(|| {
