@@ -76,7 +76,11 @@ mod tests {
         let defaults = Config::default().reconcile;
         assert!(defaults.enabled);
         assert_eq!(
-            (defaults.interval_secs, defaults.lookback_days, defaults.grace_secs),
+            (
+                defaults.interval_secs,
+                defaults.lookback_days,
+                defaults.grace_secs
+            ),
             (3600, 3, 900)
         );
         let dir = tempfile::tempdir().unwrap();
@@ -85,7 +89,10 @@ mod tests {
         let config = Config::load(
             Some(&file),
             [
-                ("FERRY_RECONCILE_INTERVAL_SECS".to_string(), "60".to_string()),
+                (
+                    "FERRY_RECONCILE_INTERVAL_SECS".to_string(),
+                    "60".to_string(),
+                ),
                 ("FERRY_RECONCILE_GRACE_SECS".to_string(), "0".to_string()),
                 ("FERRY_RECONCILE_ENABLED".to_string(), "false".to_string()),
             ],

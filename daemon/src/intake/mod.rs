@@ -246,9 +246,7 @@ impl Intake {
                 }
                 Ok(("deauthorized", json!({ "status": "uninstalled" })))
             }
-            "recording.deleted" | "recording.trashed" => {
-                self.recording_gone(&envelope, now).await
-            }
+            "recording.deleted" | "recording.trashed" => self.recording_gone(&envelope, now).await,
             _ => Ok(("ignored", json!({ "status": "ignored" }))),
         }
     }

@@ -62,7 +62,12 @@ fn add(counts: &mut BackfillCounts, tally: &PageTally) {
     }
 }
 
-async fn end(context: &ReconcileContext, backfill: &Backfill, state: BackfillState, message: String) {
+async fn end(
+    context: &ReconcileContext,
+    backfill: &Backfill,
+    state: BackfillState,
+    message: String,
+) {
     let progress = BackfillProgress {
         backfill_id: backfill.backfill_id.clone(),
         counts: backfill.counts.clone(),
@@ -77,7 +82,9 @@ async fn end(context: &ReconcileContext, backfill: &Backfill, state: BackfillSta
                 jobs_created = ended.counts.jobs_created, duplicates = ended.counts.duplicates, "backfill ended");
         }
         Ok(_) => {}
-        Err(e) => tracing::warn!(backfill = %backfill.backfill_id, error = %e, "cannot record a backfill's end"),
+        Err(e) => {
+            tracing::warn!(backfill = %backfill.backfill_id, error = %e, "cannot record a backfill's end")
+        }
     }
 }
 
@@ -94,7 +101,10 @@ async fn run(
     {
         Ok(Some(account)) if account.institution_id == backfill.institution_id => account,
         Ok(_) => {
-            let message = format!("zoom account {} is no longer installed", backfill.zoom_account_id);
+            let message = format!(
+                "zoom account {} is no longer installed",
+                backfill.zoom_account_id
+            );
             return end(context, &backfill, BackfillState::Failed, message).await;
         }
         Err(e) => {
@@ -107,10 +117,11 @@ async fn run(
         source: JobSource::Backfill,
         waiver: Some(&waiver),
     };
-    let mut listing = match Listing::new(context, &account, origin, backfill.cursor.clone(), shutdown) {
-        Ok(listing) => listing,
-        Err(e) => return end(context, &backfill, BackfillState::Failed, e.to_string()).await,
-    };
+    let mut listing =
+        match Listing::new(context, &account, origin, backfill.cursor.clone(), shutdown) {
+            Ok(listing) => listing,
+            Err(e) => return end(context, &backfill, BackfillState::Failed, e.to_string()).await,
+        };
     loop {
         match listing.next_page().await {
             Ok(Some(tally)) => {

@@ -65,7 +65,10 @@ pub struct Listing<'a> {
 }
 
 /// The account's Server-to-Server OAuth credentials, opened.
-pub fn credentials(context: &ReconcileContext, account: &ZoomAccount) -> Result<Credentials, ListError> {
+pub fn credentials(
+    context: &ReconcileContext,
+    account: &ZoomAccount,
+) -> Result<Credentials, ListError> {
     let oauth = account.oauth.as_ref().ok_or_else(|| {
         ListError::Refused(format!(
             "zoom account {} has no Server-to-Server OAuth credentials",
@@ -188,7 +191,9 @@ impl<'a> Listing<'a> {
         // Readiness and the existing job do not need the host: fill a
         // placeholder now, the real email only when it is needed.
         object["host_email"] = serde_json::Value::String(
-            host_email.clone().unwrap_or_else(|| "unresolved@zoom.invalid".into()),
+            host_email
+                .clone()
+                .unwrap_or_else(|| "unresolved@zoom.invalid".into()),
         );
         let payload = serde_json::json!({ "account_id": account_id, "object": object });
         let mut recording = match zoom::parse_recording_completed(&payload) {
@@ -245,7 +250,12 @@ impl<'a> Listing<'a> {
             match self
                 .context
                 .api
-                .fresh_download(&account_id, &self.credentials, &recording.meeting_uuid, &file_id)
+                .fresh_download(
+                    &account_id,
+                    &self.credentials,
+                    &recording.meeting_uuid,
+                    &file_id,
+                )
                 .await
             {
                 Ok(fresh) => {

@@ -73,7 +73,11 @@ pub struct ReconcileContext {
 /// less a day, or `to` when that comes first. Zoom answers 400 to a range
 /// longer than a month.
 pub fn chunk_to(chunk_from: Day, to: Day) -> Day {
-    chunk_from.plus_one_month().minus_days(1).min(to).max(chunk_from)
+    chunk_from
+        .plus_one_month()
+        .minus_days(1)
+        .min(to)
+        .max(chunk_from)
 }
 
 /// Where a listing goes after a page whose answer carried
@@ -143,19 +147,37 @@ mod tests {
 
     #[test]
     fn chunks_span_at_most_a_month() {
-        assert_eq!(chunk_to(day("2026-09-01"), day("2026-11-30")), day("2026-09-30"));
-        assert_eq!(chunk_to(day("2026-01-31"), day("2026-12-31")), day("2026-02-27"));
-        assert_eq!(chunk_to(day("2026-11-28"), day("2026-11-30")), day("2026-11-30"));
-        assert_eq!(chunk_to(day("2026-11-30"), day("2026-11-30")), day("2026-11-30"));
+        assert_eq!(
+            chunk_to(day("2026-09-01"), day("2026-11-30")),
+            day("2026-09-30")
+        );
+        assert_eq!(
+            chunk_to(day("2026-01-31"), day("2026-12-31")),
+            day("2026-02-27")
+        );
+        assert_eq!(
+            chunk_to(day("2026-11-28"), day("2026-11-30")),
+            day("2026-11-30")
+        );
+        assert_eq!(
+            chunk_to(day("2026-11-30"), day("2026-11-30")),
+            day("2026-11-30")
+        );
     }
 
     #[test]
     fn a_listing_walks_pages_then_chunks_then_ends() {
         let start = ListingCursor::start(day("2026-09-10"), day("2026-11-01"));
         let paged = advance(&start, "p2").unwrap();
-        assert_eq!((paged.chunk_from, paged.next_page_token.as_str()), (day("2026-09-10"), "p2"));
+        assert_eq!(
+            (paged.chunk_from, paged.next_page_token.as_str()),
+            (day("2026-09-10"), "p2")
+        );
         let next = advance(&paged, "").unwrap();
-        assert_eq!((next.chunk_from, next.next_page_token.as_str()), (day("2026-10-10"), ""));
+        assert_eq!(
+            (next.chunk_from, next.next_page_token.as_str()),
+            (day("2026-10-10"), "")
+        );
         assert_eq!(chunk_to(next.chunk_from, next.to), day("2026-11-01"));
         assert_eq!(advance(&next, ""), None);
     }
@@ -190,12 +212,21 @@ mod tests {
     fn processing_or_recent_recordings_are_left_for_their_webhook() {
         let grace = Duration::from_secs(900);
         let now = Timestamp(10_000_000);
-        let done = recording(vec![("MP4", "completed", 1_000_000), ("CHAT", "completed", 1_000_000)]);
+        let done = recording(vec![
+            ("MP4", "completed", 1_000_000),
+            ("CHAT", "completed", 1_000_000),
+        ]);
         assert_eq!(readiness(&done, now, grace), Ok(()));
         let processing = recording(vec![("MP4", "processing", 1_000_000)]);
-        assert_eq!(readiness(&processing, now, grace), Err(NotReady::Processing));
+        assert_eq!(
+            readiness(&processing, now, grace),
+            Err(NotReady::Processing)
+        );
         // A transcript still processing does not hold the video back.
-        let transcript = recording(vec![("MP4", "completed", 1_000_000), ("TRANSCRIPT", "processing", 1_000_000)]);
+        let transcript = recording(vec![
+            ("MP4", "completed", 1_000_000),
+            ("TRANSCRIPT", "processing", 1_000_000),
+        ]);
         assert_eq!(readiness(&transcript, now, grace), Ok(()));
         let recent = recording(vec![("MP4", "completed", now.0 - 899_000)]);
         assert_eq!(readiness(&recent, now, grace), Err(NotReady::WithinGrace));
@@ -207,7 +238,10 @@ mod tests {
     #[test]
     fn a_pass_looks_back_whole_days() {
         let now = Timestamp::parse_rfc3339("2026-11-30T10:00:00Z").unwrap();
-        assert_eq!(lookback_range(now, 3), (day("2026-11-27"), day("2026-11-30")));
+        assert_eq!(
+            lookback_range(now, 3),
+            (day("2026-11-27"), day("2026-11-30"))
+        );
     }
 
     proptest! {

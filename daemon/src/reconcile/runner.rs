@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::listing::{ListError, Listing};
 use super::{ReconcileContext, lookback_range};
-use crate::metrics::{RECONCILE_PASSES_TOTAL, RECONCILE_PASS_SECONDS};
+use crate::metrics::{RECONCILE_PASS_SECONDS, RECONCILE_PASSES_TOTAL};
 
 /// How long an account's duty is held without a page being listed.
 const DUTY_TTL: Duration = Duration::from_secs(300);

@@ -115,7 +115,11 @@ impl ZoomSimulator {
     }
 
     /// Delivers `recording.deleted` or `recording.trashed` (`event`) for `meeting`.
-    pub async fn recording_removed(&self, meeting: &Meeting, event: &str) -> anyhow::Result<Delivery> {
+    pub async fn recording_removed(
+        &self,
+        meeting: &Meeting,
+        event: &str,
+    ) -> anyhow::Result<Delivery> {
         self.deliver(&meeting.removed_body(event)).await
     }
 
