@@ -1,8 +1,10 @@
 //! Directory capacity: SyncUsers of 100,000 users and LookupUserByEmail
 //! throughput, against the real `ferry` daemon as a separate process on
-//! loopback, with SQLite on disk.
+//! loopback, first with SQLite on disk, then with PostgreSQL (a throwaway
+//! cluster on loopback, fsync and synchronous commit on).
 //!
-//! Run: `cargo bench -p ferry-benches --bench directory`
+//! Run: `cargo bench -p ferry-benches --bench directory` (both stores), or
+//! `... --bench directory -- --store postgres` (or `sqlite`) for one.
 //! Optional: FERRY_BENCH_USERS (default 100000), FERRY_BENCH_LOOKUP_SECS
 //! (default 5), FERRY_BENCH_CONCURRENCY (default 64).
 //!
@@ -18,9 +20,9 @@ use std::time::{Duration, Instant};
 use ferry_benches::env_number;
 use ferry_benches::{per_second, print_table, process_cpu_seconds};
 use ferry_control::api;
-use ferry_control::store::{DirectoryStore, SqliteConfig, SqliteStore};
 use ferry_test_support::control_plane::create_institution;
 use ferry_test_support::daemon::{DaemonProcess, OPERATOR_TOKEN, connect};
+use ferry_test_support::replicas::{SharedStore, borrowed, open_store};
 use rand::Rng;
 
 fn main() -> anyhow::Result<()> {
@@ -38,15 +40,26 @@ fn email_of(i: u64) -> String {
 }
 
 async fn run() -> anyhow::Result<()> {
+    for kind in ferry_benches::stores_flag()? {
+        let store = SharedStore::start(kind)?;
+        measure(&store).await?;
+    }
+    Ok(())
+}
+
+/// Sync, then lookups over gRPC and in the store, on `store`; prints the table.
+async fn measure(shared_store: &SharedStore) -> anyhow::Result<()> {
     let users = env_number("FERRY_BENCH_USERS", 100_000);
     let lookup_secs = env_number("FERRY_BENCH_LOOKUP_SECS", 5);
     let concurrency = env_number("FERRY_BENCH_CONCURRENCY", 64) as usize;
 
     let dir = tempfile::tempdir()?;
+    let mut env = shared_store.daemon_env().await?;
+    env.push(("FERRY_OPERATOR_TOKEN", OPERATOR_TOKEN.into()));
     let daemon = DaemonProcess::spawn(
         Path::new(env!("CARGO_BIN_EXE_ferry-bench-daemon")),
         dir.path(),
-        &[("FERRY_OPERATOR_TOKEN", OPERATOR_TOKEN)],
+        &borrowed(&env),
     )?;
     let mut operator = connect(&daemon.grpc_url(), Some(OPERATOR_TOKEN)).await?;
     let institution = create_institution(&mut operator, "Bench University").await?;
@@ -136,9 +149,8 @@ async fn run() -> anyhow::Result<()> {
     drop(daemon);
 
     // The store's indexed lookup alone (what the webhook intake calls), on
-    // the same database file.
-    let store = SqliteStore::open(&SqliteConfig::new(dir.path().join("ferry.db")))?;
-    let store = Arc::new(store);
+    // the same database.
+    let store = open_store(&env, dir.path()).await?;
     let store_done = Arc::new(AtomicU64::new(0));
     let store_deadline = Instant::now() + Duration::from_secs(lookup_secs);
     let started = Instant::now();
@@ -171,10 +183,13 @@ async fn run() -> anyhow::Result<()> {
     let grpc_rate = per_second(grpc_lookups, grpc_elapsed);
     let daemon_us_per_lookup = daemon_cpu * 1e6 / grpc_lookups as f64;
     print_table(
-        &format!("directory bench: {users} users, {concurrency} concurrent callers, {cores} cores"),
+        &format!(
+            "directory bench, {}: {users} users, {concurrency} concurrent callers, {cores} cores",
+            shared_store.describe()
+        ),
         &[
             (
-                format!("SyncUsers FULL of {users} users (gRPC stream, SQLite on disk)"),
+                format!("SyncUsers FULL of {users} users (one gRPC stream)"),
                 format!("{:.2} s", sync_elapsed.as_secs_f64()),
                 "< 10 s".into(),
             ),

@@ -51,21 +51,13 @@ fn main() -> anyhow::Result<()> {
 
 /// `--jobs N` (or `--jobs=N`), else FERRY_BENCH_JOBS, else 1,000,000.
 fn jobs_arg() -> anyhow::Result<u64> {
-    let args: Vec<String> = std::env::args().collect();
-    for (i, arg) in args.iter().enumerate() {
-        let value = match arg.strip_prefix("--jobs") {
-            Some("") => args.get(i + 1).cloned(),
-            Some(rest) => rest.strip_prefix('=').map(str::to_string),
-            None => None,
-        };
-        if let Some(value) = value {
-            return value
-                .replace('_', "")
-                .parse()
-                .map_err(|e| anyhow::anyhow!("--jobs {value}: {e}"));
-        }
+    match ferry_benches::flag("jobs") {
+        Some(value) => value
+            .replace('_', "")
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--jobs {value}: {e}")),
+        None => Ok(env_number("FERRY_BENCH_JOBS", 1_000_000)),
     }
-    Ok(env_number("FERRY_BENCH_JOBS", 1_000_000))
 }
 
 fn ms(duration: Duration) -> f64 {

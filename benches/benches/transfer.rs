@@ -170,10 +170,12 @@ async fn run() -> anyhow::Result<()> {
     // The daemon stops first, so that rclone has the machine to itself.
     let TransferRig {
         scene,
+        other_replicas,
         downloads,
         s3,
+        ..
     } = rig;
-    drop(scene);
+    drop((scene, other_replicas));
     let rclone = match rclone_program.as_str() {
         "skip" => None,
         program => Some(run_rclone(&downloads, &s3, program, num_bytes, settings).await?),

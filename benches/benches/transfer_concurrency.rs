@@ -19,8 +19,7 @@ use std::time::Duration;
 use ferry_benches::env_number;
 use ferry_benches::print_table;
 use ferry_benches::transfer_rig::{
-    TransferBenchSettings, TransferRig, check_completed, finish_unix_millis, mib_per_second,
-    now_unix_millis,
+    TransferBenchSettings, TransferRig, check_all_completed, mib_per_second, now_unix_millis,
 };
 use ferry_benches::usage::{peak_rss_bytes, process_cpu_seconds};
 use ferry_test_support::{GIB, MIB};
@@ -64,20 +63,7 @@ async fn run() -> anyhow::Result<()> {
     let daemon_cpu = process_cpu_seconds(daemon_pid)? - daemon_cpu_before;
     let bench_cpu = process_cpu_seconds(std::process::id())? - bench_cpu_before;
     let peak_rss = peak_rss_bytes(daemon_pid)?;
-    anyhow::ensure!(
-        finished.jobs.len() as u64 == transfers,
-        "{} jobs for {transfers} webhooks",
-        finished.jobs.len()
-    );
-    check_completed(&finished.jobs, &rig.s3, num_bytes)?;
-    let last_finish = finished
-        .jobs
-        .iter()
-        .map(finish_unix_millis)
-        .collect::<anyhow::Result<Vec<_>>>()?
-        .into_iter()
-        .max()
-        .unwrap_or(sent_at);
+    let last_finish = check_all_completed(&finished.jobs, &rig.s3, transfers, num_bytes)?;
     let elapsed = Duration::from_millis(u64::try_from(last_finish - sent_at)?);
     let total_bytes = transfers * num_bytes;
     let operations = rig.s3.take_operation_counts();

@@ -1,8 +1,11 @@
 //! Webhook intake capacity: signed `recording.completed` webhooks posted to
-//! the real `ferry` daemon as a separate process on loopback, with SQLite on
-//! disk. Every meeting is distinct, so every 200 is one job committed.
+//! the real `ferry` daemon as a separate process on loopback, first with
+//! SQLite on disk, then with PostgreSQL (a throwaway cluster on loopback,
+//! fsync and synchronous commit on, as a production server commits). Every
+//! meeting is distinct, so every 200 is one job committed.
 //!
-//! Run: `cargo bench -p ferry-benches --bench webhooks`
+//! Run: `cargo bench -p ferry-benches --bench webhooks` (both stores), or
+//! `... --bench webhooks -- --store postgres` (or `sqlite`) for one.
 //! Optional: FERRY_BENCH_SECS (default 5, per phase), FERRY_BENCH_CONCURRENCY
 //! (default 64, phase A), FERRY_BENCH_RATE (default 1000 /s, phase B),
 //! FERRY_BENCH_MAX_RATE (default 10000 /s: phase A pre-builds
@@ -22,12 +25,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_benches::env_number;
+use ferry_benches::usage::process_tree_cpu_seconds;
 use ferry_benches::webhook_load::{
     SignedWebhook, WebhookPoster, lecture, lecture_bodies, open_loop, sign_all,
 };
 use ferry_benches::{per_second, print_table, process_cpu_seconds};
 use ferry_control::api;
 use ferry_test_support::daemon::DaemonProcess;
+use ferry_test_support::replicas::{SharedStore, borrowed};
 use ferry_test_support::scene::Scene;
 
 /// Signatures are made once per phase and must stay inside the daemon's
@@ -114,26 +119,55 @@ async fn count_jobs(
     }
 }
 
+/// The phases' sizes, from FERRY_BENCH_*.
+#[derive(Clone, Copy)]
+struct Settings {
+    secs: u64,
+    concurrency: usize,
+    rate: u64,
+    max_rate: u64,
+}
+
 async fn run() -> anyhow::Result<()> {
-    let secs = env_number("FERRY_BENCH_SECS", 5);
-    let concurrency = env_number("FERRY_BENCH_CONCURRENCY", 64) as usize;
-    let rate = env_number("FERRY_BENCH_RATE", 1000);
-    let max_rate = env_number("FERRY_BENCH_MAX_RATE", 10_000);
+    let settings = Settings {
+        secs: env_number("FERRY_BENCH_SECS", 5),
+        concurrency: env_number("FERRY_BENCH_CONCURRENCY", 64) as usize,
+        rate: env_number("FERRY_BENCH_RATE", 1000),
+        max_rate: env_number("FERRY_BENCH_MAX_RATE", 10_000),
+    };
     anyhow::ensure!(
-        (1..=MAX_PHASE_SECS).contains(&secs),
+        (1..=MAX_PHASE_SECS).contains(&settings.secs),
         "FERRY_BENCH_SECS must be 1 to {MAX_PHASE_SECS}"
     );
     anyhow::ensure!(
-        concurrency >= 1,
+        settings.concurrency >= 1,
         "FERRY_BENCH_CONCURRENCY must be at least 1"
     );
     anyhow::ensure!(
-        (1..=1_000_000).contains(&rate),
+        (1..=1_000_000).contains(&settings.rate),
         "FERRY_BENCH_RATE must be 1 to 1000000"
     );
-    let phase = Duration::from_secs(secs);
+    for kind in ferry_benches::stores_flag()? {
+        let store = SharedStore::start(kind)?;
+        measure(&store, &settings).await?;
+    }
+    Ok(())
+}
 
-    let daemon = DaemonProcess::start(Path::new(env!("CARGO_BIN_EXE_ferry-bench-daemon")), &[])?;
+/// Both phases against one daemon on `store`; prints their table.
+async fn measure(store: &SharedStore, settings: &Settings) -> anyhow::Result<()> {
+    let Settings {
+        secs,
+        concurrency,
+        rate,
+        max_rate,
+    } = *settings;
+    let phase = Duration::from_secs(secs);
+    let env = store.daemon_env().await?;
+    let daemon = DaemonProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_ferry-bench-daemon")),
+        &borrowed(&env),
+    )?;
     let mut scene = Scene::with_daemon(daemon).await;
     let daemon_pid = scene.daemon.pid();
     let start = scene.after_install(0);
@@ -151,11 +185,16 @@ async fn run() -> anyhow::Result<()> {
 
     // Phase A: throughput, closed loop.
     let throughput_webhooks = sign_all(throughput_bodies)?;
+    let database_cpu = || store.server_pid().map(process_tree_cpu_seconds).transpose();
+    let database_cpu_before = database_cpu()?;
     let daemon_cpu_before = process_cpu_seconds(daemon_pid)?;
     let generator_cpu_before = process_cpu_seconds(std::process::id())?;
     let throughput = closed_loop(&poster, throughput_webhooks, concurrency, phase).await?;
     let daemon_cpu = process_cpu_seconds(daemon_pid)? - daemon_cpu_before;
     let generator_cpu = process_cpu_seconds(std::process::id())? - generator_cpu_before;
+    let database_cpu = database_cpu()?
+        .zip(database_cpu_before)
+        .map(|(after, before)| after - before);
 
     // Phase B: latency at a fixed rate, open loop.
     let latency_webhooks = sign_all(latency_bodies)?;
@@ -175,76 +214,87 @@ async fn run() -> anyhow::Result<()> {
     let daemon_cpu_per_thousand = daemon_cpu * 1000.0 / throughput.acknowledged as f64;
     let generator_cpu_per_thousand = generator_cpu * 1000.0 / throughput.acknowledged as f64;
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
-    print_table(
-        &format!(
-            "webhooks bench: {secs} s per phase, {concurrency} closed-loop senders, \
-             {rate} /s open loop, {cores} cores"
-        ),
-        &[
-            (
-                format!(
-                    "acknowledged webhooks/s, closed loop, {concurrency} senders{}",
-                    if throughput.pool_exhausted {
-                        " (ran out of pre-built webhooks; raise FERRY_BENCH_MAX_RATE)"
-                    } else {
-                        ""
-                    }
-                ),
-                format!("{throughput_rate:.0} /s"),
-                ">= 2,000 /s".into(),
-            ),
-            (
-                "daemon CPU per 1,000 webhooks (phase A)".into(),
-                format!("{daemon_cpu_per_thousand:.3} s"),
-                "reference".into(),
-            ),
-            (
-                "load generator CPU per 1,000 webhooks (same cores)".into(),
-                format!("{generator_cpu_per_thousand:.3} s"),
-                "reference".into(),
-            ),
-            (
-                format!("webhooks/s the daemon's CPU would sustain on {cores} cores"),
-                format!("{:.0} /s", cores as f64 * 1000.0 / daemon_cpu_per_thousand),
-                "reference (derived)".into(),
-            ),
-            (
-                format!("achieved send rate, open loop at {rate} /s"),
-                format!(
-                    "{:.0} /s",
-                    per_second(latency.latencies.len() as u64, latency.sending)
-                ),
-                format!("{rate} /s"),
-            ),
-            (
-                format!("answered 200 per second, open loop at {rate} /s (to last answer)"),
-                format!(
-                    "{:.0} /s",
-                    per_second(latency.latencies.len() as u64, latency.elapsed)
-                ),
-                "reference".into(),
-            ),
-            (
-                format!("latency p50 at {rate} /s (from scheduled send)"),
-                ms(latency.percentile(50)),
-                "reference".into(),
-            ),
-            (
-                format!("latency p99 at {rate} /s (from scheduled send)"),
-                ms(latency.percentile(99)),
-                "< 50 ms".into(),
-            ),
-            (
-                format!("latency max at {rate} /s (from scheduled send)"),
-                ms(latency.percentile(100)),
-                "reference".into(),
-            ),
-            (
-                "jobs in the daemon = webhooks answered 200".into(),
-                format!("{jobs} = {acknowledged}"),
-                "equal".into(),
-            ),
-        ],
+    let database_rows = database_cpu.map(|cpu| {
+        (
+            "PostgreSQL CPU per 1,000 webhooks (phase A, all its processes)".to_string(),
+            format!("{:.3} s", cpu * 1000.0 / throughput.acknowledged as f64),
+            "reference".to_string(),
+        )
+    });
+    let title = format!(
+        "webhooks bench, {}: {secs} s per phase, {concurrency} closed-loop senders, \
+         {rate} /s open loop, {cores} cores",
+        store.describe()
     );
+    let mut rows = vec![
+        (
+            format!(
+                "acknowledged webhooks/s, closed loop, {concurrency} senders{}",
+                if throughput.pool_exhausted {
+                    " (ran out of pre-built webhooks; raise FERRY_BENCH_MAX_RATE)"
+                } else {
+                    ""
+                }
+            ),
+            format!("{throughput_rate:.0} /s"),
+            ">= 2,000 /s".into(),
+        ),
+        (
+            "daemon CPU per 1,000 webhooks (phase A)".into(),
+            format!("{daemon_cpu_per_thousand:.3} s"),
+            "reference".into(),
+        ),
+        (
+            "load generator CPU per 1,000 webhooks (same cores)".into(),
+            format!("{generator_cpu_per_thousand:.3} s"),
+            "reference".into(),
+        ),
+        (
+            format!("webhooks/s the daemon's CPU would sustain on {cores} cores"),
+            format!("{:.0} /s", cores as f64 * 1000.0 / daemon_cpu_per_thousand),
+            "reference (derived)".into(),
+        ),
+        (
+            format!("achieved send rate, open loop at {rate} /s"),
+            format!(
+                "{:.0} /s",
+                per_second(latency.latencies.len() as u64, latency.sending)
+            ),
+            format!("{rate} /s"),
+        ),
+        (
+            format!("answered 200 per second, open loop at {rate} /s (to last answer)"),
+            format!(
+                "{:.0} /s",
+                per_second(latency.latencies.len() as u64, latency.elapsed)
+            ),
+            "reference".into(),
+        ),
+        (
+            format!("latency p50 at {rate} /s (from scheduled send)"),
+            ms(latency.percentile(50)),
+            "reference".into(),
+        ),
+        (
+            format!("latency p99 at {rate} /s (from scheduled send)"),
+            ms(latency.percentile(99)),
+            "< 50 ms".into(),
+        ),
+        (
+            format!("latency max at {rate} /s (from scheduled send)"),
+            ms(latency.percentile(100)),
+            "reference".into(),
+        ),
+        (
+            "jobs in the daemon = webhooks answered 200".into(),
+            format!("{jobs} = {acknowledged}"),
+            "equal".into(),
+        ),
+    ];
+    // Beside the other processes' CPU, after the load generator's.
+    if let Some(row) = database_rows {
+        rows.insert(3, row);
+    }
+    print_table(&title, &rows);
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod webhook_load;
 
 use std::time::Duration;
 
+use ferry_test_support::replicas::StoreKind;
 pub use usage::process_cpu_seconds;
 
 /// Prints rows of (figure, value, target) as an aligned table.
@@ -41,6 +42,28 @@ pub fn env_number(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// `--NAME VALUE` or `--NAME=VALUE` among the bench's arguments (cargo adds
+/// `--bench` to them, which no bench takes as a flag).
+pub fn flag(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    let prefix = format!("--{name}");
+    args.iter()
+        .enumerate()
+        .find_map(|(i, arg)| match arg.strip_prefix(&prefix) {
+            Some("") => args.get(i + 1).cloned(),
+            Some(rest) => rest.strip_prefix('=').map(str::to_string),
+            None => None,
+        })
+}
+
+/// The stores `--store sqlite|postgres` names, or both in that order.
+pub fn stores_flag() -> anyhow::Result<Vec<StoreKind>> {
+    match flag("store") {
+        Some(name) => Ok(vec![StoreKind::parse(&name)?]),
+        None => Ok(vec![StoreKind::Sqlite, StoreKind::Postgres]),
+    }
 }
 
 /// Runs a bench's body on a multi-threaded tokio runtime.

@@ -1,7 +1,9 @@
-//! What the transfer benches share: the real daemon as a process with its
-//! S3 sink pointed at a [`DiscardS3`] endpoint, the simulator's download
-//! hosts serving synthetic recordings, and a way to wait for jobs to end.
-//! Everything listens on 127.0.0.1; nothing leaves the machine.
+//! What the transfer benches share: the real daemon as a process (or several
+//! replicas of it on one PostgreSQL database, webhooks sent to them in turn
+//! as a load balancer would) with its S3 sink pointed at a [`DiscardS3`]
+//! endpoint, the simulator's download hosts serving synthetic recordings,
+//! and a way to wait for jobs to end. Everything listens on 127.0.0.1;
+//! nothing leaves the machine.
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,11 +11,12 @@ use std::time::Duration;
 use anyhow::Context;
 use ferry_control::api;
 use ferry_test_support::MIB;
-use ferry_test_support::daemon::DaemonProcess;
+use ferry_test_support::daemon::{DaemonProcess, WEBHOOK_SECRET};
 use ferry_test_support::discard_s3::DiscardS3;
-use ferry_test_support::scene::Scene;
+use ferry_test_support::replicas::{borrowed, start_replicas, worker_pid};
+use ferry_test_support::scene::{Scene, queue_to};
 use ferry_zoomsim::downloads::{DownloadServer, FileBehavior};
-use ferry_zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia};
+use ferry_zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia, ZoomSimulator};
 
 pub const BUCKET: &str = "ferry-bench";
 /// Credentials of the discarding endpoint, which checks no signature.
@@ -34,16 +37,52 @@ pub struct TransferBenchSettings {
     pub download_requests_per_second: u32,
 }
 
+/// How many daemons, on which store, each limited how.
+#[derive(Clone, Debug)]
+pub struct FleetSettings {
+    /// More than one needs `store_env` naming a PostgreSQL database.
+    pub replicas: usize,
+    /// `FERRY_STORE_*` and the shared encryption key
+    /// (`SharedStore::daemon_env`); empty for the embedded SQLite.
+    pub store_env: Vec<(&'static str, String)>,
+    /// Each replica's download bandwidth; 0 is unlimited.
+    pub bandwidth_bytes_per_second: u64,
+}
+
+impl Default for FleetSettings {
+    fn default() -> Self {
+        FleetSettings {
+            replicas: 1,
+            store_env: Vec::new(),
+            bandwidth_bytes_per_second: 0,
+        }
+    }
+}
+
 pub struct TransferRig {
+    /// The scene is set up through the first replica.
     pub scene: Scene<DaemonProcess>,
+    /// Replicas after the first, on the same database.
+    pub other_replicas: Vec<DaemonProcess>,
+    /// Zoom posting to each replica, in replica order.
+    zooms: Vec<ZoomSimulator>,
     pub downloads: DownloadServer,
     pub s3: DiscardS3,
 }
 
 impl TransferRig {
+    /// One daemon on the embedded SQLite, unlimited bandwidth.
     pub async fn start(
         daemon_binary: &Path,
         settings: TransferBenchSettings,
+    ) -> anyhow::Result<TransferRig> {
+        Self::start_fleet(daemon_binary, settings, FleetSettings::default()).await
+    }
+
+    pub async fn start_fleet(
+        daemon_binary: &Path,
+        settings: TransferBenchSettings,
+        fleet: FleetSettings,
     ) -> anyhow::Result<TransferRig> {
         let downloads = DownloadServer::start().await?;
         let s3 = DiscardS3::start().await?;
@@ -53,6 +92,7 @@ impl TransferRig {
             settings.byte_budget_bytes.to_string(),
             settings.max_concurrent.to_string(),
             settings.download_requests_per_second.to_string(),
+            fleet.bandwidth_bytes_per_second.to_string(),
         ];
         let endpoint = s3.endpoint();
         let zoom_base = downloads.zoom_base();
@@ -79,13 +119,48 @@ impl TransferRig {
             // refresh stays on loopback.
             ("FERRY_ZOOM_API_BASE_URL", zoom_base.as_str()),
             ("FERRY_ZOOM_OAUTH_BASE_URL", zoom_base.as_str()),
+            (
+                "FERRY_TRANSFER_BANDWIDTH_BYTES_PER_SECOND",
+                numbers[5].as_str(),
+            ),
         ];
-        let scene = Scene::with_daemon(DaemonProcess::start(daemon_binary, &env)?).await;
+        let env = [&env[..], &borrowed(&fleet.store_env)].concat();
+        let mut replicas = start_replicas(daemon_binary, fleet.replicas, &env)?.into_iter();
+        let first = replicas.next().context("no replica started")?;
+        let other_replicas: Vec<DaemonProcess> = replicas.collect();
+        let scene = Scene::with_daemon(first).await;
+        let zooms = std::iter::once(scene.zoom.clone())
+            .chain(
+                other_replicas
+                    .iter()
+                    .map(|replica| ZoomSimulator::new(replica.http_addr, WEBHOOK_SECRET)),
+            )
+            .collect();
         Ok(TransferRig {
             scene,
+            other_replicas,
+            zooms,
             downloads,
             s3,
         })
+    }
+
+    /// Every replica's process id, the first replica's first.
+    pub fn pids(&self) -> Vec<u32> {
+        std::iter::once(&self.scene.daemon)
+            .chain(&self.other_replicas)
+            .map(DaemonProcess::pid)
+            .collect()
+    }
+
+    /// Delivers every meeting's webhook at once, to the replicas in turn;
+    /// fails unless each queued a new job.
+    pub async fn queue_all(&self, meetings: &[Meeting]) -> anyhow::Result<Vec<String>> {
+        let deliveries = meetings
+            .iter()
+            .enumerate()
+            .map(|(i, meeting)| queue_to(&self.zooms[i % self.zooms.len()], meeting));
+        futures::future::try_join_all(deliveries).await
     }
 
     /// A lecture whose one MP4 of `num_bytes` the simulator serves.
@@ -131,6 +206,35 @@ impl TransferRig {
                 return Ok(jobs);
             }
         }
+    }
+
+    /// How many of `jobs` each replica moved (by the worker of each job's
+    /// last attempt), in replica order.
+    pub async fn jobs_moved_by_replica(&mut self, jobs: &[api::Job]) -> anyhow::Result<Vec<usize>> {
+        let pids = self.pids();
+        let mut moved = vec![0; pids.len()];
+        for job in jobs {
+            let job = self
+                .scene
+                .admin
+                .jobs
+                .get_job(api::GetJobRequest {
+                    job_id: job.job_id.clone(),
+                    institution_id: String::new(),
+                })
+                .await?
+                .into_inner();
+            let pid = job
+                .attempts
+                .last()
+                .and_then(|attempt| worker_pid(&attempt.worker_id))
+                .with_context(|| format!("job {} names no worker", job.job_id))?;
+            let replica = pids.iter().position(|&p| p == pid).with_context(|| {
+                format!("job {} was moved by pid {pid}, no replica", job.job_id)
+            })?;
+            moved[replica] += 1;
+        }
+        Ok(moved)
     }
 
     /// Waits until no job is queued or transferring.
@@ -232,6 +336,26 @@ pub fn check_completed(jobs: &[api::Job], s3: &DiscardS3, num_bytes: u64) -> any
         s3.open_uploads()
     );
     Ok(())
+}
+
+/// Fails unless there are `count` jobs, each completed with its object
+/// arrived whole (as [`check_completed`]); returns the last one's finish
+/// time in milliseconds since the Unix epoch.
+pub fn check_all_completed(
+    jobs: &[api::Job],
+    s3: &DiscardS3,
+    count: u64,
+    num_bytes: u64,
+) -> anyhow::Result<i64> {
+    anyhow::ensure!(
+        jobs.len() as u64 == count,
+        "{} jobs for {count} webhooks",
+        jobs.len()
+    );
+    check_completed(jobs, s3, num_bytes)?;
+    jobs.iter()
+        .map(finish_unix_millis)
+        .try_fold(i64::MIN, |last, finish| Ok(last.max(finish?)))
 }
 
 /// Bytes per second in MiB/s.

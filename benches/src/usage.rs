@@ -41,6 +41,40 @@ fn cpu_seconds_of(fields: &[String], pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second)
 }
 
+/// CPU seconds of a process and of all its children, those it has reaped
+/// and those alive (one level down, as PostgreSQL's postmaster and its
+/// backends are), so far.
+pub fn process_tree_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let fields = stat_fields(pid)?;
+    let reaped = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .with_context(|| format!("/proc/{pid}/stat is too short"))?
+            .parse::<f64>()?
+            / 100.0)
+    };
+    // cutime and cstime are fields 16 and 17: indexes 13 and 14 here.
+    let mut total = cpu_seconds_of(&fields, pid)? + reaped(13)? + reaped(14)?;
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A child may exit between the listing and the read: skip it.
+        let Ok(child_fields) = stat_fields(child) else {
+            continue;
+        };
+        // The parent's pid is field 4: index 1 here.
+        if child_fields.get(1).map(String::as_str) == Some(pid.to_string().as_str()) {
+            total += cpu_seconds_of(&child_fields, child)?;
+        }
+    }
+    Ok(total)
+}
+
 /// The most resident memory a live process has had so far (VmHWM), in bytes.
 pub fn peak_rss_bytes(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))

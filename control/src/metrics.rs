@@ -77,14 +77,20 @@ pub const BACKFILLS_FINISHED_TOTAL: &str = "ferry_backfills_finished_total";
 pub const BUILD_INFO: &str = "ferry_build_info";
 
 /// Histogram buckets, in seconds, for the latencies above.
+/// Up to 30 s: a webhook acknowledged or a commit made while the database
+/// struggles still lands in a bucket rather than only in `+Inf`.
 pub const FAST_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0, 10.0, 30.0,
 ];
+/// Up to 10 minutes: a part to a slow S3 endpoint, or a wait for a rate
+/// limit, can take minutes.
 pub const PART_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
+/// Up to 8 hours: a 5 GiB file from a slow source.
 pub const TRANSFER_BUCKETS: &[f64] = &[
-    0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+    0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0,
+    28800.0,
 ];
 
 /// Which buckets each histogram uses.

@@ -101,16 +101,20 @@ pub enum ZoomPlan {
     Education,
     Api,
     Enterprise,
+    /// A paid plan whose tier Zoom did not say: what a Marketplace install
+    /// learns from `GET /v2/users/me` (a licensed user, `type` 2).
+    Licensed,
 }
 
 impl ZoomPlan {
-    pub const ALL: [ZoomPlan; 6] = [
+    pub const ALL: [ZoomPlan; 7] = [
         ZoomPlan::Free,
         ZoomPlan::Pro,
         ZoomPlan::Business,
         ZoomPlan::Education,
         ZoomPlan::Api,
         ZoomPlan::Enterprise,
+        ZoomPlan::Licensed,
     ];
 
     /// Only paid plans may install (the seed's first requirement).
@@ -126,6 +130,7 @@ impl ZoomPlan {
             ZoomPlan::Education => "education",
             ZoomPlan::Api => "api",
             ZoomPlan::Enterprise => "enterprise",
+            ZoomPlan::Licensed => "licensed",
         }
     }
 
@@ -575,6 +580,14 @@ pub struct JobSecrets {
     pub sealed_download_url: Option<Sealed>,
     pub sealed_download_token: Option<Sealed>,
     pub sealed_recording: Option<Sealed>,
+}
+
+/// Download credentials fetched from Zoom's API for a held job, sealed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FreshCredentials {
+    pub sealed_download_token: Sealed,
+    /// Set when Zoom's answer carried a download URL of its own.
+    pub sealed_download_url: Option<Sealed>,
 }
 
 /// A multipart upload the transfer engine started for a job.

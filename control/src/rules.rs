@@ -283,6 +283,33 @@ pub fn check_streamed_size(
     ))
 }
 
+/// The size cap on the length a download's answer declares before any of
+/// its body is read: `content_length` bytes from `first_byte` on (a resumed
+/// download asks for the rest). A truthful `Content-Length` above the cap
+/// skips the job without streaming a byte; an answer that lies or says
+/// nothing is still caught by `check_streamed_size`. Exactly at the cap
+/// passes, as there.
+pub fn check_declared_size(
+    first_byte: u64,
+    content_length: u64,
+    announced_bytes: u64,
+    caps: &Caps,
+) -> Result<(), CapExceeded> {
+    let declared = first_byte.saturating_add(content_length);
+    if declared <= caps.max_file_bytes {
+        return Ok(());
+    }
+    Err(Skip::new(
+        SkipReason::TooLarge,
+        format!(
+            "the download's Content-Length makes the file {declared} bytes, larger than the {}-byte \
+             cap (zoom announced {announced_bytes} bytes); nothing of it was streamed; download it \
+             from zoom and upload it by hand",
+            caps.max_file_bytes
+        ),
+    ))
+}
+
 /// The duration cap on what the MP4 itself says it lasts, found while
 /// streaming. Exactly at the cap passes.
 pub fn check_streamed_duration(duration_ms: u64, caps: &Caps) -> Result<(), CapExceeded> {

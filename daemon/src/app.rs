@@ -34,11 +34,16 @@ pub struct RunningApp {
     pub http_addr: SocketAddr,
     /// The admin listener serving `/metrics`, when configured.
     pub metrics_addr: Option<SocketAddr>,
+    /// The admin console's own listener, when configured.
+    pub console_addr: Option<SocketAddr>,
     pub store: Arc<dyn Store>,
     /// Set when this start generated the operator token: the one chance to
     /// show it.
     pub generated_operator_token: Option<Secret>,
     pub grpc_tls: bool,
+    /// The transfer worker's id, as job attempts name it (`ferry-<pid>-…`);
+    /// None when transfers are off.
+    pub worker_id: Option<String>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -87,6 +92,7 @@ pub struct App {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    console_addr: Option<SocketAddr>,
     store: Arc<dyn Store>,
     generated_operator_token: Option<Secret>,
     grpc_tls: bool,
@@ -95,6 +101,7 @@ pub struct App {
     grpc: GrpcServer,
     http: HttpListener,
     metrics: Option<HttpListener>,
+    console: Option<HttpListener>,
     transfers: Option<(Connections, TransferSettings)>,
     retention: crate::retention::RetentionSettings,
     reconcile: crate::reconcile::ReconcileContext,
@@ -161,6 +168,18 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         ),
         None => None,
     };
+    let console_listener = match config.console.addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot bind console.addr {addr}"))?,
+        ),
+        None => None,
+    };
+    let console_addr = console_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     let metrics_addr = metrics_listener
@@ -178,6 +197,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         caps: config.caps(),
     };
     let health = Arc::new(crate::health::Health::default());
+    let web_context = context.clone();
     let grpc = grpc_server(
         &config,
         context,
@@ -185,6 +205,16 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         health.clone(),
         shutdown.clone(),
     )?;
+    let marketplace = config.zoom.marketplace_app().map(|app| {
+        Arc::new(crate::marketplace::Marketplace::new(
+            app,
+            crate::transfer::download::Downloader::new(config.download_policy()),
+            &config.zoom.oauth_base_url,
+            &config.zoom.api_base_url,
+            store.clone(),
+            secret_box.clone(),
+        ))
+    });
     // One client of Zoom's API, so that every call of an account shares
     // its rate limit.
     let zoom_api = Arc::new(crate::transfer::zoom_api::ZoomApi::new(
@@ -197,6 +227,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         store: store.clone(),
         secret_box: secret_box.clone(),
         api: zoom_api.clone(),
+        marketplace: marketplace.clone(),
         caps: config.caps(),
         settings: config.reconcile.settings(),
         replica_id: format!(
@@ -211,6 +242,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             store.clone(),
             secret_box.clone(),
             zoom_api,
+            marketplace.clone(),
         )?)
     } else {
         None
@@ -219,6 +251,18 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         Some((cert, key)) => Some(crate::tls::server_config(cert, key)?),
         None => None,
     };
+    let web = Arc::new(crate::web::Web::new(crate::web::WebParts {
+        context: web_context,
+        marketplace,
+        settings: config.console.settings(),
+        secure_cookies: http_tls.is_some()
+            || config
+                .zoom
+                .public_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("https://")),
+        shutdown: shutdown.clone(),
+    }));
     let verifier = config.zoom.webhook_verifier();
     if verifier.is_none() {
         tracing::warn!("zoom.webhook_secret is not set: webhooks are answered 503 until it is");
@@ -243,6 +287,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
                 },
             ))),
             metrics: metrics_listener.is_none().then(|| metrics_route.clone()),
+            web: Some(web.clone()),
+            console: console_listener.is_none(),
             health: health.clone(),
             read_timeout,
         }),
@@ -253,6 +299,20 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         routes: Arc::new(Routes {
             intake: None,
             metrics: Some(metrics_route),
+            web: None,
+            console: false,
+            health: health.clone(),
+            read_timeout,
+        }),
+    });
+    let console = console_listener.map(|listener| HttpListener {
+        listener,
+        tls: None,
+        routes: Arc::new(Routes {
+            intake: None,
+            metrics: None,
+            web: Some(web),
+            console: true,
             health,
             read_timeout,
         }),
@@ -261,6 +321,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         grpc_addr,
         http_addr,
         metrics_addr,
+        console_addr,
         store,
         generated_operator_token,
         grpc_tls: config.grpc.tls_enabled(),
@@ -269,6 +330,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         grpc,
         http,
         metrics,
+        console,
         transfers,
         retention: config.retention.settings(),
         reconcile,
@@ -282,6 +344,7 @@ impl App {
             grpc_addr,
             http_addr,
             metrics_addr,
+            console_addr,
             store,
             generated_operator_token,
             grpc_tls,
@@ -290,6 +353,7 @@ impl App {
             grpc,
             http,
             metrics,
+            console,
             transfers,
             retention,
             reconcile,
@@ -300,6 +364,9 @@ impl App {
             shutdown.clone(),
         ));
         tasks.spawn(crate::reconcile::run_backfills(reconcile, shutdown.clone()));
+        let worker_id = transfers
+            .as_ref()
+            .map(|(_, settings)| settings.worker_id.clone());
         tasks.spawn(crate::retention::run(
             store.clone(),
             retention,
@@ -318,7 +385,7 @@ impl App {
                 tasks.clone(),
             );
         }
-        for listener in std::iter::once(http).chain(metrics) {
+        for listener in std::iter::once(http).chain(metrics).chain(console) {
             tasks.spawn(crate::http::serve(
                 listener.listener,
                 listener.tls,
@@ -333,9 +400,11 @@ impl App {
             grpc_addr,
             http_addr,
             metrics_addr,
+            console_addr,
             store,
             generated_operator_token,
             grpc_tls,
+            worker_id,
             shutdown,
             tasks,
         }
@@ -409,6 +478,7 @@ fn transfer_engine(
     store: Arc<dyn Store>,
     secret_box: SecretBox,
     zoom_api: Arc<crate::transfer::zoom_api::ZoomApi>,
+    marketplace: Option<Arc<crate::marketplace::Marketplace>>,
 ) -> anyhow::Result<(Connections, TransferSettings)> {
     use crate::transfer::download::Downloader;
     use crate::transfer::sink::{LocalSink, ObjectSink, S3Sink};
@@ -435,6 +505,7 @@ fn transfer_engine(
         sink,
         downloader,
         zoom_api,
+        marketplace,
     };
     Ok((
         connections,

@@ -1,5 +1,7 @@
-//! The HTTP listener: the side Zoom calls. Routes `POST /zoom/webhook` to
-//! the intake, `GET /metrics` to the Prometheus exporter, `GET /healthz`.
+//! The HTTP listener: the side Zoom and browsers call. Routes `POST
+//! /zoom/webhook` to the intake, the Marketplace install and the admin
+//! console (`/zoom/install…`, `/zoom/oauth/callback`, `/admin…`) to `web`,
+//! `GET /metrics` to the Prometheus exporter, `GET /healthz`.
 //!
 //! Plain TCP or TLS (rustls) per `[http]`; each connection is served on its
 //! own task so a slow client never holds up another.
@@ -32,6 +34,10 @@ pub fn text_response(status: StatusCode, body: &'static str) -> HttpResponse {
 pub struct Routes {
     pub intake: Option<Arc<crate::intake::Intake>>,
     pub metrics: Option<MetricsRoute>,
+    /// The Marketplace install and (with `console`) the admin console.
+    pub web: Option<Arc<crate::web::Web>>,
+    /// Whether this listener serves `/admin`.
+    pub console: bool,
     /// `/healthz` answers 503 while the store does not answer.
     pub health: Arc<crate::health::Health>,
     /// Time a client has to send a request head.
@@ -48,7 +54,14 @@ pub struct MetricsRoute {
 async fn route(
     routes: Arc<Routes>,
     request: Request<Incoming>,
-) -> Result<HttpResponse, Infallible> {
+    peer: std::net::SocketAddr,
+) -> Result<crate::web::WebResponse, Infallible> {
+    use http_body_util::BodyExt as _;
+    if let Some(web) = &routes.web
+        && crate::web::serves(request.uri().path(), routes.console)
+    {
+        return Ok(web.handle(request, peer).await);
+    }
     Ok(match (request.method(), request.uri().path()) {
         (&hyper::Method::POST, "/zoom/webhook") if routes.intake.is_some() => {
             let intake = routes.intake.as_ref().expect("checked");
@@ -72,7 +85,8 @@ async fn route(
             text_response(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
         }
         _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
-    })
+    }
+    .map(|body| body.boxed_unsync()))
 }
 
 /// Accepts connections until `shutdown` fires.
@@ -109,7 +123,8 @@ pub async fn serve(
                 Some(acceptor) => {
                     match tokio::time::timeout(routes.read_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
-                            serve_connection(TokioIo::new(tls_stream), routes, &shutdown).await
+                            serve_connection(TokioIo::new(tls_stream), routes, peer, &shutdown)
+                                .await
                         }
                         Err(_) => {
                             tracing::debug!(%peer, "tls handshake timed out");
@@ -121,7 +136,7 @@ pub async fn serve(
                         }
                     }
                 }
-                None => serve_connection(TokioIo::new(stream), routes, &shutdown).await,
+                None => serve_connection(TokioIo::new(stream), routes, peer, &shutdown).await,
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "http connection ended with an error");
@@ -135,6 +150,7 @@ pub async fn serve(
 async fn serve_connection<I>(
     io: I,
     routes: Arc<Routes>,
+    peer: std::net::SocketAddr,
     shutdown: &CancellationToken,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
@@ -148,7 +164,7 @@ where
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(routes.read_timeout);
-    let service = hyper::service::service_fn(move |request| route(routes.clone(), request));
+    let service = hyper::service::service_fn(move |request| route(routes.clone(), request, peer));
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {

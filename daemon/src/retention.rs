@@ -6,7 +6,9 @@
 //! longer ago than that. It works in small batches with a pause between
 //! them, so webhooks queued behind a batch on the store's writer wait for
 //! one batch at most. It never decides what a job needs: the store's
-//! `sweep_retention` does.
+//! `sweep_retention` does. Each pass also forgets the web flows' expired
+//! tickets (install states, pending installs, console sessions), which no
+//! lookup returns once expired but which would otherwise pile up.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +93,13 @@ pub async fn run(store: Arc<dyn Store>, settings: RetentionSettings, shutdown: C
                 jobs_deleted = swept.jobs_deleted,
                 "retention sweep erased download details and deleted expired jobs"
             );
+        }
+        match store.sweep_tickets(Timestamp::now()).await {
+            Ok(0) => {}
+            Ok(tickets) => tracing::debug!(tickets, "expired web tickets forgotten"),
+            Err(e) => {
+                tracing::warn!(error = %e, "expired web tickets not swept; retried at the next interval")
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -139,6 +139,17 @@ async fn the_admin_client_drives_the_control_plane() {
     let _ = daemon.stop().await;
 }
 
+/// The institution an admin key belongs to.
+async fn institution_id(admin: &mut ferry_daemon::cli::client::Clients) -> String {
+    admin
+        .institutions
+        .get_institution(api::GetInstitutionRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .institution_id
+}
+
 /// `ferry jobs watch` as a child process whose stdout is a pipe, so not a
 /// terminal. Killed when dropped, should the test fail half way.
 struct Watcher {
@@ -209,15 +220,7 @@ impl Watcher {
 async fn jobs_watch_shows_a_transfer_in_progress_and_how_it_ended() {
     let mut t = transfers(|_| {}).await;
     let url = t.scene.daemon.grpc_url();
-    let institution_id = t
-        .scene
-        .admin
-        .institutions
-        .get_institution(api::GetInstitutionRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .institution_id;
+    let institution_id = institution_id(&mut t.scene.admin).await;
     let mut plain = Watcher::start(&url, &institution_id, &[]).await;
     let mut json = Watcher::start(&url, &institution_id, &["--json"]).await;
 
@@ -360,5 +363,86 @@ async fn jobs_watch_shows_a_transfer_in_progress_and_how_it_ended() {
 
     plain.kill().await;
     json.kill().await;
+    let _ = t.scene.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_started_mid_transfer_shows_the_transfer_at_once() {
+    let mut t = transfers(|_| {}).await;
+    let url = t.scene.daemon.grpc_url();
+    let institution_id = institution_id(&mut t.scene.admin).await;
+    // At least 8 s at 2 MiB/s: the watches start well inside it.
+    let media = SyntheticMedia::mp4(16 * MIB, Duration::from_secs(600), Mp4Layout::FastStart, 0);
+    let meeting = t.meeting(&media, media.len(), |b| {
+        b.throttle_bytes_per_sec = Some(2 * MIB)
+    });
+    let job_id = t.scene.ingest(&meeting).await.job_id;
+    let mut jobs = t.scene.admin.jobs.clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let job = jobs
+            .get_job(api::GetJobRequest {
+                job_id: job_id.clone(),
+                institution_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if job.state == api::JobState::Transferring as i32 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never started: {job:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The API: the stream opens with the running transfer, then goes on
+    // with its changes.
+    let mut watch = jobs
+        .watch_jobs(api::WatchJobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(2), watch.message())
+        .await
+        .expect("the snapshot comes at once")
+        .unwrap()
+        .expect("an event");
+    let job = first.job.expect("a job");
+    assert!(first.snapshot && !first.progress_only);
+    assert_eq!(job.job_id, job_id);
+    assert_eq!(job.state, api::JobState::Transferring as i32);
+
+    // The CLI: its first line is the transfer, not silence until it ends.
+    let mut plain = Watcher::start(&url, &institution_id, &[]).await;
+    let lines = plain
+        .lines_until(Instant::now() + Duration::from_secs(3), |l| {
+            l.contains(&job_id)
+        })
+        .await;
+    assert!(
+        lines.last().unwrap().starts_with("transferring "),
+        "{lines:#?}"
+    );
+
+    let completed = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(event) = watch.message().await.unwrap() {
+            let job = event.job.unwrap();
+            if job.job_id == job_id && job.state == api::JobState::Completed as i32 {
+                return event.snapshot;
+            }
+        }
+        panic!("the watch ended before the job completed");
+    })
+    .await
+    .expect("the live events follow the snapshot");
+    assert!(!completed, "a change is not a snapshot");
+    let done = t.wait_final(&job_id).await;
+    assert_eq!(
+        done.state,
+        api::JobState::Completed as i32,
+        "{}",
+        done.message
+    );
+    plain.kill().await;
     let _ = t.scene.daemon.stop().await;
 }

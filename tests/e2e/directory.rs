@@ -316,3 +316,114 @@ async fn a_broken_stream_applies_nothing() {
     assert!(all_users(&mut admin).await.is_empty());
     let _ = daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_batch_lookup_answers_each_email_in_order_within_the_institution() {
+    let daemon = TestDaemon::start().await.unwrap();
+    let mut operator = daemon.operator().await.unwrap();
+    let a = create_institution(&mut operator, "A").await.unwrap();
+    let b = create_institution(&mut operator, "B").await.unwrap();
+    let mut admin_a = daemon.clients(Some(&a.admin_key)).await.unwrap();
+    let mut admin_b = daemon.clients(Some(&b.admin_key)).await.unwrap();
+    sync(
+        &mut admin_a,
+        api::SyncMode::Full,
+        vec![
+            user(
+                "e1",
+                "elisa@example.edu",
+                "elisa.zoom@example.edu",
+                Instructor,
+            ),
+            user("e2", "bob@example.edu", "", Student),
+        ],
+    )
+    .await
+    .unwrap();
+    let batch = |emails: Vec<String>| api::LookupUsersByEmailRequest {
+        institution_id: String::new(),
+        emails,
+    };
+    let asked: Vec<String> = [
+        " ELISA@example.edu ",
+        "nobody@example.edu",
+        "Elisa.Zoom@Example.edu",
+        "bob@example.edu",
+    ]
+    .map(String::from)
+    .to_vec();
+    let results = admin_a
+        .users
+        .lookup_users_by_email(batch(asked.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let answered: Vec<(&str, Option<&str>)> = results
+        .iter()
+        .map(|r| {
+            (
+                r.email.as_str(),
+                r.user.as_ref().map(|u| u.external_id.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        answered,
+        [
+            (" ELISA@example.edu ", Some("e1")),
+            ("nobody@example.edu", None),
+            ("Elisa.Zoom@Example.edu", Some("e1")),
+            ("bob@example.edu", Some("e2")),
+        ]
+    );
+    for (result, email) in results.iter().zip(&asked) {
+        let single = lookup(&mut admin_a, email).await.ok();
+        assert_eq!(result.user, single, "{email}: as LookupUserByEmail answers");
+    }
+
+    // Another institution's admin sees none of A's users.
+    let elsewhere = admin_b
+        .users
+        .lookup_users_by_email(batch(asked.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(elsewhere.len(), asked.len());
+    assert!(elsewhere.iter().all(|r| r.user.is_none()));
+
+    // 1,000 is the most one call asks about; an empty email is named.
+    let full: Vec<String> = (0..1000).map(|i| format!("u{i}@example.edu")).collect();
+    assert_eq!(
+        admin_a
+            .users
+            .lookup_users_by_email(batch(full.clone()))
+            .await
+            .unwrap()
+            .into_inner()
+            .results
+            .len(),
+        1000
+    );
+    let mut too_many = full;
+    too_many.push("bob@example.edu".into());
+    assert_status(
+        admin_a.users.lookup_users_by_email(batch(too_many)).await,
+        Code::InvalidArgument,
+        "between 1 and 1000",
+    );
+    assert_status(
+        admin_a.users.lookup_users_by_email(batch(Vec::new())).await,
+        Code::InvalidArgument,
+        "between 1 and 1000",
+    );
+    assert_status(
+        admin_a
+            .users
+            .lookup_users_by_email(batch(vec!["bob@example.edu".into(), "  ".into()]))
+            .await,
+        Code::InvalidArgument,
+        "emails[1]",
+    );
+}

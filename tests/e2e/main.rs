@@ -5,6 +5,7 @@
 //! `ferry-test-support`; this crate holds only tests and the assertions they
 //! share (`support`).
 
+mod browser;
 mod cli;
 mod control_plane;
 mod demo;
@@ -25,3 +26,5 @@ mod support;
 mod tls;
 mod transfer;
 mod transfer_limits;
+mod web_console;
+mod web_install;

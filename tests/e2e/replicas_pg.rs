@@ -383,10 +383,7 @@ fn assert_completed(job: &api::Job) {
 
 /// The process id in a worker id, `ferry-<pid>-<id>`.
 fn worker_pid(worker_id: &str) -> u32 {
-    worker_id
-        .strip_prefix("ferry-")
-        .and_then(|rest| rest.split('-').next())
-        .and_then(|pid| pid.parse().ok())
+    ferry_test_support::replicas::worker_pid(worker_id)
         .unwrap_or_else(|| panic!("a worker id not of the form ferry-<pid>-…: {worker_id}"))
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ferry_control::api;
 use ferry_zoomsim::{Mp4Layout, SyntheticMedia};
 
-use crate::support::{ACCOUNT, MIB};
+use crate::support::{ACCOUNT, MIB, TestDaemon};
 use crate::transfer::{Transfers, sha256_file, state, transfers};
 
 const CLIENT_ID: &str = "sim-s2s-client";
@@ -91,6 +91,76 @@ async fn an_expired_token_is_replaced_through_the_accounts_oauth_app() {
         "counted"
     );
     let _ = t.scene.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_download_token_is_kept_across_a_restart() {
+    let mut t = transfers(|_| {}).await;
+    add_oauth(&mut t, CLIENT_SECRET).await;
+    // 20 MiB at 2 MiB/s: the daemon stops well before the end.
+    let media = SyntheticMedia::mp4(20 * MIB, Duration::from_secs(600), Mp4Layout::FastStart, 0);
+    let meeting = t.meeting(&media, media.len(), |b| {
+        b.token = "a-newer-token-zoom-knows".into();
+        b.throttle_bytes_per_sec = Some(2 * MIB);
+    });
+    t.server
+        .add_meeting(ACCOUNT, &meeting.uuid, &[meeting.files[0].id.as_str()]);
+    let job = t.scene.ingest(&meeting).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while t.scene.job(&job.job_id).await.bytes_transferred < 5 * MIB {
+        assert!(Instant::now() < deadline, "the transfer never got going");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(t.server.api_stats().recordings_served, 1);
+
+    // A clean stop releases the job; the restarted daemon takes it up with
+    // the token it kept, not the webhook's expired one.
+    let Transfers {
+        mut scene,
+        server,
+        config,
+        media_dir: _,
+        dir,
+    } = t;
+    let institution_id = scene.job(&job.job_id).await.institution_id;
+    let _ = scene.daemon.stop().await;
+    server.update(&meeting.files[0].id, |b| b.throttle_bytes_per_sec = None);
+    let daemon = TestDaemon::start_with(config).await.unwrap();
+    let mut operator = daemon.operator().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let job = operator
+            .jobs
+            .get_job(api::GetJobRequest {
+                job_id: job.job_id.clone(),
+                institution_id: institution_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if job.state != api::JobState::Queued as i32
+            && job.state != api::JobState::Transferring as i32
+        {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "never finished: {job:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(state(&done).0, api::JobState::Completed, "{}", done.message);
+    let file = server.stats(&meeting.files[0].id);
+    assert_eq!(file.unauthorized, 1, "only the webhook's token was refused");
+    assert!(
+        file.range_starts.len() >= 2 && file.range_starts.last() > Some(&0),
+        "resumed: {file:?}"
+    );
+    let api_stats = server.api_stats();
+    assert_eq!(
+        api_stats.recordings_served, 1,
+        "fetched once: {api_stats:?}"
+    );
+    assert_eq!(api_stats.tokens_issued, 1, "{api_stats:?}");
+    let _ = daemon.stop().await;
+    drop(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,13 @@
 //! Flags: `--transfers` (levels), `--size` (per recording), `--budget`
 //! (`transfer.byte_budget_bytes`, default 256MiB as in the daemon),
 //! `--out` (folder for capacity.csv and capacity.svg, default
-//! `target/capacity`).
+//! `target/capacity`), `--store sqlite|postgres` (default sqlite; postgres
+//! is a throwaway cluster on loopback with fsync on, a fresh database per
+//! level) and `--replicas N` (default 1; more need `--store postgres`: N
+//! daemons on one database, the webhooks sent to them in turn, each with
+//! `max_concurrent` the level's count divided between them). With several
+//! replicas the CPU is the sum over them, the RSS the largest of them, and
+//! the part-upload p99 comes from their histograms added together.
 //!
 //! The binary is also the daemon it measures: started with `serve` it runs
 //! `ferry serve`, so one `cargo run` builds everything the bench needs.
@@ -20,10 +26,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ferry_benches::transfer_rig::{
-    TransferBenchSettings, TransferRig, check_completed, finish_unix_millis, mib_per_second,
-    now_unix_millis,
+    FleetSettings, TransferBenchSettings, TransferRig, check_completed, finish_unix_millis,
+    mib_per_second, now_unix_millis,
 };
 use ferry_benches::usage::{peak_rss_bytes, process_cpu_seconds};
+use ferry_test_support::replicas::{SharedStore, StoreKind};
 use ferry_test_support::{GIB, MIB};
 use plotters::prelude::*;
 
@@ -37,6 +44,8 @@ struct Options {
     size: u64,
     budget: u64,
     out: PathBuf,
+    store: StoreKind,
+    replicas: usize,
 }
 
 /// `256MiB`, `1GiB`, `512KiB` or plain bytes.
@@ -67,6 +76,8 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
         size: 256 * MIB,
         budget: 256 * MIB,
         out: PathBuf::from("target/capacity"),
+        store: StoreKind::Sqlite,
+        replicas: 1,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -89,8 +100,21 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
             "--size" => options.size = parse_size(value).context("--size")?,
             "--budget" => options.budget = parse_size(value).context("--budget")?,
             "--out" => options.out = PathBuf::from(value),
-            other => bail!("unknown flag {other} (use --transfers, --size, --budget, --out)"),
+            "--store" => options.store = StoreKind::parse(value).context("--store")?,
+            "--replicas" => {
+                options.replicas = value
+                    .parse()
+                    .ok()
+                    .filter(|&n: &usize| n > 0)
+                    .with_context(|| format!("--replicas: {value:?} is not a positive count"))?
+            }
+            other => bail!(
+                "unknown flag {other} (use --transfers, --size, --budget, --out, --store, --replicas)"
+            ),
         }
+    }
+    if options.replicas > 1 && options.store != StoreKind::Postgres {
+        bail!("--replicas {} needs --store postgres", options.replicas);
     }
     if options.budget < PART_SIZE {
         bail!(
@@ -135,18 +159,27 @@ fn main() -> std::process::ExitCode {
 
 async fn run(options: Options) -> anyhow::Result<()> {
     let daemon = std::env::current_exe().context("the bench's own path")?;
+    let store = SharedStore::start(options.store)?;
     let mut levels = Vec::new();
     for &transfers in &options.levels {
         eprintln!("capacity: {transfers} x {} MiB ...", options.size / MIB);
-        levels.push(measure(&daemon, transfers, &options).await?);
+        let fleet = FleetSettings {
+            replicas: options.replicas,
+            store_env: store.daemon_env().await?,
+            bandwidth_bytes_per_second: 0,
+        };
+        levels.push(measure(&daemon, transfers, &options, fleet).await?);
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let title = format!(
         "capacity: {} MiB per recording, {} MiB byte budget, {} MiB parts x {PARTS_IN_FLIGHT} in flight, \
-         {cores} cores (daemon CPU and RSS only; the simulator and endpoint run in the bench process)",
+         {}, {} replica(s), {cores} cores (daemon CPU and RSS only; the simulator and endpoint run \
+         in the bench process)",
         options.size / MIB,
         options.budget / MIB,
-        PART_SIZE / MIB
+        PART_SIZE / MIB,
+        store.describe(),
+        options.replicas
     );
     println!("\n{title}");
     println!(
@@ -181,34 +214,50 @@ async fn run(options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(daemon: &Path, transfers: u64, options: &Options) -> anyhow::Result<Level> {
+async fn measure(
+    daemon: &Path,
+    transfers: u64,
+    options: &Options,
+    fleet: FleetSettings,
+) -> anyhow::Result<Level> {
     let settings = TransferBenchSettings {
         part_size_bytes: PART_SIZE,
         parts_in_flight: PARTS_IN_FLIGHT,
         byte_budget_bytes: options.budget,
-        max_concurrent: usize::try_from(transfers)?,
+        max_concurrent: usize::try_from(transfers)?.div_ceil(fleet.replicas),
         // High enough that request pacing does not hide the engine's limits.
         download_requests_per_second: 1000,
     };
-    let mut rig = TransferRig::start(daemon, settings).await?;
+    let mut rig = TransferRig::start_fleet(daemon, settings, fleet).await?;
     let meetings: Vec<_> = (0..transfers)
         .map(|_| rig.recording(options.size))
         .collect();
-    let daemon_pid = rig.scene.daemon.pid();
-    let cpu_before = process_cpu_seconds(daemon_pid)?;
+    let pids = rig.pids();
+    let cpu_of = |pids: &[u32]| -> anyhow::Result<f64> {
+        pids.iter().map(|&pid| process_cpu_seconds(pid)).sum()
+    };
+    let cpu_before = cpu_of(&pids)?;
     let sent_at = now_unix_millis();
-    let deliveries = meetings.iter().map(|meeting| rig.scene.queue(meeting));
-    futures::future::try_join_all(deliveries).await?;
+    rig.queue_all(&meetings).await?;
     let finished = rig.wait_all_final(LEVEL_TIMEOUT).await?;
-    let cpu = process_cpu_seconds(daemon_pid)? - cpu_before;
-    let peak_rss = peak_rss_bytes(daemon_pid)?;
+    let cpu = cpu_of(&pids)? - cpu_before;
+    let peak_rss = pids
+        .iter()
+        .map(|&pid| peak_rss_bytes(pid))
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .max()
+        .unwrap_or(0);
     check_completed(&finished.jobs, &rig.s3, options.size)?;
     anyhow::ensure!(
         finished.jobs.len() as u64 == transfers,
         "{} jobs for {transfers} webhooks",
         finished.jobs.len()
     );
-    let metrics = scrape(rig.scene.daemon.http_addr).await?;
+    let mut metrics = scrape(rig.scene.daemon.http_addr).await?;
+    for replica in &rig.other_replicas {
+        metrics.push_str(&scrape(replica.http_addr).await?);
+    }
     let part_p99_s = histogram_quantile(&metrics, "ferry_part_upload_seconds", 0.99)
         .context("the daemon reported no part uploads")?;
     let mut completions: Vec<f64> = finished
@@ -255,7 +304,8 @@ async fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<String> {
 }
 
 /// A quantile of an unlabelled Prometheus histogram, interpolated inside
-/// its bucket as PromQL's `histogram_quantile` does.
+/// its bucket as PromQL's `histogram_quantile` does. A page that holds the
+/// histogram several times (several replicas' pages) counts their sum.
 fn histogram_quantile(page: &str, name: &str, q: f64) -> Option<f64> {
     let prefix = format!("{name}_bucket{{le=\"");
     let mut buckets: Vec<(f64, f64)> = page
@@ -272,6 +322,13 @@ fn histogram_quantile(page: &str, name: &str, q: f64) -> Option<f64> {
         })
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            earlier.1 += later.1;
+        }
+        same
+    });
     let total = buckets.last()?.1;
     if total <= 0.0 {
         return None;
@@ -415,6 +472,16 @@ mod tests {
         assert_eq!(options.levels, vec![1, 8]);
         assert_eq!(options.size, 64 * MIB);
         assert!(parse_options(&["--transfers".into(), "0".into()]).is_err());
+        let fleet: Vec<String> = ["--store", "postgres", "--replicas", "3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let options = parse_options(&fleet).unwrap();
+        assert_eq!((options.store, options.replicas), (StoreKind::Postgres, 3));
+        let error = parse_options(&["--replicas".into(), "2".into()])
+            .err()
+            .expect("two replicas on SQLite are refused");
+        assert!(error.to_string().contains("--store postgres"), "{error}");
     }
 
     #[test]
@@ -424,6 +491,14 @@ mod tests {
         let p99 = histogram_quantile(page, "x", 0.99).unwrap();
         assert!((p99 - 0.198).abs() < 1e-9, "{p99}");
         assert_eq!(histogram_quantile("", "x", 0.5), None);
+        let two_replicas = format!("{page}{page}");
+        assert_eq!(histogram_quantile(&two_replicas, "x", 0.5), Some(0.1));
+        let skewed = format!(
+            "{page}x_bucket{{le=\"0.1\"}} 0\nx_bucket{{le=\"0.2\"}} 100\nx_bucket{{le=\"+Inf\"}} 100\n"
+        );
+        // 50 of 200 up to 0.1, 150 more up to 0.2: the 100th is a third in.
+        let median = histogram_quantile(&skewed, "x", 0.5).unwrap();
+        assert!((median - (0.1 + 0.1 / 3.0)).abs() < 1e-9, "{median}");
         assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.0);
         assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.99), 4.0);
     }

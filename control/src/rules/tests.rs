@@ -295,6 +295,17 @@ fn streamed_caps_pass_exactly_at_the_limit_with_the_stream_messages() {
              {BY_HAND}"
         )
     );
+    assert_eq!(check_declared_size(400, 600, 900, &caps), Ok(()));
+    let skip = check_declared_size(400, 601, 900, &caps).unwrap_err();
+    assert_eq!(skip.reason, SkipReason::TooLarge);
+    assert_eq!(
+        skip.message,
+        format!(
+            "the download's Content-Length makes the file 1001 bytes, larger than the 1000-byte \
+             cap (zoom announced 900 bytes); nothing of it was streamed; {BY_HAND}"
+        )
+    );
+    assert!(check_declared_size(u64::MAX, u64::MAX, 0, &caps).is_err());
     assert_eq!(check_streamed_duration(60_000, &caps), Ok(()));
     let skip = check_streamed_duration(61_999, &caps).unwrap_err();
     assert_eq!(skip.reason, SkipReason::TooLong);
@@ -361,6 +372,15 @@ proptest! {
             prop_assert_eq!(skip.reason, SkipReason::TooLarge);
             let announced_text = format!("zoom announced {announced} bytes");
             prop_assert!(skip.message.contains(&announced_text));
+        }
+        // A declared length is refused exactly when streaming all of it
+        // would be; it never refuses what the stream would let through.
+        let first_byte = received / 2;
+        let declared = check_declared_size(first_byte, received - first_byte, announced, &caps);
+        prop_assert_eq!(declared.is_ok(), received <= max_file_bytes);
+        if let Err(skip) = declared {
+            prop_assert_eq!(skip.reason, SkipReason::TooLarge);
+            prop_assert!(skip.message.ends_with(BY_HAND));
         }
         let duration = check_streamed_duration(duration_ms, &caps);
         prop_assert_eq!(duration.is_ok(), u128::from(duration_ms) <= max_duration_ms as u128);

@@ -69,6 +69,7 @@ pub(crate) fn plan_to_api(plan: ZoomPlan) -> api::ZoomPlan {
         ZoomPlan::Education => api::ZoomPlan::Education,
         ZoomPlan::Api => api::ZoomPlan::Api,
         ZoomPlan::Enterprise => api::ZoomPlan::Enterprise,
+        ZoomPlan::Licensed => api::ZoomPlan::Licensed,
     }
 }
 
@@ -80,6 +81,7 @@ pub(crate) fn plan_from_api(value: i32) -> Result<ZoomPlan, Status> {
         Ok(api::ZoomPlan::Education) => Ok(ZoomPlan::Education),
         Ok(api::ZoomPlan::Api) => Ok(ZoomPlan::Api),
         Ok(api::ZoomPlan::Enterprise) => Ok(ZoomPlan::Enterprise),
+        Ok(api::ZoomPlan::Licensed) => Ok(ZoomPlan::Licensed),
         Ok(api::ZoomPlan::Unspecified) => Err(Status::invalid_argument("plan: required")),
         Err(_) => Err(Status::invalid_argument(format!(
             "plan: unknown value {value}"

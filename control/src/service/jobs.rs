@@ -16,7 +16,8 @@ use crate::api;
 use crate::api::job_service_server::JobService;
 use crate::email;
 use crate::ingest::{self, Decision};
-use crate::model::{JobFilter, JobRequeue, JobSource, JobState, Timestamp};
+use crate::model::{Job, JobFilter, JobRequeue, JobSource, JobState, Timestamp};
+use crate::store::{MAX_PAGE_SIZE, PageQuery};
 use crate::zoom::Recording;
 
 pub struct JobApi {
@@ -29,7 +30,48 @@ impl JobApi {
     }
 }
 
+/// The most jobs a watch's opening snapshot carries.
+const WATCH_SNAPSHOT_MAX: usize = 10_000;
+
 impl JobApi {
+    /// The jobs a watch opens with: `job_id` whatever its state, or the
+    /// institution's transferring jobs, then its queued ones, at most
+    /// `WATCH_SNAPSHOT_MAX` in all (each state read by its index, a page at
+    /// a time).
+    async fn watch_snapshot(
+        &self,
+        institution_id: &str,
+        job_id: Option<&str>,
+    ) -> Result<Vec<Job>, Status> {
+        if let Some(job_id) = job_id {
+            return Ok(vec![
+                self.context.store.get_job(institution_id, job_id).await?,
+            ]);
+        }
+        let mut jobs = Vec::new();
+        for state in [JobState::Transferring, JobState::Queued] {
+            let filter = JobFilter {
+                states: vec![state],
+                ..JobFilter::default()
+            };
+            let mut after = None;
+            while jobs.len() < WATCH_SNAPSHOT_MAX {
+                let size = (WATCH_SNAPSHOT_MAX - jobs.len()).min(MAX_PAGE_SIZE as usize) as u32;
+                let page = self
+                    .context
+                    .store
+                    .list_jobs(institution_id, &filter, &PageQuery { after, size })
+                    .await?;
+                jobs.extend(page.items);
+                match page.next_after {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(jobs)
+    }
+
     /// Runs a skipped job's stored recording through the rules again, as if
     /// its webhook arrived now (with today's users, install and caps).
     async fn decide_again(
@@ -188,14 +230,28 @@ impl JobService for JobApi {
             // Answer NOT_FOUND now rather than stream nothing forever.
             self.context.store.get_job(&institution_id, job_id).await?;
         }
+        // Subscribe before reading the snapshot, so that no change made in
+        // between is missed (it may arrive twice: the newer copy wins).
         let events = BroadcastStream::new(self.context.store.subscribe_job_events());
-        let stream = events.filter_map(move |event| match event {
+        let snapshot = self
+            .watch_snapshot(&institution_id, job_id.as_deref())
+            .await?
+            .into_iter()
+            .map(|job| {
+                Ok(api::JobEvent {
+                    progress_only: false,
+                    snapshot: true,
+                    job: Some(convert::job(job)),
+                })
+            });
+        let live = events.filter_map(move |event| match event {
             Ok(event)
                 if event.job.institution_id == institution_id
                     && job_id.as_ref().is_none_or(|id| *id == event.job.job_id) =>
             {
                 Some(Ok(api::JobEvent {
                     progress_only: event.progress_only,
+                    snapshot: false,
                     job: Some(convert::job(event.job)),
                 }))
             }
@@ -207,6 +263,7 @@ impl JobService for JobApi {
                 None
             }
         });
+        let stream = tokio_stream::iter(snapshot).chain(live);
         let stream =
             futures::StreamExt::take_until(stream, self.context.shutdown.clone().cancelled_owned());
         Ok(Response::new(Box::pin(stream)))

@@ -80,6 +80,35 @@ impl ControlServices {
     }
 }
 
+/// The same services as plain values, for in-process callers (the web
+/// console, the Marketplace install) that must authenticate, scope,
+/// validate and apply the rules exactly as the gRPC API does: they call the
+/// handlers themselves with a `tonic::Request` carrying the caller's
+/// `authorization` metadata.
+#[derive(Clone)]
+pub struct ControlApis {
+    pub institutions: Arc<InstitutionApi>,
+    pub configurations: Arc<ZoomConfigurationApi>,
+    pub accounts: Arc<ZoomAccountApi>,
+    pub users: Arc<UserDirectoryApi>,
+    pub jobs: Arc<JobApi>,
+    pub media: Arc<MediaApi>,
+}
+
+impl ControlApis {
+    pub fn new(context: ControlContext) -> Self {
+        let context = Arc::new(context);
+        ControlApis {
+            institutions: Arc::new(InstitutionApi::new(context.clone())),
+            configurations: Arc::new(ZoomConfigurationApi::new(context.clone())),
+            accounts: Arc::new(ZoomAccountApi::new(context.clone())),
+            users: Arc::new(UserDirectoryApi::new(context.clone())),
+            jobs: Arc::new(JobApi::new(context.clone())),
+            media: Arc::new(MediaApi::new(context)),
+        }
+    }
+}
+
 /// Fully-qualified names of the services, for health reporting.
 pub const SERVICE_NAMES: [&str; 6] = [
     "ferry.v1.InstitutionService",

@@ -13,6 +13,9 @@ use crate::api::user_directory_service_server::UserDirectoryService;
 use crate::email;
 use crate::model::{RejectedRecord, SyncMode, Timestamp, UserRecord, UserSync};
 
+/// The most emails one `LookupUsersByEmail` call may ask about.
+const MAX_EMAILS_PER_LOOKUP: usize = 1000;
+
 pub struct UserDirectoryApi {
     context: Arc<ControlContext>,
 }
@@ -61,12 +64,17 @@ fn validate_record(record_index: u32, record: &api::UserRecord) -> Result<UserRe
     })
 }
 
-#[tonic::async_trait]
-impl UserDirectoryService for UserDirectoryApi {
-    async fn sync_users(
+impl UserDirectoryApi {
+    /// `SyncUsers` on any stream of messages: the gRPC handler's, or an
+    /// in-process caller's (the console's CSV upload), with the same
+    /// authentication, scoping, validation and atomic apply.
+    pub async fn sync_users_from<S>(
         &self,
-        request: Request<Streaming<api::SyncUsersRequest>>,
-    ) -> Result<Response<api::SyncUsersSummary>, Status> {
+        request: Request<S>,
+    ) -> Result<Response<api::SyncUsersSummary>, Status>
+    where
+        S: futures::Stream<Item = Result<api::SyncUsersRequest, Status>> + Unpin + Send,
+    {
         let principal = self.context.auth.authenticate(&request).await?;
         let mut stream = request.into_inner();
         let header = match stream.next().await {
@@ -172,6 +180,16 @@ impl UserDirectoryService for UserDirectoryApi {
                 .collect(),
         }))
     }
+}
+
+#[tonic::async_trait]
+impl UserDirectoryService for UserDirectoryApi {
+    async fn sync_users(
+        &self,
+        request: Request<Streaming<api::SyncUsersRequest>>,
+    ) -> Result<Response<api::SyncUsersSummary>, Status> {
+        self.sync_users_from(request).await
+    }
 
     async fn lookup_user_by_email(
         &self,
@@ -193,6 +211,44 @@ impl UserDirectoryService for UserDirectoryApi {
                 Status::not_found("no active user has this email or alternate zoom email")
             })?;
         Ok(Response::new(convert::user(user)))
+    }
+
+    async fn lookup_users_by_email(
+        &self,
+        request: Request<api::LookupUsersByEmailRequest>,
+    ) -> Result<Response<api::LookupUsersByEmailResponse>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.into_inner();
+        let institution_id = principal.scope(&body.institution_id)?;
+        if body.emails.is_empty() || body.emails.len() > MAX_EMAILS_PER_LOOKUP {
+            return Err(Status::invalid_argument(format!(
+                "emails: between 1 and {MAX_EMAILS_PER_LOOKUP} required, got {}",
+                body.emails.len()
+            )));
+        }
+        let mut addresses = Vec::with_capacity(body.emails.len());
+        for (index, email) in body.emails.iter().enumerate() {
+            let address = crate::rules::host_match_key(email);
+            if address.is_empty() {
+                return Err(Status::invalid_argument(format!("emails[{index}]: empty")));
+            }
+            addresses.push(address);
+        }
+        let users = self
+            .context
+            .store
+            .lookup_users_by_email(&institution_id, &addresses)
+            .await?;
+        let results = body
+            .emails
+            .into_iter()
+            .zip(users)
+            .map(|(email, user)| api::EmailLookup {
+                email,
+                user: user.map(convert::user),
+            })
+            .collect();
+        Ok(Response::new(api::LookupUsersByEmailResponse { results }))
     }
 
     async fn get_user(

@@ -340,11 +340,17 @@ impl ZoomAccountService for ZoomAccountApi {
                 "zoom account {zoom_account_id} is uninstalled; install it again to backfill it"
             )));
         }
-        if account.oauth.is_none() {
+        let marketplace_tokens = self
+            .context
+            .store
+            .account_tokens(&zoom_account_id)
+            .await?;
+        if account.oauth.is_none() && marketplace_tokens.is_none() {
             return Err(Status::failed_precondition(format!(
-                "zoom account {zoom_account_id} has no Server-to-Server OAuth credentials, which a backfill \
-                 needs to list its recordings: install it again with --oauth-client-id (an app with the \
-                 cloud_recording:read:list_account_recordings:admin and user:read:user:admin scopes)"
+                "zoom account {zoom_account_id} has no API credentials, which a backfill needs to list its \
+                 recordings: install it through the Marketplace app, or again with --oauth-client-id (a \
+                 Server-to-Server OAuth app with the cloud_recording:read:list_account_recordings:admin and \
+                 user:read:user:admin scopes)"
             )));
         }
         let backfill = self

@@ -1,6 +1,6 @@
 //! The store: everything Ferry must remember, behind one trait per domain
 //! (tenants, configurations, accounts, directory, jobs, transfers, media,
-//! replicas;
+//! replicas, the web flows' tickets and accounts' OAuth tokens;
 //! `Store` is their sum) so that the embedded SQLite backend and a later
 //! Postgres backend are interchangeable and each backend file implements
 //! one domain. Calls take owned request structs rather than lists of ids.
@@ -15,6 +15,7 @@
 pub mod conformance;
 mod postgres;
 mod sqlite;
+mod web;
 
 use std::time::Duration;
 
@@ -25,12 +26,13 @@ use crate::error::StoreError;
 use crate::model::*;
 use crate::secrets::TokenHash;
 
-#[cfg(any(test, feature = "conformance"))]
+/// Throwaway clusters for the tests, the benches and `ferry demo --replicas`.
 pub use postgres::testing as postgres_testing;
 pub use postgres::{
     PostgresConfig, PostgresStore, PostgresUrl, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
 };
 pub use sqlite::{SqliteConfig, SqliteStore};
+pub use web::{AccountTokenStore, AccountTokens, Ticket, TicketKind, TicketStore};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -120,6 +122,8 @@ pub trait Store:
     + MediaStore
     + ReplicaStore
     + ReconcileStore
+    + TicketStore
+    + AccountTokenStore
     + Send
     + Sync
     + 'static
@@ -136,6 +140,8 @@ impl<T> Store for T where
         + MediaStore
         + ReplicaStore
         + ReconcileStore
+        + TicketStore
+        + AccountTokenStore
         + Send
         + Sync
         + 'static
@@ -251,6 +257,19 @@ pub trait DirectoryStore: Send + Sync {
         institution_id: &str,
         email: &str,
     ) -> StoreResult<Option<User>>;
+    /// `lookup_user_by_email` for each of `emails` (already normalised), in
+    /// order. A backend whose reads are round trips answers in one.
+    async fn lookup_users_by_email(
+        &self,
+        institution_id: &str,
+        emails: &[String],
+    ) -> StoreResult<Vec<Option<User>>> {
+        let mut users = Vec::with_capacity(emails.len());
+        for email in emails {
+            users.push(self.lookup_user_by_email(institution_id, email).await?);
+        }
+        Ok(users)
+    }
     async fn get_user(&self, institution_id: &str, user_id: &str) -> StoreResult<User>;
     async fn list_users(
         &self,
@@ -346,6 +365,17 @@ pub trait TransferStore: Send + Sync {
         part: PartRecord,
         bytes_transferred: u64,
     ) -> StoreResult<()>;
+    /// Replaces a held job's download token (and URL, when one is given)
+    /// with credentials fetched from Zoom's API after the webhook's were
+    /// refused, so that the next attempt, after a restart or a takeover,
+    /// starts with them rather than fetching again. They count as of `now`:
+    /// a redelivered older webhook does not put its token back.
+    async fn store_fresh_download(
+        &self,
+        holder: LeaseHolder<'_>,
+        fresh: FreshCredentials,
+        now: Timestamp,
+    ) -> StoreResult<()>;
     /// Counts one more transfer attempt of a held job and appends it to the
     /// job's history; returns the attempt's number.
     async fn begin_attempt(&self, start: AttemptStart) -> StoreResult<u32>;
@@ -409,9 +439,10 @@ pub trait ReplicaStore: Send + Sync {
 /// deleted.
 #[async_trait]
 pub trait ReconcileStore: Send + Sync {
-    /// Installed accounts that carry Server-to-Server OAuth credentials,
-    /// every institution's, ordered by account id.
-    async fn accounts_with_credentials(&self) -> StoreResult<Vec<ZoomAccount>>;
+    /// Installed accounts with a way into Zoom's API — Server-to-Server
+    /// OAuth credentials or the Marketplace app's tokens from a web install
+    /// — every institution's, ordered by account id.
+    async fn accounts_with_api_access(&self) -> StoreResult<Vec<ZoomAccount>>;
     /// The job of (account, meeting uuid), if any, whichever institution.
     async fn job_for_meeting(
         &self,

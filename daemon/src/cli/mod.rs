@@ -4,7 +4,7 @@
 //! exit codes; never decides what the daemon decides.
 
 pub mod client;
-mod commands;
+pub(crate) mod commands;
 pub(crate) mod output;
 pub(crate) mod watch;
 
@@ -73,6 +73,11 @@ pub enum Command {
         /// and /metrics, until Ctrl-C.
         #[arg(long)]
         keep_running: bool,
+        /// Run N replicas on one PostgreSQL database instead (a throwaway
+        /// cluster the demo starts; needs PostgreSQL's initdb and pg_ctl),
+        /// and show which replica moved each recording.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+        replicas: u16,
     },
     /// Institutions (create: operator only).
     #[command(subcommand)]
@@ -116,7 +121,8 @@ pub fn main() -> ExitCode {
             Command::Demo {
                 data_dir,
                 keep_running,
-            } => crate::demo::run(&data_dir, keep_running).await,
+                replicas,
+            } => crate::demo::run(&data_dir, keep_running, usize::from(replicas)).await,
             command => commands::run(command, cli.client).await,
         }
     });

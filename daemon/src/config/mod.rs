@@ -3,7 +3,8 @@
 //! a typo never silently falls back to a default.
 //!
 //! The types are the one list of keys: each section is a struct in its own
-//! file (`listener`, `store`, `zoom`, `caps`, `transfer`, `retention`, `reconcile`) beside its defaults,
+//! file (`listener`, `store`, `zoom`, `caps`, `transfer`, `retention`, `console`,
+//! `reconcile`) beside its defaults,
 //! its validation and its conversion into the settings its subsystem takes;
 //! the environment overlay (`env`) is derived from those types. Loading never
 //! opens a socket, a file other than the config file, or the store; the app
@@ -13,6 +14,7 @@
 //! for keys of a section (`FERRY_GRPC_ADDR` is `[grpc] addr`).
 
 mod caps;
+mod console;
 mod env;
 mod listener;
 mod reconcile;
@@ -28,6 +30,7 @@ use ferry_control::secrets::Secret;
 use serde::{Deserialize, Serialize};
 
 pub use caps::{AccountCapsConfig, CapsConfig};
+pub use console::{ConsoleConfig, ConsoleSettings};
 pub use listener::{ListenerConfig, MetricsConfig};
 pub use reconcile::ReconcileConfig;
 pub use retention::RetentionConfig;
@@ -75,6 +78,7 @@ pub struct Config {
     pub transfer: TransferConfig,
     pub s3: S3Config,
     pub retention: RetentionConfig,
+    pub console: ConsoleConfig,
     pub reconcile: ReconcileConfig,
 }
 
@@ -114,6 +118,7 @@ impl Default for Config {
             transfer: TransferConfig::default(),
             s3: S3Config::default(),
             retention: RetentionConfig::default(),
+            console: ConsoleConfig::default(),
             reconcile: ReconcileConfig::default(),
         }
     }
@@ -165,6 +170,7 @@ impl Config {
         self.transfer.validate()?;
         self.zoom.validate()?;
         self.retention.validate()?;
+        self.console.validate()?;
         self.reconcile.validate()?;
         if let Some(key) = &self.encryption_key {
             ferry_control::secrets::SecretBox::from_base64(key.expose())

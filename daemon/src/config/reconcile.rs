@@ -13,8 +13,9 @@ use crate::reconcile::ReconcileSettings;
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReconcileConfig {
-    /// Reconcile every installed account that has Server-to-Server OAuth
-    /// credentials. Backfills run whatever this says.
+    /// Reconcile every installed account that has API credentials (a
+    /// Marketplace install or Server-to-Server OAuth credentials).
+    /// Backfills run whatever this says.
     pub enabled: bool,
     /// Seconds between two passes over an account (jittered by up to a
     /// tenth either way).
@@ -27,6 +28,10 @@ pub struct ReconcileConfig {
     /// Most Zoom REST API requests per second and account (recordings
     /// lists, users, download tokens), shared by every caller in the daemon.
     pub api_requests_per_second: u32,
+    /// Seconds an account's listing (or a backfill) stays with a replica
+    /// that stops renewing it (it renews every third of this): how long a
+    /// crashed replica's work waits before another takes it over.
+    pub lease_secs: u64,
 }
 
 impl Default for ReconcileConfig {
@@ -37,6 +42,7 @@ impl Default for ReconcileConfig {
             lookback_days: 3,
             grace_secs: 900,
             api_requests_per_second: 10,
+            lease_secs: 60,
         }
     }
 }
@@ -48,6 +54,9 @@ impl ReconcileConfig {
         }
         if self.lookback_days == 0 {
             bail!("reconcile.lookback_days must be at least 1");
+        }
+        if self.lease_secs < 3 {
+            bail!("reconcile.lease_secs must be at least 3");
         }
         if self.api_requests_per_second == 0 {
             bail!("reconcile.api_requests_per_second must be at least 1");
@@ -61,6 +70,7 @@ impl ReconcileConfig {
             interval: Duration::from_secs(self.interval_secs),
             lookback_days: self.lookback_days,
             grace: Duration::from_secs(self.grace_secs),
+            lease: Duration::from_secs(self.lease_secs),
             ..ReconcileSettings::default()
         }
     }

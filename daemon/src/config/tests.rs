@@ -174,7 +174,7 @@ fn every_documented_variable_is_derived_from_the_types_and_nothing_else_is() {
         .map(|(name, _)| name)
         .collect();
     let documented = readme_variables();
-    assert_eq!(documented.len(), 60, "{documented:?}");
+    assert_eq!(documented.len(), 74, "{documented:?}");
     for name in &documented {
         assert!(
             derived.contains(name),
@@ -306,4 +306,52 @@ fn a_bad_file_value_names_its_line() {
     let text = format!("{error:#}");
     assert!(text.contains("unknown variant `gcs`"), "{text}");
     assert!(text.contains("(line 3)"), "{text}");
+}
+
+#[test]
+fn the_marketplace_app_comes_from_the_environment_whole_or_not_at_all() {
+    let config = Config::load(
+        None,
+        env(&[
+            ("FERRY_ZOOM_CLIENT_ID", "marketplace-id"),
+            ("FERRY_ZOOM_CLIENT_SECRET", "marketplace-supersecret"),
+            ("FERRY_ZOOM_PUBLIC_URL", "https://ferry.example.edu/"),
+        ]),
+    )
+    .unwrap();
+    let app = config.zoom.marketplace_app().expect("configured");
+    assert_eq!(
+        app.redirect_uri(),
+        "https://ferry.example.edu/zoom/oauth/callback"
+    );
+    assert!(!format!("{config:?}").contains("supersecret"));
+    assert!(!format!("{app:?}").contains("supersecret"));
+    assert!(!toml::to_string(&config).unwrap().contains("supersecret"));
+
+    let partial =
+        Config::load(None, env(&[("FERRY_ZOOM_CLIENT_ID", "marketplace-id")])).unwrap_err();
+    assert!(
+        format!("{partial:#}").contains("go together"),
+        "{partial:#}"
+    );
+    for url in ["http://ferry.example.edu", "https://ferry.example.edu/path"] {
+        let error = Config::load(
+            None,
+            env(&[
+                ("FERRY_ZOOM_CLIENT_ID", "id"),
+                ("FERRY_ZOOM_CLIENT_SECRET", "secret"),
+                ("FERRY_ZOOM_PUBLIC_URL", url),
+            ]),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("zoom.public_url"),
+            "{url}: {error:#}"
+        );
+    }
+    let console = Config::load(None, env(&[("FERRY_CONSOLE_ADDR", "0.0.0.0:9000")])).unwrap_err();
+    assert!(
+        format!("{console:#}").contains("console.insecure"),
+        "{console:#}"
+    );
 }

@@ -1,5 +1,6 @@
-//! `[zoom]`: the Zoom app's webhook secrets and where downloads and Zoom API
-//! calls may go. Converts into the intake's `WebhookVerifier` and the
+//! `[zoom]`: the Zoom app's webhook secrets, the Marketplace app's OAuth
+//! client (`client_id`, `client_secret`, `public_url`) and where downloads
+//! and Zoom API calls may go. Converts into the intake's `WebhookVerifier` and the
 //! downloader's `DownloadPolicy`; never logs a secret (`Secret` redacts
 //! itself) and never serialises one.
 
@@ -31,9 +32,19 @@ pub struct ZoomConfig {
     /// Zoom's REST API, asked for a fresh download token when a webhook's
     /// has expired. Its host must also pass `download_allowlist` to be used.
     pub api_base_url: String,
-    /// Where Server-to-Server OAuth account tokens come from. Its host must
-    /// also pass `download_allowlist` to be used.
+    /// Where Server-to-Server OAuth account tokens come from, and where the
+    /// Marketplace install sends the admin's browser to approve the app. Its
+    /// host must also pass `download_allowlist` to be used.
     pub oauth_base_url: String,
+    /// The Zoom Marketplace app's client id (OAuth authorization code).
+    /// With `client_secret` and `public_url`, turns on `/zoom/install`.
+    pub client_id: Option<String>,
+    /// The Marketplace app's client secret.
+    #[serde(skip_serializing)]
+    pub client_secret: Option<Secret>,
+    /// The https origin Zoom sends the admin's browser back to; the
+    /// redirect URI is `{public_url}/zoom/oauth/callback`.
+    pub public_url: Option<String>,
 }
 
 impl Default for ZoomConfig {
@@ -48,6 +59,9 @@ impl Default for ZoomConfig {
             allow_insecure_downloads: false,
             api_base_url: "https://api.zoom.us".into(),
             oauth_base_url: "https://zoom.us".into(),
+            client_id: None,
+            client_secret: None,
+            public_url: None,
         }
     }
 }
@@ -72,7 +86,51 @@ impl ZoomConfig {
                 _ => bail!("{key}: {url:?} must be an https:// URL"),
             }
         }
-        Ok(())
+        self.validate_marketplace()
+    }
+
+    /// All three Marketplace settings, or none; `public_url` an https origin
+    /// (plain http only on loopback, for tests and the demo).
+    fn validate_marketplace(&self) -> anyhow::Result<()> {
+        match (&self.client_id, &self.client_secret, &self.public_url) {
+            (None, None, None) => Ok(()),
+            (Some(id), Some(secret), Some(url)) => {
+                if id.trim().is_empty() || secret.is_empty() {
+                    bail!("zoom.client_id and zoom.client_secret must not be empty");
+                }
+                let uri: http::Uri = url
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("zoom.public_url: {url:?} is not a URL"))?;
+                let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]"));
+                match uri.scheme_str() {
+                    Some("https") if uri.host().is_some() => {}
+                    Some("http") if loopback => {}
+                    _ => bail!("zoom.public_url: {url:?} must be an https:// origin"),
+                }
+                if !uri.path().trim_end_matches('/').is_empty() || uri.query().is_some() {
+                    bail!("zoom.public_url: {url:?} must be an origin, without a path");
+                }
+                Ok(())
+            }
+            _ => bail!(
+                "zoom.client_id, zoom.client_secret and zoom.public_url go together: set all three \
+                 for the Marketplace install, or none"
+            ),
+        }
+    }
+
+    /// The Marketplace app, when configured.
+    pub fn marketplace_app(&self) -> Option<crate::marketplace::MarketplaceApp> {
+        match (&self.client_id, &self.client_secret, &self.public_url) {
+            (Some(client_id), Some(client_secret), Some(public_url)) => {
+                Some(crate::marketplace::MarketplaceApp {
+                    client_id: client_id.trim().to_string(),
+                    client_secret: client_secret.clone(),
+                    public_url: public_url.trim_end_matches('/').to_string(),
+                })
+            }
+            _ => None,
+        }
     }
 
     /// Which hosts downloads and Zoom API calls may reach.

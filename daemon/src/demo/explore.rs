@@ -1,5 +1,6 @@
 //! `ferry demo --keep-running`: the daemon stays up after the run, with
-//! exact instructions for looking around it, until Ctrl-C.
+//! exact instructions for looking around it (the admin console's URL and a
+//! key to sign in with among them), until Ctrl-C.
 
 use anyhow::Context;
 
@@ -19,11 +20,19 @@ pub async fn keep_running(stage: &Stage, example_job_id: Option<&str>) -> anyhow
     println!("  gRPC API        http://{grpc}  (plaintext, loopback only)");
     println!("  webhook intake  http://{http}/zoom/webhook");
     println!("  metrics         http://{http}/metrics");
+    println!("  admin console   http://{http}/admin  (sign in with the admin key below)");
     println!(
         "  operator token  {}  (every institution; pass --institution {})",
         stage.operator_token, stage.institution_id
     );
     println!("  admin key       {admin_key}  (Demo University only)");
+    println!();
+    println!("In a browser, the admin console (the seed's Step 1 as web pages):");
+    println!("  open http://{http}/admin and sign in with {admin_key}");
+    println!(
+        "  (or with the operator token and institution id {})",
+        stage.institution_id
+    );
     println!();
     println!("With the CLI, as the institution's admin (in another terminal):");
     println!("  export FERRY_SERVER=http://{grpc} FERRY_TOKEN={admin_key}");

@@ -3,6 +3,9 @@
 //! `data_dir`, sets up the control plane over the daemon's own gRPC API, has
 //! the Zoom simulator send one recording per rule while the transfers show
 //! live, then checks every outcome against its rule and prints the table.
+//! `ferry demo --replicas N` plays the same on N replicas sharing a
+//! throwaway PostgreSQL cluster (`replicas`), and its table says which
+//! replica moved each recording.
 //!
 //! It never touches a running daemon (its ports are ephemeral) nor a folder
 //! it did not make, and it fails, naming the recording, whenever an outcome
@@ -11,6 +14,7 @@
 mod check;
 mod explore;
 mod progress;
+mod replicas;
 mod script;
 mod setup;
 
@@ -34,6 +38,8 @@ use script::Script;
 use setup::{PILOT_ACCOUNT, PILOT_MAX_FILE_BYTES, Stage};
 
 const FREE_PLAN_ROW: &str = "Free-plan account";
+/// The column that, with replicas, names the replica that moved each recording.
+const MOVED_BY: &str = "moved by";
 const COLUMNS: [&str; 7] = [
     "check",
     "recording",
@@ -44,10 +50,11 @@ const COLUMNS: [&str; 7] = [
     "landed at",
 ];
 
-pub async fn run(data_dir: &Path, keep_running: bool) -> anyhow::Result<()> {
+pub async fn run(data_dir: &Path, keep_running: bool, replicas: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(replicas >= 1, "--replicas must be at least 1");
     setup::fresh_data_dir(data_dir)?;
     let downloads = DownloadServer::start().await?;
-    let mut stage = Stage::start(data_dir, &downloads).await?;
+    let mut stage = Stage::start(data_dir, &downloads, replicas).await?;
     let script = Script::new(&stage, &downloads);
     println!(
         "7. Zoom sends {} recordings, one per rule, in {} signed webhooks; live progress:",
@@ -56,7 +63,7 @@ pub async fn run(data_dir: &Path, keep_running: bool) -> anyhow::Result<()> {
     );
     let started = Instant::now();
     let progress = Progress::start(&mut stage.admin.jobs).await?;
-    let fired = script.fire(&stage.zoom).await;
+    let fired = script.fire(&stage.zooms()).await;
     let job_ids: Vec<String> = fired
         .iter()
         .flat_map(|fired| fired.deliveries.iter().flatten())
@@ -113,9 +120,24 @@ pub async fn run(data_dir: &Path, keep_running: bool) -> anyhow::Result<()> {
     rows.push(evidence.free_plan(FREE_PLAN_ROW, &fired.free, &free_files));
     let overall = evidence.overall(script.recordings.len());
     let overall_failed = !overall.is_empty();
+    let movers = match &stage.fleet {
+        Some(fleet) => {
+            let mut movers = Vec::with_capacity(rows.len());
+            for delivered in &fired.deliveries {
+                movers.push(match delivered.first().and_then(|d| d.job_id()) {
+                    Some(job_id) => fleet.movers(&mut stage.admin, job_id).await?,
+                    None => "-".into(),
+                });
+            }
+            // The Free-plan account's recording never becomes a job.
+            movers.push("-".into());
+            Some(movers)
+        }
+        None => None,
+    };
 
     println!("9. the outcomes, each checked against its rule:");
-    print_table(&rows);
+    print_table(&rows, movers.as_deref());
     println!(
         "   ({PILOT_ACCOUNT}'s size cap is lowered to {} for this demo; completed files are \
          checked byte for byte against Zoom's by SHA-256)",
@@ -143,7 +165,9 @@ pub async fn run(data_dir: &Path, keep_running: bool) -> anyhow::Result<()> {
             .and_then(|(_, delivered)| delivered.first()?.job_id());
         explore::keep_running(&stage, example).await?;
     }
-    stage.app.shutdown().await;
+    let replicated = stage.fleet.is_some();
+    let stage_media_dir = stage.media_dir.clone();
+    stage.shutdown().await;
     if !mismatches.is_empty() {
         let mut failed: Vec<&str> = rows
             .iter()
@@ -158,20 +182,29 @@ pub async fn run(data_dir: &Path, keep_running: bool) -> anyhow::Result<()> {
             failed.join(", ")
         );
     }
-    println!("done: everything above is stored in {}", data_dir.display());
+    if replicated {
+        println!(
+            "done: the media are in {}; the replicas' database was removed with its cluster",
+            stage_media_dir.display()
+        );
+    } else {
+        println!("done: everything above is stored in {}", data_dir.display());
+    }
     Ok(())
 }
 
-fn print_table(rows: &[Row]) {
+/// The final table; with replicas, `movers[i]` names who moved row `i`.
+fn print_table(rows: &[Row], movers: Option<&[String]>) {
     let items = rows
         .iter()
-        .map(|row| {
+        .enumerate()
+        .map(|(i, row)| {
             let check = if row.problems.is_empty() {
                 "ok"
             } else {
                 "FAIL"
             };
-            vec![
+            let mut fields = vec![
                 ("check", json!(check)),
                 ("recording", json!(row.name)),
                 ("decision", json!(row.decision)),
@@ -179,10 +212,19 @@ fn print_table(rows: &[Row]) {
                 ("owner", json!(row.owner)),
                 ("bytes", json!(row.bytes)),
                 ("landed at", json!(row.landed)),
-            ]
+            ];
+            if let Some(movers) = movers {
+                fields.push((MOVED_BY, json!(movers.get(i).map_or("-", String::as_str))));
+            }
+            fields
         })
         .collect();
-    Output { json: false }.list(items, &COLUMNS);
+    let mut columns = COLUMNS.to_vec();
+    if movers.is_some() {
+        // Before the path, which stays last.
+        columns.insert(columns.len() - 1, MOVED_BY);
+    }
+    Output { json: false }.list(items, &columns);
 }
 
 type Sha256 = [u8; 32];

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ferry_control::api::{JobState, SkipReason};
 use ferry_control::model::Timestamp;
-use ferry_zoomsim::downloads::{DownloadServer, FileBehavior};
+use ferry_zoomsim::downloads::{DownloadServer, FileBehavior, LengthHeader};
 use ferry_zoomsim::{
     Delivery, FileSpec, GIB, MIB, Meeting, Mp4Layout, SyntheticMedia, ZoomSimulator,
 };
@@ -332,7 +332,10 @@ impl Script {
                     Duration::from_secs(1800),
                     Mp4Layout::MoovAtEnd,
                     0,
-                )
+                );
+                // Chunked, no Content-Length: a truthful one would end the
+                // job before its body, and this row shows the stream's check.
+                b.length_header = LengthHeader::Absent;
             },
         );
         add(
@@ -386,16 +389,20 @@ impl Script {
 
     /// Delivers every recording once, the Free-plan account's, then Zoom's
     /// retries of the duplicated one, as Zoom would: late, after the first
-    /// delivery was already answered.
-    pub async fn fire(&self, zoom: &ZoomSimulator) -> anyhow::Result<Fired> {
+    /// delivery was already answered. Delivery `i` goes to `zooms[i % n]`
+    /// (the replicas in turn; one daemon without replicas), so a retry
+    /// reaches another replica than the first delivery did.
+    pub async fn fire(&self, zooms: &[ZoomSimulator]) -> anyhow::Result<Fired> {
+        let mut turn = zooms.iter().cycle();
+        let mut next = || turn.next().expect("at least one daemon to send to");
         let mut deliveries = Vec::new();
         for recording in &self.recordings {
-            deliveries.push(vec![zoom.recording_completed(&recording.meeting).await?]);
+            deliveries.push(vec![next().recording_completed(&recording.meeting).await?]);
         }
-        let free = zoom.recording_completed(&self.free_meeting).await?;
+        let free = next().recording_completed(&self.free_meeting).await?;
         for (recording, delivered) in self.recordings.iter().zip(&mut deliveries) {
             for _ in 1..recording.deliveries() {
-                delivered.push(zoom.recording_completed(&recording.meeting).await?);
+                delivered.push(next().recording_completed(&recording.meeting).await?);
             }
         }
         Ok(Fired { deliveries, free })

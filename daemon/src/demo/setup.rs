@@ -1,6 +1,7 @@
 //! The stage the demo's recordings play on: a fresh daemon on the embedded
-//! defaults, and the control plane set up through its own gRPC API the way
-//! an operator, an institution's admin and Zoom's marketplace would.
+//! defaults (or, with `--replicas N`, N replicas on one PostgreSQL database:
+//! see `replicas`), and the control plane set up through its own gRPC API the
+//! way an operator, an institution's admin and Zoom's marketplace would.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use ferry_control::secrets::{OPERATOR_TOKEN_PREFIX, generate_token};
 use ferry_zoomsim::downloads::DownloadServer;
 use ferry_zoomsim::{MIB, ZoomSimulator};
 
+use super::replicas::{Database, Fleet, encryption_key};
 use crate::app::RunningApp;
 use crate::cli::client::{Clients, Connection};
 use crate::cli::watch::format::bytes;
@@ -37,7 +39,10 @@ const DEMO_FILES: [&str; 5] = [
 
 /// The running daemon and the control plane as the recordings will find it.
 pub struct Stage {
+    /// The daemon; with replicas, the first of them.
     pub app: RunningApp,
+    /// The other replicas, with `--replicas`.
+    pub fleet: Option<Fleet>,
     pub media_dir: PathBuf,
     pub part_size: u64,
     pub operator_token: String,
@@ -76,8 +81,19 @@ pub fn fresh_data_dir(data_dir: &Path) -> anyhow::Result<()> {
 }
 
 impl Stage {
-    /// Starts the daemon and sets up the control plane, printing each step.
-    pub async fn start(data_dir: &Path, downloads: &DownloadServer) -> anyhow::Result<Stage> {
+    /// Starts the daemon (`replicas` of them, on PostgreSQL, when more than
+    /// one) and sets up the control plane, printing each step.
+    pub async fn start(
+        data_dir: &Path,
+        downloads: &DownloadServer,
+        replicas: usize,
+    ) -> anyhow::Result<Stage> {
+        // Before anything starts, so that a missing PostgreSQL leaves nothing behind.
+        let database = if replicas > 1 {
+            Some(Database::start(replicas).await?)
+        } else {
+            None
+        };
         let (operator_token, _) = generate_token(OPERATOR_TOKEN_PREFIX);
         let (webhook_secret, _) = generate_token("zws_");
         let mut config = Config {
@@ -104,13 +120,46 @@ impl Stage {
         let default_max_file_bytes = config.caps.max_file_bytes;
         let media_dir = config.media_dir();
         let part_size = config.transfer.part_size_bytes;
-        let app = crate::app::start(config).await?;
-        println!(
-            "1. started ferry on the embedded defaults (SQLite, local-folder sink): gRPC {}, HTTP {}, data in {}",
-            app.grpc_addr,
-            app.http_addr,
-            data_dir.display()
-        );
+        let (app, fleet) = match database {
+            None => {
+                let app = crate::app::start(config).await?;
+                println!(
+                    "1. started ferry on the embedded defaults (SQLite, local-folder sink): gRPC {}, HTTP {}, data in {}",
+                    app.grpc_addr,
+                    app.http_addr,
+                    data_dir.display()
+                );
+                (app, None)
+            }
+            Some(database) => {
+                let key = encryption_key();
+                let mut apps = Vec::with_capacity(replicas);
+                for _ in 0..replicas {
+                    let config = database.replica_config(config.clone(), &key);
+                    apps.push(crate::app::start(config).await?);
+                }
+                let first = apps.remove(0);
+                let fleet = Fleet::new(&first, apps, webhook_secret.expose(), database);
+                println!(
+                    "1. started {} and {replicas} ferry replicas on it, sharing one media folder \
+                     (data in {}):",
+                    fleet.database().describe(),
+                    data_dir.display()
+                );
+                for (i, app) in std::iter::once(&first).chain(&fleet.others).enumerate() {
+                    println!(
+                        "   replica {}: gRPC {}, HTTP {}",
+                        i + 1,
+                        app.grpc_addr,
+                        app.http_addr
+                    );
+                }
+                println!(
+                    "   Zoom's webhooks go to the replicas in turn, as through a load balancer"
+                );
+                (first, Some(fleet))
+            }
+        };
         println!(
             "   the Zoom simulator serves downloads on {} (Zoom) and localhost:{} (its CDN)",
             downloads.zoom_addr,
@@ -208,6 +257,7 @@ impl Stage {
         );
         Ok(Stage {
             app,
+            fleet,
             media_dir,
             part_size,
             operator_token,
@@ -220,6 +270,20 @@ impl Stage {
             free_install,
             user_emails,
         })
+    }
+
+    /// Zoom posting to each replica in turn (one, without replicas).
+    pub fn zooms(&self) -> Vec<ZoomSimulator> {
+        let others = self.fleet.iter().flat_map(|fleet| fleet.zooms.iter());
+        std::iter::once(&self.zoom).chain(others).cloned().collect()
+    }
+
+    /// Stops every replica, then the database under them.
+    pub async fn shutdown(self) {
+        self.app.shutdown().await;
+        if let Some(fleet) = self.fleet {
+            fleet.shutdown().await;
+        }
     }
 
     /// The email of the user `user_id`, as the table shows owners.

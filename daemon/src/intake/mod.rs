@@ -244,6 +244,15 @@ impl Intake {
                     Err(StoreError::NotFound(_)) => {}
                     Err(e) => return Err(store_failed("record a deauthorization")(e)),
                 }
+                // The Marketplace tokens go with the authorization.
+                if self
+                    .store
+                    .delete_account_tokens(&payload.account_id)
+                    .await
+                    .map_err(store_failed("delete a deauthorized account's tokens"))?
+                {
+                    tracing::info!(account = %payload.account_id, "zoom account's oauth tokens deleted");
+                }
                 Ok(("deauthorized", json!({ "status": "uninstalled" })))
             }
             "recording.deleted" | "recording.trashed" => self.recording_gone(&envelope, now).await,

@@ -5,8 +5,6 @@
 //! store's one-job-per-meeting rule makes that harmless. A cancel, from any
 //! replica, stops it at the next page. One replica runs a given backfill.
 
-use std::time::Duration;
-
 use ferry_control::ingest::Origin;
 use ferry_control::model::{
     Backfill, BackfillCounts, BackfillProgress, BackfillState, JobSource, Timestamp,
@@ -16,9 +14,6 @@ use tokio_util::sync::CancellationToken;
 use super::ReconcileContext;
 use super::listing::{ListError, Listing, PageTally};
 use crate::metrics::{BACKFILLS_FINISHED_TOTAL, BACKFILLS_RUNNING};
-
-/// How long a backfill's duty is held without a page being listed.
-const DUTY_TTL: Duration = Duration::from_secs(300);
 
 /// Looks for running backfills every `backfill_poll` and runs them, one at
 /// a time, until shutdown.
@@ -31,16 +26,13 @@ pub async fn run_backfills(context: ReconcileContext, shutdown: CancellationToke
                         return;
                     }
                     let duty = format!("backfill:{}", backfill.backfill_id);
-                    let held = context
-                        .store
-                        .take_duty(&duty, &context.replica_id, Timestamp::now(), DUTY_TTL)
-                        .await
-                        .unwrap_or(false);
-                    if held {
+                    let context = &context;
+                    super::duty::while_holding(context, &duty, &shutdown, |stop| async move {
                         metrics::gauge!(BACKFILLS_RUNNING).increment(1.0);
-                        run(&context, backfill, &duty, &shutdown).await;
+                        run(context, backfill, &stop).await;
                         metrics::gauge!(BACKFILLS_RUNNING).decrement(1.0);
-                    }
+                    })
+                    .await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot list the running backfills"),
@@ -88,12 +80,7 @@ async fn end(
     }
 }
 
-async fn run(
-    context: &ReconcileContext,
-    mut backfill: Backfill,
-    duty: &str,
-    shutdown: &CancellationToken,
-) {
+async fn run(context: &ReconcileContext, mut backfill: Backfill, shutdown: &CancellationToken) {
     let account = match context
         .store
         .installed_account(&backfill.zoom_account_id)
@@ -118,7 +105,7 @@ async fn run(
         waiver: Some(&waiver),
     };
     let mut listing =
-        match Listing::new(context, &account, origin, backfill.cursor.clone(), shutdown) {
+        match Listing::new(context, &account, origin, backfill.cursor.clone(), shutdown).await {
             Ok(listing) => listing,
             Err(e) => return end(context, &backfill, BackfillState::Failed, e.to_string()).await,
         };
@@ -153,10 +140,6 @@ async fn run(
                 if done {
                     return end(context, &backfill, BackfillState::Completed, String::new()).await;
                 }
-                let _ = context
-                    .store
-                    .take_duty(duty, &context.replica_id, Timestamp::now(), DUTY_TTL)
-                    .await;
             }
             Ok(None) => {
                 return end(context, &backfill, BackfillState::Completed, String::new()).await;

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ReconcileContext, advance, chunk_to, readiness};
 use crate::metrics::{JOBS_CREATED_TOTAL, RECORDINGS_FOUND_TOTAL};
-use crate::transfer::zoom_api::{ApiError, Credentials};
+use crate::transfer::zoom_api::{AccountAccess, ApiError, account_access};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListError {
@@ -55,7 +55,7 @@ pub struct PageTally {
 pub struct Listing<'a> {
     context: &'a ReconcileContext,
     account: &'a ZoomAccount,
-    credentials: Credentials,
+    access: AccountAccess,
     origin: Origin<'a>,
     /// host_id → email, per listing (Zoom's list may omit `host_email`).
     emails: HashMap<String, Option<String>>,
@@ -64,33 +64,40 @@ pub struct Listing<'a> {
     pub cursor: Option<ListingCursor>,
 }
 
-/// The account's Server-to-Server OAuth credentials, opened.
-pub fn credentials(
+/// The account's way into Zoom's API (Marketplace tokens or
+/// Server-to-Server OAuth credentials); Refused when it has neither.
+pub async fn access(
     context: &ReconcileContext,
     account: &ZoomAccount,
-) -> Result<Credentials, ListError> {
-    let oauth = account.oauth.as_ref().ok_or_else(|| {
+) -> Result<AccountAccess, ListError> {
+    account_access(
+        context.store.as_ref(),
+        &context.secret_box,
+        context.marketplace.as_ref(),
+        account,
+    )
+    .await
+    .map_err(ListError::from)?
+    .ok_or_else(|| {
         ListError::Refused(format!(
-            "zoom account {} has no Server-to-Server OAuth credentials",
+            "zoom account {} has no API credentials (neither a Marketplace install nor Server-to-Server \
+             OAuth credentials)",
             account.zoom_account_id
         ))
-    })?;
-    let client_secret = context
-        .secret_box
-        .open_secret(&oauth.sealed_client_secret)
-        .map_err(|_| {
-            ListError::Refused(
-                "the account's OAuth client secret cannot be read with this daemon's encryption key".into(),
-            )
-        })?;
-    Ok(Credentials {
-        client_id: oauth.client_id.clone(),
-        client_secret,
     })
 }
 
+impl From<ApiError> for ListError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Refused(message) => ListError::Refused(message),
+            ApiError::Unavailable { message, .. } => ListError::Unavailable(message),
+        }
+    }
+}
+
 impl<'a> Listing<'a> {
-    pub fn new(
+    pub async fn new(
         context: &'a ReconcileContext,
         account: &'a ZoomAccount,
         origin: Origin<'a>,
@@ -98,7 +105,7 @@ impl<'a> Listing<'a> {
         shutdown: &'a CancellationToken,
     ) -> Result<Self, ListError> {
         Ok(Listing {
-            credentials: credentials(context, account)?,
+            access: access(context, account).await?,
             context,
             account,
             origin,
@@ -125,7 +132,7 @@ impl<'a> Listing<'a> {
                 .api
                 .list_recordings(
                     account_id,
-                    &self.credentials,
+                    &self.access,
                     &cursor.chunk_from.to_string(),
                     &chunk_end.to_string(),
                     &cursor.next_page_token,
@@ -252,7 +259,7 @@ impl<'a> Listing<'a> {
                 .api
                 .fresh_download(
                     &account_id,
-                    &self.credentials,
+                    &self.access,
                     &recording.meeting_uuid,
                     &file_id,
                 )
@@ -331,12 +338,8 @@ impl<'a> Listing<'a> {
         let email = self
             .context
             .api
-            .user_email(&self.account.zoom_account_id, &self.credentials, host_id)
-            .await
-            .map_err(|e| match e {
-                ApiError::Refused(message) => ListError::Refused(message),
-                ApiError::Unavailable { message, .. } => ListError::Unavailable(message),
-            })?;
+            .user_email(&self.account.zoom_account_id, &self.access, host_id)
+            .await?;
         self.emails.insert(host_id.to_string(), email.clone());
         Ok(email.unwrap_or_default())
     }

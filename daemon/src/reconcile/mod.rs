@@ -13,6 +13,7 @@
 //! credential.
 
 mod backfill;
+mod duty;
 mod listing;
 mod runner;
 
@@ -42,6 +43,9 @@ pub struct ReconcileSettings {
     pub backfill_poll: Duration,
     /// Tries of one page when Zoom answers 429 or fails.
     pub page_attempts: u32,
+    /// How long an account's listing or a backfill stays with a replica
+    /// that stopped renewing it.
+    pub lease: Duration,
 }
 
 impl Default for ReconcileSettings {
@@ -53,6 +57,7 @@ impl Default for ReconcileSettings {
             grace: Duration::from_secs(900),
             backfill_poll: Duration::from_secs(1),
             page_attempts: 6,
+            lease: Duration::from_secs(60),
         }
     }
 }
@@ -63,6 +68,9 @@ pub struct ReconcileContext {
     pub store: Arc<dyn Store>,
     pub secret_box: SecretBox,
     pub api: Arc<ZoomApi>,
+    /// The Marketplace app, whose tokens serve accounts installed through
+    /// the web flow.
+    pub marketplace: Option<Arc<crate::marketplace::Marketplace>>,
     pub caps: CapsPolicy,
     pub settings: ReconcileSettings,
     /// This daemon, for the duties that keep other replicas off an account.

@@ -2,7 +2,7 @@
 //! with API credentials, one pass over the last `lookback_days` of its
 //! recordings list. A pass saves its cursor after every page, so a restart
 //! continues the pass where it stopped; with several replicas, a duty held
-//! in the store keeps an account's pass on one replica at a time.
+//! in the store (`duty`) keeps an account's pass on one replica at a time.
 
 use std::time::{Duration, Instant};
 
@@ -15,9 +15,6 @@ use super::listing::{ListError, Listing};
 use super::{ReconcileContext, lookback_range};
 use crate::metrics::{RECONCILE_PASS_SECONDS, RECONCILE_PASSES_TOTAL};
 
-/// How long an account's duty is held without a page being listed.
-const DUTY_TTL: Duration = Duration::from_secs(300);
-
 /// The duty that lets one replica list an account.
 pub(super) fn account_duty(zoom_account_id: &str) -> String {
     format!("zoom-list:{zoom_account_id}")
@@ -29,7 +26,7 @@ pub async fn run_reconciler(context: ReconcileContext, shutdown: CancellationTok
         return;
     }
     loop {
-        match context.store.accounts_with_credentials().await {
+        match context.store.accounts_with_api_access().await {
             Ok(accounts) => {
                 for account in accounts {
                     if shutdown.is_cancelled() {
@@ -49,25 +46,6 @@ pub async fn run_reconciler(context: ReconcileContext, shutdown: CancellationTok
     }
 }
 
-async fn holds_duty(context: &ReconcileContext, account_id: &str) -> bool {
-    match context
-        .store
-        .take_duty(
-            &account_duty(account_id),
-            &context.replica_id,
-            Timestamp::now(),
-            DUTY_TTL,
-        )
-        .await
-    {
-        Ok(held) => held,
-        Err(e) => {
-            tracing::warn!(account = %account_id, error = %e, "cannot take the account's reconcile duty");
-            false
-        }
-    }
-}
-
 /// One pass over an account, resumed from its cursor when the last one
 /// stopped part way through a range that is still recent.
 async fn reconcile_account(
@@ -75,10 +53,23 @@ async fn reconcile_account(
     account: &ZoomAccount,
     shutdown: &CancellationToken,
 ) {
-    let account_id = &account.zoom_account_id;
-    if !holds_duty(context, account_id).await {
-        return;
+    let duty = account_duty(&account.zoom_account_id);
+    let held = super::duty::while_holding(context, &duty, shutdown, |stop| async move {
+        reconcile_held_account(context, account, &stop).await
+    })
+    .await;
+    if held.is_none() {
+        tracing::debug!(account = %account.zoom_account_id, "another replica reconciles the account");
     }
+}
+
+/// `reconcile_account` once this replica holds the account's duty.
+async fn reconcile_held_account(
+    context: &ReconcileContext,
+    account: &ZoomAccount,
+    shutdown: &CancellationToken,
+) {
+    let account_id = &account.zoom_account_id;
     let started = Instant::now();
     let now = Timestamp::now();
     let (from, to) = lookback_range(now, context.settings.lookback_days);
@@ -119,7 +110,7 @@ async fn pass(
     origin: Origin<'_>,
     shutdown: &CancellationToken,
 ) -> Result<(), ListError> {
-    let mut listing = Listing::new(context, account, origin, state.cursor.clone(), shutdown)?;
+    let mut listing = Listing::new(context, account, origin, state.cursor.clone(), shutdown).await?;
     let mut created = 0;
     while let Some(tally) = listing.next_page().await? {
         created += tally.created;
@@ -128,11 +119,6 @@ async fn pass(
             None => state.finished_at = Some(Timestamp::now()),
         }
         context.store.save_reconcile_cursor(state.clone()).await?;
-        if !holds_duty(context, &account.zoom_account_id).await {
-            return Err(ListError::Unavailable(
-                "another replica took the account's reconcile duty".into(),
-            ));
-        }
     }
     if created > 0 {
         tracing::warn!(account = %account.zoom_account_id, created,

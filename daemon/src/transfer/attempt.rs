@@ -1,15 +1,17 @@
 //! One transfer attempt, as a chain of stages: open the job's credentials →
 //! reconcile the stored upload with the sink (and restore the MP4 scan) →
 //! count the attempt → open the download from the first missing byte →
-//! stream it through the guarded body, the part cutter and the uploader →
-//! verify → complete. Each stage lives in its own module; this one only
-//! orders them, and depends on nothing of the engine that runs it.
+//! check the length it declares against the size cap → stream it through
+//! the guarded body, the part cutter and the uploader → verify → complete.
+//! Each stage lives in its own module; this one only orders them, and
+//! depends on nothing of the engine that runs it.
 
 use std::sync::Arc;
 
 use ferry_control::model::{AttemptStart, Job, Timestamp};
 use tokio_util::sync::CancellationToken;
 
+use super::caps::declared_size_cap;
 use super::context::Context;
 use super::error::{TransferError, lease_or_store};
 use super::finalize;
@@ -71,6 +73,13 @@ pub async fn run(
             ));
         }
     }
+    // A truthful length above the cap ends the job before a byte is read.
+    declared_size_cap(
+        resume.offset(),
+        download.content_length,
+        announced_size,
+        &caps,
+    )?;
     if resume.offset() > 0 {
         metrics::counter!(RESUMED_TRANSFERS_TOTAL).increment(1);
         tracing::info!(job = %job.job_id, resumed_from_bytes = resume.offset(), "resuming the transfer");

@@ -1,5 +1,6 @@
-//! The seed's two caps as the stream meets them: the bytes of the file so
-//! far, and the duration the MP4 itself declares. The decisions and their
+//! The seed's two caps as the stream meets them: the length the download's
+//! answer declares, the bytes of the file so far, and the duration the MP4
+//! itself declares. The decisions and their
 //! messages are `ferry_control::rules`'; this module counts each abort and
 //! turns it into the skip that ends the transfer. It never looks at Zoom's
 //! metadata (the intake already did).
@@ -16,6 +17,21 @@ pub fn size_cap(
     caps: &Caps,
 ) -> Result<(), TransferError> {
     rules::check_streamed_size(received_total, announced_size, caps)
+        .map_err(|exceeded| abort("size", exceeded))
+}
+
+/// Skips the job before its body is read when the answer's
+/// `Content-Length` (from `first_byte` on) already passes the size cap.
+pub fn declared_size_cap(
+    first_byte: u64,
+    content_length: Option<u64>,
+    announced_size: u64,
+    caps: &Caps,
+) -> Result<(), TransferError> {
+    let Some(content_length) = content_length else {
+        return Ok(());
+    };
+    rules::check_declared_size(first_byte, content_length, announced_size, caps)
         .map_err(|exceeded| abort("size", exceeded))
 }
 

@@ -58,7 +58,9 @@ pub struct Connections {
     pub secret_box: SecretBox,
     pub sink: Arc<dyn ObjectSink>,
     pub downloader: Downloader,
-    pub zoom_api: std::sync::Arc<ZoomApi>,
+    pub zoom_api: Arc<ZoomApi>,
+    /// Marketplace accounts' OAuth tokens, when the app is configured.
+    pub marketplace: Option<Arc<crate::marketplace::Marketplace>>,
 }
 
 /// What every transfer shares.
@@ -67,7 +69,8 @@ pub struct Context {
     pub secret_box: SecretBox,
     pub sink: Arc<dyn ObjectSink>,
     pub downloader: Downloader,
-    pub zoom_api: std::sync::Arc<ZoomApi>,
+    pub zoom_api: Arc<ZoomApi>,
+    pub marketplace: Option<Arc<crate::marketplace::Marketplace>>,
     pub settings: TransferSettings,
     pub limits: Limits,
 }

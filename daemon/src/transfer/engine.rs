@@ -49,6 +49,7 @@ impl TransferEngine {
             sink,
             downloader,
             zoom_api,
+            marketplace,
         } = connections;
         let context = Arc::new(Context {
             store,
@@ -56,6 +57,7 @@ impl TransferEngine {
             sink,
             downloader,
             zoom_api,
+            marketplace,
             settings,
             limits,
         });

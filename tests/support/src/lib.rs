@@ -5,7 +5,8 @@
 //! three S3 stand-ins, each for its own job: a strict s3s-fs server for the
 //! sink's behaviour (`strict_s3`), moto behind a fault-injecting proxy for
 //! the engine's retries (`moto`, `s3_faults`), and a discarding endpoint for
-//! the benches' throughput (`discard_s3`).
+//! the benches' throughput (`discard_s3`); and the store the benches' daemons
+//! run on, one or several replicas sharing PostgreSQL (`replicas`).
 //!
 //! Everything here listens on 127.0.0.1 only and uses well-known test
 //! credentials; none of it may ever be a dependency of the daemon itself.
@@ -16,9 +17,11 @@ pub mod control_plane;
 pub mod daemon;
 pub mod discard_s3;
 pub mod moto;
+pub mod replicas;
 pub mod s3_faults;
 pub mod scene;
 pub mod strict_s3;
+pub mod web;
 
 /// Sizes in bytes, as the simulator counts them.
 pub use ferry_zoomsim::{GIB, MIB};

@@ -137,17 +137,7 @@ impl<D: Daemon> Scene<D> {
     /// Delivers and expects a 200 that queued a new job; returns its id. For
     /// load generators, which deliver many at once and count failures.
     pub async fn queue(&self, meeting: &Meeting) -> anyhow::Result<String> {
-        let delivery = self.zoom.recording_completed(meeting).await?;
-        anyhow::ensure!(
-            delivery.status == 200 && delivery.state() == Some("queued"),
-            "webhook answered {}: {}",
-            delivery.status,
-            delivery.body
-        );
-        delivery
-            .job_id()
-            .map(str::to_string)
-            .context("the webhook answer has no job id")
+        queue_to(&self.zoom, meeting).await
     }
 
     /// Waits (up to 60 s) until the job is neither queued nor transferring.
@@ -200,4 +190,20 @@ impl<D: Daemon> Scene<D> {
         let body = text.find("\r\n\r\n").expect("a complete answer") + 4;
         text[body..].to_string()
     }
+}
+
+/// `zoom` delivers `meeting`, and the answer must be a 200 that queued a new
+/// job; returns its id. [`Scene::queue`] on one daemon of several.
+pub async fn queue_to(zoom: &ZoomSimulator, meeting: &Meeting) -> anyhow::Result<String> {
+    let delivery = zoom.recording_completed(meeting).await?;
+    anyhow::ensure!(
+        delivery.status == 200 && delivery.state() == Some("queued"),
+        "webhook answered {}: {}",
+        delivery.status,
+        delivery.body
+    );
+    delivery
+        .job_id()
+        .map(str::to_string)
+        .context("the webhook answer has no job id")
 }

@@ -13,7 +13,9 @@
 //! (`GET /v2/accounts/{id}/recordings`: newest first, real `next_page_token`
 //! pages, 400 for a range of a month or more) and `GET /v2/users/{id}`.
 //! It can answer the list with 429 and `Retry-After` on purpose, and
-//! enforce a per-account request rate the way Zoom does.
+//! enforce a per-account request rate the way Zoom does. The Marketplace
+//! app's endpoints (`/oauth/authorize`, the authorization-code and refresh
+//! grants, `/v2/users/me`) are `marketplace`'s.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -132,7 +134,7 @@ pub struct ApiStats {
 
 /// The API's state: registered OAuth apps, issued tokens, meetings.
 #[derive(Default)]
-struct ApiState {
+pub(crate) struct ApiState {
     /// account id → (client id, client secret).
     clients: HashMap<String, (String, String)>,
     /// access token → account id.
@@ -152,6 +154,7 @@ struct ApiState {
     /// account id → when its recent API requests arrived.
     recent: HashMap<String, Vec<Instant>>,
     stats: ApiStats,
+    pub(crate) marketplace: super::marketplace::Marketplace,
 }
 
 struct Entry {
@@ -160,13 +163,13 @@ struct Entry {
 }
 
 type Files = Arc<Mutex<HashMap<String, Entry>>>;
-type Api = Arc<Mutex<ApiState>>;
+pub(crate) type Api = Arc<Mutex<ApiState>>;
 
 pub struct DownloadServer {
     pub zoom_addr: SocketAddr,
     pub cdn_addr: SocketAddr,
     files: Files,
-    api: Api,
+    pub(crate) api: Api,
     shutdown: CancellationToken,
 }
 
@@ -176,20 +179,20 @@ impl Drop for DownloadServer {
     }
 }
 
-type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
-fn text_body(text: impl Into<Bytes>) -> Body {
+pub(crate) fn text_body(text: impl Into<Bytes>) -> Body {
     UnsyncBoxBody::new(http_body_util::Full::new(text.into()).map_err(|never| match never {}))
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+pub(crate) fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     Response::builder()
         .status(status)
         .body(text_body(text))
         .expect("static response")
 }
 
-fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+pub(crate) fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")
@@ -217,6 +220,12 @@ async fn issue_token(api: &Api, request: Request<Incoming>) -> Response<Body> {
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     let mut api = api.lock().expect("api lock");
+    if matches!(
+        fields.get("grant_type").map(String::as_str),
+        Some("authorization_code" | "refresh_token")
+    ) {
+        return api.marketplace.token(basic.as_deref(), &fields);
+    }
     let account = fields.get("account_id").cloned().unwrap_or_default();
     let valid = fields.get("grant_type").map(String::as_str) == Some("account_credentials")
         && api
@@ -264,13 +273,7 @@ fn decode_meeting(segment: &str) -> Option<String> {
 /// `GET /v2/meetings/{uuid}/recordings?include_fields=download_access_token`.
 fn recordings(api: &Api, files: &Files, request: Request<Incoming>) -> Response<Body> {
     let mut api = api.lock().expect("api lock");
-    let bearer = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
-    let Some(account) = bearer.and_then(|t| api.issued.get(&t).cloned()) else {
+    let Some(account) = bearer_account(&api, &request) else {
         api.stats.recordings_refused += 1;
         return json(
             StatusCode::UNAUTHORIZED,
@@ -327,14 +330,18 @@ fn recordings(api: &Api, files: &Files, request: Request<Incoming>) -> Response<
     json(StatusCode::OK, answer)
 }
 
-/// The account an API request's bearer token was issued to.
+/// The account an API request's bearer token was issued to: a
+/// Server-to-Server account token or a Marketplace access token.
 fn bearer_account(api: &ApiState, request: &Request<Incoming>) -> Option<String> {
     let bearer = request
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))?;
-    api.issued.get(bearer).cloned()
+    api.issued
+        .get(bearer)
+        .cloned()
+        .or_else(|| api.marketplace.account_of(bearer))
 }
 
 fn too_many(retry_after: Option<u64>) -> Response<Body> {
@@ -548,6 +555,22 @@ impl DownloadServer {
                                     let path = request.uri().path();
                                     let response = if !is_cdn && path == "/oauth/token" {
                                         issue_token(&api, request).await
+                                    } else if !is_cdn && path == "/oauth/authorize" {
+                                        api.lock()
+                                            .expect("api lock")
+                                            .marketplace
+                                            .authorize(&request)
+                                    } else if !is_cdn && path == "/v2/users/me" {
+                                        let bearer = request
+                                            .headers()
+                                            .get(http::header::AUTHORIZATION)
+                                            .and_then(|v| v.to_str().ok())
+                                            .and_then(|v| v.strip_prefix("Bearer "))
+                                            .map(str::to_string);
+                                        api.lock()
+                                            .expect("api lock")
+                                            .marketplace
+                                            .users_me(bearer.as_deref())
                                     } else if !is_cdn && path.starts_with("/v2/meetings/") {
                                         recordings(&api, &files, request)
                                     } else if !is_cdn && path.starts_with("/v2/accounts/") {

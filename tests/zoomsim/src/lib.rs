@@ -11,6 +11,7 @@
 //! used by the daemon's production code (only `ferry demo` drives it).
 
 pub mod downloads;
+pub mod marketplace;
 pub mod media;
 mod payload;
 mod signature;
@@ -21,6 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+pub use marketplace::{BASIC_USER, LICENSED_USER, MarketplaceStats, ZoomUser};
 pub use media::{Mp4Layout, SyntheticMedia};
 pub use payload::{FileSpec, Meeting, random_meeting_uuid};
 pub use signature::sign;

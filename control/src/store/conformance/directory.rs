@@ -153,6 +153,42 @@ pub async fn user_sync_modes(store: &dyn Store) {
         None,
         "lookup skips inactive users"
     );
+    // A batch answers exactly what one lookup per email would, in order,
+    // repeats included.
+    let batch: Vec<String> = [
+        "ada@example.edu",
+        "cy@example.edu",
+        "ada.zoom@example.edu",
+        "nobody@example.edu",
+        "bob@example.edu",
+        "ada@example.edu",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut one_by_one = Vec::new();
+    for email in &batch {
+        one_by_one.push(lookup(store, &a, email).await);
+    }
+    assert_eq!(
+        store
+            .lookup_users_by_email(&a, &batch)
+            .await
+            .expect("batch lookup"),
+        one_by_one
+    );
+    assert_eq!(
+        one_by_one.iter().filter(|u| u.is_some()).count(),
+        4,
+        "ada twice, her alternate email, bob"
+    );
+    assert_eq!(
+        store
+            .lookup_users_by_email(&b, &batch)
+            .await
+            .expect("batch lookup elsewhere"),
+        vec![None; batch.len()],
+        "batch lookups are per institution"
+    );
     let active = store
         .list_users(&a, false, &PageQuery::first(0))
         .await

@@ -31,6 +31,7 @@ mod replicas;
 mod retention;
 mod tenants;
 mod transfers;
+mod web;
 
 pub use accounts::accounts;
 pub use configurations::{configuration_delete, configurations};
@@ -43,7 +44,8 @@ pub use reconcile::{backfills, gone_recordings, job_sources, reconcile_cursors_a
 pub use replicas::{replica_duties, replicas};
 pub use retention::job_retention;
 pub use tenants::{admin_keys, institutions, operator_token};
-pub use transfers::transfer_state_and_attempts;
+pub use transfers::{fresh_download_credentials, transfer_state_and_attempts};
+pub use web::{account_token_refresh, web_tickets};
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -94,6 +96,7 @@ macro_rules! store_conformance_tests {
             job_completion_and_media,
             job_events,
             transfer_state_and_attempts,
+            fresh_download_credentials,
             replicas,
             replica_duties,
             job_sources,
@@ -101,6 +104,8 @@ macro_rules! store_conformance_tests {
             reconcile_cursors_and_accounts,
             backfills,
             job_retention,
+            web_tickets,
+            account_token_refresh,
         );
     };
     (@each $fresh:expr; $($check:ident),* $(,)?) => {
@@ -133,6 +138,7 @@ pub async fn run_all(store: &dyn Store) {
     job_completion_and_media(store).await;
     job_events(store).await;
     transfer_state_and_attempts(store).await;
+    fresh_download_credentials(store).await;
     replicas(store).await;
     replica_duties(store).await;
     job_sources(store).await;
@@ -141,6 +147,8 @@ pub async fn run_all(store: &dyn Store) {
     backfills(store).await;
     // Last: its sweep erases and deletes the old final jobs of every check.
     job_retention(store).await;
+    web_tickets(store).await;
+    account_token_refresh(store).await;
 }
 
 // --- helpers -----------------------------------------------------------------

@@ -7,7 +7,7 @@
 use crate::error::ErrorClass;
 use crate::model::*;
 use crate::secrets::Sealed;
-use crate::store::{LeaseHolder, PageQuery, Store};
+use crate::store::{AccountTokens, LeaseHolder, PageQuery, Store};
 
 use super::{
     LEASE, assert_class, at, cancel, claim_expecting, create_job, create_tenant,
@@ -205,11 +205,30 @@ pub async fn reconcile_cursors_and_accounts(store: &dyn Store) {
         })
         .await
         .expect("install with oauth");
-    let listed = store
-        .accounts_with_credentials()
+    // Installed through the web flow: no Server-to-Server credentials, the
+    // Marketplace app's tokens instead.
+    let with_tokens = install_new_account(store, &tenant.configuration_id).await;
+    store
+        .put_account_tokens(AccountTokens {
+            zoom_account_id: with_tokens.clone(),
+            client_id: "marketplace-app".into(),
+            sealed_access_token: Sealed(vec![4, 5, 6]),
+            access_expires_at: at(3_600_000),
+            sealed_refresh_token: Sealed(vec![7, 8, 9]),
+            refresh_token_hash: crate::secrets::TokenHash::of("refresh"),
+            updated_at: at(0),
+        })
         .await
-        .expect("accounts with credentials");
+        .expect("marketplace tokens");
+    let listed = store
+        .accounts_with_api_access()
+        .await
+        .expect("accounts with api access");
     assert!(listed.iter().any(|a| a.zoom_account_id == with_oauth));
+    assert!(
+        listed.iter().any(|a| a.zoom_account_id == with_tokens),
+        "an account installed through the Marketplace is reconciled too"
+    );
     assert!(
         !listed
             .iter()
@@ -231,7 +250,7 @@ pub async fn reconcile_cursors_and_accounts(store: &dyn Store) {
         .expect("uninstall");
     assert!(
         !store
-            .accounts_with_credentials()
+            .accounts_with_api_access()
             .await
             .expect("accounts")
             .iter()

@@ -207,3 +207,104 @@ pub async fn transfer_state_and_attempts(store: &dyn Store) {
     assert_eq!(store.upload_state(&job.job_id).await.expect("state"), None);
     cancel(store, &tenant.institution_id, &job.job_id, later).await;
 }
+
+/// Credentials fetched after Zoom refused the webhook's are stored only by
+/// the lease holder, replace the token (and the URL when one came), and are
+/// not undone by a redelivered older webhook; a newer one still replaces
+/// them.
+pub async fn fresh_download_credentials(store: &dyn Store) {
+    let tenant = create_tenant(store, "fresh-credentials").await;
+    let t = at(4_000_000);
+    let job = create_job(store, queued_job(&tenant, "fresh-1", "Refreshed", t)).await;
+    claim_expecting(store, "worker-1", t, &job).await;
+    let read = || async {
+        store
+            .get_job_secrets(&tenant.institution_id, &job.job_id)
+            .await
+            .expect("job secrets")
+    };
+    let fresh = FreshCredentials {
+        sealed_download_token: Sealed(vec![0x70, 2]),
+        sealed_download_url: None,
+    };
+    assert_class(
+        store
+            .store_fresh_download(
+                LeaseHolder {
+                    job_id: &job.job_id,
+                    worker_id: "worker-2",
+                },
+                fresh.clone(),
+                t,
+            )
+            .await,
+        ErrorClass::FailedPrecondition,
+        "fresh credentials stored by a worker without the lease",
+    );
+    assert_eq!(
+        read().await.sealed_download_token,
+        Some(Sealed(vec![0x70, 1]))
+    );
+
+    let fetched_at = t.saturating_add_millis(60_000);
+    store
+        .store_fresh_download(
+            LeaseHolder {
+                job_id: &job.job_id,
+                worker_id: "worker-1",
+            },
+            fresh,
+            fetched_at,
+        )
+        .await
+        .expect("store a fresh token");
+    let stored = read().await;
+    assert_eq!(stored.sealed_download_token, Some(Sealed(vec![0x70, 2])));
+    assert_eq!(
+        stored.sealed_download_url,
+        Some(Sealed(vec![0xd1, 1])),
+        "no URL came with the token: the webhook's stays"
+    );
+    store
+        .store_fresh_download(
+            LeaseHolder {
+                job_id: &job.job_id,
+                worker_id: "worker-1",
+            },
+            FreshCredentials {
+                sealed_download_token: Sealed(vec![0x70, 3]),
+                sealed_download_url: Some(Sealed(vec![0xd1, 3])),
+            },
+            fetched_at,
+        )
+        .await
+        .expect("store a fresh token and URL");
+    let stored = read().await;
+    assert_eq!(stored.sealed_download_token, Some(Sealed(vec![0x70, 3])));
+    assert_eq!(stored.sealed_download_url, Some(Sealed(vec![0xd1, 3])));
+
+    // Zoom re-sends the original webhook: its older token does not return.
+    let (_, created) = store
+        .upsert_job(queued_job(&tenant, "fresh-1", "Refreshed", t))
+        .await
+        .expect("redelivery");
+    assert!(!created);
+    assert_eq!(
+        read().await.sealed_download_token,
+        Some(Sealed(vec![0x70, 3]))
+    );
+    // A newer event's token still replaces it.
+    let mut newer = queued_job(
+        &tenant,
+        "fresh-1",
+        "Refreshed",
+        fetched_at.saturating_add_millis(1),
+    );
+    newer.sealed_download_token = Some(Sealed(vec![0x70, 4]));
+    store.upsert_job(newer).await.expect("newer event");
+    assert_eq!(
+        read().await.sealed_download_token,
+        Some(Sealed(vec![0x70, 4]))
+    );
+    cancel(store, &tenant.institution_id, &job.job_id, fetched_at).await;
+}

@@ -45,11 +45,15 @@ async fn find_account(
     c: &impl GenericClient,
     zoom_account_id: &str,
 ) -> StoreResult<Option<ZoomAccount>> {
+    // Every webhook reads its account: prepared once per connection.
+    let select = c
+        .prepare_cached(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM zoom_accounts WHERE zoom_account_id = $1"
+        ))
+        .await
+        .map_err(pg_error)?;
     let row = c
-        .query_opt(
-            &format!("SELECT {ACCOUNT_COLUMNS} FROM zoom_accounts WHERE zoom_account_id = $1"),
-            &[&zoom_account_id],
-        )
+        .query_opt(&select, &[&zoom_account_id])
         .await
         .map_err(pg_error)?;
     row.as_ref().map(account_from_row).transpose()

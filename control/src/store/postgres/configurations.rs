@@ -60,14 +60,16 @@ pub(super) async fn get_configuration(
     lock: bool,
 ) -> StoreResult<ZoomConfiguration> {
     let lock = if lock { " FOR UPDATE OF c" } else { "" };
+    // Every webhook reads its configuration: prepared once per connection.
+    let select = c
+        .prepare_cached(&format!(
+            "SELECT {CONFIGURATION_COLUMNS} FROM zoom_configurations c
+             WHERE c.institution_id = $1 AND c.configuration_id = $2{lock}"
+        ))
+        .await
+        .map_err(pg_error)?;
     let row = c
-        .query_opt(
-            &format!(
-                "SELECT {CONFIGURATION_COLUMNS} FROM zoom_configurations c
-                 WHERE c.institution_id = $1 AND c.configuration_id = $2{lock}"
-            ),
-            &[&institution_id, &configuration_id],
-        )
+        .query_opt(&select, &[&institution_id, &configuration_id])
         .await
         .map_err(pg_error)?
         .ok_or_else(|| StoreError::not_found(format!("zoom configuration {configuration_id}")))?;

@@ -72,7 +72,11 @@ pub(super) async fn notify(
     progress_only: bool,
 ) -> StoreResult<()> {
     let text = payload(clock_id, &job.job_id, progress_only, job.bytes_transferred);
-    c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &text])
+    let notify = c
+        .prepare_cached("SELECT pg_notify($1, $2)")
+        .await
+        .map_err(pg_error)?;
+    c.execute(&notify, &[&CHANNEL, &text])
         .await
         .map_err(pg_error)?;
     Ok(())

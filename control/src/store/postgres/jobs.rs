@@ -119,19 +119,24 @@ async fn upsert_job(c: &impl GenericClient, job: &NewJob) -> StoreResult<(Job, b
     let job_id = new_id("job");
     let file = job.recording_file.as_ref();
     let finished_ms = job.state.is_final().then_some(job.now.0);
+    // Every webhook inserts: prepared once per connection.
+    let insert = c
+        .prepare_cached(&format!(
+            "INSERT INTO jobs (job_id, institution_id, zoom_account_id, meeting_uuid, meeting_id, topic, host_email,
+                host_email_key, meeting_start_ms, state, skip_reason, message, owner_user_id, file_id, recording_type,
+                file_type, file_extension, file_size, recording_start_ms, recording_end_ms, skipped_file_count,
+                skipped_segment_count, total_bytes, created_ms, updated_ms, finished_ms, download_url_sealed,
+                download_token_sealed, download_event_ms, recording_sealed, source)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+                $21, $22, $23, $24, $24, $25, $26, $27, $28, $29, $30)
+             ON CONFLICT ON CONSTRAINT jobs_one_per_meeting DO NOTHING
+             RETURNING {JOB_COLUMNS}"
+        ))
+        .await
+        .map_err(pg_error)?;
     let inserted = c
         .query_opt(
-            &format!(
-                "INSERT INTO jobs (job_id, institution_id, zoom_account_id, meeting_uuid, meeting_id, topic, host_email,
-                    host_email_key, meeting_start_ms, state, skip_reason, message, owner_user_id, file_id, recording_type,
-                    file_type, file_extension, file_size, recording_start_ms, recording_end_ms, skipped_file_count,
-                    skipped_segment_count, total_bytes, created_ms, updated_ms, finished_ms, download_url_sealed,
-                    download_token_sealed, download_event_ms, recording_sealed, source)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-                    $21, $22, $23, $24, $24, $25, $26, $27, $28, $29, $30)
-                 ON CONFLICT ON CONSTRAINT jobs_one_per_meeting DO NOTHING
-                 RETURNING {JOB_COLUMNS}"
-            ),
+            &insert,
             &[
                 &job_id,
                 &job.institution_id,

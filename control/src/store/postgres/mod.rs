@@ -36,9 +36,9 @@ mod replicas;
 mod retention;
 mod schema;
 mod tenants;
-#[cfg(any(test, feature = "conformance"))]
 pub mod testing;
 mod transfers;
+mod web;
 
 use std::str::FromStr;
 use std::sync::Arc;

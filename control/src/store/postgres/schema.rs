@@ -19,12 +19,31 @@ use crate::store::StoreResult;
 /// The key of the advisory lock held while migrating ("ferrymig").
 const MIGRATION_LOCK_KEY: i64 = 0x6665_7272_796d_6967;
 
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (5, V5)];
+/// The reconciler's migration. Its number is the only line a renumbering
+/// touches: the SQL below is self-contained.
+const RECONCILE_VERSION: i64 = 5;
+
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, V4),
+    (RECONCILE_VERSION, RECONCILE),
+];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
-const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == SCHEMA_VERSION);
+// The runner applies every version above the database's: a gap or a
+// repeated number would skip or reorder a migration, so the list must count
+// 1, 2, 3, ... with no holes.
+const _: () = {
+    let mut index = 0;
+    while index < MIGRATIONS.len() {
+        assert!(MIGRATIONS[index].0 == index as i64 + 1);
+        index += 1;
+    }
+};
 
 /// Brings the schema up to `SCHEMA_VERSION`, or refuses a newer one.
 pub(super) async fn migrate(client: &mut Object) -> StoreResult<()> {
@@ -288,10 +307,38 @@ CREATE INDEX jobs_holding_secrets ON jobs (finished_ms)
            OR length(recording_sealed) > 0);
 "#;
 
-/// Reconciling with Zoom's recordings list (as SQLite's V9): where each job
+/// The web flows' short-lived tickets (install states, installs waiting
+/// for their configuration token, console sessions), each found by the
+/// hash of its secret with a sealed payload, and the Zoom accounts'
+/// Marketplace OAuth tokens with the claim that keeps a refresh token from
+/// being spent twice (a conditional update under the row's lock).
+const V4: &str = r#"
+CREATE TABLE web_tickets (
+    kind       TEXT COLLATE "C" NOT NULL,
+    hash       TEXT COLLATE "C" NOT NULL,
+    sealed     BYTEA NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    PRIMARY KEY (kind, hash)
+);
+CREATE INDEX web_tickets_by_expiry ON web_tickets (expires_ms);
+
+CREATE TABLE zoom_account_tokens (
+    zoom_account_id      TEXT COLLATE "C" PRIMARY KEY,
+    client_id            TEXT NOT NULL,
+    access_token_sealed  BYTEA NOT NULL,
+    access_expires_ms    BIGINT NOT NULL,
+    refresh_token_sealed BYTEA NOT NULL,
+    refresh_token_hash   TEXT NOT NULL,
+    refresh_holder       TEXT,
+    refresh_claim_ms     BIGINT,
+    updated_ms           BIGINT NOT NULL
+);
+"#;
+
+/// Reconciling with Zoom's recordings list (as SQLite's V10): where each job
 /// came from, the reconciler's cursor per account, and backfills with their
-/// counts and cursors. (Version 4 is another change's.)
-const V5: &str = r#"
+/// counts and cursors.
+const RECONCILE: &str = r#"
 ALTER TABLE jobs ADD COLUMN source TEXT NOT NULL DEFAULT 'webhook';
 CREATE INDEX jobs_by_institution_source ON jobs (institution_id, source, job_id);
 

@@ -1,4 +1,5 @@
-//! Throwaway PostgreSQL clusters for tests: `TestCluster::shared()` starts
+//! Throwaway PostgreSQL clusters for tests, benches and `ferry demo
+//! --replicas`: `TestCluster::shared()` starts
 //! one cluster per test process (on first use) and gives each caller a fresh
 //! database (`fresh_database`), so checks stay independent;
 //! `TestCluster::start()` gives a test a cluster of its own, which it may
@@ -6,16 +7,19 @@
 //!
 //! A cluster is `initdb` into a temporary folder and `pg_ctl start` on a free
 //! loopback port (and a Unix socket in that folder), with trust
-//! authentication and without fsync: test data only. Run as root, the
+//! authentication and without fsync: test data only. Benches that measure
+//! durable acknowledgement start theirs with `try_start_durable`, which keeps
+//! PostgreSQL's own defaults (fsync, synchronous commit, full page writes). Run as root, the
 //! binaries run as the `postgres` user (PostgreSQL refuses root). A watchdog
 //! process in its own session stops the cluster (`pg_ctl stop -m immediate`)
 //! and removes the folder within a second of the test process ending, even
 //! when it panics or is killed, so no postgres process outlives the tests.
 //!
-//! It never skips: without PostgreSQL's binaries it panics, naming what to
-//! install. `FERRY_PG_BIN` may name the folder of `initdb` and `pg_ctl`;
-//! otherwise the newest `/usr/lib/postgresql/*/bin` (Debian) is used, then
-//! whatever `initdb` is on PATH. The README shows the same commands by hand.
+//! It never skips: without PostgreSQL's binaries `start` panics and
+//! `try_start` returns [`ClusterError::Missing`], naming what to install.
+//! `FERRY_PG_BIN` may name the folder of `initdb` and `pg_ctl`; otherwise
+//! the newest `/usr/lib/postgresql/*/bin` (Debian) is used, then whatever
+//! `initdb` is on PATH. The README shows the same commands by hand.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -24,11 +28,25 @@ use std::sync::OnceLock;
 
 use super::{PostgresConfig, PostgresStore, PostgresUrl};
 
+/// Why a throwaway cluster did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(
+        "PostgreSQL is missing: initdb and pg_ctl are neither in /usr/lib/postgresql/*/bin nor \
+         on PATH (Debian: apt-get install postgresql; .ci/test installs it), and FERRY_PG_BIN \
+         is not set"
+    )]
+    Missing,
+    #[error("the throwaway PostgreSQL cluster did not start: {0}")]
+    Failed(String),
+}
+
 pub struct TestCluster {
     dir: PathBuf,
     bin: PathBuf,
     port: u16,
     run_as_postgres: bool,
+    durable: bool,
 }
 
 impl TestCluster {
@@ -39,24 +57,42 @@ impl TestCluster {
     }
 
     /// A cluster of this caller's own; stopped and removed when dropped.
+    /// Panics when it cannot start (tests never skip).
     pub fn start() -> TestCluster {
-        let bin = find_bin_dir();
+        Self::try_start().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`TestCluster::start`], but a missing PostgreSQL or a failed start
+    /// is an error the caller can explain.
+    pub fn try_start() -> Result<TestCluster, ClusterError> {
+        Self::try_start_with(false)
+    }
+
+    /// A cluster that commits as a production server does (fsync and
+    /// synchronous commit on), for figures of durable writes.
+    pub fn try_start_durable() -> Result<TestCluster, ClusterError> {
+        Self::try_start_with(true)
+    }
+
+    fn try_start_with(durable: bool) -> Result<TestCluster, ClusterError> {
+        let bin = find_bin_dir()?;
         let run_as_postgres = is_root();
         let dir = tempfile::Builder::new()
             .prefix("ferry-pg-")
             .tempdir()
-            .expect("create a folder for the test cluster")
+            .map_err(|e| ClusterError::Failed(format!("create a folder for the cluster: {e}")))?
             .keep();
         if run_as_postgres {
-            run(Command::new("chown").arg("postgres:").arg(&dir), "chown");
+            run(Command::new("chown").arg("postgres:").arg(&dir), "chown")?;
         }
         let mut cluster = TestCluster {
             dir,
             bin,
             port: 0,
             run_as_postgres,
+            durable,
         };
-        cluster.spawn_watchdog();
+        cluster.spawn_watchdog()?;
         let data = cluster.data_dir();
         run(
             cluster
@@ -66,22 +102,22 @@ impl TestCluster {
                 .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
                 .arg("--no-sync"),
             "initdb",
-        );
+        )?;
         // A port free now may be taken before the server binds it: retry.
         for attempt in 1..=5 {
-            cluster.port = free_port();
-            if cluster.try_start() {
-                return cluster;
+            cluster.port = free_port()?;
+            if cluster.try_start_server() {
+                return Ok(cluster);
             }
             eprintln!(
                 "test cluster did not start on port {} (attempt {attempt})",
                 cluster.port
             );
         }
-        panic!(
-            "the test PostgreSQL cluster did not start; see {}",
+        Err(ClusterError::Failed(format!(
+            "pg_ctl start failed; see {}",
             cluster.dir.join("log").display()
-        );
+        )))
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/DATABASE` (trust: no password).
@@ -91,6 +127,12 @@ impl TestCluster {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server's process id (the postmaster's), while it runs.
+    pub fn server_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
     }
 
     /// Creates an empty database and returns its URL.
@@ -128,22 +170,30 @@ impl TestCluster {
                 .arg(self.data_dir())
                 .args(["-m", "fast", "-w", "stop"]),
             "pg_ctl stop",
-        );
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Starts the stopped server again on the same port.
     pub fn restart(&self) {
-        assert!(self.try_start(), "the test cluster did not start again");
+        assert!(
+            self.try_start_server(),
+            "the test cluster did not start again"
+        );
     }
 
     fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }
 
-    fn try_start(&self) -> bool {
+    fn try_start_server(&self) -> bool {
+        let unsafe_speed_ups = if self.durable {
+            ""
+        } else {
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        };
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=300",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300{unsafe_speed_ups}",
             self.port,
             self.dir.display()
         );
@@ -173,7 +223,7 @@ impl TestCluster {
     /// A process in its own session that outlives this one by at most a
     /// second: it stops the server and removes the folder once this process
     /// is gone (statics are never dropped, and a killed test runs no Drop).
-    fn spawn_watchdog(&self) {
+    fn spawn_watchdog(&self) -> Result<(), ClusterError> {
         let pg_ctl = self.bin.join("pg_ctl");
         let stop = if self.run_as_postgres {
             format!("runuser -u postgres -- {}", pg_ctl.display())
@@ -193,7 +243,8 @@ impl TestCluster {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .expect("start the test cluster's watchdog (setsid)");
+            .map_err(|e| ClusterError::Failed(format!("start the watchdog (setsid): {e}")))?;
+        Ok(())
     }
 }
 
@@ -211,9 +262,17 @@ impl Drop for TestCluster {
     }
 }
 
-fn find_bin_dir() -> PathBuf {
+fn find_bin_dir() -> Result<PathBuf, ClusterError> {
     if let Some(dir) = std::env::var_os("FERRY_PG_BIN") {
-        return PathBuf::from(dir);
+        let dir = PathBuf::from(dir);
+        return if dir.join("initdb").is_file() {
+            Ok(dir)
+        } else {
+            Err(ClusterError::Failed(format!(
+                "FERRY_PG_BIN names {}, which holds no initdb",
+                dir.display()
+            )))
+        };
     }
     let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -227,15 +286,11 @@ fn find_bin_dir() -> PathBuf {
         .collect();
     debian.sort();
     if let Some((_, bin)) = debian.pop() {
-        return bin;
+        return Ok(bin);
     }
-    if let Some(bin) = which("initdb").and_then(|p| p.parent().map(Path::to_path_buf)) {
-        return bin;
-    }
-    panic!(
-        "PostgreSQL is missing: the postgres store tests need initdb and pg_ctl \
-         (Debian: apt-get install postgresql; .ci/test installs it), or FERRY_PG_BIN naming their folder"
-    );
+    which("initdb")
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .ok_or(ClusterError::Missing)
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -253,22 +308,24 @@ fn is_root() -> bool {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
-fn free_port() -> u16 {
+fn free_port() -> Result<u16, ClusterError> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
-        .expect("find a free loopback port")
-        .port()
+        .map(|addr| addr.port())
+        .map_err(|e| ClusterError::Failed(format!("find a free loopback port: {e}")))
 }
 
-fn run(command: &mut Command, what: &str) {
+fn run(command: &mut Command, what: &str) -> Result<(), ClusterError> {
     let output = command
         .output()
-        .unwrap_or_else(|e| panic!("{what} could not run: {e}"));
-    assert!(
-        output.status.success(),
+        .map_err(|e| ClusterError::Failed(format!("{what} could not run: {e}")))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(ClusterError::Failed(format!(
         "{what} failed ({}): {}{}",
         output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
-    );
+    )))
 }

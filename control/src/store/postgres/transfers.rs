@@ -135,6 +135,32 @@ impl TransferStore for PostgresStore {
         tx.commit().await.map_err(pg_error)
     }
 
+    async fn store_fresh_download(
+        &self,
+        holder: LeaseHolder<'_>,
+        fresh: FreshCredentials,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        require_lease(&tx, holder.job_id, holder.worker_id).await?;
+        tx.execute(
+            "UPDATE jobs SET download_token_sealed = $2,
+                download_url_sealed = COALESCE($3, download_url_sealed),
+                download_event_ms = GREATEST(download_event_ms, $4)
+             WHERE job_id = $1",
+            &[
+                &holder.job_id,
+                &fresh.sealed_download_token.0,
+                &fresh.sealed_download_url.as_ref().map(|s| &s.0),
+                &now.0,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)
+    }
+
     async fn begin_attempt(&self, start: AttemptStart) -> StoreResult<u32> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;

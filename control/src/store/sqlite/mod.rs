@@ -20,6 +20,7 @@ mod retention;
 mod schema;
 mod tenants;
 mod transfers;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -238,12 +238,15 @@ fn cancel_backfill(
 
 #[async_trait]
 impl ReconcileStore for SqliteStore {
-    async fn accounts_with_credentials(&self) -> StoreResult<Vec<ZoomAccount>> {
+    async fn accounts_with_api_access(&self) -> StoreResult<Vec<ZoomAccount>> {
         self.engine
             .read(|c| {
                 c.prepare_cached(&format!(
-                    "SELECT {ACCOUNT_COLUMNS} FROM zoom_accounts
-                     WHERE uninstalled_ms IS NULL AND oauth_client_id IS NOT NULL ORDER BY zoom_account_id"
+                    "SELECT {ACCOUNT_COLUMNS} FROM zoom_accounts a
+                     WHERE uninstalled_ms IS NULL AND (oauth_client_id IS NOT NULL
+                        OR EXISTS (SELECT 1 FROM zoom_account_tokens t
+                                   WHERE t.zoom_account_id = a.zoom_account_id))
+                     ORDER BY zoom_account_id"
                 ))
                 .map_err(sql_error)?
                 .query_map([], account_from_row)

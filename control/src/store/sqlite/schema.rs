@@ -13,6 +13,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (7, V7),
     (8, V8),
     (9, V9),
+    (10, V10),
 ];
 
 const V1: &str = r#"
@@ -273,10 +274,38 @@ CREATE INDEX jobs_holding_secrets ON jobs (finished_ms)
            OR length(recording_sealed) > 0);
 "#;
 
+/// The web flows' short-lived tickets (install states, installs waiting
+/// for their configuration token, console sessions), each found by the
+/// hash of its secret with a sealed payload, and the Zoom accounts'
+/// Marketplace OAuth tokens with the claim that keeps a refresh token from
+/// being spent twice.
+const V9: &str = r#"
+CREATE TABLE web_tickets (
+    kind       TEXT NOT NULL,
+    hash       TEXT NOT NULL,
+    sealed     BLOB NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (kind, hash)
+);
+CREATE INDEX web_tickets_by_expiry ON web_tickets (expires_ms);
+
+CREATE TABLE zoom_account_tokens (
+    zoom_account_id      TEXT PRIMARY KEY,
+    client_id            TEXT NOT NULL,
+    access_token_sealed  BLOB NOT NULL,
+    access_expires_ms    INTEGER NOT NULL,
+    refresh_token_sealed BLOB NOT NULL,
+    refresh_token_hash   TEXT NOT NULL,
+    refresh_holder       TEXT,
+    refresh_claim_ms     INTEGER,
+    updated_ms           INTEGER NOT NULL
+);
+"#;
+
 /// Reconciling with Zoom's recordings list: where each job came from (an
 /// index per `ListJobs` source filter), the reconciler's cursor per
 /// account, and backfills with their counts and cursors.
-const V9: &str = r#"
+const V10: &str = r#"
 ALTER TABLE jobs ADD COLUMN source TEXT NOT NULL DEFAULT 'webhook';
 CREATE INDEX jobs_by_institution_source ON jobs (institution_id, source, job_id);
 

@@ -50,6 +50,31 @@ pub(super) fn start_upload(
     Ok(())
 }
 
+fn store_fresh_download(
+    conn: &Connection,
+    job_id: &str,
+    worker_id: &str,
+    fresh: &FreshCredentials,
+    now: Timestamp,
+) -> StoreResult<()> {
+    require_lease(conn, job_id, worker_id)?;
+    conn.prepare_cached(
+        "UPDATE jobs SET download_token_sealed = ?2,
+            download_url_sealed = COALESCE(?3, download_url_sealed),
+            download_event_ms = MAX(COALESCE(download_event_ms, ?4), ?4)
+         WHERE job_id = ?1",
+    )
+    .map_err(sql_error)?
+    .execute(params![
+        job_id,
+        fresh.sealed_download_token.0,
+        fresh.sealed_download_url.as_ref().map(|s| &s.0),
+        now.0
+    ])
+    .map_err(sql_error)?;
+    Ok(())
+}
+
 pub(super) fn upload_state(conn: &Connection, job_id: &str) -> StoreResult<Option<UploadState>> {
     let upload = conn
         .prepare_cached(
@@ -241,6 +266,18 @@ impl TransferStore for SqliteStore {
         let (job_id, worker_id) = (holder.job_id.to_string(), holder.worker_id.to_string());
         self.engine
             .write(move |c| record_part(c, &job_id, &worker_id, &part, bytes_transferred))
+            .await
+    }
+
+    async fn store_fresh_download(
+        &self,
+        holder: LeaseHolder<'_>,
+        fresh: FreshCredentials,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let (job_id, worker_id) = (holder.job_id.to_string(), holder.worker_id.to_string());
+        self.engine
+            .write(move |c| store_fresh_download(c, &job_id, &worker_id, &fresh, now))
             .await
     }
 

@@ -38,7 +38,7 @@ mod configurations;
 mod institutions;
 mod jobs;
 mod media;
-mod users;
+pub(crate) mod users;
 
 pub use accounts::AccountsCommand;
 pub use configurations::ConfigurationsCommand;

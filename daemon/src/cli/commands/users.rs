@@ -61,10 +61,22 @@ fn user_fields(u: api::User) -> Fields {
 /// Reads the CSV into sync messages. A malformed file fails before anything
 /// is sent; invalid field values are left for the server to reject per record.
 fn read_users_csv(path: &PathBuf) -> anyhow::Result<Vec<api::UserRecord>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_users_csv(file, &path.display().to_string())
+}
+
+/// The users CSV's records (`email,alternate_zoom_email,display_name,role,
+/// external_id`, any column order), as `ferry users sync` and the console's
+/// directory upload read it; `source` names the file in errors. Record `i`
+/// is on line `i + 2`.
+pub fn parse_users_csv(
+    reader: impl std::io::Read,
+    source: &str,
+) -> anyhow::Result<Vec<api::UserRecord>> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_path(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+        .from_reader(reader);
     let expected = [
         "email",
         "alternate_zoom_email",
@@ -74,15 +86,14 @@ fn read_users_csv(path: &PathBuf) -> anyhow::Result<Vec<api::UserRecord>> {
     ];
     let headers = reader
         .headers()
-        .with_context(|| format!("{}: no header line", path.display()))?;
+        .with_context(|| format!("{source}: no header line"))?;
     let column = |name: &str| -> anyhow::Result<usize> {
         headers
             .iter()
             .position(|h| h.eq_ignore_ascii_case(name))
             .with_context(|| {
                 format!(
-                    "{}: header has no {name} column (expected {})",
-                    path.display(),
+                    "{source}: header has no {name} column (expected {})",
                     expected.join(",")
                 )
             })
@@ -96,7 +107,7 @@ fn read_users_csv(path: &PathBuf) -> anyhow::Result<Vec<api::UserRecord>> {
     );
     let mut records = Vec::new();
     for (line, row) in reader.records().enumerate() {
-        let row = row.with_context(|| format!("{}: line {}", path.display(), line + 2))?;
+        let row = row.with_context(|| format!("{source}: line {}", line + 2))?;
         let field = |i: usize| row.get(i).unwrap_or_default().to_string();
         records.push(api::UserRecord {
             external_id: field(external),

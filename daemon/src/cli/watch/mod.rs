@@ -35,7 +35,7 @@ pub(super) async fn run(
     // Once this answers, the daemon is subscribed: nothing after it is missed.
     let mut stream = client
         .watch_jobs(api::WatchJobsRequest {
-            institution_id: institution_id.clone(),
+            institution_id,
             job_id: job_id.clone().unwrap_or_default(),
         })
         .await?
@@ -45,7 +45,7 @@ pub(super) async fn run(
         None => eprintln!("watching jobs (Ctrl-C to stop)"),
     }
     let mut view = View::choose(out.json, std::io::stdout().is_terminal())?;
-    let result = follow(client, &mut stream, &mut view, institution_id, job_id).await;
+    let result = follow(&mut stream, &mut view, job_id).await;
     view.finish();
     result
 }
@@ -53,27 +53,13 @@ pub(super) async fn run(
 /// Shows events until Ctrl-C, the watched job finishing or stdout closing
 /// (all `Ok`), or an error.
 async fn follow(
-    client: &mut JobServiceClient<AuthChannel>,
     stream: &mut tonic::Streaming<api::JobEvent>,
     view: &mut View,
-    institution_id: String,
     job_id: Option<String>,
 ) -> anyhow::Result<()> {
-    if let Some(job_id) = job_id.clone() {
-        // The stream carries changes only: show where the job stands now,
-        // and end at once if that is already the end.
-        let job = client
-            .get_job(api::GetJobRequest {
-                job_id,
-                institution_id,
-            })
-            .await?
-            .into_inner();
-        let finished = tracker::is_final(&job);
-        if !written(view.event(job, false, Instant::now()))? || finished {
-            return Ok(());
-        }
-    }
+    // The stream opens with a snapshot (the watched job as it stands, or the
+    // jobs queued and transferring), so a watch started mid-transfer shows
+    // it at once, and a watch of a finished job ends after one line.
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let mut ticks = tokio::time::interval(TICK_EVERY);
