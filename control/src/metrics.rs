@@ -71,6 +71,9 @@ pub const RECONCILE_PASSES_TOTAL: &str = "ferry_reconcile_passes_total";
 pub const RECONCILE_PASS_SECONDS: &str = "ferry_reconcile_pass_seconds";
 /// Backfills this daemon is running now.
 pub const BACKFILLS_RUNNING: &str = "ferry_backfills_running";
+/// Days of the range still to list, summed over the backfills this daemon
+/// is running now (it lists them a month-long chunk at a time).
+pub const BACKFILL_DAYS_LEFT: &str = "ferry_backfill_days_left";
 /// Backfills that ended, by `state` (`completed`, `failed`, `cancelled`).
 pub const BACKFILLS_FINISHED_TOTAL: &str = "ferry_backfills_finished_total";
 /// Always 1, labelled with the `version`.
@@ -191,6 +194,10 @@ pub fn describe() {
         "Time of one reconcile pass over an account"
     );
     describe_gauge!(BACKFILLS_RUNNING, "Backfills this daemon is running now");
+    describe_gauge!(
+        BACKFILL_DAYS_LEFT,
+        "Days still to list of the backfills this daemon is running now"
+    );
     describe_counter!(BACKFILLS_FINISHED_TOTAL, "Backfills that ended, by state");
     describe_counter!(
         WEBHOOK_REQUESTS_TOTAL,

@@ -849,6 +849,26 @@ pub struct Backfill {
     pub finished_at: Option<Timestamp>,
 }
 
+impl Backfill {
+    /// Days in the backfill's range.
+    pub fn total_days(&self) -> u32 {
+        self.cursor.from.days_until(self.cursor.to) + 1
+    }
+
+    /// Days listed so far: those before the chunk being listed (all of
+    /// them once it completed).
+    pub fn days_done(&self) -> u32 {
+        match self.state {
+            BackfillState::Completed => self.total_days(),
+            _ => self
+                .cursor
+                .from
+                .days_until(self.cursor.chunk_from)
+                .min(self.total_days()),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct NewBackfill {
     pub institution_id: String,

@@ -256,15 +256,7 @@ pub(crate) fn job_source_from_api(value: i32) -> Result<Option<JobSource>, Statu
 }
 
 pub(crate) fn backfill(b: Backfill) -> api::Backfill {
-    let total_days = b.cursor.from.days_until(b.cursor.to) + 1;
-    let days_done = match b.state {
-        BackfillState::Completed => total_days,
-        _ => b
-            .cursor
-            .from
-            .days_until(b.cursor.chunk_from)
-            .min(total_days),
-    };
+    let (total_days, days_done) = (b.total_days(), b.days_done());
     api::Backfill {
         backfill_id: b.backfill_id,
         institution_id: b.institution_id,

@@ -340,11 +340,7 @@ impl ZoomAccountService for ZoomAccountApi {
                 "zoom account {zoom_account_id} is uninstalled; install it again to backfill it"
             )));
         }
-        let marketplace_tokens = self
-            .context
-            .store
-            .account_tokens(&zoom_account_id)
-            .await?;
+        let marketplace_tokens = self.context.store.account_tokens(&zoom_account_id).await?;
         if account.oauth.is_none() && marketplace_tokens.is_none() {
             return Err(Status::failed_precondition(format!(
                 "zoom account {zoom_account_id} has no API credentials, which a backfill needs to list its \

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ReconcileContext;
 use super::listing::{ListError, Listing, PageTally};
-use crate::metrics::{BACKFILLS_FINISHED_TOTAL, BACKFILLS_RUNNING};
+use crate::metrics::{BACKFILL_DAYS_LEFT, BACKFILLS_FINISHED_TOTAL, BACKFILLS_RUNNING};
 
 /// Looks for running backfills every `backfill_poll` and runs them, one at
 /// a time, until shutdown.
@@ -29,7 +29,9 @@ pub async fn run_backfills(context: ReconcileContext, shutdown: CancellationToke
                     let context = &context;
                     super::duty::while_holding(context, &duty, &shutdown, |stop| async move {
                         metrics::gauge!(BACKFILLS_RUNNING).increment(1.0);
+                        days_left(&backfill);
                         run(context, backfill, &stop).await;
+                        metrics::gauge!(BACKFILL_DAYS_LEFT).set(0.0);
                         metrics::gauge!(BACKFILLS_RUNNING).decrement(1.0);
                     })
                     .await;
@@ -42,6 +44,12 @@ pub async fn run_backfills(context: ReconcileContext, shutdown: CancellationToke
             _ = tokio::time::sleep(context.settings.backfill_poll) => {}
         }
     }
+}
+
+/// The progress gauge: this daemon runs one backfill at a time.
+fn days_left(backfill: &Backfill) {
+    let left = backfill.total_days() - backfill.days_done();
+    metrics::gauge!(BACKFILL_DAYS_LEFT).set(f64::from(left));
 }
 
 fn add(counts: &mut BackfillCounts, tally: &PageTally) {
@@ -125,7 +133,7 @@ async fn run(context: &ReconcileContext, mut backfill: Backfill, shutdown: &Canc
                     now: Timestamp::now(),
                 };
                 match context.store.record_backfill_progress(progress).await {
-                    Ok(saved) if saved.state == BackfillState::Running => {}
+                    Ok(saved) if saved.state == BackfillState::Running => days_left(&saved),
                     Ok(saved) => {
                         tracing::info!(backfill = %saved.backfill_id, state = saved.state.as_str(),
                             "backfill stopped: it no longer runs");

@@ -60,7 +60,10 @@ where
                 _ = tokio::time::sleep(renew_every) => {}
             }
             if !take(context, duty).await {
-                tracing::warn!(duty, "lost a listing duty to another replica; stopping at the next step");
+                tracing::warn!(
+                    duty,
+                    "lost a listing duty to another replica; stopping at the next step"
+                );
                 stop.cancel();
                 return;
             }

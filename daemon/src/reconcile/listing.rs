@@ -257,12 +257,7 @@ impl<'a> Listing<'a> {
             match self
                 .context
                 .api
-                .fresh_download(
-                    &account_id,
-                    &self.access,
-                    &recording.meeting_uuid,
-                    &file_id,
-                )
+                .fresh_download(&account_id, &self.access, &recording.meeting_uuid, &file_id)
                 .await
             {
                 Ok(fresh) => {

@@ -110,7 +110,8 @@ async fn pass(
     origin: Origin<'_>,
     shutdown: &CancellationToken,
 ) -> Result<(), ListError> {
-    let mut listing = Listing::new(context, account, origin, state.cursor.clone(), shutdown).await?;
+    let mut listing =
+        Listing::new(context, account, origin, state.cursor.clone(), shutdown).await?;
     let mut created = 0;
     while let Some(tally) = listing.next_page().await? {
         created += tally.created;

@@ -124,6 +124,10 @@ pub struct ApiStats {
     pub list_bad_ranges: u32,
     /// When each recordings list request arrived, answered or not.
     pub list_requests_at: Vec<Instant>,
+    /// The bearer token of each accepted recordings list request: one
+    /// daemon process holds one account token, so distinct tokens mean
+    /// distinct callers.
+    pub list_bearers: Vec<String>,
     /// 429s answered on purpose (`fail_list_with_429`).
     pub injected_too_many: u32,
     /// 429s answered because the account went over its rate limit.
@@ -330,14 +334,18 @@ fn recordings(api: &Api, files: &Files, request: Request<Incoming>) -> Response<
     json(StatusCode::OK, answer)
 }
 
-/// The account an API request's bearer token was issued to: a
-/// Server-to-Server account token or a Marketplace access token.
-fn bearer_account(api: &ApiState, request: &Request<Incoming>) -> Option<String> {
-    let bearer = request
+fn bearer(request: &Request<Incoming>) -> Option<&str> {
+    request
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))?;
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// The account an API request's bearer token was issued to: a
+/// Server-to-Server account token or a Marketplace access token.
+fn bearer_account(api: &ApiState, request: &Request<Incoming>) -> Option<String> {
+    let bearer = bearer(request)?;
     api.issued
         .get(bearer)
         .cloned()
@@ -398,6 +406,8 @@ fn list_recordings(api: &Api, request: Request<Incoming>) -> Response<Body> {
             serde_json::json!({"code": 1001, "message": "Account does not exist."}),
         );
     }
+    let caller = bearer(&request).unwrap_or_default().to_string();
+    api.stats.list_bearers.push(caller);
     if api.list_429.0 > 0 {
         api.list_429.0 -= 1;
         api.stats.injected_too_many += 1;
