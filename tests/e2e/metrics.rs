@@ -13,7 +13,7 @@ use crate::transfer::{state, transfers};
 
 /// The value of the sample `name{labels}` (labels in exposition order, or
 /// none), or 0 when absent.
-fn sample(page: &str, series: &str) -> f64 {
+pub(crate) fn sample(page: &str, series: &str) -> f64 {
     page.lines()
         .filter(|line| !line.starts_with('#'))
         .find_map(|line| {

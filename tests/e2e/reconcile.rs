@@ -20,6 +20,7 @@ use ferry_daemon::config::Config;
 use ferry_zoomsim::downloads::{DownloadServer, FileBehavior};
 use ferry_zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia};
 
+use crate::metrics::sample;
 use crate::support::*;
 use crate::transfer_limits::CLIENT_SECRET;
 
@@ -51,6 +52,22 @@ pub(crate) async fn scene(zoom: &DownloadServer, adjust: impl FnOnce(&mut Config
     Scene::with_daemon(daemon).await
 }
 
+/// Installs `account` with the simulator's Server-to-Server OAuth app.
+pub(crate) fn install_with_oauth(
+    configuration_token: &str,
+    account: &str,
+) -> api::InstallZoomAccountRequest {
+    api::InstallZoomAccountRequest {
+        configuration_token: configuration_token.into(),
+        zoom_account_id: account.into(),
+        plan: api::ZoomPlan::Education as i32,
+        oauth_credentials: Some(api::ZoomOAuthCredentials {
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+        }),
+    }
+}
+
 /// Gives the scene's account Server-to-Server OAuth credentials (a
 /// reinstall with the same configuration updates it in place): from now
 /// on the reconciler lists it.
@@ -58,15 +75,7 @@ pub(crate) async fn add_credentials(admin: &mut Clients, token: &str, zoom: &Dow
     zoom.add_oauth_client(ACCOUNT, CLIENT_ID, CLIENT_SECRET);
     let account = admin
         .accounts
-        .install_zoom_account(api::InstallZoomAccountRequest {
-            configuration_token: token.into(),
-            zoom_account_id: ACCOUNT.into(),
-            plan: api::ZoomPlan::Education as i32,
-            oauth_credentials: Some(api::ZoomOAuthCredentials {
-                client_id: CLIENT_ID.into(),
-                client_secret: CLIENT_SECRET.into(),
-            }),
-        })
+        .install_zoom_account(install_with_oauth(token, ACCOUNT))
         .await
         .unwrap()
         .into_inner();
@@ -98,17 +107,6 @@ pub(crate) fn cloud_recording(
     );
     zoom.add_cloud_recording(&meeting, meeting.listed(HOST_ID, listed_with_email));
     meeting
-}
-
-/// The value of the `/metrics` sample `series` (exact name and labels), or 0.
-pub(crate) fn sample(page: &str, series: &str) -> f64 {
-    page.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().ok())?
-        })
-        .unwrap_or(0.0)
 }
 
 const PASSES_COMPLETED: &str = "ferry_reconcile_passes_total{outcome=\"completed\"}";

@@ -17,8 +17,10 @@ use ferry_zoomsim::downloads::DownloadServer;
 use ferry_zoomsim::{FileSpec, Meeting};
 
 use crate::durability::binary;
-use crate::reconcile::{CLIENT_ID, HOST_ID, all_jobs, cloud_recording, wait_backfill};
-use crate::s3_engine::{ACCESS_KEY_ID, BUCKET, Bucket, KEY_PREFIX, REGION, SECRET_ACCESS_KEY};
+use crate::reconcile::{
+    CLIENT_ID, HOST_ID, all_jobs, cloud_recording, install_with_oauth, wait_backfill,
+};
+use crate::s3_engine::{Bucket, s3_sink_env};
 use crate::support::*;
 use crate::transfer_limits::CLIENT_SECRET;
 use ferry_test_support::replicas::borrowed;
@@ -48,15 +50,10 @@ async fn install_with_credentials(
     zoom.add_user(HOST_ID, HOST_EMAIL);
     let installed = admin
         .accounts
-        .install_zoom_account(api::InstallZoomAccountRequest {
-            configuration_token: configuration.configuration_token,
-            zoom_account_id: account.into(),
-            plan: api::ZoomPlan::Business as i32,
-            oauth_credentials: Some(api::ZoomOAuthCredentials {
-                client_id: CLIENT_ID.into(),
-                client_secret: CLIENT_SECRET.into(),
-            }),
-        })
+        .install_zoom_account(install_with_oauth(
+            &configuration.configuration_token,
+            account,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -106,24 +103,8 @@ async fn a_backfill_killed_mid_way_gives_each_eligible_recording_one_job_and_one
         // Slow enough that the kill lands half way through the listing.
         ("FERRY_RECONCILE_API_REQUESTS_PER_SECOND", "100".into()),
         ("FERRY_RECONCILE_LEASE_SECS", "3".into()),
-        ("FERRY_TRANSFER_ENABLED", "true".into()),
-        ("FERRY_TRANSFER_SINK", "s3".into()),
-        ("FERRY_TRANSFER_KEY_PREFIX", KEY_PREFIX.into()),
-        ("FERRY_TRANSFER_MAX_CONCURRENT", "16".into()),
-        ("FERRY_TRANSFER_LEASE_SECS", "3".into()),
-        ("FERRY_TRANSFER_HEARTBEAT_SECS", "1".into()),
-        ("FERRY_TRANSFER_BACKOFF_BASE_MS", "50".into()),
-        (
-            "FERRY_TRANSFER_DOWNLOAD_REQUESTS_PER_SECOND",
-            "100000".into(),
-        ),
-        ("FERRY_S3_ENDPOINT", bucket.proxy.endpoint()),
-        ("FERRY_S3_REGION", REGION.into()),
-        ("FERRY_S3_BUCKET", BUCKET.into()),
-        ("FERRY_S3_PATH_STYLE", "true".into()),
-        ("FERRY_S3_ACCESS_KEY_ID", ACCESS_KEY_ID.into()),
-        ("FERRY_S3_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.into()),
     ]);
+    env.extend(s3_sink_env(&bucket, 5 * MIB));
     let env = borrowed(&env);
     let daemon = DaemonProcess::spawn(binary(), dir.path(), &env).unwrap();
     let (mut admin, admin_key, installed_at) =
@@ -162,7 +143,13 @@ async fn a_backfill_killed_mid_way_gives_each_eligible_recording_one_job_and_one
                     (meeting, Some(api::SkipReason::NoDownloadableFile))
                 }
                 _ => (
-                    cloud_recording(&zoom, BACKFILL_ACCOUNT, HOST_EMAIL, start, n % 3 == 0),
+                    cloud_recording(
+                        &zoom,
+                        BACKFILL_ACCOUNT,
+                        HOST_EMAIL,
+                        start,
+                        n.is_multiple_of(3),
+                    ),
                     None,
                 ),
             };
