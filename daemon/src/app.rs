@@ -104,6 +104,7 @@ pub struct App {
     console: Option<HttpListener>,
     transfers: Option<(Connections, TransferSettings)>,
     retention: crate::retention::RetentionSettings,
+    reconcile: crate::reconcile::ReconcileContext,
 }
 
 /// Builds and spawns: the daemon on `config`, serving.
@@ -214,11 +215,33 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             secret_box.clone(),
         ))
     });
+    // One client of Zoom's API, so that every call of an account shares
+    // its rate limit.
+    let zoom_api = Arc::new(crate::transfer::zoom_api::ZoomApi::new(
+        crate::transfer::download::Downloader::new(config.download_policy()),
+        &config.zoom.oauth_base_url,
+        &config.zoom.api_base_url,
+        config.reconcile.api_requests_per_second,
+    ));
+    let reconcile = crate::reconcile::ReconcileContext {
+        store: store.clone(),
+        secret_box: secret_box.clone(),
+        api: zoom_api.clone(),
+        marketplace: marketplace.clone(),
+        caps: config.caps(),
+        settings: config.reconcile.settings(),
+        replica_id: format!(
+            "ferry-{}-{}",
+            std::process::id(),
+            ferry_control::store::new_id("r")
+        ),
+    };
     let transfers = if config.transfer.enabled {
         Some(transfer_engine(
             &config,
             store.clone(),
             secret_box.clone(),
+            zoom_api,
             marketplace.clone(),
         )?)
     } else {
@@ -310,6 +333,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         console,
         transfers,
         retention: config.retention.settings(),
+        reconcile,
     })
 }
 
@@ -332,8 +356,14 @@ impl App {
             console,
             transfers,
             retention,
+            reconcile,
         } = self;
         let tasks = TaskTracker::new();
+        tasks.spawn(crate::reconcile::run_reconciler(
+            reconcile.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::reconcile::run_backfills(reconcile, shutdown.clone()));
         let worker_id = transfers
             .as_ref()
             .map(|(_, settings)| settings.worker_id.clone());
@@ -447,11 +477,11 @@ fn transfer_engine(
     config: &Config,
     store: Arc<dyn Store>,
     secret_box: SecretBox,
+    zoom_api: Arc<crate::transfer::zoom_api::ZoomApi>,
     marketplace: Option<Arc<crate::marketplace::Marketplace>>,
 ) -> anyhow::Result<(Connections, TransferSettings)> {
     use crate::transfer::download::Downloader;
     use crate::transfer::sink::{LocalSink, ObjectSink, S3Sink};
-    use crate::transfer::zoom_api::ZoomApi;
     let sink: Arc<dyn ObjectSink> = match config.transfer.sink {
         SinkKind::S3 => Arc::new(
             S3Sink::new(config.s3.settings()?).map_err(|e| anyhow::anyhow!("s3 sink: {e}"))?,
@@ -464,11 +494,6 @@ fn transfer_engine(
         })?),
     };
     let downloader = Downloader::new(config.download_policy());
-    let zoom_api = ZoomApi::new(
-        downloader.clone(),
-        &config.zoom.oauth_base_url,
-        &config.zoom.api_base_url,
-    );
     let worker_id = format!(
         "ferry-{}-{}",
         std::process::id(),

@@ -23,6 +23,7 @@ pub mod intake;
 pub mod malloc;
 pub mod marketplace;
 pub mod metrics;
+pub mod reconcile;
 pub mod retention;
 pub mod telemetry;
 pub mod tls;

@@ -17,6 +17,8 @@ mod jobs_media;
 mod latency;
 mod metrics;
 mod postgres;
+mod reconcile;
+mod reconcile_backfill;
 mod replicas;
 mod replicas_pg;
 mod resume_scan;

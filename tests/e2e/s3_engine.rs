@@ -166,6 +166,34 @@ fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
+/// The `FERRY_*` settings of a `ferry serve` process whose engine writes to
+/// `bucket` through its proxy, with short leases and no per-account
+/// download limit (the tests that use it do not test that rate).
+pub(crate) fn s3_sink_env(bucket: &Bucket, part_size: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("FERRY_TRANSFER_ENABLED", "true".into()),
+        ("FERRY_TRANSFER_SINK", "s3".into()),
+        ("FERRY_TRANSFER_KEY_PREFIX", KEY_PREFIX.into()),
+        ("FERRY_TRANSFER_PART_SIZE_BYTES", part_size.to_string()),
+        ("FERRY_TRANSFER_MAX_CONCURRENT", "16".into()),
+        ("FERRY_TRANSFER_LEASE_SECS", "3".into()),
+        ("FERRY_TRANSFER_HEARTBEAT_SECS", "1".into()),
+        ("FERRY_TRANSFER_BACKOFF_BASE_MS", "50".into()),
+        ("FERRY_TRANSFER_STALL_TIMEOUT_SECS", "5".into()),
+        (
+            "FERRY_TRANSFER_DOWNLOAD_REQUESTS_PER_SECOND",
+            "100000".into(),
+        ),
+        ("FERRY_S3_ENDPOINT", bucket.proxy.endpoint()),
+        ("FERRY_S3_REGION", REGION.into()),
+        ("FERRY_S3_BUCKET", BUCKET.into()),
+        ("FERRY_S3_PATH_STYLE", "true".into()),
+        ("FERRY_S3_ACCESS_KEY_ID", ACCESS_KEY_ID.into()),
+        ("FERRY_S3_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.into()),
+        ("FERRY_S3_CHECKSUMS", "true".into()),
+    ]
+}
+
 /// A daemon whose engine writes to `bucket` through its proxy.
 pub(crate) struct S3Transfers {
     pub scene: Scene,

@@ -12,11 +12,11 @@ use crate::support::{ACCOUNT, MIB, TestDaemon};
 use crate::transfer::{Transfers, sha256_file, state, transfers};
 
 const CLIENT_ID: &str = "sim-s2s-client";
-const CLIENT_SECRET: &str = "sim-s2s-client-secret";
+pub(crate) const CLIENT_SECRET: &str = "sim-s2s-client-secret";
 
 /// Reinstalls the scene's account with OAuth credentials (the same
 /// configuration, so the install is updated in place).
-async fn add_oauth(t: &mut Transfers, client_secret: &str) {
+pub(crate) async fn add_oauth(t: &mut Transfers, client_secret: &str) {
     let account = t
         .scene
         .admin

@@ -116,6 +116,15 @@ impl ZoomSimulator {
         self.deliver(&meeting.recording_completed_body()).await
     }
 
+    /// Delivers `recording.deleted` or `recording.trashed` (`event`) for `meeting`.
+    pub async fn recording_removed(
+        &self,
+        meeting: &Meeting,
+        event: &str,
+    ) -> anyhow::Result<Delivery> {
+        self.deliver(&meeting.removed_body(event)).await
+    }
+
     /// Delivers `app_deauthorized` for `account_id`.
     pub async fn deauthorize(&self, account_id: &str) -> anyhow::Result<Delivery> {
         let body = serde_json::json!({

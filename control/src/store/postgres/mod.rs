@@ -31,6 +31,7 @@ mod events;
 mod jobs;
 mod leases;
 mod media;
+mod reconcile;
 mod replicas;
 mod retention;
 mod schema;

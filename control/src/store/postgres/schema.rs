@@ -19,12 +19,31 @@ use crate::store::StoreResult;
 /// The key of the advisory lock held while migrating ("ferrymig").
 const MIGRATION_LOCK_KEY: i64 = 0x6665_7272_796d_6967;
 
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
+/// The reconciler's migration. Its number is the only line a renumbering
+/// touches: the SQL below is self-contained.
+const RECONCILE_VERSION: i64 = 5;
+
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, V4),
+    (RECONCILE_VERSION, RECONCILE),
+];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
-const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == SCHEMA_VERSION);
+// The runner applies every version above the database's: a gap or a
+// repeated number would skip or reorder a migration, so the list must count
+// 1, 2, 3, ... with no holes.
+const _: () = {
+    let mut index = 0;
+    while index < MIGRATIONS.len() {
+        assert!(MIGRATIONS[index].0 == index as i64 + 1);
+        index += 1;
+    }
+};
 
 /// Brings the schema up to `SCHEMA_VERSION`, or refuses a newer one.
 pub(super) async fn migrate(client: &mut Object) -> StoreResult<()> {
@@ -314,4 +333,44 @@ CREATE TABLE zoom_account_tokens (
     refresh_claim_ms     BIGINT,
     updated_ms           BIGINT NOT NULL
 );
+"#;
+
+/// Reconciling with Zoom's recordings list (as SQLite's V10): where each job
+/// came from, the reconciler's cursor per account, and backfills with their
+/// counts and cursors.
+const RECONCILE: &str = r#"
+ALTER TABLE jobs ADD COLUMN source TEXT NOT NULL DEFAULT 'webhook';
+CREATE INDEX jobs_by_institution_source ON jobs (institution_id, source, job_id);
+
+CREATE TABLE reconcile_cursors (
+    zoom_account_id TEXT COLLATE "C" PRIMARY KEY,
+    from_day        TEXT NOT NULL,
+    to_day          TEXT NOT NULL,
+    chunk_from_day  TEXT NOT NULL,
+    next_page_token TEXT NOT NULL,
+    pass_started_ms BIGINT NOT NULL,
+    finished_ms     BIGINT
+);
+
+CREATE TABLE backfills (
+    backfill_id     TEXT COLLATE "C" PRIMARY KEY,
+    institution_id  TEXT COLLATE "C" NOT NULL REFERENCES institutions (institution_id),
+    zoom_account_id TEXT COLLATE "C" NOT NULL,
+    state           TEXT NOT NULL,
+    message         TEXT NOT NULL,
+    meetings_seen   BIGINT NOT NULL,
+    jobs_created    BIGINT NOT NULL,
+    duplicates      BIGINT NOT NULL,
+    not_ready       BIGINT NOT NULL,
+    skipped         TEXT NOT NULL,
+    from_day        TEXT NOT NULL,
+    to_day          TEXT NOT NULL,
+    chunk_from_day  TEXT NOT NULL,
+    next_page_token TEXT NOT NULL,
+    created_ms      BIGINT NOT NULL,
+    updated_ms      BIGINT NOT NULL,
+    finished_ms     BIGINT
+);
+CREATE INDEX backfills_by_institution ON backfills (institution_id, backfill_id);
+CREATE INDEX backfills_running ON backfills (backfill_id) WHERE state = 'running';
 "#;

@@ -14,6 +14,7 @@ mod history_tests;
 mod job_list;
 mod jobs;
 mod media;
+mod reconcile;
 mod replicas;
 mod retention;
 mod schema;
