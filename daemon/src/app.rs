@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, SinkKind, StoreBackend};
 use crate::http::Routes;
 use crate::transfer::engine::{Connections, TransferSettings};
+use crate::transfer::trust::ClientTrust;
 
 /// A started daemon. Dropping it does not stop it; call `shutdown`.
 pub struct RunningApp {
@@ -144,6 +145,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         }
     };
     let secret_box = load_secret_box(&config)?;
+    // Read before anything listens, so a bad CA bundle stops start-up.
+    let trust = config.transfer.trust()?;
     let (operator_hash, generated_operator_token) =
         settle_operator_token(&config, store.as_ref()).await?;
 
@@ -204,19 +207,21 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         health.clone(),
         shutdown.clone(),
     )?;
-    let marketplace = config.zoom.marketplace_app().map(|app| {
-        Arc::new(crate::marketplace::Marketplace::new(
+    let marketplace = match config.zoom.marketplace_app() {
+        Some(app) => Some(Arc::new(crate::marketplace::Marketplace::new(
             app,
-            crate::transfer::download::Downloader::new(config.download_policy()),
+            crate::transfer::download::Downloader::new(config.download_policy(), &trust)?,
             &config.zoom.oauth_base_url,
             &config.zoom.api_base_url,
             store.clone(),
             secret_box.clone(),
-        ))
-    });
+        ))),
+        None => None,
+    };
     let transfers = if config.transfer.enabled {
         Some(transfer_engine(
             &config,
+            &trust,
             store.clone(),
             secret_box.clone(),
             marketplace.clone(),
@@ -445,6 +450,7 @@ fn grpc_server(
 /// The transfer engine's connections (its sink included) and settings.
 fn transfer_engine(
     config: &Config,
+    trust: &ClientTrust,
     store: Arc<dyn Store>,
     secret_box: SecretBox,
     marketplace: Option<Arc<crate::marketplace::Marketplace>>,
@@ -454,7 +460,8 @@ fn transfer_engine(
     use crate::transfer::zoom_api::ZoomApi;
     let sink: Arc<dyn ObjectSink> = match config.transfer.sink {
         SinkKind::S3 => Arc::new(
-            S3Sink::new(config.s3.settings()?).map_err(|e| anyhow::anyhow!("s3 sink: {e}"))?,
+            S3Sink::new(config.s3.settings(trust.clone())?)
+                .map_err(|e| anyhow::anyhow!("s3 sink: {e}"))?,
         ),
         SinkKind::Local => Arc::new(LocalSink::new(config.media_dir()).with_context(|| {
             format!(
@@ -463,7 +470,7 @@ fn transfer_engine(
             )
         })?),
     };
-    let downloader = Downloader::new(config.download_policy());
+    let downloader = Downloader::new(config.download_policy(), trust)?;
     let zoom_api = ZoomApi::new(
         downloader.clone(),
         &config.zoom.oauth_base_url,

@@ -3,6 +3,8 @@
 //! checked against the host allowlist and the token never leaves the
 //! original host. IP-literal and private-address targets are refused unless
 //! allowlisted by exact name; proxy environment variables are not read.
+//! HTTPS hosts are verified against [`ClientTrust`]'s roots (Mozilla's and
+//! `transfer.extra_ca_file`'s).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -20,6 +22,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
+
+use super::trust::{ClientTrust, TrustError};
 
 /// The most a download connection reads ahead of the transfer. hyper's
 /// default (about 400 KiB) is outside the byte budget, once per connection.
@@ -165,7 +169,8 @@ pub struct Downloader {
 }
 
 impl Downloader {
-    pub fn new(policy: DownloadPolicy) -> Self {
+    /// A client under `policy` that trusts `trust`'s roots for HTTPS.
+    pub fn new(policy: DownloadPolicy, trust: &ClientTrust) -> Result<Self, TrustError> {
         let explicit: HashSet<String> = policy
             .allowlist
             .iter()
@@ -181,17 +186,17 @@ impl Downloader {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(policy.connect_timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(trust.zoom_client_config()?)
             .https_or_http()
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        Downloader {
+        Ok(Downloader {
             client: Client::builder(TokioExecutor::new())
                 .http1_max_buf_size(READ_BUFFER_BYTES)
                 .build(https),
             policy: Arc::new(policy),
-        }
+        })
     }
 
     /// GETs `url` from byte `range_start` on, following redirects. The
