@@ -35,7 +35,7 @@ use ferry_benches::transfer_rig::{
 };
 use ferry_benches::usage::{peak_rss_bytes, process_cpu_seconds, run_measured};
 use ferry_benches::{env_number, print_columns, print_table};
-use ferry_daemon::transfer::trust::PROVIDER_NAME;
+use ferry_daemon::tls::PROVIDER_NAME;
 use ferry_test_support::discard_s3::DiscardS3;
 use ferry_test_support::{GIB, MIB};
 use ferry_zoomsim::downloads::DownloadServer;

@@ -1,7 +1,7 @@
 //! AES-GCM throughput of the two crypto providers rustls offers, ring and
 //! aws-lc-rs, measured on the machine the bench runs on: the evidence
 //! behind the provider Ferry's TLS clients use
-//! (`ferry_daemon::transfer::trust::PROVIDER_NAME`).
+//! (`ferry_daemon::tls::PROVIDER_NAME`).
 //!
 //! Each provider seals (encrypts) and opens (decrypts) TLS-record-sized
 //! buffers (16 KiB, the most plaintext one TLS record carries) with its own

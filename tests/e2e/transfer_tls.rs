@@ -21,32 +21,33 @@ use ferry_zoomsim::{Mp4Layout, SyntheticMedia};
 
 use crate::s3_engine::{Bucket, S3Transfers, s3_transfers};
 use crate::support::*;
+use crate::transfer::{Transfers, sha256_file, transfers_from};
 
 /// A daemon copying into a local folder from download hosts that speak
 /// only HTTPS, trusting `ca_file` when given.
-async fn https_downloads(
-    ca: &TestCa,
-    ca_file: Option<&Path>,
-) -> (Scene, DownloadServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
+async fn https_downloads(ca: &TestCa, ca_file: Option<&Path>) -> Transfers {
     let server = DownloadServer::start_tls(ca.server_tls(Alpn::Http2AndHttp1).unwrap())
         .await
         .unwrap();
     assert!(server.zoom_base().starts_with("https://"));
-    let mut config = test_config(&dir.path().join("data"));
-    config.transfer.enabled = true;
-    config.transfer.part_size_bytes = 5 * MIB;
-    config.transfer.byte_budget_bytes = 64 * MIB;
-    config.transfer.max_attempts = 2;
-    config.transfer.backoff_base_ms = 20;
-    config.zoom.download_allowlist = vec!["127.0.0.1".into(), "localhost".into()];
-    // https only: a plain http:// hop would be refused.
-    config.zoom.allow_insecure_downloads = false;
-    config.zoom.api_base_url = server.zoom_base();
-    config.zoom.oauth_base_url = server.zoom_base();
-    config.transfer.extra_ca_file = ca_file.map(Path::to_path_buf);
-    let daemon = TestDaemon::start_with(config).await.unwrap();
-    (Scene::with_daemon(daemon).await, server, dir)
+    transfers_from(server, |config| {
+        // https only: a plain http:// hop would be refused.
+        config.zoom.allow_insecure_downloads = false;
+        config.transfer.max_attempts = 2;
+        config.transfer.extra_ca_file = ca_file.map(Path::to_path_buf);
+    })
+    .await
+}
+
+/// Fails unless `job` failed because the server's certificate is not trusted.
+#[track_caller]
+fn assert_failed_on_the_certificate(job: &api::Job) {
+    assert_eq!(state(job), api::JobState::Failed, "{}", job.message);
+    assert!(
+        job.message.contains("invalid peer certificate") && job.message.contains("UnknownIssuer"),
+        "the failure should say the certificate is not trusted: {}",
+        job.message
+    );
 }
 
 fn recording(num_bytes: u64) -> SyntheticMedia {
@@ -78,19 +79,27 @@ async fn downloads_over_https_succeed_with_the_configured_ca_and_reuse_connectio
     let ca = TestCa::generate("Ferry test CA").unwrap();
     let ca_dir = tempfile::tempdir().unwrap();
     let ca_file = ca.write_ca_file(ca_dir.path()).unwrap();
-    let (mut scene, server, _dir) = https_downloads(&ca, Some(&ca_file)).await;
+    let mut transfers = https_downloads(&ca, Some(&ca_file)).await;
 
     // Two recordings, one after the other: the second must reuse the
     // connections the first opened to each host.
     for round in 1..=2 {
         let media = recording(12 * MIB + 321);
-        let meeting = scene.served_meeting(&server, &media, media.len(), |_| {});
-        let job = scene.ingest(&meeting).await;
-        let done = scene.wait_final(&job.job_id).await;
+        let meeting = transfers.meeting(&media, media.len(), |_| {});
+        let job = transfers.scene.ingest(&meeting).await;
+        let done = transfers.wait_final(&job.job_id).await;
         assert_eq!(state(&done), api::JobState::Completed, "{}", done.message);
         assert_eq!(done.bytes_transferred, media.len());
-        let stats = server.stats(&meeting.files[0].id);
-        assert!(!stats.cdn_saw_authorization);
+        let objects = transfers.objects();
+        assert_eq!(objects.len(), round, "{objects:?}");
+        assert!(
+            objects
+                .iter()
+                .any(|path| sha256_file(path) == media.sha256()),
+            "no object holds the recording's bytes"
+        );
+        let server = &transfers.server;
+        assert!(!server.stats(&meeting.files[0].id).cdn_saw_authorization);
         let zoom = server.zoom_tls().unwrap();
         let cdn = server.cdn_tls().unwrap();
         assert_eq!(
@@ -105,17 +114,14 @@ async fn downloads_over_https_succeed_with_the_configured_ca_and_reuse_connectio
 #[tokio::test]
 async fn downloads_over_https_fail_with_a_certificate_error_without_the_ca() {
     let ca = TestCa::generate("Ferry test CA").unwrap();
-    let (mut scene, server, _dir) = https_downloads(&ca, None).await;
+    let mut transfers = https_downloads(&ca, None).await;
     let media = recording(6 * MIB);
-    let meeting = scene.served_meeting(&server, &media, media.len(), |_| {});
-    let job = scene.ingest(&meeting).await;
-    let done = scene.wait_final(&job.job_id).await;
-    assert_eq!(state(&done), api::JobState::Failed, "{}", done.message);
-    assert!(
-        done.message.contains("invalid peer certificate") && done.message.contains("UnknownIssuer"),
-        "the failure should say the certificate is not trusted: {}",
-        done.message
-    );
+    let meeting = transfers.meeting(&media, media.len(), |_| {});
+    let job = transfers.scene.ingest(&meeting).await;
+    let done = transfers.wait_final(&job.job_id).await;
+    assert_failed_on_the_certificate(&done);
+    assert!(transfers.objects().is_empty());
+    let server = &transfers.server;
     let zoom = server.zoom_tls().unwrap();
     assert_eq!(
         zoom.handshakes(),
@@ -190,12 +196,7 @@ async fn s3_over_https_fails_with_a_certificate_error_without_the_ca() {
     let meeting = transfers.meeting(&media, media.len(), |_| {});
     let job = transfers.scene.ingest(&meeting).await;
     let done = transfers.wait_final(&job.job_id).await;
-    assert_eq!(state(&done), api::JobState::Failed, "{}", done.message);
-    assert!(
-        done.message.contains("invalid peer certificate") && done.message.contains("UnknownIssuer"),
-        "the failure should say the certificate is not trusted: {}",
-        done.message
-    );
+    assert_failed_on_the_certificate(&done);
     let proxy_tls = transfers.bucket.proxy.tls().unwrap();
     assert_eq!(proxy_tls.handshakes(), 0);
     wait_for_failed_handshake(proxy_tls).await;

@@ -25,7 +25,8 @@ use hyper_util::rt::TokioExecutor;
 
 use super::trust::{ClientTrust, TrustError};
 
-/// The most a download connection reads ahead of the transfer. hyper's
+/// The most a download connection reads ahead of the transfer (plaintext;
+/// over TLS, rustls holds at most one more record of 16 KiB). hyper's
 /// default (about 400 KiB) is outside the byte budget, once per connection.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -185,11 +186,14 @@ impl Downloader {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(policy.connect_timeout));
+        // HTTP/1.1 only (ALPN `http/1.1`), also where a host offers h2: a
+        // download is one long stream per connection, which h2 cannot speed
+        // up, and h2's flow-control window (2 MiB a stream in hyper) is
+        // read-ahead outside the byte budget that READ_BUFFER_BYTES bounds.
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(trust.zoom_client_config()?)
             .https_or_http()
             .enable_http1()
-            .enable_http2()
             .wrap_connector(http);
         Ok(Downloader {
             client: Client::builder(TokioExecutor::new())

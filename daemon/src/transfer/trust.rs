@@ -1,5 +1,5 @@
-//! Which servers Ferry's outgoing HTTPS connections trust, and the crypto
-//! they run on: one place for both hops of a transfer (the Zoom downloads
+//! Which servers Ferry's outgoing HTTPS connections trust: one place for
+//! both hops of a transfer (the Zoom downloads
 //! and API calls, through [`Downloader`](super::download::Downloader), and
 //! the S3 sink).
 //!
@@ -21,22 +21,15 @@ use std::sync::Arc;
 use aws_sdk_s3::config::SharedHttpClient;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use rustls::RootCertStore;
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-/// The rustls crypto provider of Ferry's TLS clients, as named in the
-/// transfer bench's AES-GCM table (which measures both candidates).
-pub const PROVIDER_NAME: &str = "ring";
+use crate::tls::crypto_provider;
 
-/// The crypto provider both hops run on (see [`PROVIDER_NAME`]).
-pub fn crypto_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// The same provider, as the AWS SDK's HTTP client names it.
+/// The crypto provider of the AWS SDK's client, as the SDK names it: the
+/// same as [`crypto_provider`]'s.
 fn smithy_crypto_mode() -> CryptoMode {
-    CryptoMode::Ring
+    CryptoMode::AwsLc
 }
 
 /// Why an extra CA bundle cannot be used. Each message names the file.

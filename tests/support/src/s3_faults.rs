@@ -37,6 +37,16 @@ use tokio_util::sync::CancellationToken;
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
+/// Headers a proxy does not forward (RFC 9110, section 7.6.1).
+const HOP_BY_HOP_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
 /// An answer the proxy gives instead of forwarding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -347,7 +357,15 @@ async fn forward(
         .parse()
         .expect("an upstream URI");
     match client.request(Request::from_parts(head, body)).await {
-        Ok(response) => response.map(BodyExt::boxed),
+        Ok(mut response) => {
+            // Hop-by-hop headers describe the proxy's connection to the
+            // server, not the client's to the proxy (moto's `Connection:
+            // close` would otherwise close every client connection).
+            for name in HOP_BY_HOP_HEADERS {
+                response.headers_mut().remove(*name);
+            }
+            response.map(BodyExt::boxed)
+        }
         Err(e) => Response::builder()
             .status(StatusCode::BAD_GATEWAY)
             .body(full(format!("the S3 server could not be reached: {e}")))

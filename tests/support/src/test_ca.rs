@@ -83,7 +83,7 @@ impl TestCa {
     /// behind it), offering `alpn`.
     pub fn server_tls(&self, alpn: Alpn) -> anyhow::Result<ServerTls> {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key.clone()));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = ferry_daemon::tls::crypto_provider();
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .context("TLS protocol versions")?
