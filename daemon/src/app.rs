@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, SinkKind, StoreBackend};
 use crate::http::Routes;
 use crate::transfer::engine::{Connections, TransferSettings};
+use crate::transfer::trust::ClientTrust;
 
 /// A started daemon. Dropping it does not stop it; call `shutdown`.
 pub struct RunningApp {
@@ -145,6 +146,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         }
     };
     let secret_box = load_secret_box(&config)?;
+    // Read before anything listens, so a bad CA bundle stops start-up.
+    let trust = config.transfer.trust()?;
     let (operator_hash, generated_operator_token) =
         settle_operator_token(&config, store.as_ref()).await?;
 
@@ -205,20 +208,21 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         health.clone(),
         shutdown.clone(),
     )?;
-    let marketplace = config.zoom.marketplace_app().map(|app| {
-        Arc::new(crate::marketplace::Marketplace::new(
+    let marketplace = match config.zoom.marketplace_app() {
+        Some(app) => Some(Arc::new(crate::marketplace::Marketplace::new(
             app,
-            crate::transfer::download::Downloader::new(config.download_policy()),
+            crate::transfer::download::Downloader::new(config.download_policy(), &trust)?,
             &config.zoom.oauth_base_url,
             &config.zoom.api_base_url,
             store.clone(),
             secret_box.clone(),
-        ))
-    });
+        ))),
+        None => None,
+    };
     // One client of Zoom's API, so that every call of an account shares
     // its rate limit.
     let zoom_api = Arc::new(crate::transfer::zoom_api::ZoomApi::new(
-        crate::transfer::download::Downloader::new(config.download_policy()),
+        crate::transfer::download::Downloader::new(config.download_policy(), &trust)?,
         &config.zoom.oauth_base_url,
         &config.zoom.api_base_url,
         config.reconcile.api_requests_per_second,
@@ -239,6 +243,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let transfers = if config.transfer.enabled {
         Some(transfer_engine(
             &config,
+            &trust,
             store.clone(),
             secret_box.clone(),
             zoom_api,
@@ -475,6 +480,7 @@ fn grpc_server(
 /// The transfer engine's connections (its sink included) and settings.
 fn transfer_engine(
     config: &Config,
+    trust: &ClientTrust,
     store: Arc<dyn Store>,
     secret_box: SecretBox,
     zoom_api: Arc<crate::transfer::zoom_api::ZoomApi>,
@@ -484,7 +490,8 @@ fn transfer_engine(
     use crate::transfer::sink::{LocalSink, ObjectSink, S3Sink};
     let sink: Arc<dyn ObjectSink> = match config.transfer.sink {
         SinkKind::S3 => Arc::new(
-            S3Sink::new(config.s3.settings()?).map_err(|e| anyhow::anyhow!("s3 sink: {e}"))?,
+            S3Sink::new(config.s3.settings(trust.clone())?)
+                .map_err(|e| anyhow::anyhow!("s3 sink: {e}"))?,
         ),
         SinkKind::Local => Arc::new(LocalSink::new(config.media_dir()).with_context(|| {
             format!(
@@ -493,7 +500,7 @@ fn transfer_engine(
             )
         })?),
     };
-    let downloader = Downloader::new(config.download_policy());
+    let downloader = Downloader::new(config.download_policy(), trust)?;
     let worker_id = format!(
         "ferry-{}-{}",
         std::process::id(),

@@ -28,5 +28,6 @@ mod support;
 mod tls;
 mod transfer;
 mod transfer_limits;
+mod transfer_tls;
 mod web_console;
 mod web_install;

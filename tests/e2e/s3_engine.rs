@@ -22,6 +22,7 @@ use ferry_daemon::config::Config;
 use ferry_test_support::moto::MotoServer;
 use ferry_test_support::s3_faults::{Fault, FaultProxy, FaultRule, S3Operation};
 use ferry_zoomsim::downloads::{DownloadServer, FileBehavior, LengthHeader};
+use ferry_zoomsim::tls::ServerTls;
 use ferry_zoomsim::{Meeting, Mp4Layout, SyntheticMedia};
 use sha2::{Digest, Sha256};
 
@@ -43,8 +44,20 @@ pub(crate) struct Bucket {
 
 impl Bucket {
     pub(crate) async fn start() -> Bucket {
+        Self::start_with(None).await
+    }
+
+    /// The proxy terminates TLS with `tls`'s certificate (moto has none).
+    pub(crate) async fn start_tls(tls: ServerTls) -> Bucket {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<ServerTls>) -> Bucket {
         let moto = MotoServer::start().await;
-        let proxy = FaultProxy::start(moto.addr()).await.unwrap();
+        let proxy = match tls {
+            Some(tls) => FaultProxy::start_tls(moto.addr(), tls).await.unwrap(),
+            None => FaultProxy::start(moto.addr()).await.unwrap(),
+        };
         let client = s3_client(&moto.endpoint());
         client.create_bucket().bucket(BUCKET).send().await.unwrap();
         Bucket {
@@ -145,7 +158,7 @@ impl Bucket {
 
 fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
     let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
         .build_https();
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -202,7 +215,7 @@ pub(crate) struct S3Transfers {
     _dir: tempfile::TempDir,
 }
 
-async fn s3_transfers(bucket: Bucket, adjust: impl FnOnce(&mut Config)) -> S3Transfers {
+pub(crate) async fn s3_transfers(bucket: Bucket, adjust: impl FnOnce(&mut Config)) -> S3Transfers {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.transfer.enabled = true;

@@ -3,6 +3,8 @@
 //! checked against the host allowlist and the token never leaves the
 //! original host. IP-literal and private-address targets are refused unless
 //! allowlisted by exact name; proxy environment variables are not read.
+//! HTTPS hosts are verified against [`ClientTrust`]'s roots (Mozilla's and
+//! `transfer.extra_ca_file`'s).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -17,12 +19,17 @@ use http::{HeaderValue, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::Connection as _;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
-/// The most a download connection reads ahead of the transfer. hyper's
-/// default (about 400 KiB) is outside the byte budget, once per connection.
+use super::trust::{ClientTrust, TrustError};
+
+/// The most a download connection reads ahead of the transfer (plaintext;
+/// over TLS, as much again of ciphertext in [`BufferedTcp`], and rustls one
+/// record of 16 KiB). hyper's default (about 400 KiB) is outside the byte
+/// budget, once per connection.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Most redirects followed for one download.
@@ -156,7 +163,7 @@ pub struct Download {
     pub body: Incoming,
 }
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector<PrivateAddressFilter>>;
+type Connector = hyper_rustls::HttpsConnector<BufferedConnector>;
 
 #[derive(Clone)]
 pub struct Downloader {
@@ -165,7 +172,8 @@ pub struct Downloader {
 }
 
 impl Downloader {
-    pub fn new(policy: DownloadPolicy) -> Self {
+    /// A client under `policy` that trusts `trust`'s roots for HTTPS.
+    pub fn new(policy: DownloadPolicy, trust: &ClientTrust) -> Result<Self, TrustError> {
         let explicit: HashSet<String> = policy
             .allowlist
             .iter()
@@ -180,18 +188,21 @@ impl Downloader {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(policy.connect_timeout));
+        // HTTP/1.1 only (ALPN `http/1.1`), also where a host offers h2: a
+        // download is one long stream per connection, which h2 cannot speed
+        // up, and h2's flow-control window (2 MiB a stream in hyper) is
+        // read-ahead outside the byte budget that READ_BUFFER_BYTES bounds.
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(trust.zoom_client_config()?)
             .https_or_http()
             .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        Downloader {
+            .wrap_connector(BufferedConnector(http));
+        Ok(Downloader {
             client: Client::builder(TokioExecutor::new())
                 .http1_max_buf_size(READ_BUFFER_BYTES)
                 .build(https),
             policy: Arc::new(policy),
-        }
+        })
     }
 
     /// GETs `url` from byte `range_start` on, following redirects. The
@@ -355,6 +366,77 @@ fn resolve(current: &Uri, location: &str) -> Result<Uri, DownloadError> {
     };
     parts.path_and_query = Some(path.parse().map_err(|_| invalid())?);
     Uri::from_parts(parts).map_err(|_| invalid())
+}
+
+/// Connects as `HttpConnector` does and, for https, reads the socket through
+/// a buffer of READ_BUFFER_BYTES: rustls asks the socket for about 4 KiB a
+/// read, which for a download is hundreds of thousands of system calls per
+/// GiB; through the buffer it is one call per 64 KiB of ciphertext, for one
+/// extra copy. Plain http reads go straight to the socket (no buffer).
+#[derive(Clone)]
+pub struct BufferedConnector(HttpConnector<PrivateAddressFilter>);
+
+impl tower_service::Service<Uri> for BufferedConnector {
+    type Response = TokioIo<BufferedTcp>;
+    type Error = <HttpConnector<PrivateAddressFilter> as tower_service::Service<Uri>>::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let capacity = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+            READ_BUFFER_BYTES
+        } else {
+            0
+        };
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            let stream = connecting.await?.into_inner();
+            Ok(TokioIo::new(BufferedTcp(
+                tokio::io::BufReader::with_capacity(capacity, stream),
+            )))
+        })
+    }
+}
+
+/// A TCP stream read through a buffer (see [`BufferedConnector`]); writes
+/// go straight through.
+pub struct BufferedTcp(tokio::io::BufReader<tokio::net::TcpStream>);
+
+impl tokio::io::AsyncRead for BufferedTcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for BufferedTcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+impl hyper_util::client::legacy::connect::Connection for BufferedTcp {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        self.0.get_ref().connected()
+    }
 }
 
 /// Resolves names like the system resolver but drops private, loopback and

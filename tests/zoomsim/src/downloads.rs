@@ -5,6 +5,10 @@
 //! part way, stall, throttle, lie about its length, answer 429, or answer
 //! with the HTML page Zoom shows when downloads are not allowed.
 //!
+//! Both hosts speak plain HTTP, or HTTPS with a certificate the caller
+//! provides ([`DownloadServer::start_tls`]; both offer HTTP/2 and HTTP/1.1,
+//! as a CDN does), and then count TLS handshakes.
+//!
 //! The "Zoom" host also plays Zoom's API for fresh download tokens:
 //! Server-to-Server OAuth (`POST /oauth/token`) and
 //! `GET /v2/meetings/{uuid}/recordings?include_fields=download_access_token`,
@@ -38,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use ferry_control::model::{Day, Timestamp};
 
 use super::media::SyntheticMedia;
+use super::tls::{self, ServerTls};
 
 /// What `Content-Length` says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,6 +177,9 @@ pub(crate) type Api = Arc<Mutex<ApiState>>;
 pub struct DownloadServer {
     pub zoom_addr: SocketAddr,
     pub cdn_addr: SocketAddr,
+    /// HTTPS on both hosts when set, each host counting its own handshakes.
+    tls: Option<ServerTls>,
+    cdn_tls: Option<ServerTls>,
     files: Files,
     pub(crate) api: Api,
     shutdown: CancellationToken,
@@ -275,7 +283,12 @@ fn decode_meeting(segment: &str) -> Option<String> {
 }
 
 /// `GET /v2/meetings/{uuid}/recordings?include_fields=download_access_token`.
-fn recordings(api: &Api, files: &Files, request: Request<Incoming>) -> Response<Body> {
+fn recordings(
+    api: &Api,
+    files: &Files,
+    scheme: &str,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let mut api = api.lock().expect("api lock");
     let Some(account) = bearer_account(&api, &request) else {
         api.stats.recordings_refused += 1;
@@ -323,7 +336,7 @@ fn recordings(api: &Api, files: &Files, request: Request<Incoming>) -> Response<
         .iter()
         .map(|id| {
             serde_json::json!({"id": id, "meeting_id": uuid, "file_type": "MP4", "status": "completed",
-                "download_url": format!("http://{host}/rec/download/{id}")})
+                "download_url": format!("{scheme}://{host}/rec/download/{id}")})
         })
         .collect();
     let mut answer =
@@ -528,12 +541,25 @@ fn user(api: &Api, request: Request<Incoming>) -> Response<Body> {
 use http_body_util::BodyExt as _;
 
 impl DownloadServer {
+    /// Both hosts over plain HTTP.
     pub async fn start() -> std::io::Result<DownloadServer> {
+        Self::start_with(None).await
+    }
+
+    /// Both hosts over HTTPS with `tls`'s certificate (which must name
+    /// `127.0.0.1` and `localhost`, the two hosts' names).
+    pub async fn start_tls(tls: ServerTls) -> std::io::Result<DownloadServer> {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<ServerTls>) -> std::io::Result<DownloadServer> {
         let zoom = TcpListener::bind("127.0.0.1:0").await?;
         let cdn = TcpListener::bind("127.0.0.1:0").await?;
         let server = DownloadServer {
             zoom_addr: zoom.local_addr()?,
             cdn_addr: cdn.local_addr()?,
+            cdn_tls: tls.as_ref().map(ServerTls::with_own_counts),
+            tls,
             files: Arc::new(Mutex::new(HashMap::new())),
             api: Arc::new(Mutex::new(ApiState {
                 max_page_size: 300,
@@ -541,7 +567,8 @@ impl DownloadServer {
             })),
             shutdown: CancellationToken::new(),
         };
-        let cdn_base = format!("http://localhost:{}", server.cdn_addr.port());
+        let cdn_base = server.cdn_base();
+        let scheme = server.scheme();
         for (listener, is_cdn) in [(zoom, false), (cdn, true)] {
             let (files, api, shutdown, cdn_base) = (
                 server.files.clone(),
@@ -549,14 +576,23 @@ impl DownloadServer {
                 server.shutdown.clone(),
                 cdn_base.clone(),
             );
+            let tls = if is_cdn {
+                server.cdn_tls.clone()
+            } else {
+                server.tls.clone()
+            };
             tokio::spawn(async move {
                 loop {
                     let (stream, _) = tokio::select! {
                         _ = shutdown.cancelled() => return,
                         accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
                     };
-                    let (files, api, cdn_base) = (files.clone(), api.clone(), cdn_base.clone());
+                    let (files, api, cdn_base, tls) =
+                        (files.clone(), api.clone(), cdn_base.clone(), tls.clone());
                     tokio::spawn(async move {
+                        let Ok(stream) = tls::accept(tls.as_ref(), stream).await else {
+                            return;
+                        };
                         let service =
                             hyper::service::service_fn(move |request: Request<Incoming>| {
                                 let (files, api, cdn_base) =
@@ -582,7 +618,7 @@ impl DownloadServer {
                                             .marketplace
                                             .users_me(bearer.as_deref())
                                     } else if !is_cdn && path.starts_with("/v2/meetings/") {
-                                        recordings(&api, &files, request)
+                                        recordings(&api, &files, scheme, request)
                                     } else if !is_cdn && path.starts_with("/v2/accounts/") {
                                         list_recordings(&api, request)
                                     } else if !is_cdn && path.starts_with("/v2/users/") {
@@ -612,15 +648,38 @@ impl DownloadServer {
                 stats: FileStats::default(),
             },
         );
-        format!(
-            "http://127.0.0.1:{}/rec/webhook_download/{file_id}",
-            self.zoom_addr.port()
-        )
+        format!("{}/rec/webhook_download/{file_id}", self.zoom_base())
+    }
+
+    /// `https` when the hosts serve TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        tls::scheme(self.tls.as_ref())
+    }
+
+    /// The "Zoom" host's TLS side (its handshake counts), if any.
+    pub fn zoom_tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
+    }
+
+    /// The CDN host's TLS side (its handshake counts), if any.
+    pub fn cdn_tls(&self) -> Option<&ServerTls> {
+        self.cdn_tls.as_ref()
     }
 
     /// The base URL to put in webhook payloads (`Meeting::download_base`).
     pub fn zoom_base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.zoom_addr.port())
+        format!("{}://127.0.0.1:{}", self.scheme(), self.zoom_addr.port())
+    }
+
+    /// The CDN host's base URL, reached by its other name (`localhost`).
+    pub fn cdn_base(&self) -> String {
+        format!("{}://localhost:{}", self.scheme(), self.cdn_addr.port())
+    }
+
+    /// The URL of a file on the CDN host, which wants no token: what
+    /// another tool is pointed at to fetch the same bytes Ferry fetches.
+    pub fn cdn_url(&self, file_id: &str) -> String {
+        format!("{}/cdn/{file_id}?signature=sim", self.cdn_base())
     }
 
     pub fn stats(&self, file_id: &str) -> FileStats {

@@ -15,6 +15,7 @@ pub mod marketplace;
 pub mod media;
 mod payload;
 mod signature;
+pub mod tls;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
