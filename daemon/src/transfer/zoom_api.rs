@@ -439,23 +439,11 @@ impl ZoomApi {
         {
             return Ok(cached.token.clone());
         }
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            credentials.client_id,
-            credentials.client_secret.expose()
-        ));
         let form = form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "account_credentials")
             .append_pair("account_id", account_id)
             .finish();
-        let request = hyper::Request::post(format!("{}/oauth/token", self.oauth_base))
-            .header(http::header::AUTHORIZATION, format!("Basic {basic}"))
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(Full::new(Bytes::from(form)))
-            .map_err(|_| ApiError::Refused("zoom.oauth_base_url is not a usable URL".into()))?;
+        let request = oauth_token_request(&self.oauth_base, credentials, form)?;
         let answer = self
             .send(request, "the OAuth token request", "zoom.oauth_base_url")
             .await?;
@@ -496,6 +484,29 @@ impl ZoomApi {
     ) -> Result<super::download::Fetched, ApiError> {
         call_zoom(&self.http, request, ANSWER_LIMIT, what, setting).await
     }
+}
+
+/// `POST {oauth_base}/oauth/token` with an OAuth app's client id and
+/// secret (HTTP Basic) and the grant's `form`: Server-to-Server account
+/// tokens and the Marketplace app's grants alike.
+pub(crate) fn oauth_token_request(
+    oauth_base: &str,
+    app: &Credentials,
+    form: String,
+) -> Result<hyper::Request<Full<Bytes>>, ApiError> {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        app.client_id,
+        app.client_secret.expose()
+    ));
+    hyper::Request::post(format!("{oauth_base}/oauth/token"))
+        .header(http::header::AUTHORIZATION, format!("Basic {basic}"))
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(Full::new(Bytes::from(form)))
+        .map_err(|_| ApiError::Refused("zoom.oauth_base_url is not a usable URL".into()))
 }
 
 /// One call to Zoom's API or OAuth endpoints through the downloader (so the
