@@ -1,6 +1,7 @@
-//! Directory capacity: SyncUsers of 100,000 users and LookupUserByEmail
-//! throughput, against the real `ferry` daemon as a separate process on
-//! loopback, first with SQLite on disk, then with PostgreSQL (a throwaway
+//! Directory capacity: SyncUsers of 100,000 users, LookupUserByEmail
+//! throughput, and LookupUsersByEmail throughput in emails/s (batches of
+//! 100 and of 1,000), against the real `ferry` daemon as a separate process
+//! on loopback, first with SQLite on disk, then with PostgreSQL (a throwaway
 //! cluster on loopback, fsync and synchronous commit on).
 //!
 //! Run: `cargo bench -p ferry-benches --bench directory` (both stores), or
@@ -10,7 +11,8 @@
 //!
 //! The load generator shares the machine's cores with the daemon, so besides
 //! the throughput it reports the daemon's own CPU time per lookup (from
-//! /proc), which is what capacity planning needs.
+//! /proc), which is what capacity planning needs; for the batches, per
+//! email.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,6 +39,129 @@ fn email_of(i: u64) -> String {
     } else {
         format!("user{i}@bench.example.edu")
     }
+}
+
+/// Emails per LookupUsersByEmail call in the batch runs, and their callers.
+const BATCH_SMALL: usize = 100;
+const BATCH_LARGE: usize = 1000;
+const BATCH_CALLERS: usize = 8;
+
+type UsersClient = api::user_directory_service_client::UserDirectoryServiceClient<
+    ferry_daemon::cli::client::AuthChannel,
+>;
+
+/// Lookups over gRPC against the daemon, timed, with the daemon's CPU.
+struct GrpcLoad {
+    connections: Vec<UsersClient>,
+    daemon_pid: u32,
+    users: u64,
+    duration: Duration,
+}
+
+/// What one run of [`GrpcLoad`] measured.
+struct LoadOutcome {
+    emails: u64,
+    elapsed: Duration,
+    daemon_cpu_seconds: f64,
+}
+
+impl LoadOutcome {
+    fn emails_per_second(&self) -> f64 {
+        per_second(self.emails, self.elapsed)
+    }
+
+    fn daemon_us_per_email(&self) -> f64 {
+        self.daemon_cpu_seconds * 1e6 / self.emails as f64
+    }
+}
+
+impl GrpcLoad {
+    /// `callers` loops spread over the connections, each asking about
+    /// `batch` random users per call (1: LookupUserByEmail, more:
+    /// LookupUsersByEmail) until the duration is up. Every answer is
+    /// checked; a wrong or failed one fails the bench.
+    async fn run(&self, callers: usize, batch: usize) -> anyhow::Result<LoadOutcome> {
+        let done = Arc::new(AtomicU64::new(0));
+        let wrong = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + self.duration;
+        let daemon_cpu_before = process_cpu_seconds(self.daemon_pid)?;
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for caller in 0..callers {
+            let mut client = self.connections[caller % self.connections.len()].clone();
+            let (done, wrong, users) = (done.clone(), wrong.clone(), self.users);
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let picked: Vec<u64> = (0..batch)
+                        .map(|_| rand::rng().random_range(0..users))
+                        .collect();
+                    let right = if batch == 1 {
+                        lookup_one(&mut client, picked[0]).await
+                    } else {
+                        lookup_batch(&mut client, &picked).await
+                    };
+                    if !right {
+                        wrong.fetch_add(1, Ordering::Relaxed);
+                    }
+                    done.fetch_add(batch as u64, Ordering::Relaxed);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await?;
+        }
+        let elapsed = started.elapsed();
+        let daemon_cpu_seconds = process_cpu_seconds(self.daemon_pid)? - daemon_cpu_before;
+        let wrong = wrong.load(Ordering::Relaxed);
+        anyhow::ensure!(
+            wrong == 0,
+            "{wrong} calls of {batch} lookups answered wrong"
+        );
+        Ok(LoadOutcome {
+            emails: done.load(Ordering::Relaxed),
+            elapsed,
+            daemon_cpu_seconds,
+        })
+    }
+}
+
+/// LookupUserByEmail for user `i`; true when it answered that user.
+async fn lookup_one(client: &mut UsersClient, i: u64) -> bool {
+    let found = client
+        .lookup_user_by_email(api::LookupUserByEmailRequest {
+            institution_id: String::new(),
+            email: email_of(i),
+        })
+        .await;
+    matches!(&found, Ok(user) if user.get_ref().external_id == format!("ext-{i}"))
+}
+
+/// LookupUsersByEmail for users `picked`; true when every answer is right
+/// and in order.
+async fn lookup_batch(client: &mut UsersClient, picked: &[u64]) -> bool {
+    let emails: Vec<String> = picked.iter().map(|&i| email_of(i)).collect();
+    let Ok(found) = client
+        .lookup_users_by_email(api::LookupUsersByEmailRequest {
+            institution_id: String::new(),
+            emails: emails.clone(),
+        })
+        .await
+    else {
+        return false;
+    };
+    let results = &found.get_ref().results;
+    results.len() == picked.len()
+        && results
+            .iter()
+            .zip(picked)
+            .zip(&emails)
+            .all(|((result, i), email)| {
+                &result.email == email
+                    && result
+                        .user
+                        .as_ref()
+                        .is_some_and(|user| user.external_id == format!("ext-{i}"))
+            })
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -101,7 +226,9 @@ async fn measure(shared_store: &SharedStore) -> anyhow::Result<()> {
     );
 
     // LookupUserByEmail over gRPC: `concurrency` callers on 4 HTTP/2
-    // connections for `lookup_secs`, random users, every answer checked.
+    // connections for `lookup_secs`, random users, every answer checked;
+    // then LookupUsersByEmail in batches, fewer callers (a batch is already
+    // many lookups in flight).
     let mut connections = Vec::new();
     for _ in 0..4 {
         connections.push(
@@ -110,42 +237,17 @@ async fn measure(shared_store: &SharedStore) -> anyhow::Result<()> {
                 .users,
         );
     }
-    let done = Arc::new(AtomicU64::new(0));
-    let wrong = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(lookup_secs);
-    let daemon_cpu_before = process_cpu_seconds(daemon.pid())?;
-    let started = Instant::now();
-    let mut callers = Vec::new();
-    for caller in 0..concurrency {
-        let mut client = connections[caller % connections.len()].clone();
-        let (done, wrong) = (done.clone(), wrong.clone());
-        callers.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let i = rand::rng().random_range(0..users);
-                let found = client
-                    .lookup_user_by_email(api::LookupUserByEmailRequest {
-                        institution_id: String::new(),
-                        email: email_of(i),
-                    })
-                    .await;
-                if !matches!(&found, Ok(user) if user.get_ref().external_id == format!("ext-{i}")) {
-                    wrong.fetch_add(1, Ordering::Relaxed);
-                }
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    for caller in callers {
-        caller.await?;
-    }
-    let grpc_elapsed = started.elapsed();
-    let daemon_cpu = process_cpu_seconds(daemon.pid())? - daemon_cpu_before;
-    let grpc_lookups = done.load(Ordering::Relaxed);
-    anyhow::ensure!(
-        wrong.load(Ordering::Relaxed) == 0,
-        "{} lookups answered wrong",
-        wrong.load(Ordering::Relaxed)
-    );
+    let load = GrpcLoad {
+        connections,
+        daemon_pid: daemon.pid(),
+        users,
+        duration: Duration::from_secs(lookup_secs),
+    };
+    let single = load.run(concurrency, 1).await?;
+    let batches = [
+        (BATCH_SMALL, load.run(BATCH_CALLERS, BATCH_SMALL).await?),
+        (BATCH_LARGE, load.run(BATCH_CALLERS, BATCH_LARGE).await?),
+    ];
     drop(daemon);
 
     // The store's indexed lookup alone (what the webhook intake calls), on
@@ -180,43 +282,57 @@ async fn measure(shared_store: &SharedStore) -> anyhow::Result<()> {
     let store_elapsed = started.elapsed();
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let grpc_rate = per_second(grpc_lookups, grpc_elapsed);
-    let daemon_us_per_lookup = daemon_cpu * 1e6 / grpc_lookups as f64;
+    let mut rows = vec![
+        (
+            format!("SyncUsers FULL of {users} users (one gRPC stream)"),
+            format!("{:.2} s", sync_elapsed.as_secs_f64()),
+            "< 10 s".into(),
+        ),
+        (
+            "LookupUserByEmail in the store (indexed, as the intake calls it)".into(),
+            format!(
+                "{:.0} /s",
+                per_second(store_done.load(Ordering::Relaxed), store_elapsed)
+            ),
+            "> 50,000 /s".into(),
+        ),
+        (
+            "LookupUserByEmail over gRPC, load generator on the same cores".into(),
+            format!("{:.0} /s", single.emails_per_second()),
+            "> 50,000 /s".into(),
+        ),
+        (
+            "daemon CPU per gRPC lookup".into(),
+            format!("{:.1} us", single.daemon_us_per_email()),
+            "<= 15 us".into(),
+        ),
+        (
+            format!("gRPC lookups/s the daemon's CPU would sustain on {cores} cores"),
+            format!(
+                "{:.0} /s",
+                cores as f64 * 1e6 / single.daemon_us_per_email()
+            ),
+            "reference (derived)".into(),
+        ),
+    ];
+    for (batch, measured) in &batches {
+        rows.push((
+            format!("LookupUsersByEmail over gRPC, batches of {batch}, {BATCH_CALLERS} callers"),
+            format!("{:.0} emails/s", measured.emails_per_second()),
+            "reference".into(),
+        ));
+        rows.push((
+            format!("daemon CPU per email in batches of {batch}"),
+            format!("{:.2} us", measured.daemon_us_per_email()),
+            "reference".into(),
+        ));
+    }
     print_table(
         &format!(
             "directory bench, {}: {users} users, {concurrency} concurrent callers, {cores} cores",
             shared_store.describe()
         ),
-        &[
-            (
-                format!("SyncUsers FULL of {users} users (one gRPC stream)"),
-                format!("{:.2} s", sync_elapsed.as_secs_f64()),
-                "< 10 s".into(),
-            ),
-            (
-                "LookupUserByEmail in the store (indexed, as the intake calls it)".into(),
-                format!(
-                    "{:.0} /s",
-                    per_second(store_done.load(Ordering::Relaxed), store_elapsed)
-                ),
-                "> 50,000 /s".into(),
-            ),
-            (
-                "LookupUserByEmail over gRPC, load generator on the same cores".into(),
-                format!("{grpc_rate:.0} /s"),
-                "> 50,000 /s".into(),
-            ),
-            (
-                "daemon CPU per gRPC lookup".into(),
-                format!("{daemon_us_per_lookup:.1} us"),
-                "reference".into(),
-            ),
-            (
-                format!("gRPC lookups/s the daemon's CPU would sustain on {cores} cores"),
-                format!("{:.0} /s", cores as f64 * 1e6 / daemon_us_per_lookup),
-                "reference (derived)".into(),
-            ),
-        ],
+        &rows,
     );
     Ok(())
 }

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use ferry_benches::webhook_load::{WebhookPoster, lecture, lecture_bodies, open_loop, sign_all};
 use ferry_benches::{env_number, print_table};
 use ferry_control::api;
-use ferry_control::model::{JobState, NewJob, RecordingFile, SkipReason, Timestamp};
+use ferry_control::model::{JobSource, JobState, NewJob, RecordingFile, SkipReason, Timestamp};
 use ferry_control::secrets::Sealed;
 use ferry_control::secrets::Secret;
 use ferry_daemon::cli::client::Clients;
@@ -154,6 +154,7 @@ fn year_job(institution_id: &str, i: u64, n: u64, now: Timestamp) -> NewJob {
         sealed_recording: details(1_400),
         event_time: created,
         now: created,
+        source: JobSource::Webhook,
     }
 }
 

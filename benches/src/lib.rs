@@ -5,6 +5,7 @@
 //! endpoint) are `ferry-test-support`'s. Nothing here measures by itself:
 //! a bench binary decides what is timed.
 
+pub mod aead;
 pub mod transfer_rig;
 pub mod usage;
 pub mod webhook_load;
@@ -76,4 +77,36 @@ pub fn block_on(body: impl std::future::Future<Output = anyhow::Result<()>>) -> 
 
 pub fn per_second(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
+}
+
+/// Prints `rows` under `headers` as an aligned table: the first column
+/// left-aligned, the others right-aligned (figures side by side).
+pub fn print_columns(title: &str, headers: &[&str], rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|column| {
+            rows.iter()
+                .filter_map(|row| row.get(column))
+                .map(String::len)
+                .chain([headers[column].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (column, cell) in cells.iter().enumerate() {
+            let width = widths.get(column).copied().unwrap_or(0);
+            if column == 0 {
+                text.push_str(&format!("{cell:<width$}"));
+            } else {
+                text.push_str(&format!("  {cell:>width$}"));
+            }
+        }
+        println!("{}", text.trim_end());
+    };
+    println!("\n{title}");
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
 }

@@ -4,8 +4,13 @@
 //! endpoint, the simulator's download hosts serving synthetic recordings,
 //! and a way to wait for jobs to end. Everything listens on 127.0.0.1;
 //! nothing leaves the machine.
+//!
+//! [`TransferRig::start_tls`] serves both hops over HTTPS instead: the
+//! download hosts and the endpoint present a certificate of a CA made at
+//! run time, and the daemon trusts that CA through
+//! `transfer.extra_ca_file`, as an operator would configure a private CA.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,6 +20,7 @@ use ferry_test_support::daemon::{DaemonProcess, WEBHOOK_SECRET};
 use ferry_test_support::discard_s3::DiscardS3;
 use ferry_test_support::replicas::{borrowed, start_replicas, worker_pid};
 use ferry_test_support::scene::{Scene, queue_to};
+use ferry_test_support::test_ca::{Alpn, TestCa};
 use ferry_zoomsim::downloads::{DownloadServer, FileBehavior};
 use ferry_zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia, ZoomSimulator};
 
@@ -59,7 +65,16 @@ impl Default for FleetSettings {
     }
 }
 
+/// The run-time CA of a TLS rig, written where clients can read it.
+pub struct RigTls {
+    /// The CA certificate (PEM) the daemon and any other client trust.
+    pub ca_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
 pub struct TransferRig {
+    /// Set when both hops speak HTTPS.
+    pub tls: Option<RigTls>,
     /// The scene is set up through the first replica.
     pub scene: Scene<DaemonProcess>,
     /// Replicas after the first, on the same database.
@@ -79,13 +94,46 @@ impl TransferRig {
         Self::start_fleet(daemon_binary, settings, FleetSettings::default()).await
     }
 
+    /// One daemon on the embedded SQLite, unlimited bandwidth, both hops
+    /// over HTTPS with a CA made now.
+    pub async fn start_tls(
+        daemon_binary: &Path,
+        settings: TransferBenchSettings,
+    ) -> anyhow::Result<TransferRig> {
+        let ca = TestCa::generate("Ferry bench CA")?;
+        let dir = tempfile::tempdir()?;
+        let tls = RigTls {
+            ca_file: ca.write_ca_file(dir.path())?,
+            _dir: dir,
+        };
+        let downloads = DownloadServer::start_tls(ca.server_tls(Alpn::Http2AndHttp1)?).await?;
+        let s3 = DiscardS3::start_tls(ca.server_tls(Alpn::Http1)?).await?;
+        Self::start_on(
+            daemon_binary,
+            settings,
+            FleetSettings::default(),
+            (downloads, s3),
+            Some(tls),
+        )
+        .await
+    }
+
     pub async fn start_fleet(
         daemon_binary: &Path,
         settings: TransferBenchSettings,
         fleet: FleetSettings,
     ) -> anyhow::Result<TransferRig> {
-        let downloads = DownloadServer::start().await?;
-        let s3 = DiscardS3::start().await?;
+        let servers = (DownloadServer::start().await?, DiscardS3::start().await?);
+        Self::start_on(daemon_binary, settings, fleet, servers, None).await
+    }
+
+    async fn start_on(
+        daemon_binary: &Path,
+        settings: TransferBenchSettings,
+        fleet: FleetSettings,
+        (downloads, s3): (DownloadServer, DiscardS3),
+        tls: Option<RigTls>,
+    ) -> anyhow::Result<TransferRig> {
         let numbers = [
             settings.part_size_bytes.to_string(),
             settings.parts_in_flight.to_string(),
@@ -96,6 +144,10 @@ impl TransferRig {
         ];
         let endpoint = s3.endpoint();
         let zoom_base = downloads.zoom_base();
+        let ca_file = tls
+            .as_ref()
+            .map(|tls| tls.ca_file.display().to_string())
+            .unwrap_or_default();
         let env = [
             ("FERRY_TRANSFER_ENABLED", "true"),
             ("FERRY_TRANSFER_SINK", "s3"),
@@ -114,7 +166,13 @@ impl TransferRig {
             ("FERRY_S3_ACCESS_KEY_ID", ACCESS_KEY_ID),
             ("FERRY_S3_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
             ("FERRY_ZOOM_DOWNLOAD_ALLOWLIST", "127.0.0.1,localhost"),
-            ("FERRY_ZOOM_ALLOW_INSECURE_DOWNLOADS", "true"),
+            // Plain http:// only when the rig is plain.
+            (
+                "FERRY_ZOOM_ALLOW_INSECURE_DOWNLOADS",
+                if tls.is_some() { "false" } else { "true" },
+            ),
+            // Empty (no extra CA) when the rig is plain.
+            ("FERRY_TRANSFER_EXTRA_CA_FILE", ca_file.as_str()),
             // Zoom's API is the simulator's too, so that even a token
             // refresh stays on loopback.
             ("FERRY_ZOOM_API_BASE_URL", zoom_base.as_str()),
@@ -137,6 +195,7 @@ impl TransferRig {
             )
             .collect();
         Ok(TransferRig {
+            tls,
             scene,
             other_replicas,
             zooms,
@@ -282,15 +341,6 @@ pub fn serve_recording(downloads: &DownloadServer, file_id: &str, token: &str, n
         1,
     );
     downloads.add(file_id, FileBehavior::new(media, token));
-}
-
-/// The URL of a file on the simulator's CDN host, which wants no token:
-/// what another tool is pointed at to fetch the same bytes Ferry fetches.
-pub fn cdn_url(downloads: &DownloadServer, file_id: &str) -> String {
-    format!(
-        "http://localhost:{}/cdn/{file_id}?signature=sim",
-        downloads.cdn_addr.port()
-    )
 }
 
 /// A job's finish time in milliseconds since the Unix epoch.

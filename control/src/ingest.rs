@@ -3,12 +3,18 @@
 //! priority, the host's user). Shared by the webhook intake and by RetryJob,
 //! so a retried job is decided exactly as a fresh event would be.
 //!
+//! The reconciler and backfills decide the recordings they find here too,
+//! so every source meets the same rules; only a backfill, which an admin
+//! asked for, waives the before-install rule (`Origin::waiver`).
+//!
 //! The rules themselves, and the messages they skip with, live in `rules`;
 //! this file only orders them and feeds them what the store knows. Never
 //! stores anything itself; the caller commits the returned job.
 
 use crate::error::StoreError;
-use crate::model::{JobState, NewJob, RecordingFile, SkipReason, Timestamp, ZoomAccount};
+use crate::model::{
+    JobSource, JobState, NewJob, RecordingFile, SkipReason, Timestamp, ZoomAccount,
+};
 use crate::rules::{self, Caps};
 use crate::secrets::SecretBox;
 use crate::store::Store;
@@ -23,7 +29,24 @@ pub enum Decision {
     Job(Box<NewJob>),
 }
 
+/// Where a recording to decide came from.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Origin<'a> {
+    pub source: JobSource,
+    /// Who waived the before-install rule (`"backfill bf_…"`): set only for
+    /// a backfill an admin asked for. The job's message names it.
+    pub waiver: Option<&'a str>,
+}
+
+impl Origin<'static> {
+    pub const WEBHOOK: Origin<'static> = Origin {
+        source: JobSource::Webhook,
+        waiver: None,
+    };
+}
+
 /// Applies steps 1 to 7 of the intake rules to `recording`.
+#[allow(clippy::too_many_arguments)]
 pub async fn decide(
     store: &dyn Store,
     secret_box: &SecretBox,
@@ -32,6 +55,7 @@ pub async fn decide(
     caps: &Caps,
     event_time: Timestamp,
     now: Timestamp,
+    origin: Origin<'_>,
 ) -> Result<Decision, StoreError> {
     // 1. Only installed accounts are ingested.
     let Some(account) = store.installed_account(&recording.account_id).await? else {
@@ -62,6 +86,7 @@ pub async fn decide(
         ),
         event_time,
         now,
+        source: origin.source,
     };
     // 2. The first segment of a stop/start session.
     let Some(segment) = rules::first_segment(&recording.files) else {
@@ -73,7 +98,7 @@ pub async fn decide(
     };
     job.skipped_file_count = segment.skipped_file_count;
     job.skipped_segment_count = segment.skipped_segment_count;
-    let passed_over = if segment.skipped_segment_count > 0 {
+    let mut passed_over = if segment.skipped_segment_count > 0 {
         format!(
             "; passed over {} later segment(s) ({} file(s)) of a stop/start session",
             segment.skipped_segment_count, segment.skipped_file_count
@@ -81,6 +106,26 @@ pub async fn decide(
     } else {
         String::new()
     };
+    // 3. Never recordings made before the install, unless an admin's
+    // backfill asked for them.
+    if let Err(rule) = rules::check_recorded_after_install(
+        segment.start(),
+        &account.zoom_account_id,
+        account.installed_at,
+    ) {
+        match origin.waiver {
+            Some(waiver) => passed_over.push_str(&format!(
+                "; recorded before the install, ingested because {waiver} asked"
+            )),
+            None => {
+                return Ok(skipped(
+                    job,
+                    rule.reason,
+                    format!("{}{passed_over}", rule.message),
+                ));
+            }
+        }
+    }
     let skip = |job: NewJob, rule: rules::Skip| {
         Ok(skipped(
             job,
@@ -88,15 +133,6 @@ pub async fn decide(
             format!("{}{passed_over}", rule.message),
         ))
     };
-
-    // 3. Never recordings made before the install.
-    if let Err(rule) = rules::check_recorded_after_install(
-        segment.start(),
-        &account.zoom_account_id,
-        account.installed_at,
-    ) {
-        return skip(job, rule);
-    }
 
     // 4. The host must be an active user of the institution.
     let host = rules::host_match_key(&recording.host_email);

@@ -4,16 +4,18 @@
 //! exporter; the store and the services record through the `metrics` facade.
 
 /// Webhook requests, by `event` (`recording.completed`,
-/// `endpoint.url_validation`, `app_deauthorized`, `other`, `unknown` when
-/// unreadable) and `outcome` (`accepted`, `duplicate`, `not_installed`,
-/// `ignored`, `url_validation`, `deauthorized`, `rejected_signature`,
+/// `endpoint.url_validation`, `app_deauthorized`, `recording.deleted`,
+/// `recording.trashed`, `other`, `unknown` when unreadable) and `outcome`
+/// (`accepted`, `duplicate`, `not_installed`, `ignored`, `url_validation`,
+/// `deauthorized`, `job_failed` (a deleted recording's job), `rejected_signature`,
 /// `rejected_body`, `too_large`, `timeout`, `store_unavailable` (503, Zoom
 /// retries), `store_failed` (500: a stored record is corrupt),
 /// `not_configured`).
 pub const WEBHOOK_REQUESTS_TOTAL: &str = "ferry_webhook_requests_total";
 /// Time from a webhook's arrival to its answer, the durable commit included.
 pub const WEBHOOK_ACK_SECONDS: &str = "ferry_webhook_ack_seconds";
-/// Jobs the intake created, by `state` and skip `reason`.
+/// Jobs created, by `state`, skip `reason` and `source` (`webhook`,
+/// `reconcile`, `backfill`).
 pub const JOBS_CREATED_TOTAL: &str = "ferry_jobs_created_total";
 /// Jobs that reached a final state, by `state` and skip `reason`.
 pub const JOBS_FINISHED_TOTAL: &str = "ferry_jobs_finished_total";
@@ -56,6 +58,24 @@ pub const STORE_COMMIT_SECONDS: &str = "ferry_store_commit_seconds";
 pub const STORE_WAL_BYTES: &str = "ferry_store_wal_bytes";
 /// Checkpoints that reset the write-ahead log after it passed its limit.
 pub const STORE_WAL_RESETS_TOTAL: &str = "ferry_store_wal_resets_total";
+/// Meetings the reconciler and backfills found in Zoom's recordings list,
+/// by `source` (`reconcile`, `backfill`) and `outcome` (`created`: no job
+/// had it, so its webhook never arrived or came before the install;
+/// `duplicate`: a job had it; `requeued`: a backfill took over a job
+/// skipped as recorded before the install; `not_ready`: still processing
+/// or inside the grace period; `invalid`: Zoom's entry lacked a field).
+pub const RECORDINGS_FOUND_TOTAL: &str = "ferry_recordings_found_total";
+/// Reconcile passes over an account, by `outcome` (`completed`, `failed`).
+pub const RECONCILE_PASSES_TOTAL: &str = "ferry_reconcile_passes_total";
+/// Time of one reconcile pass over an account.
+pub const RECONCILE_PASS_SECONDS: &str = "ferry_reconcile_pass_seconds";
+/// Backfills this daemon is running now.
+pub const BACKFILLS_RUNNING: &str = "ferry_backfills_running";
+/// Days of the range still to list, summed over the backfills this daemon
+/// is running now (it lists them a month-long chunk at a time).
+pub const BACKFILL_DAYS_LEFT: &str = "ferry_backfill_days_left";
+/// Backfills that ended, by `state` (`completed`, `failed`, `cancelled`).
+pub const BACKFILLS_FINISHED_TOTAL: &str = "ferry_backfills_finished_total";
 /// Always 1, labelled with the `version`.
 pub const BUILD_INFO: &str = "ferry_build_info";
 
@@ -83,6 +103,7 @@ pub const HISTOGRAMS: &[(&str, &[f64])] = &[
     (PART_UPLOAD_SECONDS, PART_BUCKETS),
     (TRANSFER_SECONDS, TRANSFER_BUCKETS),
     (RATE_LIMIT_WAIT_SECONDS, PART_BUCKETS),
+    (RECONCILE_PASS_SECONDS, TRANSFER_BUCKETS),
 ];
 
 /// Counts a job that reached a final state.
@@ -132,6 +153,17 @@ pub fn register_zeros() {
     for cap in ["size", "duration"] {
         counter!(CAP_ABORTS_TOTAL, "cap" => cap).increment(0);
     }
+    for source in ["reconcile", "backfill"] {
+        for outcome in ["created", "duplicate", "requeued", "not_ready", "invalid"] {
+            counter!(RECORDINGS_FOUND_TOTAL, "source" => source, "outcome" => outcome).increment(0);
+        }
+    }
+    for outcome in ["completed", "failed"] {
+        counter!(RECONCILE_PASSES_TOTAL, "outcome" => outcome).increment(0);
+    }
+    for state in ["completed", "failed", "cancelled"] {
+        counter!(BACKFILLS_FINISHED_TOTAL, "state" => state).increment(0);
+    }
     for outcome in ["fetched", "no_credentials", "refused", "unavailable"] {
         counter!(TOKEN_REFRESHES_TOTAL, "outcome" => outcome).increment(0);
     }
@@ -148,6 +180,25 @@ pub fn register_zeros() {
 /// Registers every metric's help text and unit with the installed recorder.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        RECORDINGS_FOUND_TOTAL,
+        "Meetings found in Zoom's recordings list, by source and outcome"
+    );
+    describe_counter!(
+        RECONCILE_PASSES_TOTAL,
+        "Reconcile passes over an account, by outcome"
+    );
+    describe_histogram!(
+        RECONCILE_PASS_SECONDS,
+        Unit::Seconds,
+        "Time of one reconcile pass over an account"
+    );
+    describe_gauge!(BACKFILLS_RUNNING, "Backfills this daemon is running now");
+    describe_gauge!(
+        BACKFILL_DAYS_LEFT,
+        "Days still to list of the backfills this daemon is running now"
+    );
+    describe_counter!(BACKFILLS_FINISHED_TOTAL, "Backfills that ended, by state");
     describe_counter!(
         WEBHOOK_REQUESTS_TOTAL,
         "Zoom webhook requests, by event and outcome"

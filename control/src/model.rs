@@ -405,6 +405,37 @@ impl SkipReason {
     }
 }
 
+/// What found a job's recording: Zoom's webhook, the reconciler comparing
+/// Zoom's recordings list with the jobs, or a backfill an admin asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum JobSource {
+    #[default]
+    Webhook,
+    Reconcile,
+    Backfill,
+}
+
+impl JobSource {
+    pub const ALL: [JobSource; 3] = [
+        JobSource::Webhook,
+        JobSource::Reconcile,
+        JobSource::Backfill,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobSource::Webhook => "webhook",
+            JobSource::Reconcile => "reconcile",
+            JobSource::Backfill => "backfill",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim().to_ascii_lowercase();
+        Self::ALL.into_iter().find(|source| source.as_str() == text)
+    }
+}
+
 /// The recording file a job copies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordingFile {
@@ -442,6 +473,8 @@ pub struct Job {
     pub updated_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     pub detected_mid_stream: bool,
+    /// What found the recording; kept from the job's first decision.
+    pub source: JobSource,
 }
 
 /// A job as the intake creates it. The download URL and token are sealed
@@ -471,6 +504,8 @@ pub struct NewJob {
     /// credentials of the later event win.
     pub event_time: Timestamp,
     pub now: Timestamp,
+    /// What found the recording; an existing job keeps its own.
+    pub source: JobSource,
 }
 
 /// A job an admin retries, with the new decision: who owns it and which
@@ -483,6 +518,8 @@ pub struct JobRequeue {
     pub owner_user_id: String,
     pub recording_file: Option<RecordingFile>,
     pub sealed_download_url: Option<Sealed>,
+    /// The job's message once queued again (empty for an admin's retry).
+    pub message: String,
 }
 
 /// Which jobs `list_jobs` returns; every set filter must hold.
@@ -495,6 +532,7 @@ pub struct JobFilter {
     pub host_email: Option<String>,
     pub created_from: Option<Timestamp>,
     pub created_before: Option<Timestamp>,
+    pub source: Option<JobSource>,
 }
 
 /// A change to a job, broadcast to `WatchJobs` subscribers.
@@ -615,4 +653,248 @@ pub enum JobOutcome {
     Skipped { reason: SkipReason, message: String },
     /// Back to QUEUED (shutdown): the upload state is kept for resuming.
     Released,
+}
+
+/// A calendar day in UTC, as Zoom's recordings list takes its `from` and
+/// `to` (`YYYY-MM-DD`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(pub time::Date);
+
+impl Day {
+    pub fn parse(text: &str) -> Option<Day> {
+        time::Date::parse(
+            text.trim(),
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .ok()
+        .map(Day)
+    }
+
+    /// The UTC day `at` falls on.
+    pub fn of(at: Timestamp) -> Day {
+        let nanos = i128::from(at.0) * 1_000_000;
+        let moment = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        Day(moment.date())
+    }
+
+    pub fn next(self) -> Day {
+        Day(self.0.next_day().unwrap_or(self.0))
+    }
+
+    pub fn minus_days(self, days: u32) -> Day {
+        Day(self
+            .0
+            .checked_sub(time::Duration::days(i64::from(days)))
+            .unwrap_or(self.0))
+    }
+
+    /// Days from `self` to `later` (0 when `later` is not later).
+    pub fn days_until(self, later: Day) -> u32 {
+        u32::try_from((later.0 - self.0).whole_days()).unwrap_or(0)
+    }
+
+    /// The same day of the next month, or that month's last day when it
+    /// has no such day (31 January → 28 or 29 February).
+    pub fn plus_one_month(self) -> Day {
+        let (year, month) = match self.0.month() {
+            time::Month::December => (self.0.year() + 1, time::Month::January),
+            month => (self.0.year(), month.next()),
+        };
+        let last = time::util::days_in_month(month, year);
+        Day(time::Date::from_calendar_date(year, month, self.0.day().min(last)).unwrap_or(self.0))
+    }
+}
+
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04}-{:02}-{:02}",
+            self.0.year(),
+            u8::from(self.0.month()),
+            self.0.day()
+        )
+    }
+}
+
+/// Where one pass over an account's recordings list stands: the pass's
+/// whole range, the one-month chunk being listed and the page to ask for
+/// next. Saved after every page, so a restart continues where it stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListingCursor {
+    pub from: Day,
+    pub to: Day,
+    /// The first day of the chunk being listed.
+    pub chunk_from: Day,
+    /// Zoom's `next_page_token` within the chunk; empty for its first page.
+    pub next_page_token: String,
+}
+
+impl ListingCursor {
+    pub fn start(from: Day, to: Day) -> Self {
+        ListingCursor {
+            from,
+            to,
+            chunk_from: from,
+            next_page_token: String::new(),
+        }
+    }
+}
+
+/// The reconciler's place in an account's recordings list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReconcileCursor {
+    pub zoom_account_id: String,
+    pub cursor: ListingCursor,
+    pub pass_started: Timestamp,
+    /// Set once the pass listed its whole range.
+    pub finished_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackfillState {
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl BackfillState {
+    pub const ALL: [BackfillState; 4] = [
+        BackfillState::Running,
+        BackfillState::Completed,
+        BackfillState::Failed,
+        BackfillState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackfillState::Running => "running",
+            BackfillState::Completed => "completed",
+            BackfillState::Failed => "failed",
+            BackfillState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim().to_ascii_lowercase();
+        Self::ALL.into_iter().find(|state| state.as_str() == text)
+    }
+}
+
+/// What a backfill has met so far. After a crash the page being listed is
+/// listed again, so its meetings count twice in `meetings_seen`, and the
+/// jobs it had made count again as duplicates; jobs are never made twice.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackfillCounts {
+    pub meetings_seen: u64,
+    pub jobs_created: u64,
+    /// Meetings that already had a job (a webhook's, the reconciler's, an
+    /// earlier backfill's).
+    pub duplicates: u64,
+    /// Meetings Zoom still processes, left for their webhook or a later pass.
+    pub not_ready: u64,
+    /// Jobs this backfill created SKIPPED, per reason.
+    pub skipped: Vec<(SkipReason, u64)>,
+}
+
+impl BackfillCounts {
+    pub fn skipped(&self, reason: SkipReason) -> u64 {
+        self.skipped
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    pub fn add_skipped(&mut self, reason: SkipReason) {
+        match self.skipped.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => self.skipped.push((reason, 1)),
+        }
+    }
+
+    /// `skipped` as stored: `reason=count` pairs joined by commas.
+    pub fn skipped_text(&self) -> String {
+        self.skipped
+            .iter()
+            .map(|(r, n)| format!("{}={n}", r.as_str()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn parse_skipped(text: &str) -> Vec<(SkipReason, u64)> {
+        text.split(',')
+            .filter_map(|pair| {
+                let (reason, count) = pair.split_once('=')?;
+                Some((SkipReason::parse(reason)?, count.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+/// An admin's request to ingest an account's recordings of a range of days,
+/// the before-install rule waived; see `BackfillStore`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backfill {
+    pub backfill_id: String,
+    pub institution_id: String,
+    pub zoom_account_id: String,
+    pub state: BackfillState,
+    pub message: String,
+    pub counts: BackfillCounts,
+    pub cursor: ListingCursor,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+impl Backfill {
+    /// Days in the backfill's range.
+    pub fn total_days(&self) -> u32 {
+        self.cursor.from.days_until(self.cursor.to) + 1
+    }
+
+    /// Days listed so far: those before the chunk being listed (all of
+    /// them once it completed).
+    pub fn days_done(&self) -> u32 {
+        match self.state {
+            BackfillState::Completed => self.total_days(),
+            _ => self
+                .cursor
+                .from
+                .days_until(self.cursor.chunk_from)
+                .min(self.total_days()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewBackfill {
+    pub institution_id: String,
+    pub zoom_account_id: String,
+    pub from: Day,
+    pub to: Day,
+    pub now: Timestamp,
+}
+
+/// A running backfill's progress after a page, and its end when `end` is
+/// set. Applies only while the backfill runs (a cancel wins).
+#[derive(Clone, Debug)]
+pub struct BackfillProgress {
+    pub backfill_id: String,
+    pub counts: BackfillCounts,
+    pub cursor: ListingCursor,
+    pub end: Option<(BackfillState, String)>,
+    pub now: Timestamp,
+}
+
+/// Zoom says a meeting's recordings were trashed or deleted: its job, if it
+/// is still queued or transferring, fails with `message`.
+#[derive(Clone, Debug)]
+pub struct RecordingGone {
+    pub zoom_account_id: String,
+    pub meeting_uuid: String,
+    pub message: String,
+    pub now: Timestamp,
 }

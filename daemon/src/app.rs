@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, SinkKind, StoreBackend};
 use crate::http::Routes;
 use crate::transfer::engine::{Connections, TransferSettings};
+use crate::transfer::trust::ClientTrust;
 
 /// A started daemon. Dropping it does not stop it; call `shutdown`.
 pub struct RunningApp {
@@ -104,6 +105,7 @@ pub struct App {
     console: Option<HttpListener>,
     transfers: Option<(Connections, TransferSettings)>,
     retention: crate::retention::RetentionSettings,
+    reconcile: crate::reconcile::ReconcileContext,
 }
 
 /// Builds and spawns: the daemon on `config`, serving.
@@ -144,6 +146,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         }
     };
     let secret_box = load_secret_box(&config)?;
+    // Read before anything listens, so a bad CA bundle stops start-up.
+    let trust = config.transfer.trust()?;
     let (operator_hash, generated_operator_token) =
         settle_operator_token(&config, store.as_ref()).await?;
 
@@ -204,21 +208,45 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         health.clone(),
         shutdown.clone(),
     )?;
-    let marketplace = config.zoom.marketplace_app().map(|app| {
-        Arc::new(crate::marketplace::Marketplace::new(
+    let marketplace = match config.zoom.marketplace_app() {
+        Some(app) => Some(Arc::new(crate::marketplace::Marketplace::new(
             app,
-            crate::transfer::download::Downloader::new(config.download_policy()),
+            crate::transfer::download::Downloader::new(config.download_policy(), &trust)?,
             &config.zoom.oauth_base_url,
             &config.zoom.api_base_url,
             store.clone(),
             secret_box.clone(),
-        ))
-    });
+        ))),
+        None => None,
+    };
+    // One client of Zoom's API, so that every call of an account shares
+    // its rate limit.
+    let zoom_api = Arc::new(crate::transfer::zoom_api::ZoomApi::new(
+        crate::transfer::download::Downloader::new(config.download_policy(), &trust)?,
+        &config.zoom.oauth_base_url,
+        &config.zoom.api_base_url,
+        config.reconcile.api_requests_per_second,
+    ));
+    let reconcile = crate::reconcile::ReconcileContext {
+        store: store.clone(),
+        secret_box: secret_box.clone(),
+        api: zoom_api.clone(),
+        marketplace: marketplace.clone(),
+        caps: config.caps(),
+        settings: config.reconcile.settings(),
+        replica_id: format!(
+            "ferry-{}-{}",
+            std::process::id(),
+            ferry_control::store::new_id("r")
+        ),
+    };
     let transfers = if config.transfer.enabled {
         Some(transfer_engine(
             &config,
+            &trust,
             store.clone(),
             secret_box.clone(),
+            zoom_api,
             marketplace.clone(),
         )?)
     } else {
@@ -310,6 +338,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         console,
         transfers,
         retention: config.retention.settings(),
+        reconcile,
     })
 }
 
@@ -332,8 +361,14 @@ impl App {
             console,
             transfers,
             retention,
+            reconcile,
         } = self;
         let tasks = TaskTracker::new();
+        tasks.spawn(crate::reconcile::run_reconciler(
+            reconcile.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::reconcile::run_backfills(reconcile, shutdown.clone()));
         let worker_id = transfers
             .as_ref()
             .map(|(_, settings)| settings.worker_id.clone());
@@ -445,16 +480,18 @@ fn grpc_server(
 /// The transfer engine's connections (its sink included) and settings.
 fn transfer_engine(
     config: &Config,
+    trust: &ClientTrust,
     store: Arc<dyn Store>,
     secret_box: SecretBox,
+    zoom_api: Arc<crate::transfer::zoom_api::ZoomApi>,
     marketplace: Option<Arc<crate::marketplace::Marketplace>>,
 ) -> anyhow::Result<(Connections, TransferSettings)> {
     use crate::transfer::download::Downloader;
     use crate::transfer::sink::{LocalSink, ObjectSink, S3Sink};
-    use crate::transfer::zoom_api::ZoomApi;
     let sink: Arc<dyn ObjectSink> = match config.transfer.sink {
         SinkKind::S3 => Arc::new(
-            S3Sink::new(config.s3.settings()?).map_err(|e| anyhow::anyhow!("s3 sink: {e}"))?,
+            S3Sink::new(config.s3.settings(trust.clone())?)
+                .map_err(|e| anyhow::anyhow!("s3 sink: {e}"))?,
         ),
         SinkKind::Local => Arc::new(LocalSink::new(config.media_dir()).with_context(|| {
             format!(
@@ -463,12 +500,7 @@ fn transfer_engine(
             )
         })?),
     };
-    let downloader = Downloader::new(config.download_policy());
-    let zoom_api = ZoomApi::new(
-        downloader.clone(),
-        &config.zoom.oauth_base_url,
-        &config.zoom.api_base_url,
-    );
+    let downloader = Downloader::new(config.download_policy(), trust)?;
     let worker_id = format!(
         "ferry-{}-{}",
         std::process::id(),

@@ -10,7 +10,8 @@
 //! this crate). Rules and error classes are not here:
 //! they live once, in `ferry_control::rules` and `ferry_control::error`.
 //! `main.rs` only hands over to `cli::main`, which parses flags and maps
-//! errors to exit codes.
+//! errors to exit codes; `malloc` holds the crate's only `unsafe` (one
+//! `mallopt` call, before the runtime starts).
 
 pub mod app;
 pub mod cli;
@@ -19,8 +20,10 @@ pub mod demo;
 pub mod health;
 pub mod http;
 pub mod intake;
+pub mod malloc;
 pub mod marketplace;
 pub mod metrics;
+pub mod reconcile;
 pub mod retention;
 pub mod telemetry;
 pub mod tls;

@@ -111,7 +111,7 @@ pub async fn run(store: Arc<dyn Store>, settings: RetentionSettings, shutdown: C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_control::model::{JobState, NewJob, SkipReason};
+    use ferry_control::model::{JobSource, JobState, NewJob, SkipReason};
     use ferry_control::secrets::Sealed;
     use ferry_control::store::{JobStore, SqliteConfig, SqliteStore, TenantStore};
 
@@ -136,6 +136,7 @@ mod tests {
             sealed_recording: Some(Sealed(vec![2])),
             event_time: finished,
             now: finished,
+            source: JobSource::Webhook,
         }
     }
 

@@ -446,3 +446,120 @@ async fn a_watch_started_mid_transfer_shows_the_transfer_at_once() {
     plain.kill().await;
     let _ = t.scene.daemon.stop().await;
 }
+
+/// `ferry ARGS` as the scene's admin: exit status, stdout, stderr.
+fn admin_ferry(url: &str, key: &str, args: &[&str]) -> (bool, String, String) {
+    let output = ferry(url, key, args);
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_backfill_is_refused_without_credentials_then_runs_watched_listed_and_cancelled() {
+    use crate::reconcile::{add_credentials, cloud_recording, scene};
+    use ferry_zoomsim::downloads::DownloadServer;
+
+    let zoom = DownloadServer::start().await.unwrap();
+    let mut scene = scene(&zoom, |_| {}).await;
+    let url = scene.daemon.grpc_url();
+    let key = scene.admin_key.clone();
+    let day = 86_400_000;
+    let from = ferry_control::model::Day::of(ferry_control::model::Timestamp(
+        scene.installed_at.0 - 9 * day,
+    ))
+    .to_string();
+    let to = ferry_control::model::Day::of(scene.installed_at).to_string();
+    let backfill = [
+        "accounts", "backfill", ACCOUNT, "--from", &from, "--to", &to,
+    ];
+
+    // No API credentials yet: one line naming what is missing, non-zero exit.
+    let (ok, _, stderr) = admin_ferry(&url, &key, &backfill);
+    assert!(!ok);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("FailedPrecondition") && stderr.contains("has no API credentials"),
+        "{stderr}"
+    );
+
+    let token = scene.configuration_token.clone();
+    add_credentials(&mut scene.admin, &token, &zoom).await;
+    for days in [5, 8] {
+        cloud_recording(
+            &zoom,
+            ACCOUNT,
+            "Elisa@Example.edu",
+            ferry_control::model::Timestamp(scene.installed_at.0 - days * day),
+            true,
+        );
+    }
+    // --watch in a pipe: a line per change, then the backfill as it ended.
+    let (ok, stdout, stderr) = admin_ferry(&url, &key, &[&backfill[..], &["--watch"]].concat());
+    assert!(ok, "{stderr}");
+    let backfill_id = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("backfill_id"))
+        .map(|rest| rest.trim().to_string())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.starts_with(&format!("{backfill_id}: ")) && line.contains(" days ")),
+        "progress lines: {stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.split_whitespace().eq(["state", "completed"])),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.split_whitespace().eq(["jobs_created", "2"])),
+        "{stdout}"
+    );
+
+    let got = json(&ferry(
+        &url,
+        &key,
+        &["accounts", "backfill", "get", &backfill_id, "--json"],
+    ));
+    assert_eq!(got["state"], "completed");
+    assert_eq!(got["meetings_seen"], 2);
+    assert_eq!(got["duplicates"], 0);
+    let jobs = json(&ferry(
+        &url,
+        &key,
+        &["jobs", "list", "--source", "backfill", "--json"],
+    ));
+    assert_eq!(jobs.as_array().unwrap().len(), 2);
+
+    // A backfill held up by Zoom's 429s is still running when cancelled.
+    zoom.fail_list_with_429(1000, Some(30));
+    let started = json(&ferry(&url, &key, &[&backfill[..], &["--json"]].concat()));
+    let running_id = started["backfill_id"].as_str().unwrap().to_string();
+    assert_eq!(started["state"], "running");
+    let cancelled = json(&ferry(
+        &url,
+        &key,
+        &["accounts", "backfill", "cancel", &running_id, "--json"],
+    ));
+    assert_eq!(cancelled["state"], "cancelled");
+    let (ok, _, stderr) = admin_ferry(&url, &key, &["accounts", "backfill", "cancel", &running_id]);
+    assert!(!ok && stderr.contains("FailedPrecondition"), "{stderr}");
+
+    let table = ferry(&url, &key, &["accounts", "backfill", "list"]);
+    let text = String::from_utf8(table.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("BACKFILL_ID"), "{text}");
+    assert_eq!(lines.len(), 3, "header and two backfills: {text}");
+    assert!(
+        lines[1].contains("completed") && lines[2].contains("cancelled"),
+        "{text}"
+    );
+    let _ = scene.daemon.stop().await;
+}

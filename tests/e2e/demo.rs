@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 /// Every scenario, as the first words of its row.
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 14] = [
     "normal lecture",
     "stop/start session",
     "separately recorded views",
@@ -20,6 +20,9 @@ const SCENARIOS: [&str; 11] = [
     "duplicate delivery",
     "download breaks and resumes",
     "Free-plan account",
+    "webhook lost, found by the reconciler",
+    "backfilled, 5 days before the install",
+    "backfilled, 8 days before the install",
 ];
 
 /// Well under nextest's limit, so a hung demo fails here with its output.
@@ -80,7 +83,7 @@ impl DemoRun {
             assert!(row.starts_with("ok "), "{row}");
         }
         assert!(
-            stdout.contains("all 11 outcomes are the expected ones"),
+            stdout.contains("all 14 outcomes are the expected ones"),
             "{stdout}"
         );
         table
@@ -94,7 +97,7 @@ impl DemoRun {
             .into_iter()
             .filter(|row| row.contains(" completed "))
             .collect();
-        assert_eq!(completed.len(), 5, "{}", self.stdout);
+        assert_eq!(completed.len(), 8, "{}", self.stdout);
         for row in &completed {
             let path = row.split_whitespace().last().unwrap();
             assert!(path.starts_with("./ferry-demo/media/"), "{path}");
@@ -108,6 +111,20 @@ impl DemoRun {
 async fn the_demo_plays_every_scenario_and_exits_0_when_each_is_as_expected() {
     let run = DemoRun::play(&[]).await;
     run.completed_rows();
+    // The table shows where each job came from.
+    for (scenario, source) in [
+        ("normal lecture", " webhook "),
+        ("webhook lost, found by the reconciler", " reconcile "),
+        ("backfilled, 5 days before the install", " backfill "),
+        ("backfilled, 8 days before the install", " backfill "),
+    ] {
+        let row = run
+            .table()
+            .into_iter()
+            .find(|row| row[4..].trim_start().starts_with(scenario))
+            .unwrap();
+        assert!(row.contains(source), "{row}");
+    }
     assert!(
         !run.stdout.contains("MOVED BY"),
         "the plain demo has no replicas to name:\n{}",

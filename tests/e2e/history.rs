@@ -3,7 +3,7 @@
 //! retention policy erased says so when retried.
 
 use ferry_control::api;
-use ferry_control::model::{JobState, NewJob, SkipReason, Timestamp};
+use ferry_control::model::{JobSource, JobState, NewJob, SkipReason, Timestamp};
 use ferry_control::secrets::Sealed;
 use ferry_control::store::RetentionSweep;
 use tonic::Code;
@@ -65,6 +65,7 @@ async fn retrying_a_job_whose_details_were_erased_says_so() {
             sealed_recording: Some(Sealed(vec![3; 32])),
             event_time: finished,
             now: finished,
+            source: JobSource::Webhook,
         })
         .await
         .unwrap();

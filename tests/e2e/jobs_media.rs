@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ferry_control::api;
-use ferry_control::model::{JobState, NewJob, NewMedia, RecordingFile, Timestamp};
+use ferry_control::model::{JobSource, JobState, NewJob, NewMedia, RecordingFile, Timestamp};
 use ferry_control::store::LeaseHolder;
 use tonic::Code;
 
@@ -56,6 +56,7 @@ fn new_job(
         sealed_recording: None,
         event_time: now,
         now,
+        source: JobSource::Webhook,
     }
 }
 

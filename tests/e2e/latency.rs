@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use ferry_control::api;
-use ferry_control::model::{JobState, NewJob, Timestamp};
+use ferry_control::model::{JobSource, JobState, NewJob, Timestamp};
 
 use crate::support::*;
 
@@ -34,6 +34,7 @@ async fn store_jobs(daemon: &TestDaemon, institution_id: &str, count: usize) {
             sealed_recording: None,
             event_time: Timestamp(1_000),
             now: Timestamp(1_000),
+            source: JobSource::Webhook,
         })
     });
     for result in futures::future::join_all(writes).await {

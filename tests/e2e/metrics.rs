@@ -13,7 +13,7 @@ use crate::transfer::{state, transfers};
 
 /// The value of the sample `name{labels}` (labels in exposition order, or
 /// none), or 0 when absent.
-fn sample(page: &str, series: &str) -> f64 {
+pub(crate) fn sample(page: &str, series: &str) -> f64 {
     page.lines()
         .filter(|line| !line.starts_with('#'))
         .find_map(|line| {
@@ -125,7 +125,10 @@ async fn a_scrape_counts_exactly_what_happened() {
         r#"ferry_webhook_requests_total{event="unknown",outcome="rejected_signature"}"#,
         1.0,
     );
-    expect(r#"ferry_jobs_created_total{state="queued",reason=""}"#, 3.0);
+    expect(
+        r#"ferry_jobs_created_total{state="queued",reason="",source="webhook"}"#,
+        3.0,
+    );
     expect(
         r#"ferry_jobs_finished_total{state="completed",reason=""}"#,
         2.0,

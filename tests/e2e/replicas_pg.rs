@@ -28,7 +28,7 @@ use ferry_zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia, ZoomSimulator}
 use futures::StreamExt;
 
 use crate::durability::{binary, process_scene};
-use crate::s3_engine::{ACCESS_KEY_ID, BUCKET, Bucket, KEY_PREFIX, REGION, SECRET_ACCESS_KEY};
+use crate::s3_engine::{BUCKET, Bucket, s3_sink_env};
 use crate::support::*;
 
 /// One key for every replica: they read each other's sealed secrets.
@@ -70,7 +70,6 @@ impl Fleet {
         } else {
             None
         };
-        let part_size = PART_SIZE.to_string();
         let mut env: Vec<(&str, String)> = vec![
             ("FERRY_STORE_BACKEND", "postgres".into()),
             ("FERRY_STORE_POSTGRES_URL", database_url.into()),
@@ -83,29 +82,7 @@ impl Fleet {
             ("FERRY_ZOOM_ALLOW_INSECURE_DOWNLOADS", "true".into()),
         ];
         if let Some(bucket) = &bucket {
-            env.extend([
-                ("FERRY_TRANSFER_ENABLED", "true".into()),
-                ("FERRY_TRANSFER_SINK", "s3".into()),
-                ("FERRY_TRANSFER_KEY_PREFIX", KEY_PREFIX.into()),
-                ("FERRY_TRANSFER_PART_SIZE_BYTES", part_size),
-                ("FERRY_TRANSFER_MAX_CONCURRENT", "16".into()),
-                ("FERRY_TRANSFER_LEASE_SECS", "3".into()),
-                ("FERRY_TRANSFER_HEARTBEAT_SECS", "1".into()),
-                ("FERRY_TRANSFER_BACKOFF_BASE_MS", "50".into()),
-                ("FERRY_TRANSFER_STALL_TIMEOUT_SECS", "5".into()),
-                // The account's rate is not under test here.
-                (
-                    "FERRY_TRANSFER_DOWNLOAD_REQUESTS_PER_SECOND",
-                    "100000".into(),
-                ),
-                ("FERRY_S3_ENDPOINT", bucket.proxy.endpoint()),
-                ("FERRY_S3_REGION", REGION.into()),
-                ("FERRY_S3_BUCKET", BUCKET.into()),
-                ("FERRY_S3_PATH_STYLE", "true".into()),
-                ("FERRY_S3_ACCESS_KEY_ID", ACCESS_KEY_ID.into()),
-                ("FERRY_S3_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.into()),
-                ("FERRY_S3_CHECKSUMS", "true".into()),
-            ]);
+            env.extend(s3_sink_env(bucket, PART_SIZE));
         }
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let replicas: Vec<DaemonProcess> = (0..REPLICAS)

@@ -22,6 +22,7 @@ use ferry_daemon::config::Config;
 use ferry_test_support::moto::MotoServer;
 use ferry_test_support::s3_faults::{Fault, FaultProxy, FaultRule, S3Operation};
 use ferry_zoomsim::downloads::{DownloadServer, FileBehavior, LengthHeader};
+use ferry_zoomsim::tls::ServerTls;
 use ferry_zoomsim::{Meeting, Mp4Layout, SyntheticMedia};
 use sha2::{Digest, Sha256};
 
@@ -43,8 +44,20 @@ pub(crate) struct Bucket {
 
 impl Bucket {
     pub(crate) async fn start() -> Bucket {
+        Self::start_with(None).await
+    }
+
+    /// The proxy terminates TLS with `tls`'s certificate (moto has none).
+    pub(crate) async fn start_tls(tls: ServerTls) -> Bucket {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<ServerTls>) -> Bucket {
         let moto = MotoServer::start().await;
-        let proxy = FaultProxy::start(moto.addr()).await.unwrap();
+        let proxy = match tls {
+            Some(tls) => FaultProxy::start_tls(moto.addr(), tls).await.unwrap(),
+            None => FaultProxy::start(moto.addr()).await.unwrap(),
+        };
         let client = s3_client(&moto.endpoint());
         client.create_bucket().bucket(BUCKET).send().await.unwrap();
         Bucket {
@@ -145,7 +158,7 @@ impl Bucket {
 
 fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
     let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
         .build_https();
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -166,6 +179,34 @@ fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
+/// The `FERRY_*` settings of a `ferry serve` process whose engine writes to
+/// `bucket` through its proxy, with short leases and no per-account
+/// download limit (the tests that use it do not test that rate).
+pub(crate) fn s3_sink_env(bucket: &Bucket, part_size: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("FERRY_TRANSFER_ENABLED", "true".into()),
+        ("FERRY_TRANSFER_SINK", "s3".into()),
+        ("FERRY_TRANSFER_KEY_PREFIX", KEY_PREFIX.into()),
+        ("FERRY_TRANSFER_PART_SIZE_BYTES", part_size.to_string()),
+        ("FERRY_TRANSFER_MAX_CONCURRENT", "16".into()),
+        ("FERRY_TRANSFER_LEASE_SECS", "3".into()),
+        ("FERRY_TRANSFER_HEARTBEAT_SECS", "1".into()),
+        ("FERRY_TRANSFER_BACKOFF_BASE_MS", "50".into()),
+        ("FERRY_TRANSFER_STALL_TIMEOUT_SECS", "5".into()),
+        (
+            "FERRY_TRANSFER_DOWNLOAD_REQUESTS_PER_SECOND",
+            "100000".into(),
+        ),
+        ("FERRY_S3_ENDPOINT", bucket.proxy.endpoint()),
+        ("FERRY_S3_REGION", REGION.into()),
+        ("FERRY_S3_BUCKET", BUCKET.into()),
+        ("FERRY_S3_PATH_STYLE", "true".into()),
+        ("FERRY_S3_ACCESS_KEY_ID", ACCESS_KEY_ID.into()),
+        ("FERRY_S3_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.into()),
+        ("FERRY_S3_CHECKSUMS", "true".into()),
+    ]
+}
+
 /// A daemon whose engine writes to `bucket` through its proxy.
 pub(crate) struct S3Transfers {
     pub scene: Scene,
@@ -174,7 +215,7 @@ pub(crate) struct S3Transfers {
     _dir: tempfile::TempDir,
 }
 
-async fn s3_transfers(bucket: Bucket, adjust: impl FnOnce(&mut Config)) -> S3Transfers {
+pub(crate) async fn s3_transfers(bucket: Bucket, adjust: impl FnOnce(&mut Config)) -> S3Transfers {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.transfer.enabled = true;

@@ -23,8 +23,15 @@ pub(crate) struct Transfers {
 }
 
 pub(crate) async fn transfers(adjust: impl FnOnce(&mut ferry_daemon::config::Config)) -> Transfers {
+    transfers_from(DownloadServer::start().await.unwrap(), adjust).await
+}
+
+/// As [`transfers`], downloading from `server` (which may speak HTTPS).
+pub(crate) async fn transfers_from(
+    server: DownloadServer,
+    adjust: impl FnOnce(&mut ferry_daemon::config::Config),
+) -> Transfers {
     let dir = tempfile::tempdir().unwrap();
-    let server = DownloadServer::start().await.unwrap();
     let mut config = test_config(dir.path());
     config.transfer.enabled = true;
     config.transfer.part_size_bytes = 5 * MIB;

@@ -12,11 +12,11 @@ use crate::support::{ACCOUNT, MIB, TestDaemon};
 use crate::transfer::{Transfers, sha256_file, state, transfers};
 
 const CLIENT_ID: &str = "sim-s2s-client";
-const CLIENT_SECRET: &str = "sim-s2s-client-secret";
+pub(crate) const CLIENT_SECRET: &str = "sim-s2s-client-secret";
 
 /// Reinstalls the scene's account with OAuth credentials (the same
 /// configuration, so the install is updated in place).
-async fn add_oauth(t: &mut Transfers, client_secret: &str) {
+pub(crate) async fn add_oauth(t: &mut Transfers, client_secret: &str) {
     let account = t
         .scene
         .admin
@@ -95,7 +95,9 @@ async fn an_expired_token_is_replaced_through_the_accounts_oauth_app() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetched_download_token_is_kept_across_a_restart() {
-    let mut t = transfers(|_| {}).await;
+    // The reconciler's own listing would take an API token too; this test
+    // counts the download token's alone.
+    let mut t = transfers(|c| c.reconcile.enabled = false).await;
     add_oauth(&mut t, CLIENT_SECRET).await;
     // 20 MiB at 2 MiB/s: the daemon stops well before the end.
     let media = SyntheticMedia::mp4(20 * MIB, Duration::from_secs(600), Mp4Layout::FastStart, 0);

@@ -230,6 +230,64 @@ pub(crate) fn job(j: Job) -> api::Job {
         finish_time: optional_timestamp(j.finished_at),
         detected_mid_stream: j.detected_mid_stream,
         attempts: Vec::new(),
+        source: job_source_to_api(j.source) as i32,
+    }
+}
+
+pub(crate) fn job_source_to_api(source: JobSource) -> api::JobSource {
+    match source {
+        JobSource::Webhook => api::JobSource::Webhook,
+        JobSource::Reconcile => api::JobSource::Reconcile,
+        JobSource::Backfill => api::JobSource::Backfill,
+    }
+}
+
+/// `None` for UNSPECIFIED (no filter).
+pub(crate) fn job_source_from_api(value: i32) -> Result<Option<JobSource>, Status> {
+    match api::JobSource::try_from(value) {
+        Ok(api::JobSource::Unspecified) => Ok(None),
+        Ok(api::JobSource::Webhook) => Ok(Some(JobSource::Webhook)),
+        Ok(api::JobSource::Reconcile) => Ok(Some(JobSource::Reconcile)),
+        Ok(api::JobSource::Backfill) => Ok(Some(JobSource::Backfill)),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "source: unknown value {value}"
+        ))),
+    }
+}
+
+pub(crate) fn backfill(b: Backfill) -> api::Backfill {
+    let (total_days, days_done) = (b.total_days(), b.days_done());
+    api::Backfill {
+        backfill_id: b.backfill_id,
+        institution_id: b.institution_id,
+        zoom_account_id: b.zoom_account_id,
+        from: b.cursor.from.to_string(),
+        to: b.cursor.to.to_string(),
+        state: match b.state {
+            BackfillState::Running => api::BackfillState::Running,
+            BackfillState::Completed => api::BackfillState::Completed,
+            BackfillState::Failed => api::BackfillState::Failed,
+            BackfillState::Cancelled => api::BackfillState::Cancelled,
+        } as i32,
+        message: b.message,
+        meetings_seen: b.counts.meetings_seen,
+        jobs_created: b.counts.jobs_created,
+        duplicates: b.counts.duplicates,
+        not_ready: b.counts.not_ready,
+        skipped: b
+            .counts
+            .skipped
+            .iter()
+            .map(|(reason, count)| api::BackfillSkipCount {
+                reason: skip_reason_to_api(*reason) as i32,
+                count: *count,
+            })
+            .collect(),
+        days_done,
+        total_days,
+        create_time: Some(timestamp(b.created_at)),
+        update_time: Some(timestamp(b.updated_at)),
+        finish_time: optional_timestamp(b.finished_at),
     }
 }
 

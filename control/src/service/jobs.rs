@@ -16,7 +16,7 @@ use crate::api;
 use crate::api::job_service_server::JobService;
 use crate::email;
 use crate::ingest::{self, Decision};
-use crate::model::{Job, JobFilter, JobRequeue, JobState, Timestamp};
+use crate::model::{Job, JobFilter, JobRequeue, JobSource, JobState, Timestamp};
 use crate::store::{MAX_PAGE_SIZE, PageQuery};
 use crate::zoom::Recording;
 
@@ -74,7 +74,12 @@ impl JobApi {
 
     /// Runs a skipped job's stored recording through the rules again, as if
     /// its webhook arrived now (with today's users, install and caps).
-    async fn decide_again(&self, institution_id: &str, job_id: &str) -> Result<JobRequeue, Status> {
+    async fn decide_again(
+        &self,
+        institution_id: &str,
+        job_id: &str,
+        source: JobSource,
+    ) -> Result<JobRequeue, Status> {
         let context = &self.context;
         let secrets = context
             .store
@@ -100,6 +105,11 @@ impl JobApi {
             None => None,
         };
         let now = Timestamp::now();
+        // A backfill's job keeps the waiver the admin's backfill gave it.
+        let origin = ingest::Origin {
+            source,
+            waiver: (source == JobSource::Backfill).then_some("the backfill that made this job"),
+        };
         let decision = ingest::decide(
             context.store.as_ref(),
             &context.secret_box,
@@ -108,6 +118,7 @@ impl JobApi {
             &context.caps.for_account(&recording.account_id),
             now,
             now,
+            origin,
         )
         .await?;
         let job = match decision {
@@ -119,6 +130,11 @@ impl JobApi {
                 )));
             }
         };
+        let message = if origin.waiver.is_some() {
+            job.message.clone()
+        } else {
+            String::new()
+        };
         match (job.state, job.owner_user_id, job.recording_file) {
             (JobState::Queued, Some(owner_user_id), Some(file)) => Ok(JobRequeue {
                 institution_id: institution_id.to_string(),
@@ -127,6 +143,7 @@ impl JobApi {
                 owner_user_id,
                 recording_file: Some(file),
                 sealed_download_url: job.sealed_download_url,
+                message,
             }),
             _ => Err(Status::failed_precondition(format!(
                 "the rules still skip job {job_id} ({}): {}",
@@ -171,6 +188,7 @@ impl JobService for JobApi {
                 .and_then(|r| r.end_time.as_ref())
                 .map(|t| convert::from_timestamp("create_time.end_time", t))
                 .transpose()?,
+            source: convert::job_source_from_api(body.source)?,
         };
         let page = self
             .context
@@ -288,6 +306,7 @@ impl JobService for JobApi {
                         owner_user_id: owner.clone(),
                         recording_file: None,
                         sealed_download_url: None,
+                        message: String::new(),
                     },
                     _ => {
                         return Err(Status::failed_precondition(format!(
@@ -296,7 +315,10 @@ impl JobService for JobApi {
                     }
                 }
             }
-            JobState::Skipped => self.decide_again(&institution_id, &job_id).await?,
+            JobState::Skipped => {
+                self.decide_again(&institution_id, &job_id, job.source)
+                    .await?
+            }
             state => {
                 return Err(Status::failed_precondition(format!(
                     "job {job_id} is {}; only skipped, failed or cancelled jobs can be retried",

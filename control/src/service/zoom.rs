@@ -13,7 +13,7 @@ use crate::api;
 use crate::api::zoom_account_service_server::ZoomAccountService;
 use crate::api::zoom_configuration_service_server::ZoomConfigurationService;
 use crate::model::{
-    AccountInstall, AccountUninstall, ConfigurationUpdate, NewConfiguration,
+    AccountInstall, AccountUninstall, ConfigurationUpdate, Day, NewBackfill, NewConfiguration,
     SealedOAuthCredentials, Timestamp, TokenRotation,
 };
 use crate::rules;
@@ -319,5 +319,157 @@ impl ZoomAccountService for ZoomAccountApi {
             .await?;
         tracing::info!(account = %zoom_account_id, "zoom account uninstalled");
         Ok(Response::new(convert::account(account)))
+    }
+
+    async fn backfill_account(
+        &self,
+        request: Request<api::BackfillAccountRequest>,
+    ) -> Result<Response<api::Backfill>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let zoom_account_id = required_id("zoom_account_id", &body.zoom_account_id)?;
+        let (from, to) = backfill_range(&body.from, &body.to, Day::of(Timestamp::now()))?;
+        let account = self
+            .context
+            .store
+            .get_account(&institution_id, &zoom_account_id)
+            .await?;
+        if !account.is_installed() {
+            return Err(Status::failed_precondition(format!(
+                "zoom account {zoom_account_id} is uninstalled; install it again to backfill it"
+            )));
+        }
+        let marketplace_tokens = self.context.store.account_tokens(&zoom_account_id).await?;
+        if account.oauth.is_none() && marketplace_tokens.is_none() {
+            return Err(Status::failed_precondition(format!(
+                "zoom account {zoom_account_id} has no API credentials, which a backfill needs to list its \
+                 recordings: install it through the Marketplace app, or again with --oauth-client-id (a \
+                 Server-to-Server OAuth app with the cloud_recording:read:list_account_recordings:admin and \
+                 user:read:user:admin scopes)"
+            )));
+        }
+        let backfill = self
+            .context
+            .store
+            .create_backfill(NewBackfill {
+                institution_id,
+                zoom_account_id: zoom_account_id.clone(),
+                from,
+                to,
+                now: Timestamp::now(),
+            })
+            .await?;
+        tracing::info!(account = %zoom_account_id, backfill = %backfill.backfill_id, %from, %to,
+            "backfill requested");
+        Ok(Response::new(convert::backfill(backfill)))
+    }
+
+    async fn get_backfill(
+        &self,
+        request: Request<api::GetBackfillRequest>,
+    ) -> Result<Response<api::Backfill>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let backfill_id = required_id("backfill_id", &body.backfill_id)?;
+        let backfill = self
+            .context
+            .store
+            .get_backfill(&institution_id, &backfill_id)
+            .await?;
+        Ok(Response::new(convert::backfill(backfill)))
+    }
+
+    async fn list_backfills(
+        &self,
+        request: Request<api::ListBackfillsRequest>,
+    ) -> Result<Response<api::ListBackfillsResponse>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let page = page_query("page", body.page.as_ref())?;
+        let account = body.zoom_account_id.trim();
+        let page = self
+            .context
+            .store
+            .list_backfills(
+                &institution_id,
+                Some(account).filter(|a| !a.is_empty()),
+                &page,
+            )
+            .await?;
+        Ok(Response::new(api::ListBackfillsResponse {
+            page: page_response(&page),
+            backfills: page.items.into_iter().map(convert::backfill).collect(),
+        }))
+    }
+
+    async fn cancel_backfill(
+        &self,
+        request: Request<api::CancelBackfillRequest>,
+    ) -> Result<Response<api::Backfill>, Status> {
+        let principal = self.context.auth.authenticate(&request).await?;
+        let body = request.get_ref();
+        let institution_id = principal.scope(&body.institution_id)?;
+        let backfill_id = required_id("backfill_id", &body.backfill_id)?;
+        let backfill = self
+            .context
+            .store
+            .cancel_backfill(&institution_id, &backfill_id, Timestamp::now())
+            .await?;
+        tracing::info!(backfill = %backfill_id, "backfill cancelled");
+        Ok(Response::new(convert::backfill(backfill)))
+    }
+}
+
+/// A backfill's days: both given as `YYYY-MM-DD`, `from` not after `to`,
+/// `to` not after today (UTC).
+fn backfill_range(from: &str, to: &str, today: Day) -> Result<(Day, Day), Status> {
+    let day = |field: &str, text: &str| {
+        Day::parse(text).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "{field}: not a day (YYYY-MM-DD): {:?}",
+                text.trim()
+            ))
+        })
+    };
+    let (from, to) = (day("from", from)?, day("to", to)?);
+    if from > to {
+        return Err(Status::invalid_argument(format!(
+            "from: {from} is after to ({to})"
+        )));
+    }
+    if to > today {
+        return Err(Status::invalid_argument(format!(
+            "to: {to} is in the future (today is {today} UTC)"
+        )));
+    }
+    Ok((from, to))
+}
+
+#[cfg(test)]
+mod backfill_tests {
+    use super::*;
+
+    #[test]
+    fn backfill_ranges_are_days_in_order_and_not_in_the_future() {
+        let today = Day::parse("2026-11-30").unwrap();
+        let (from, to) = backfill_range("2026-09-01", " 2026-11-01 ", today).unwrap();
+        assert_eq!(
+            (from.to_string(), to.to_string()),
+            ("2026-09-01".into(), "2026-11-01".into())
+        );
+        assert!(backfill_range("2026-11-30", "2026-11-30", today).is_ok());
+        for (from, to, needle) in [
+            ("2026-9-1", "2026-11-01", "from: not a day"),
+            ("2026-09-01", "yesterday", "to: not a day"),
+            ("2026-11-02", "2026-11-01", "is after to"),
+            ("2026-11-01", "2026-12-01", "in the future"),
+        ] {
+            let error = backfill_range(from, to, today).unwrap_err();
+            assert_eq!(error.code(), tonic::Code::InvalidArgument);
+            assert!(error.message().contains(needle), "{}", error.message());
+        }
     }
 }

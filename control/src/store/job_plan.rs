@@ -52,6 +52,8 @@ pub(crate) enum Access {
     Account,
     /// `jobs_by_institution_reason (institution_id, skip_reason, job_id)`.
     Reason,
+    /// `jobs_by_institution_source (institution_id, source, job_id)`.
+    Source,
     /// `jobs_by_institution_state (institution_id, state, job_id)`.
     State,
     /// `jobs_by_institution (institution_id, job_id)`.
@@ -66,6 +68,8 @@ impl Access {
             Access::Account
         } else if filter.skip_reason.is_some() {
             Access::Reason
+        } else if filter.source.is_some() {
+            Access::Source
         } else if !filter.states.is_empty() {
             Access::State
         } else {
@@ -78,6 +82,7 @@ impl Access {
             Access::Host => "jobs_by_host_state",
             Access::Account => "jobs_by_account_state",
             Access::Reason => "jobs_by_institution_reason",
+            Access::Source => "jobs_by_institution_source",
             Access::State => "jobs_by_institution_state",
             Access::Institution => "jobs_by_institution",
         }

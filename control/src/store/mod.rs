@@ -32,7 +32,7 @@ pub use postgres::testing as postgres_testing;
 pub use postgres::{
     PostgresConfig, PostgresStore, PostgresUrl, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
 };
-pub use sqlite::{SqliteConfig, SqliteStore};
+pub use sqlite::{DEFAULT_MMAP_BYTES as DEFAULT_SQLITE_MMAP_BYTES, SqliteConfig, SqliteStore};
 pub use web::{AccountTokenStore, AccountTokens, Ticket, TicketKind, TicketStore};
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -122,6 +122,7 @@ pub trait Store:
     + TransferStore
     + MediaStore
     + ReplicaStore
+    + ReconcileStore
     + TicketStore
     + AccountTokenStore
     + Send
@@ -139,6 +140,7 @@ impl<T> Store for T where
         + TransferStore
         + MediaStore
         + ReplicaStore
+        + ReconcileStore
         + TicketStore
         + AccountTokenStore
         + Send
@@ -430,6 +432,55 @@ pub trait ReplicaStore: Send + Sync {
         now: Timestamp,
         ttl: Duration,
     ) -> StoreResult<bool>;
+}
+
+/// What the reconciler and backfills need beyond the intake's calls: the
+/// accounts they may list, a meeting's job by its business key, their
+/// cursors, backfills as resources, and failing the job of a recording Zoom
+/// deleted.
+#[async_trait]
+pub trait ReconcileStore: Send + Sync {
+    /// Installed accounts with a way into Zoom's API — Server-to-Server
+    /// OAuth credentials or the Marketplace app's tokens from a web install
+    /// — every institution's, ordered by account id.
+    async fn accounts_with_api_access(&self) -> StoreResult<Vec<ZoomAccount>>;
+    /// The job of (account, meeting uuid), if any, whichever institution.
+    async fn job_for_meeting(
+        &self,
+        zoom_account_id: &str,
+        meeting_uuid: &str,
+    ) -> StoreResult<Option<Job>>;
+    /// Fails the meeting's job if it is QUEUED or TRANSFERRING (dropping any
+    /// lease, so the holder's next fenced write is refused); returns it
+    /// then, `None` when there is no such job or it already ended.
+    async fn fail_gone_recording(&self, gone: RecordingGone) -> StoreResult<Option<Job>>;
+    async fn reconcile_cursor(&self, zoom_account_id: &str)
+    -> StoreResult<Option<ReconcileCursor>>;
+    /// Replaces the account's cursor.
+    async fn save_reconcile_cursor(&self, cursor: ReconcileCursor) -> StoreResult<()>;
+    /// A RUNNING backfill with its cursor at the range's first page.
+    async fn create_backfill(&self, backfill: NewBackfill) -> StoreResult<Backfill>;
+    async fn get_backfill(&self, institution_id: &str, backfill_id: &str) -> StoreResult<Backfill>;
+    /// The institution's backfills (of one account when given), by id.
+    async fn list_backfills(
+        &self,
+        institution_id: &str,
+        zoom_account_id: Option<&str>,
+        page: &PageQuery,
+    ) -> StoreResult<Page<Backfill>>;
+    /// Every RUNNING backfill, oldest first, for the runners to pick up.
+    async fn running_backfills(&self) -> StoreResult<Vec<Backfill>>;
+    /// Saves a running backfill's counts and cursor (and its end, when
+    /// given) and returns it; a backfill that no longer runs is returned
+    /// unchanged, so a cancel is never undone.
+    async fn record_backfill_progress(&self, progress: BackfillProgress) -> StoreResult<Backfill>;
+    /// Cancels a RUNNING backfill; FailedPrecondition once it ended.
+    async fn cancel_backfill(
+        &self,
+        institution_id: &str,
+        backfill_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Backfill>;
 }
 
 /// Prefixed, time-ordered identifiers: `inst_0190...`. Ordering by id is

@@ -3,7 +3,8 @@
 //! a typo never silently falls back to a default.
 //!
 //! The types are the one list of keys: each section is a struct in its own
-//! file (`listener`, `store`, `zoom`, `caps`, `transfer`, `retention`, `console`) beside its defaults,
+//! file (`listener`, `store`, `zoom`, `caps`, `transfer`, `retention`, `console`,
+//! `reconcile`) beside its defaults,
 //! its validation and its conversion into the settings its subsystem takes;
 //! the environment overlay (`env`) is derived from those types. Loading never
 //! opens a socket, a file other than the config file, or the store; the app
@@ -16,6 +17,7 @@ mod caps;
 mod console;
 mod env;
 mod listener;
+mod reconcile;
 mod retention;
 mod store;
 mod transfer;
@@ -30,6 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use caps::{AccountCapsConfig, CapsConfig};
 pub use console::{ConsoleConfig, ConsoleSettings};
 pub use listener::{ListenerConfig, MetricsConfig};
+pub use reconcile::ReconcileConfig;
 pub use retention::RetentionConfig;
 pub use store::{DirectoryConfig, StoreBackend, StoreConfig};
 pub use transfer::{S3Config, SinkKind, TransferConfig};
@@ -76,6 +79,7 @@ pub struct Config {
     pub s3: S3Config,
     pub retention: RetentionConfig,
     pub console: ConsoleConfig,
+    pub reconcile: ReconcileConfig,
 }
 
 /// How log lines are written.
@@ -115,6 +119,7 @@ impl Default for Config {
             s3: S3Config::default(),
             retention: RetentionConfig::default(),
             console: ConsoleConfig::default(),
+            reconcile: ReconcileConfig::default(),
         }
     }
 }
@@ -166,6 +171,7 @@ impl Config {
         self.zoom.validate()?;
         self.retention.validate()?;
         self.console.validate()?;
+        self.reconcile.validate()?;
         if let Some(key) = &self.encryption_key {
             ferry_control::secrets::SecretBox::from_base64(key.expose())
                 .map_err(|e| anyhow::anyhow!("encryption_key: {e}"))?;

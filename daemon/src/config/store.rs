@@ -32,6 +32,9 @@ pub struct StoreConfig {
     pub sqlite_path: Option<PathBuf>,
     /// Most writes committed in one transaction (SQLite).
     pub max_batch: usize,
+    /// Bytes of the SQLite file each reader maps into memory (0: none, every
+    /// page read is a `pread` into the reader's own page cache).
+    pub sqlite_mmap_bytes: u64,
     /// `postgres://user:password@host:5432/ferry`; required by `postgres`.
     #[serde(skip_serializing)]
     pub postgres_url: Option<Secret>,
@@ -56,6 +59,7 @@ impl Default for StoreConfig {
             backend: StoreBackend::Sqlite,
             sqlite_path: None,
             max_batch: 256,
+            sqlite_mmap_bytes: ferry_control::store::DEFAULT_SQLITE_MMAP_BYTES,
             postgres_url: None,
             postgres_pool_size: 16,
             postgres_connect_timeout_secs: 5,
@@ -113,6 +117,7 @@ impl StoreConfig {
     pub fn sqlite(&self, data_dir: &Path) -> SqliteConfig {
         let mut sqlite = SqliteConfig::new(self.sqlite_path(data_dir));
         sqlite.max_batch = self.max_batch;
+        sqlite.mmap_bytes = self.sqlite_mmap_bytes;
         sqlite
     }
 }

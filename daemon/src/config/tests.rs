@@ -174,7 +174,7 @@ fn every_documented_variable_is_derived_from_the_types_and_nothing_else_is() {
         .map(|(name, _)| name)
         .collect();
     let documented = readme_variables();
-    assert_eq!(documented.len(), 68, "{documented:?}");
+    assert_eq!(documented.len(), 76, "{documented:?}");
     for name in &documented {
         assert!(
             derived.contains(name),
@@ -265,6 +265,31 @@ fn variables_are_read_by_their_key_type() {
     );
     assert_eq!(config.store.backend, StoreBackend::Sqlite);
     assert_eq!(config.transfer.sink, SinkKind::Local);
+}
+
+#[test]
+fn the_extra_ca_file_is_a_path_read_at_start_up_not_while_loading() {
+    let config = Config::load(
+        None,
+        env(&[(
+            "FERRY_TRANSFER_EXTRA_CA_FILE",
+            "/nonexistent/private-ca.pem",
+        )]),
+    )
+    .unwrap();
+    assert_eq!(
+        config.transfer.extra_ca_file.as_deref(),
+        Some(std::path::Path::new("/nonexistent/private-ca.pem"))
+    );
+    let error = format!("{:#}", config.transfer.trust().unwrap_err());
+    assert!(
+        error.starts_with("transfer.extra_ca_file: cannot read /nonexistent/private-ca.pem: "),
+        "{error}"
+    );
+    assert!(!error.contains('\n'), "{error}");
+    let config = Config::load(None, env(&[])).unwrap();
+    assert_eq!(config.transfer.extra_ca_file, None);
+    assert_eq!(config.transfer.trust().unwrap().extra_roots(), 0);
 }
 
 #[test]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::transfer::engine::TransferSettings;
 use crate::transfer::sink::S3Settings;
+use crate::transfer::trust::ClientTrust;
 
 /// Where copied recordings go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -50,6 +51,10 @@ pub struct TransferConfig {
     pub bandwidth_bytes_per_second: u64,
     /// 0 is unlimited.
     pub sink_requests_per_second: u32,
+    /// A PEM bundle of CA certificates trusted in addition to the built-in
+    /// roots, for Zoom (downloads and API calls) and for S3. Read when the
+    /// daemon starts; verification itself can never be turned off.
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 /// The S3 sink (`transfer.sink = "s3"`).
@@ -90,6 +95,7 @@ impl Default for TransferConfig {
             download_requests_per_second: 10,
             bandwidth_bytes_per_second: 0,
             sink_requests_per_second: 0,
+            extra_ca_file: None,
         }
     }
 }
@@ -133,6 +139,13 @@ impl TransferConfig {
             );
         }
         Ok(())
+    }
+
+    /// What both hops' TLS clients trust: reads `extra_ca_file`, so it is
+    /// called when the app is built (start-up), never while loading.
+    pub fn trust(&self) -> anyhow::Result<ClientTrust> {
+        ClientTrust::load(self.extra_ca_file.as_deref())
+            .map_err(|e| anyhow::anyhow!("transfer.extra_ca_file: {e}"))
     }
 
     pub fn connect_timeout(&self) -> Duration {
@@ -184,8 +197,8 @@ impl S3Config {
         Ok(())
     }
 
-    /// The S3 sink's settings.
-    pub fn settings(&self) -> anyhow::Result<S3Settings> {
+    /// The S3 sink's settings, trusting `trust` (see `TransferConfig::trust`).
+    pub fn settings(&self, trust: ClientTrust) -> anyhow::Result<S3Settings> {
         Ok(S3Settings {
             endpoint: self.endpoint.clone(),
             region: self.region.clone(),
@@ -198,6 +211,7 @@ impl S3Config {
                 .context("s3.secret_access_key")?,
             session_token: self.session_token.clone(),
             checksums: self.checksums,
+            trust,
         })
     }
 }

@@ -31,6 +31,8 @@ pub struct Evidence<'a> {
 pub struct Row {
     pub name: &'static str,
     pub decision: String,
+    /// What found the recording: webhook, reconcile or backfill.
+    pub source: String,
     pub reason: String,
     pub owner: String,
     pub bytes: String,
@@ -40,10 +42,11 @@ pub struct Row {
 }
 
 impl Row {
-    fn new(name: &'static str) -> Row {
+    pub(super) fn new(name: &'static str) -> Row {
         Row {
             name,
             decision: "-".into(),
+            source: "-".into(),
             reason: String::new(),
             owner: "-".into(),
             bytes: "-".into(),
@@ -89,6 +92,7 @@ impl Evidence<'_> {
             format!("its deliveries made different jobs: {}", job_ids.join(", "))
         });
         row.decision = state_name(job.state);
+        row.source = source_name(job.source);
         if !job.owner_user_id.is_empty() {
             row.owner = self
                 .stage
@@ -421,6 +425,18 @@ impl Evidence<'_> {
         }
         problems
     }
+}
+
+/// A job's source as the table shows it.
+pub(super) fn source_name(source: i32) -> String {
+    api::JobSource::try_from(source).map_or_else(
+        |_| format!("source {source}"),
+        |s| {
+            s.as_str_name()
+                .trim_start_matches("JOB_SOURCE_")
+                .to_ascii_lowercase()
+        },
+    )
 }
 
 fn reason_name(reason: i32) -> String {

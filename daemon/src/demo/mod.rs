@@ -14,6 +14,7 @@
 mod check;
 mod explore;
 mod progress;
+mod reconcile;
 mod replicas;
 mod script;
 mod setup;
@@ -40,10 +41,11 @@ use setup::{PILOT_ACCOUNT, PILOT_MAX_FILE_BYTES, Stage};
 const FREE_PLAN_ROW: &str = "Free-plan account";
 /// The column that, with replicas, names the replica that moved each recording.
 const MOVED_BY: &str = "moved by";
-const COLUMNS: [&str; 7] = [
+const COLUMNS: [&str; 8] = [
     "check",
     "recording",
     "decision",
+    "source",
     "reason",
     "owner",
     "bytes",
@@ -73,6 +75,7 @@ pub async fn run(data_dir: &Path, keep_running: bool, replicas: usize) -> anyhow
         .until_finished(&mut stage.admin.jobs, &job_ids)
         .await;
     let (fired, jobs) = (fired?, jobs?);
+    let found = reconcile::play(&mut stage, &downloads).await?;
     let media = stage
         .admin
         .media
@@ -118,6 +121,7 @@ pub async fn run(data_dir: &Path, keep_running: bool, replicas: usize) -> anyhow
         .map(|f| f.id.clone())
         .collect();
     rows.push(evidence.free_plan(FREE_PLAN_ROW, &fired.free, &free_files));
+    rows.extend(reconcile::rows(&found, &stage, &media));
     let overall = evidence.overall(script.recordings.len());
     let overall_failed = !overall.is_empty();
     let movers = match &stage.fleet {
@@ -131,12 +135,15 @@ pub async fn run(data_dir: &Path, keep_running: bool, replicas: usize) -> anyhow
             }
             // The Free-plan account's recording never becomes a job.
             movers.push("-".into());
+            for found in &found {
+                movers.push(fleet.movers(&mut stage.admin, &found.job.job_id).await?);
+            }
             Some(movers)
         }
         None => None,
     };
 
-    println!("9. the outcomes, each checked against its rule:");
+    println!("11. the outcomes, each checked against its rule:");
     print_table(&rows, movers.as_deref());
     println!(
         "   ({PILOT_ACCOUNT}'s size cap is lowered to {} for this demo; completed files are \
@@ -208,6 +215,7 @@ fn print_table(rows: &[Row], movers: Option<&[String]>) {
                 ("check", json!(check)),
                 ("recording", json!(row.name)),
                 ("decision", json!(row.decision)),
+                ("source", json!(row.source)),
                 ("reason", json!(row.reason)),
                 ("owner", json!(row.owner)),
                 ("bytes", json!(row.bytes)),

@@ -24,6 +24,9 @@ pub const MAIN_ACCOUNT: &str = "demo-edu-account";
 /// growing past its cap mid-stream takes megabytes rather than 5 GiB.
 pub const PILOT_ACCOUNT: &str = "demo-pilot-account";
 pub const PILOT_MAX_FILE_BYTES: u64 = 12 * MIB;
+/// The main account's Server-to-Server OAuth app in the simulated Zoom.
+const DEMO_OAUTH_CLIENT_ID: &str = "demo-s2s-client";
+const DEMO_OAUTH_CLIENT_SECRET: &str = "demo-s2s-client-secret";
 /// A Free-plan account, which Zoom's rules keep out.
 pub const FREE_ACCOUNT: &str = "demo-free-account";
 
@@ -107,6 +110,11 @@ impl Stage {
         config.zoom.allow_insecure_downloads = true;
         config.zoom.api_base_url = downloads.zoom_base();
         config.zoom.oauth_base_url = downloads.zoom_base();
+        // The reconciler reads the main account's recordings list every
+        // second, and takes what ended at once: the demo's lost webhook.
+        config.reconcile.interval_secs = 1;
+        config.reconcile.grace_secs = 0;
+        downloads.add_oauth_client(MAIN_ACCOUNT, DEMO_OAUTH_CLIENT_ID, DEMO_OAUTH_CLIENT_SECRET);
         // Ephemeral loopback ports, so the demo never collides with a running daemon.
         config.grpc.addr = "127.0.0.1:0".parse()?;
         config.http.addr = "127.0.0.1:0".parse()?;
@@ -212,13 +220,19 @@ impl Stage {
         let mut marketplace = connect(None).connect().await?;
         let token = configuration.configuration_token;
         let mut install = async |account: &str, plan: api::ZoomPlan| {
+            // The main account comes with Server-to-Server OAuth
+            // credentials, which the reconciler and backfills need.
+            let oauth_credentials = (account == MAIN_ACCOUNT).then(|| api::ZoomOAuthCredentials {
+                client_id: DEMO_OAUTH_CLIENT_ID.into(),
+                client_secret: DEMO_OAUTH_CLIENT_SECRET.into(),
+            });
             marketplace
                 .accounts
                 .install_zoom_account(api::InstallZoomAccountRequest {
                     configuration_token: token.clone(),
                     zoom_account_id: account.into(),
                     plan: plan as i32,
-                    oauth_credentials: None,
+                    oauth_credentials,
                 })
                 .await
                 .map(tonic::Response::into_inner)
@@ -227,7 +241,7 @@ impl Stage {
         let pilot_account = install(PILOT_ACCOUNT, api::ZoomPlan::Pro).await?;
         let free_install = install(FREE_ACCOUNT, api::ZoomPlan::Free).await;
         println!("4. Zoom accounts installed with the token:");
-        println!("   {MAIN_ACCOUNT} (Education plan)");
+        println!("   {MAIN_ACCOUNT} (Education plan, with Server-to-Server OAuth credentials)");
         println!(
             "   {PILOT_ACCOUNT} (Pro plan); for this demo its size cap is lowered to {} \
              (caps.accounts.{PILOT_ACCOUNT}.max_file_bytes; the default cap is {})",

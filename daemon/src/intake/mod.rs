@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ferry_control::error::{ErrorClass, StoreError};
 use ferry_control::ingest::{self, Decision};
-use ferry_control::model::{AccountUninstall, Timestamp};
+use ferry_control::model::{AccountUninstall, RecordingGone, Timestamp};
 use ferry_control::rules::CapsPolicy;
 use ferry_control::secrets::SecretBox;
 use ferry_control::store::Store;
@@ -211,6 +211,8 @@ impl Intake {
             "endpoint.url_validation" => "endpoint.url_validation",
             "recording.completed" => "recording.completed",
             "app_deauthorized" => "app_deauthorized",
+            "recording.deleted" => "recording.deleted",
+            "recording.trashed" => "recording.trashed",
             _ => "other",
         };
         match envelope.event.as_str() {
@@ -253,7 +255,59 @@ impl Intake {
                 }
                 Ok(("deauthorized", json!({ "status": "uninstalled" })))
             }
+            "recording.deleted" | "recording.trashed" => self.recording_gone(&envelope, now).await,
             _ => Ok(("ignored", json!({ "status": "ignored" }))),
+        }
+    }
+
+    /// A meeting's recordings were trashed or deleted in Zoom: its job, if
+    /// still queued or transferring, fails now with a reason instead of
+    /// retrying a download that can only fail.
+    async fn recording_gone(
+        &self,
+        envelope: &WebhookEnvelope,
+        now: Timestamp,
+    ) -> Result<(&'static str, serde_json::Value), IntakeError> {
+        let text = |path: &[&str]| {
+            path.iter()
+                .try_fold(&envelope.payload, |value, key| value.get(*key))
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let account_id = text(&["account_id"])
+            .or_else(|| text(&["object", "account_id"]))
+            .ok_or_else(|| IntakeError::BadRequest("payload.account_id: missing".into()))?;
+        let meeting_uuid = text(&["object", "uuid"])
+            .ok_or_else(|| IntakeError::BadRequest("payload.object.uuid: missing".into()))?;
+        let message = if envelope.event == "recording.trashed" {
+            "the recording was moved to Zoom's trash (recording.trashed) before it was copied; \
+             recover it in Zoom, then retry the job"
+        } else {
+            "the recording was deleted in Zoom (recording.deleted) before it was copied; it can no \
+             longer be downloaded"
+        };
+        let failed = self
+            .store
+            .fail_gone_recording(RecordingGone {
+                zoom_account_id: account_id.clone(),
+                meeting_uuid,
+                message: message.into(),
+                now,
+            })
+            .await
+            .map_err(store_failed("fail a deleted recording's job"))?;
+        match failed {
+            Some(job) => {
+                ferry_control::metrics::count_finished(&job);
+                tracing::info!(job = %job.job_id, account = %account_id, event = %envelope.event,
+                    "zoom removed a recording before it was copied; its job failed");
+                Ok((
+                    "job_failed",
+                    json!({ "job_id": job.job_id, "state": job.state.as_str() }),
+                ))
+            }
+            None => Ok(("ignored", json!({ "status": "ignored" }))),
         }
     }
 
@@ -273,6 +327,7 @@ impl Intake {
             &self.config.caps.for_account(&recording.account_id),
             event_time,
             now,
+            ingest::Origin::WEBHOOK,
         )
         .await
         .map_err(store_failed("decide a recording"))?;
@@ -287,7 +342,9 @@ impl Intake {
             .map_err(store_failed("commit a job"))?;
         if created {
             let reason = job.skip_reason.map_or("", |r| r.as_str());
-            metrics::counter!(JOBS_CREATED_TOTAL, "state" => job.state.as_str(), "reason" => reason).increment(1);
+            metrics::counter!(JOBS_CREATED_TOTAL, "state" => job.state.as_str(), "reason" => reason,
+                "source" => job.source.as_str())
+            .increment(1);
             ferry_control::metrics::count_finished(&job);
             tracing::info!(job = %job.job_id, account = %job.zoom_account_id, state = job.state.as_str(),
                 reason, "recording decided");

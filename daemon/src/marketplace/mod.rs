@@ -25,7 +25,7 @@ use http_body_util::Full;
 use serde::Deserialize;
 
 use crate::transfer::download::Downloader;
-use crate::transfer::zoom_api::{ApiError, call_zoom};
+use crate::transfer::zoom_api::{ApiError, Credentials, call_zoom, oauth_token_request};
 
 /// Largest answer read from Zoom's OAuth and users endpoints.
 const ANSWER_LIMIT: usize = 256 * 1024;
@@ -184,19 +184,11 @@ impl Marketplace {
     }
 
     async fn token_request(&self, form: String, what: &str) -> Result<IssuedTokens, ApiError> {
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            self.app.client_id,
-            self.app.client_secret.expose()
-        ));
-        let request = hyper::Request::post(format!("{}/oauth/token", self.oauth_base))
-            .header(http::header::AUTHORIZATION, format!("Basic {basic}"))
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(Full::new(Bytes::from(form)))
-            .map_err(|_| ApiError::Refused("zoom.oauth_base_url is not a usable URL".into()))?;
+        let app = Credentials {
+            client_id: self.app.client_id.clone(),
+            client_secret: self.app.client_secret.clone(),
+        };
+        let request = oauth_token_request(&self.oauth_base, &app, form)?;
         let answer = self.send(request, "zoom.oauth_base_url").await?;
         match answer.status {
             200 => {}

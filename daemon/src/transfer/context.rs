@@ -58,7 +58,7 @@ pub struct Connections {
     pub secret_box: SecretBox,
     pub sink: Arc<dyn ObjectSink>,
     pub downloader: Downloader,
-    pub zoom_api: ZoomApi,
+    pub zoom_api: Arc<ZoomApi>,
     /// Marketplace accounts' OAuth tokens, when the app is configured.
     pub marketplace: Option<Arc<crate::marketplace::Marketplace>>,
 }
@@ -69,7 +69,7 @@ pub struct Context {
     pub secret_box: SecretBox,
     pub sink: Arc<dyn ObjectSink>,
     pub downloader: Downloader,
-    pub zoom_api: ZoomApi,
+    pub zoom_api: Arc<ZoomApi>,
     pub marketplace: Option<Arc<crate::marketplace::Marketplace>>,
     pub settings: TransferSettings,
     pub limits: Limits,

@@ -3,6 +3,8 @@
 //! checked against the host allowlist and the token never leaves the
 //! original host. IP-literal and private-address targets are refused unless
 //! allowlisted by exact name; proxy environment variables are not read.
+//! HTTPS hosts are verified against [`ClientTrust`]'s roots (Mozilla's and
+//! `transfer.extra_ca_file`'s).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -21,7 +23,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 
-/// The most a download connection reads ahead of the transfer. hyper's
+use super::trust::{ClientTrust, TrustError};
+
+/// The most a download connection reads ahead of the transfer (plaintext;
+/// over TLS, rustls holds at most one more record of 16 KiB). hyper's
 /// default (about 400 KiB) is outside the byte budget, once per connection.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -165,7 +170,8 @@ pub struct Downloader {
 }
 
 impl Downloader {
-    pub fn new(policy: DownloadPolicy) -> Self {
+    /// A client under `policy` that trusts `trust`'s roots for HTTPS.
+    pub fn new(policy: DownloadPolicy, trust: &ClientTrust) -> Result<Self, TrustError> {
         let explicit: HashSet<String> = policy
             .allowlist
             .iter()
@@ -180,18 +186,21 @@ impl Downloader {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(policy.connect_timeout));
+        // HTTP/1.1 only (ALPN `http/1.1`), also where a host offers h2: a
+        // download is one long stream per connection, which h2 cannot speed
+        // up, and h2's flow-control window (2 MiB a stream in hyper) is
+        // read-ahead outside the byte budget that READ_BUFFER_BYTES bounds.
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(trust.zoom_client_config()?)
             .https_or_http()
             .enable_http1()
-            .enable_http2()
             .wrap_connector(http);
-        Downloader {
+        Ok(Downloader {
             client: Client::builder(TokioExecutor::new())
                 .http1_max_buf_size(READ_BUFFER_BYTES)
                 .build(https),
             policy: Arc::new(policy),
-        }
+        })
     }
 
     /// GETs `url` from byte `range_start` on, following redirects. The

@@ -13,7 +13,8 @@
 //! timeout and size cap) → `cutter` (parts and the MP4 scan in step) →
 //! `uploader` (parallel part uploads under `budget`) → `finalize` (verify,
 //! complete, record). `retry`, `error`, `caps`, `object` and `token` serve
-//! them all; `context` is what they share.
+//! them all; `context` is what they share; `trust` is the TLS of both hops'
+//! clients.
 
 mod attempt;
 mod body;
@@ -34,5 +35,6 @@ pub mod sink;
 mod source;
 mod stream;
 mod token;
+pub mod trust;
 mod uploader;
 pub mod zoom_api;

@@ -10,7 +10,7 @@ use ferry_control::model::{FreshCredentials, Job, Timestamp};
 
 use super::context::Context;
 use super::error::{Stage, TransferError, lease_or_store};
-use super::zoom_api::{ApiError, Credentials, FreshDownload};
+use super::zoom_api::{ApiError, FreshDownload, account_access};
 use crate::metrics::TOKEN_REFRESHES_TOTAL;
 
 /// Zoom refused the webhook's download token (HTTP `status`): ask the API
@@ -25,13 +25,9 @@ pub async fn fresh_download(
     Ok(fetched)
 }
 
-/// Asks Zoom for the fresh token, Marketplace credentials first.
+/// Asks Zoom for the fresh token with the account's API access
+/// (Marketplace tokens first, see `zoom_api::account_access`).
 async fn fetch(context: &Context, job: &Job, status: u16) -> Result<FreshDownload, TransferError> {
-    if let Some(marketplace) = &context.marketplace
-        && let Some(fresh) = marketplace_download(context, marketplace, job).await?
-    {
-        return Ok(fresh);
-    }
     let account = context
         .store
         .installed_account(&job.zoom_account_id)
@@ -41,25 +37,29 @@ async fn fetch(context: &Context, job: &Job, status: u16) -> Result<FreshDownloa
             retry_after: None,
             stage: Stage::Store,
         })?;
-    let Some(oauth) = account.and_then(|a| a.oauth) else {
-        metrics::counter!(TOKEN_REFRESHES_TOTAL, "outcome" => "no_credentials").increment(1);
-        return Err(TransferError::Permanent(format!(
-            "zoom refused the download token (HTTP {status}): it has probably expired (tokens last 24 hours) \
-             and the zoom account has no Server-to-Server OAuth credentials to fetch a fresh one; reinstall \
-             the account with OAuth credentials, then retry the job"
-        )));
-    };
-    let client_secret = context
-        .secret_box
-        .open_secret(&oauth.sealed_client_secret)
-        .map_err(|_| {
-            TransferError::Permanent(
-                "the account's OAuth client secret cannot be read with this daemon's encryption key".into(),
+    let access = match &account {
+        Some(account) => {
+            account_access(
+                context.store.as_ref(),
+                &context.secret_box,
+                context.marketplace.as_ref(),
+                account,
             )
-        })?;
-    let credentials = Credentials {
-        client_id: oauth.client_id,
-        client_secret,
+            .await
+        }
+        None => Ok(None),
+    };
+    let access = match access {
+        Ok(Some(access)) => access,
+        Ok(None) => {
+            metrics::counter!(TOKEN_REFRESHES_TOTAL, "outcome" => "no_credentials").increment(1);
+            return Err(TransferError::Permanent(format!(
+                "zoom refused the download token (HTTP {status}): it has probably expired (tokens last 24 hours) \
+                 and the zoom account has no API credentials (Marketplace install or Server-to-Server OAuth) \
+                 to fetch a fresh one; reinstall the account with OAuth credentials, then retry the job"
+            )));
+        }
+        Err(e) => return count_and_map(Err(e)),
     };
     let file_id = job
         .recording_file
@@ -67,62 +67,9 @@ async fn fetch(context: &Context, job: &Job, status: u16) -> Result<FreshDownloa
         .map_or("", |f| f.file_id.as_str());
     let fetched = context
         .zoom_api
-        .fresh_download(
-            &job.zoom_account_id,
-            &credentials,
-            &job.meeting_uuid,
-            file_id,
-        )
+        .fresh_download(&job.zoom_account_id, &access, &job.meeting_uuid, file_id)
         .await;
     count_and_map(fetched)
-}
-
-/// With the account's Marketplace access token, when it has one; a token
-/// Zoom refuses is refreshed once.
-async fn marketplace_download(
-    context: &Context,
-    marketplace: &crate::marketplace::Marketplace,
-    job: &Job,
-) -> Result<Option<FreshDownload>, TransferError> {
-    let file_id = job
-        .recording_file
-        .as_ref()
-        .map_or("", |f| f.file_id.as_str());
-    let fetched: Result<Option<FreshDownload>, ApiError> = async {
-        let Some(token) = marketplace.access_token(&job.zoom_account_id, None).await? else {
-            return Ok(None);
-        };
-        if let Some(fresh) = context
-            .zoom_api
-            .recordings(&token, &job.meeting_uuid, file_id)
-            .await?
-        {
-            return Ok(Some(fresh));
-        }
-        let Some(token) = marketplace
-            .access_token(&job.zoom_account_id, Some(&token))
-            .await?
-        else {
-            return Ok(None);
-        };
-        context
-            .zoom_api
-            .recordings(&token, &job.meeting_uuid, file_id)
-            .await?
-            .map(Some)
-            .ok_or_else(|| {
-                ApiError::Refused(
-                    "zoom refused a freshly refreshed Marketplace token for the recordings API (HTTP 401)"
-                        .into(),
-                )
-            })
-    }
-    .await;
-    match fetched {
-        Ok(None) => Ok(None),
-        Ok(Some(fresh)) => count_and_map(Ok(fresh)).map(Some),
-        Err(e) => count_and_map(Err(e)).map(Some),
-    }
 }
 
 fn count_and_map(fetched: Result<FreshDownload, ApiError>) -> Result<FreshDownload, TransferError> {

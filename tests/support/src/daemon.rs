@@ -80,6 +80,12 @@ impl TestDaemon {
         format!("http://{}", self.app.grpc_addr)
     }
 
+    /// Keeps `dir` (the data directory `start_with` was given) until the
+    /// daemon stops, as `start` does with its own.
+    pub fn keep_dir(&mut self, dir: tempfile::TempDir) {
+        self._dir = Some(dir);
+    }
+
     pub async fn clients(&self, token: Option<&str>) -> anyhow::Result<Clients> {
         connect(&self.grpc_url(), token).await
     }

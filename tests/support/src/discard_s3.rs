@@ -10,6 +10,9 @@
 //! answer `501 NotImplemented`, are printed and show up in the operation
 //! counts, so a client's new request never passes unseen.
 //! `FERRY_BENCH_S3_LOG=1` prints every request.
+//!
+//! It speaks plain HTTP, or HTTPS ([`DiscardS3::start_tls`], HTTP/1.1 as S3
+//! does) and then counts TLS handshakes, one per connection a client opened.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -19,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use ferry_zoomsim::tls::{self, ServerTls};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderValue, LAST_MODIFIED};
@@ -59,6 +63,7 @@ struct State {
 /// The running endpoint; it stops accepting when dropped.
 pub struct DiscardS3 {
     pub addr: SocketAddr,
+    tls: Option<ServerTls>,
     state: Arc<State>,
     accept_loop: JoinHandle<()>,
 }
@@ -70,22 +75,35 @@ impl Drop for DiscardS3 {
 }
 
 impl DiscardS3 {
+    /// Plain HTTP.
     pub async fn start() -> std::io::Result<DiscardS3> {
+        Self::start_with(None).await
+    }
+
+    /// HTTPS with `tls`'s certificate (which must name `127.0.0.1`).
+    pub async fn start_tls(tls: ServerTls) -> std::io::Result<DiscardS3> {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<ServerTls>) -> std::io::Result<DiscardS3> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             log_requests: std::env::var("FERRY_BENCH_S3_LOG").is_ok_and(|v| v == "1"),
             ..State::default()
         });
-        let accept_state = state.clone();
+        let (accept_state, accept_tls) = (state.clone(), tls.clone());
         let accept_loop = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let state = accept_state.clone();
+                let (state, tls) = (accept_state.clone(), accept_tls.clone());
                 tokio::spawn(async move {
+                    let Ok(stream) = tls::accept(tls.as_ref(), stream).await else {
+                        return;
+                    };
                     let service = hyper::service::service_fn(move |request| {
                         let state = state.clone();
                         async move { Ok::<_, Infallible>(handle(&state, request).await) }
@@ -98,6 +116,7 @@ impl DiscardS3 {
         });
         Ok(DiscardS3 {
             addr,
+            tls,
             state,
             accept_loop,
         })
@@ -105,7 +124,12 @@ impl DiscardS3 {
 
     /// The base URL clients are configured with (path-style addressing).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", tls::scheme(self.tls.as_ref()), self.addr)
+    }
+
+    /// The TLS side (its handshake counts), if the endpoint speaks HTTPS.
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
     }
 
     /// Size of a completed object, if one was completed under that name.

@@ -6,7 +6,8 @@
 //! sink's behaviour (`strict_s3`), moto behind a fault-injecting proxy for
 //! the engine's retries (`moto`, `s3_faults`), and a discarding endpoint for
 //! the benches' throughput (`discard_s3`); and the store the benches' daemons
-//! run on, one or several replicas sharing PostgreSQL (`replicas`).
+//! run on, one or several replicas sharing PostgreSQL (`replicas`); and a
+//! CA made at run time for the stand-ins that speak HTTPS (`test_ca`).
 //!
 //! Everything here listens on 127.0.0.1 only and uses well-known test
 //! credentials; none of it may ever be a dependency of the daemon itself.
@@ -21,6 +22,7 @@ pub mod replicas;
 pub mod s3_faults;
 pub mod scene;
 pub mod strict_s3;
+pub mod test_ca;
 pub mod web;
 
 /// Sizes in bytes, as the simulator counts them.

@@ -12,6 +12,10 @@
 //! `CompleteMultipartUploadResponse` and `ListPartsResponse` where S3 says
 //! `…Result` (5.2.5 says it right), and aws-sdk-s3 takes the wrong name for
 //! an error; the proxy renames them.
+//!
+//! [`FaultProxy::start_tls`] makes it a TLS-terminating proxy: clients reach
+//! it over HTTPS (HTTP/1.1, as S3 speaks) and it forwards in plain HTTP to
+//! moto, which has no TLS of its own; it counts TLS handshakes.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ferry_zoomsim::tls::{self, ServerTls};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -31,6 +36,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// Headers a proxy does not forward (RFC 9110, section 7.6.1).
+const HOP_BY_HOP_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
 
 /// An answer the proxy gives instead of forwarding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +163,7 @@ impl State {
 /// The proxy; it stops accepting connections when dropped.
 pub struct FaultProxy {
     addr: SocketAddr,
+    tls: Option<ServerTls>,
     state: Arc<Mutex<State>>,
     shutdown: CancellationToken,
 }
@@ -155,15 +171,33 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Listens on a free 127.0.0.1 port and forwards to `upstream`.
     pub async fn start(upstream: SocketAddr) -> std::io::Result<FaultProxy> {
+        Self::start_with(upstream, None).await
+    }
+
+    /// As [`FaultProxy::start`], but clients reach the proxy over HTTPS
+    /// with `tls`'s certificate (which must name `127.0.0.1`).
+    pub async fn start_tls(upstream: SocketAddr, tls: ServerTls) -> std::io::Result<FaultProxy> {
+        Self::start_with(upstream, Some(tls)).await
+    }
+
+    async fn start_with(
+        upstream: SocketAddr,
+        tls: Option<ServerTls>,
+    ) -> std::io::Result<FaultProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let proxy = FaultProxy {
             addr: listener.local_addr()?,
+            tls,
             state: Arc::new(Mutex::new(State::default())),
             shutdown: CancellationToken::new(),
         };
         let client: Client<HttpConnector, Incoming> =
             Client::builder(TokioExecutor::new()).build_http();
-        let (state, shutdown) = (proxy.state.clone(), proxy.shutdown.clone());
+        let (state, shutdown, tls) = (
+            proxy.state.clone(),
+            proxy.shutdown.clone(),
+            proxy.tls.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let (stream, _) = tokio::select! {
@@ -173,8 +207,12 @@ impl FaultProxy {
                         Err(_) => continue,
                     },
                 };
-                let (state, client, shutdown) = (state.clone(), client.clone(), shutdown.clone());
+                let (state, client, shutdown, tls) =
+                    (state.clone(), client.clone(), shutdown.clone(), tls.clone());
                 tokio::spawn(async move {
+                    let Ok(stream) = tls::accept(tls.as_ref(), stream).await else {
+                        return;
+                    };
                     let service = hyper::service::service_fn(move |request| {
                         let (state, client) = (state.clone(), client.clone());
                         async move {
@@ -193,9 +231,15 @@ impl FaultProxy {
         Ok(proxy)
     }
 
-    /// The base URL to give an S3 client, `http://127.0.0.1:PORT`.
+    /// The base URL to give an S3 client, `http://127.0.0.1:PORT` (or
+    /// `https://` when the proxy terminates TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", tls::scheme(self.tls.as_ref()), self.addr)
+    }
+
+    /// The TLS side (its handshake counts), if the proxy terminates TLS.
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
     }
 
     pub fn inject(&self, rule: FaultRule) {
@@ -313,7 +357,15 @@ async fn forward(
         .parse()
         .expect("an upstream URI");
     match client.request(Request::from_parts(head, body)).await {
-        Ok(response) => response.map(BodyExt::boxed),
+        Ok(mut response) => {
+            // Hop-by-hop headers describe the proxy's connection to the
+            // server, not the client's to the proxy (moto's `Connection:
+            // close` would otherwise close every client connection).
+            for name in HOP_BY_HOP_HEADERS {
+                response.headers_mut().remove(*name);
+            }
+            response.map(BodyExt::boxed)
+        }
         Err(e) => Response::builder()
             .status(StatusCode::BAD_GATEWAY)
             .body(full(format!("the S3 server could not be reached: {e}")))

@@ -32,6 +32,8 @@ pub const HOST: &str = "Elisa@Example.edu";
 pub struct Scene<D = TestDaemon> {
     pub daemon: D,
     pub admin: Clients,
+    /// The institution admin's key behind `admin`.
+    pub admin_key: String,
     pub zoom: ZoomSimulator,
     pub installed_at: Timestamp,
     pub configuration_id: String,
@@ -84,6 +86,7 @@ impl<D: Daemon> Scene<D> {
         Scene {
             daemon,
             admin,
+            admin_key: institution.admin_key.clone(),
             zoom,
             installed_at: Timestamp(
                 install_time.seconds * 1000 + i64::from(install_time.nanos / 1_000_000),

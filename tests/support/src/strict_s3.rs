@@ -23,6 +23,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use ferry_control::secrets::Secret;
 use ferry_daemon::transfer::sink::S3Settings;
+use ferry_daemon::transfer::trust::ClientTrust;
 use futures::TryStreamExt as _;
 use s3s::dto::{
     AbortMultipartUploadInput, AbortMultipartUploadOutput, CompleteMultipartUploadInput,
@@ -105,6 +106,7 @@ impl StrictS3 {
             secret_access_key: Secret::new(SECRET_ACCESS_KEY),
             session_token: None,
             checksums: true,
+            trust: ClientTrust::builtin(),
         }
     }
 

@@ -5,12 +5,21 @@
 //! part way, stall, throttle, lie about its length, answer 429, or answer
 //! with the HTML page Zoom shows when downloads are not allowed.
 //!
+//! Both hosts speak plain HTTP, or HTTPS with a certificate the caller
+//! provides ([`DownloadServer::start_tls`]; both offer HTTP/2 and HTTP/1.1,
+//! as a CDN does), and then count TLS handshakes.
+//!
 //! The "Zoom" host also plays Zoom's API for fresh download tokens:
 //! Server-to-Server OAuth (`POST /oauth/token`) and
 //! `GET /v2/meetings/{uuid}/recordings?include_fields=download_access_token`,
 //! which, like Zoom, wants a uuid that starts with `/` or holds `//` encoded
-//! twice. The Marketplace app's endpoints (`/oauth/authorize`, the
-//! authorization-code and refresh grants, `/v2/users/me`) are `marketplace`'s.
+//! twice; and for the reconciler, the account's recordings list
+//! (`GET /v2/accounts/{id}/recordings`: newest first, real `next_page_token`
+//! pages, 400 for a range of a month or more) and `GET /v2/users/{id}`.
+//! It can answer the list with 429 and `Retry-After` on purpose, and
+//! enforce a per-account request rate the way Zoom does. The Marketplace
+//! app's endpoints (`/oauth/authorize`, the authorization-code and refresh
+//! grants, `/v2/users/me`) are `marketplace`'s.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -30,7 +39,10 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use ferry_control::model::{Day, Timestamp};
+
 use super::media::SyntheticMedia;
+use super::tls::{self, ServerTls};
 
 /// What `Content-Length` says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +123,22 @@ pub struct ApiStats {
     pub recordings_served: u32,
     /// Recordings requests refused (bad token, unknown or badly encoded uuid).
     pub recordings_refused: u32,
+    /// Recordings list requests answered with a page.
+    pub list_pages_served: u32,
+    /// Recordings list requests answered 400 (a range of a month or more).
+    pub list_bad_ranges: u32,
+    /// When each recordings list request arrived, answered or not.
+    pub list_requests_at: Vec<Instant>,
+    /// The bearer token of each accepted recordings list request: one
+    /// daemon process holds one account token, so distinct tokens mean
+    /// distinct callers.
+    pub list_bearers: Vec<String>,
+    /// 429s answered on purpose (`fail_list_with_429`).
+    pub injected_too_many: u32,
+    /// 429s answered because the account went over its rate limit.
+    pub rate_limited: u32,
+    /// User lookups answered.
+    pub users_served: u32,
 }
 
 /// The API's state: registered OAuth apps, issued tokens, meetings.
@@ -122,6 +150,18 @@ pub(crate) struct ApiState {
     issued: HashMap<String, String>,
     /// meeting uuid → (account id, file ids).
     meetings: HashMap<String, (String, Vec<String>)>,
+    /// account id → its cloud recordings: (start, the listed meeting).
+    cloud: HashMap<String, Vec<(Timestamp, serde_json::Value)>>,
+    /// user id → email.
+    users: HashMap<String, String>,
+    /// Most meetings per page whatever `page_size` asks (Zoom: 300).
+    max_page_size: usize,
+    /// The next N list requests get 429 with this `Retry-After`.
+    list_429: (u32, Option<u64>),
+    /// Most API requests per second and account; None: unlimited.
+    rate_limit: Option<u32>,
+    /// account id → when its recent API requests arrived.
+    recent: HashMap<String, Vec<Instant>>,
     stats: ApiStats,
     pub(crate) marketplace: super::marketplace::Marketplace,
 }
@@ -137,6 +177,9 @@ pub(crate) type Api = Arc<Mutex<ApiState>>;
 pub struct DownloadServer {
     pub zoom_addr: SocketAddr,
     pub cdn_addr: SocketAddr,
+    /// HTTPS on both hosts when set, each host counting its own handshakes.
+    tls: Option<ServerTls>,
+    cdn_tls: Option<ServerTls>,
     files: Files,
     pub(crate) api: Api,
     shutdown: CancellationToken,
@@ -240,27 +283,23 @@ fn decode_meeting(segment: &str) -> Option<String> {
 }
 
 /// `GET /v2/meetings/{uuid}/recordings?include_fields=download_access_token`.
-fn recordings(api: &Api, files: &Files, request: Request<Incoming>) -> Response<Body> {
+fn recordings(
+    api: &Api,
+    files: &Files,
+    scheme: &str,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let mut api = api.lock().expect("api lock");
-    let bearer = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
-    let account = bearer.and_then(|t| {
-        api.issued
-            .get(&t)
-            .cloned()
-            .or_else(|| api.marketplace.account_of(&t))
-    });
-    let Some(account) = account else {
+    let Some(account) = bearer_account(&api, &request) else {
         api.stats.recordings_refused += 1;
         return json(
             StatusCode::UNAUTHORIZED,
             serde_json::json!({"code": 124, "message": "Invalid access token."}),
         );
     };
+    if !within_rate(&mut api, &account) {
+        return too_many(Some(1));
+    }
     let meeting = request
         .uri()
         .path()
@@ -297,7 +336,7 @@ fn recordings(api: &Api, files: &Files, request: Request<Incoming>) -> Response<
         .iter()
         .map(|id| {
             serde_json::json!({"id": id, "meeting_id": uuid, "file_type": "MP4", "status": "completed",
-                "download_url": format!("http://{host}/rec/download/{id}")})
+                "download_url": format!("{scheme}://{host}/rec/download/{id}")})
         })
         .collect();
     let mut answer =
@@ -308,20 +347,228 @@ fn recordings(api: &Api, files: &Files, request: Request<Incoming>) -> Response<
     json(StatusCode::OK, answer)
 }
 
+fn bearer(request: &Request<Incoming>) -> Option<&str> {
+    request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// The account an API request's bearer token was issued to: a
+/// Server-to-Server account token or a Marketplace access token.
+fn bearer_account(api: &ApiState, request: &Request<Incoming>) -> Option<String> {
+    let bearer = bearer(request)?;
+    api.issued
+        .get(bearer)
+        .cloned()
+        .or_else(|| api.marketplace.account_of(bearer))
+}
+
+fn too_many(retry_after: Option<u64>) -> Response<Body> {
+    let mut response = json(
+        StatusCode::TOO_MANY_REQUESTS,
+        serde_json::json!({"code": 429, "message": "You have reached the maximum per-second rate limit for this API. Try again later."}),
+    );
+    if let Some(secs) = retry_after {
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_str(&secs.to_string()).expect("digits"),
+        );
+    }
+    response
+}
+
+/// Counts an API request of `account` against its rate limit; false when it
+/// is over (Zoom answers 429).
+fn within_rate(api: &mut ApiState, account: &str) -> bool {
+    let Some(limit) = api.rate_limit else {
+        return true;
+    };
+    let now = Instant::now();
+    let recent = api.recent.entry(account.to_string()).or_default();
+    recent.retain(|at| now.duration_since(*at) < Duration::from_secs(1));
+    if recent.len() >= limit as usize {
+        api.stats.rate_limited += 1;
+        return false;
+    }
+    recent.push(now);
+    true
+}
+
+/// `GET /v2/accounts/{accountId}/recordings?from&to&page_size&next_page_token`.
+fn list_recordings(api: &Api, request: Request<Incoming>) -> Response<Body> {
+    let mut api = api.lock().expect("api lock");
+    api.stats.list_requests_at.push(Instant::now());
+    let Some(account) = bearer_account(&api, &request) else {
+        return json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"code": 124, "message": "Invalid access token."}),
+        );
+    };
+    let named = request
+        .uri()
+        .path()
+        .strip_prefix("/v2/accounts/")
+        .and_then(|rest| rest.strip_suffix("/recordings"))
+        .and_then(|id| percent_encoding::percent_decode_str(id).decode_utf8().ok())
+        .map(|id| id.into_owned());
+    if named.as_deref() != Some(account.as_str()) && named.as_deref() != Some("me") {
+        return json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"code": 1001, "message": "Account does not exist."}),
+        );
+    }
+    let caller = bearer(&request).unwrap_or_default().to_string();
+    api.stats.list_bearers.push(caller);
+    if api.list_429.0 > 0 {
+        api.list_429.0 -= 1;
+        api.stats.injected_too_many += 1;
+        return too_many(api.list_429.1);
+    }
+    if !within_rate(&mut api, &account) {
+        return too_many(Some(1));
+    }
+    let query: HashMap<String, String> =
+        form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let day = |key: &str| query.get(key).and_then(|text| Day::parse(text));
+    let (Some(from), Some(to)) = (day("from"), day("to")) else {
+        api.stats.list_bad_ranges += 1;
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"code": 300, "message": "Invalid from or to date."}),
+        );
+    };
+    if to < from || to >= from.plus_one_month() {
+        api.stats.list_bad_ranges += 1;
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"code": 300, "message": "The date range must be less than one month."}),
+        );
+    }
+    let page_size = query
+        .get("page_size")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(30)
+        .clamp(1, 300)
+        .min(api.max_page_size);
+    let offset = match query.get("next_page_token").filter(|t| !t.is_empty()) {
+        None => 0,
+        Some(token) => match token
+            .strip_prefix("sim-page-")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(offset) => offset,
+            None => {
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({"code": 300, "message": "Invalid next_page_token."}),
+                );
+            }
+        },
+    };
+    let mut listed: Vec<&(Timestamp, serde_json::Value)> = api
+        .cloud
+        .get(&account)
+        .map(|meetings| {
+            meetings
+                .iter()
+                .filter(|(start, _)| (from..=to).contains(&Day::of(*start)))
+                .collect()
+        })
+        .unwrap_or_default();
+    // Newest first, as Zoom lists them; ties by uuid so pages are stable.
+    listed.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then_with(|| a.1["uuid"].as_str().cmp(&b.1["uuid"].as_str()))
+    });
+    let total = listed.len();
+    let meetings: Vec<serde_json::Value> = listed
+        .iter()
+        .skip(offset)
+        .take(page_size)
+        .map(|(_, meeting)| meeting.clone())
+        .collect();
+    let next = offset + meetings.len();
+    let next_page_token = if next < total {
+        format!("sim-page-{next}")
+    } else {
+        String::new()
+    };
+    api.stats.list_pages_served += 1;
+    json(
+        StatusCode::OK,
+        serde_json::json!({"from": from.to_string(), "to": to.to_string(), "page_size": page_size,
+            "total_records": total, "next_page_token": next_page_token, "meetings": meetings}),
+    )
+}
+
+/// `GET /v2/users/{userId}`.
+fn user(api: &Api, request: Request<Incoming>) -> Response<Body> {
+    let mut api = api.lock().expect("api lock");
+    let Some(account) = bearer_account(&api, &request) else {
+        return json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"code": 124, "message": "Invalid access token."}),
+        );
+    };
+    if !within_rate(&mut api, &account) {
+        return too_many(Some(1));
+    }
+    let id = request
+        .uri()
+        .path()
+        .strip_prefix("/v2/users/")
+        .unwrap_or_default()
+        .to_string();
+    match api.users.get(&id).cloned() {
+        Some(email) => {
+            api.stats.users_served += 1;
+            json(
+                StatusCode::OK,
+                serde_json::json!({"id": id, "email": email, "type": 2, "account_id": account}),
+            )
+        }
+        None => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"code": 1001, "message": "User does not exist."}),
+        ),
+    }
+}
+
 use http_body_util::BodyExt as _;
 
 impl DownloadServer {
+    /// Both hosts over plain HTTP.
     pub async fn start() -> std::io::Result<DownloadServer> {
+        Self::start_with(None).await
+    }
+
+    /// Both hosts over HTTPS with `tls`'s certificate (which must name
+    /// `127.0.0.1` and `localhost`, the two hosts' names).
+    pub async fn start_tls(tls: ServerTls) -> std::io::Result<DownloadServer> {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<ServerTls>) -> std::io::Result<DownloadServer> {
         let zoom = TcpListener::bind("127.0.0.1:0").await?;
         let cdn = TcpListener::bind("127.0.0.1:0").await?;
         let server = DownloadServer {
             zoom_addr: zoom.local_addr()?,
             cdn_addr: cdn.local_addr()?,
+            cdn_tls: tls.as_ref().map(ServerTls::with_own_counts),
+            tls,
             files: Arc::new(Mutex::new(HashMap::new())),
-            api: Arc::new(Mutex::new(ApiState::default())),
+            api: Arc::new(Mutex::new(ApiState {
+                max_page_size: 300,
+                ..ApiState::default()
+            })),
             shutdown: CancellationToken::new(),
         };
-        let cdn_base = format!("http://localhost:{}", server.cdn_addr.port());
+        let cdn_base = server.cdn_base();
+        let scheme = server.scheme();
         for (listener, is_cdn) in [(zoom, false), (cdn, true)] {
             let (files, api, shutdown, cdn_base) = (
                 server.files.clone(),
@@ -329,14 +576,23 @@ impl DownloadServer {
                 server.shutdown.clone(),
                 cdn_base.clone(),
             );
+            let tls = if is_cdn {
+                server.cdn_tls.clone()
+            } else {
+                server.tls.clone()
+            };
             tokio::spawn(async move {
                 loop {
                     let (stream, _) = tokio::select! {
                         _ = shutdown.cancelled() => return,
                         accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
                     };
-                    let (files, api, cdn_base) = (files.clone(), api.clone(), cdn_base.clone());
+                    let (files, api, cdn_base, tls) =
+                        (files.clone(), api.clone(), cdn_base.clone(), tls.clone());
                     tokio::spawn(async move {
+                        let Ok(stream) = tls::accept(tls.as_ref(), stream).await else {
+                            return;
+                        };
                         let service =
                             hyper::service::service_fn(move |request: Request<Incoming>| {
                                 let (files, api, cdn_base) =
@@ -362,7 +618,11 @@ impl DownloadServer {
                                             .marketplace
                                             .users_me(bearer.as_deref())
                                     } else if !is_cdn && path.starts_with("/v2/meetings/") {
-                                        recordings(&api, &files, request)
+                                        recordings(&api, &files, scheme, request)
+                                    } else if !is_cdn && path.starts_with("/v2/accounts/") {
+                                        list_recordings(&api, request)
+                                    } else if !is_cdn && path.starts_with("/v2/users/") {
+                                        user(&api, request)
                                     } else {
                                         serve(files, is_cdn, &cdn_base, request)
                                     };
@@ -388,15 +648,38 @@ impl DownloadServer {
                 stats: FileStats::default(),
             },
         );
-        format!(
-            "http://127.0.0.1:{}/rec/webhook_download/{file_id}",
-            self.zoom_addr.port()
-        )
+        format!("{}/rec/webhook_download/{file_id}", self.zoom_base())
+    }
+
+    /// `https` when the hosts serve TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        tls::scheme(self.tls.as_ref())
+    }
+
+    /// The "Zoom" host's TLS side (its handshake counts), if any.
+    pub fn zoom_tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
+    }
+
+    /// The CDN host's TLS side (its handshake counts), if any.
+    pub fn cdn_tls(&self) -> Option<&ServerTls> {
+        self.cdn_tls.as_ref()
     }
 
     /// The base URL to put in webhook payloads (`Meeting::download_base`).
     pub fn zoom_base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.zoom_addr.port())
+        format!("{}://127.0.0.1:{}", self.scheme(), self.zoom_addr.port())
+    }
+
+    /// The CDN host's base URL, reached by its other name (`localhost`).
+    pub fn cdn_base(&self) -> String {
+        format!("{}://localhost:{}", self.scheme(), self.cdn_addr.port())
+    }
+
+    /// The URL of a file on the CDN host, which wants no token: what
+    /// another tool is pointed at to fetch the same bytes Ferry fetches.
+    pub fn cdn_url(&self, file_id: &str) -> String {
+        format!("{}/cdn/{file_id}?signature=sim", self.cdn_base())
     }
 
     pub fn stats(&self, file_id: &str) -> FileStats {
@@ -426,6 +709,48 @@ impl DownloadServer {
                 file_ids.iter().map(|f| f.to_string()).collect(),
             ),
         );
+    }
+
+    /// Puts a recording in the account's cloud, as Zoom's recordings list
+    /// shows it (`Meeting::listed`), and in the API that gives its
+    /// download token. Its webhook is another matter: a test delivers it, or
+    /// not (a "lost" webhook).
+    pub fn add_cloud_recording(&self, meeting: &crate::Meeting, listed: serde_json::Value) {
+        let file_ids: Vec<&str> = meeting.files.iter().map(|f| f.id.as_str()).collect();
+        self.add_meeting(&meeting.account_id, &meeting.uuid, &file_ids);
+        self.api
+            .lock()
+            .expect("api lock")
+            .cloud
+            .entry(meeting.account_id.clone())
+            .or_default()
+            .push((meeting.start, listed));
+    }
+
+    /// Lets `GET /v2/users/{user_id}` answer with `email`.
+    pub fn add_user(&self, user_id: &str, email: &str) {
+        self.api
+            .lock()
+            .expect("api lock")
+            .users
+            .insert(user_id.to_string(), email.to_string());
+    }
+
+    /// Pages of the recordings list hold at most this many meetings.
+    pub fn set_max_page_size(&self, size: usize) {
+        self.api.lock().expect("api lock").max_page_size = size.max(1);
+    }
+
+    /// The next `count` recordings list requests get 429, with
+    /// `Retry-After: retry_after_secs` when given.
+    pub fn fail_list_with_429(&self, count: u32, retry_after_secs: Option<u64>) {
+        self.api.lock().expect("api lock").list_429 = (count, retry_after_secs);
+    }
+
+    /// Answers 429 to an account's API requests past `per_second` in any one
+    /// second, as Zoom does.
+    pub fn set_rate_limit(&self, per_second: u32) {
+        self.api.lock().expect("api lock").rate_limit = Some(per_second);
     }
 
     pub fn api_stats(&self) -> ApiStats {

@@ -15,6 +15,7 @@ pub mod marketplace;
 pub mod media;
 mod payload;
 mod signature;
+pub mod tls;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -114,6 +115,15 @@ impl ZoomSimulator {
     /// Delivers a `recording.completed` for `meeting`.
     pub async fn recording_completed(&self, meeting: &Meeting) -> anyhow::Result<Delivery> {
         self.deliver(&meeting.recording_completed_body()).await
+    }
+
+    /// Delivers `recording.deleted` or `recording.trashed` (`event`) for `meeting`.
+    pub async fn recording_removed(
+        &self,
+        meeting: &Meeting,
+        event: &str,
+    ) -> anyhow::Result<Delivery> {
+        self.deliver(&meeting.removed_body(event)).await
     }
 
     /// Delivers `app_deauthorized` for `account_id`.

@@ -214,4 +214,32 @@ impl Meeting {
             }
         })
     }
+
+    /// The meeting as Zoom's recordings list shows it: the webhook's
+    /// `object`, hosted by `host_id`, without `host_email` when
+    /// `with_host_email` is false (Zoom's list may omit it).
+    pub fn listed(&self, host_id: &str, with_host_email: bool) -> Value {
+        let mut object = self.recording_completed()["payload"]["object"].clone();
+        object["host_id"] = Value::String(host_id.to_string());
+        if !with_host_email && let Some(map) = object.as_object_mut() {
+            map.remove("host_email");
+        }
+        object
+    }
+
+    /// `recording.deleted` or `recording.trashed` (`event`) for this meeting.
+    pub fn removed_body(&self, event: &str) -> Vec<u8> {
+        json!({
+            "event": event,
+            "event_ts": self.event_ts + 60_000,
+            "payload": {
+                "account_id": self.account_id,
+                "operator": "admin@example.edu",
+                "object": { "uuid": self.uuid, "id": self.meeting_id, "account_id": self.account_id,
+                    "host_id": "z8yCxTTTTSiw02QgCAp8uQ", "topic": self.topic },
+            }
+        })
+        .to_string()
+        .into_bytes()
+    }
 }

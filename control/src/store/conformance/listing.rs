@@ -1,5 +1,6 @@
 //! Conformance check for `list_jobs` over every combination of filters the
-//! API offers (states, skip reason, account, host email, creation range),
+//! API offers (states, skip reason, account, host email, creation range,
+//! source),
 //! read page by page, against a brute-force filter of all the jobs.
 
 use crate::model::*;
@@ -39,6 +40,7 @@ fn admits(filter: &JobFilter, job: &Job) -> bool {
             .is_none_or(|h| *h == crate::email::normalize(&job.host_email))
         && filter.created_from.is_none_or(|t| job.created_at >= t)
         && filter.created_before.is_none_or(|t| job.created_at < t)
+        && filter.source.is_none_or(|s| job.source == s)
 }
 
 pub async fn job_list_filter_combinations(store: &dyn Store) {
@@ -66,6 +68,7 @@ pub async fn job_list_filter_combinations(store: &dyn Store) {
             host_email: hosts[(i / 2) % 3].to_string(),
             state,
             skip_reason,
+            source: JobSource::ALL[(i / 5) % 3],
             ..queued_job(&tenant, &format!("listing-{i}"), "Listed", created)
         })
     });
@@ -98,7 +101,7 @@ pub async fn job_list_filter_combinations(store: &dyn Store) {
     ];
     let mut checked = 0;
     for states in &state_sets {
-        for mask in 0..32u32 {
+        for mask in 0..64u32 {
             let filter = JobFilter {
                 states: states.clone(),
                 skip_reason: (mask & 1 != 0).then_some(SkipReason::TooLong),
@@ -106,6 +109,7 @@ pub async fn job_list_filter_combinations(store: &dyn Store) {
                 host_email: (mask & 4 != 0).then(|| "two@example.edu".to_string()),
                 created_from: (mask & 8 != 0).then(|| at(15_000)),
                 created_before: (mask & 16 != 0).then(|| at(45_000)),
+                source: (mask & 32 != 0).then_some(JobSource::Reconcile),
             };
             let expected: Vec<String> = all
                 .iter()
@@ -120,7 +124,7 @@ pub async fn job_list_filter_combinations(store: &dyn Store) {
             checked += usize::from(!expected.is_empty());
         }
     }
-    assert!(checked > 40, "most combinations match some job ({checked})");
+    assert!(checked > 80, "most combinations match some job ({checked})");
     for job in all.iter().filter(|job| job.state == JobState::Queued) {
         cancel(store, a, &job.job_id, at(100_000)).await;
     }

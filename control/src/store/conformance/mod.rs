@@ -26,6 +26,7 @@ mod directory;
 mod jobs;
 mod listing;
 mod media;
+mod reconcile;
 mod replicas;
 mod retention;
 mod tenants;
@@ -39,6 +40,7 @@ pub use directory::{user_sync_conflicts, user_sync_modes};
 pub use jobs::{job_cancel_and_requeue, job_leases, job_list_filters, job_upsert_and_scope};
 pub use listing::job_list_filter_combinations;
 pub use media::{job_completion_and_media, job_events};
+pub use reconcile::{backfills, gone_recordings, job_sources, reconcile_cursors_and_accounts};
 pub use replicas::{replica_duties, replicas};
 pub use retention::job_retention;
 pub use tenants::{admin_keys, institutions, operator_token};
@@ -97,6 +99,10 @@ macro_rules! store_conformance_tests {
             fresh_download_credentials,
             replicas,
             replica_duties,
+            job_sources,
+            gone_recordings,
+            reconcile_cursors_and_accounts,
+            backfills,
             job_retention,
             web_tickets,
             account_token_refresh,
@@ -135,6 +141,10 @@ pub async fn run_all(store: &dyn Store) {
     fresh_download_credentials(store).await;
     replicas(store).await;
     replica_duties(store).await;
+    job_sources(store).await;
+    gone_recordings(store).await;
+    reconcile_cursors_and_accounts(store).await;
+    backfills(store).await;
     // Last: its sweep erases and deletes the old final jobs of every check.
     job_retention(store).await;
     web_tickets(store).await;
@@ -295,6 +305,7 @@ fn queued_job(tenant: &Tenant, meeting_uuid: &str, topic: &str, now: Timestamp) 
         sealed_recording: Some(Sealed(vec![0x5e, 1])),
         event_time: now,
         now,
+        source: JobSource::Webhook,
     }
 }
 
@@ -392,6 +403,7 @@ fn requeue_to(owner_user_id: &str, recording_file: Option<RecordingFile>) -> Job
         owner_user_id: owner_user_id.to_string(),
         recording_file,
         sealed_download_url: None,
+        message: String::new(),
     }
 }
 

@@ -15,11 +15,11 @@ use crate::model::*;
 use crate::secrets::Sealed;
 use crate::store::{AccountStore, Page, PageQuery, StoreResult};
 
-const ACCOUNT_COLUMNS: &str =
+pub(super) const ACCOUNT_COLUMNS: &str =
     "zoom_account_id, institution_id, configuration_id, plan, installed_ms,
     uninstalled_ms, oauth_client_id, oauth_client_secret_sealed";
 
-fn account_from_row(row: &Row) -> StoreResult<ZoomAccount> {
+pub(super) fn account_from_row(row: &Row) -> StoreResult<ZoomAccount> {
     let plan: String = get(row, 3)?;
     let client_id: Option<String> = get(row, 6)?;
     let sealed: Option<Vec<u8>> = get(row, 7)?;

@@ -24,7 +24,7 @@
 //! mean something.
 //!
 //! Counts: every insert, state change and delete of a job adds its ±1 in
-//! the same transaction (triggers of schema version 5) to the row
+//! the same transaction (triggers of schema version 6) to the row
 //! `(state, slot)` where `slot` is the writing backend's pid. A backend runs
 //! one transaction at a time, so concurrent job writes never touch the same
 //! counts row (no hot row, no lock wait, no deadlock between replicas); a
@@ -52,13 +52,16 @@ const LIST_ORDER: &str = r#"COLLATE "POSIX""#;
 /// state. As on SQLite (`Access::index`), except that the account index
 /// leads with `institution_id` like every other list index (so that the
 /// planner, which judges an index's heap order by its first column, never
-/// finds another list index cheaper than the filter's own), and that an
-/// unfiltered list reads `jobs_by_institution_state` one range per state:
-/// an index on `(institution_id, job_id)` could serve every filter with a
-/// state by walking and filtering, and the planner would sometimes take it.
+/// finds another list index cheaper than the filter's own), that the source
+/// index holds the state (a source with a state reads one range per state),
+/// and that an unfiltered list reads `jobs_by_institution_state` one range
+/// per state: an index on `(institution_id, job_id)` could serve every
+/// filter with a state by walking and filtering, and the planner would
+/// sometimes take it.
 pub(super) fn index_of(access: Access) -> (&'static str, bool) {
     match access {
         Access::Institution => (Access::State.index(), true),
+        Access::Source => (Access::Source.index(), true),
         other => (other.index(), other.per_state()),
     }
 }
@@ -133,6 +136,9 @@ pub(super) fn list_query(
     }
     if let Some(reason) = filter.skip_reason {
         conditions += &query.bind(" AND skip_reason = ?", Param::Text(reason.as_str().into()));
+    }
+    if let Some(source) = filter.source {
+        conditions += &query.bind(" AND source = ?", Param::Text(source.as_str().into()));
     }
     if let Some(account) = &filter.zoom_account_id {
         conditions += &query.bind(" AND zoom_account_id = ?", Param::Text(account.clone()));

@@ -24,7 +24,7 @@ pub(super) const JOB_COLUMNS: &str = "job_id, institution_id, zoom_account_id, m
     meeting_start_ms, state, skip_reason, message, owner_user_id, file_id, recording_type, file_type,
     file_extension, file_size, recording_start_ms, recording_end_ms, skipped_file_count, skipped_segment_count,
     bytes_transferred, total_bytes, attempt_count, media_id, created_ms, updated_ms, finished_ms,
-    detected_mid_stream";
+    detected_mid_stream, source";
 
 pub(super) fn job_from_row(row: &Row) -> StoreResult<Job> {
     let state: String = get(row, 8)?;
@@ -73,6 +73,11 @@ pub(super) fn job_from_row(row: &Row) -> StoreResult<Job> {
         updated_at: get_time(row, 26)?,
         finished_at: get_opt_time(row, 27)?,
         detected_mid_stream: get(row, 28)?,
+        source: {
+            let source: String = get(row, 29)?;
+            JobSource::parse(&source)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown job source {source}")))?
+        },
     })
 }
 
@@ -117,9 +122,9 @@ async fn upsert_job(c: &impl GenericClient, job: &NewJob) -> StoreResult<(Job, b
                 host_email_key, meeting_start_ms, state, skip_reason, message, owner_user_id, file_id, recording_type,
                 file_type, file_extension, file_size, recording_start_ms, recording_end_ms, skipped_file_count,
                 skipped_segment_count, total_bytes, created_ms, updated_ms, finished_ms, download_url_sealed,
-                download_token_sealed, download_event_ms, recording_sealed)
+                download_token_sealed, download_event_ms, recording_sealed, source)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-                $21, $22, $23, $24, $24, $25, $26, $27, $28, $29)
+                $21, $22, $23, $24, $24, $25, $26, $27, $28, $29, $30)
              ON CONFLICT ON CONSTRAINT jobs_one_per_meeting DO NOTHING
              RETURNING {JOB_COLUMNS}"
         ))
@@ -158,6 +163,7 @@ async fn upsert_job(c: &impl GenericClient, job: &NewJob) -> StoreResult<(Job, b
                 &sealed_bytes(&job.sealed_download_token),
                 &job.event_time.0,
                 &sealed_bytes(&job.sealed_recording),
+                &job.source.as_str(),
             ],
         )
         .await
@@ -212,7 +218,7 @@ async fn requeue_job(c: &impl GenericClient, requeue: &JobRequeue) -> StoreResul
     }
     let file = requeue.recording_file.as_ref();
     c.execute(
-        "UPDATE jobs SET state = 'queued', skip_reason = NULL, message = '', owner_user_id = $2,
+        "UPDATE jobs SET state = 'queued', skip_reason = NULL, message = $12, owner_user_id = $2,
             file_id = COALESCE($3, file_id), recording_type = COALESCE($4, recording_type),
             file_type = COALESCE($5, file_type), file_extension = COALESCE($6, file_extension),
             file_size = COALESCE($7, file_size), recording_start_ms = COALESCE($8, recording_start_ms),
@@ -233,6 +239,7 @@ async fn requeue_job(c: &impl GenericClient, requeue: &JobRequeue) -> StoreResul
             &file.map(|f| f.recording_end.0),
             &sealed_bytes(&requeue.sealed_download_url),
             &requeue.now.0,
+            &requeue.message,
         ],
     )
     .await
@@ -267,7 +274,7 @@ async fn cancel_job(
 impl PostgresStore {
     /// Commits a job change and announces it: to this store's subscribers
     /// at once, to other replicas by a NOTIFY sent with the commit.
-    async fn commit_job_change(
+    pub(super) async fn commit_job_change(
         &self,
         tx: deadpool_postgres::Transaction<'_>,
         job: &Job,

@@ -32,6 +32,7 @@ mod job_list;
 mod jobs;
 mod leases;
 mod media;
+mod reconcile;
 mod replicas;
 mod retention;
 mod schema;

@@ -19,12 +19,35 @@ use crate::store::StoreResult;
 /// The key of the advisory lock held while migrating ("ferrymig").
 const MIGRATION_LOCK_KEY: i64 = 0x6665_7272_796d_6967;
 
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
+/// The reconciler's migration. Its number is the only line a renumbering
+/// touches: the SQL below is self-contained.
+const RECONCILE_VERSION: i64 = 5;
+
+/// The kept job counts and the list indexes' migration (as SQLite's V4 and V5).
+pub(super) const JOB_HISTORY_VERSION: i64 = 6;
+
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, V4),
+    (RECONCILE_VERSION, RECONCILE),
+    (JOB_HISTORY_VERSION, JOB_HISTORY),
+];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
-const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == SCHEMA_VERSION);
+// The runner applies every version above the database's: a gap or a
+// repeated number would skip or reorder a migration, so the list must count
+// 1, 2, 3, ... with no holes.
+const _: () = {
+    let mut index = 0;
+    while index < MIGRATIONS.len() {
+        assert!(MIGRATIONS[index].0 == index as i64 + 1);
+        index += 1;
+    }
+};
 
 /// Brings the schema up to `SCHEMA_VERSION`, or refuses a newer one.
 pub(super) async fn migrate(client: &mut Object) -> StoreResult<()> {
@@ -316,6 +339,46 @@ CREATE TABLE zoom_account_tokens (
 );
 "#;
 
+/// Reconciling with Zoom's recordings list (as SQLite's V10): where each job
+/// came from, the reconciler's cursor per account, and backfills with their
+/// counts and cursors.
+const RECONCILE: &str = r#"
+ALTER TABLE jobs ADD COLUMN source TEXT NOT NULL DEFAULT 'webhook';
+CREATE INDEX jobs_by_institution_source ON jobs (institution_id, source, job_id);
+
+CREATE TABLE reconcile_cursors (
+    zoom_account_id TEXT COLLATE "C" PRIMARY KEY,
+    from_day        TEXT NOT NULL,
+    to_day          TEXT NOT NULL,
+    chunk_from_day  TEXT NOT NULL,
+    next_page_token TEXT NOT NULL,
+    pass_started_ms BIGINT NOT NULL,
+    finished_ms     BIGINT
+);
+
+CREATE TABLE backfills (
+    backfill_id     TEXT COLLATE "C" PRIMARY KEY,
+    institution_id  TEXT COLLATE "C" NOT NULL REFERENCES institutions (institution_id),
+    zoom_account_id TEXT COLLATE "C" NOT NULL,
+    state           TEXT NOT NULL,
+    message         TEXT NOT NULL,
+    meetings_seen   BIGINT NOT NULL,
+    jobs_created    BIGINT NOT NULL,
+    duplicates      BIGINT NOT NULL,
+    not_ready       BIGINT NOT NULL,
+    skipped         TEXT NOT NULL,
+    from_day        TEXT NOT NULL,
+    to_day          TEXT NOT NULL,
+    chunk_from_day  TEXT NOT NULL,
+    next_page_token TEXT NOT NULL,
+    created_ms      BIGINT NOT NULL,
+    updated_ms      BIGINT NOT NULL,
+    finished_ms     BIGINT
+);
+CREATE INDEX backfills_by_institution ON backfills (institution_id, backfill_id);
+CREATE INDEX backfills_running ON backfills (backfill_id) WHERE state = 'running';
+"#;
+
 /// Jobs per state kept in the transaction of every insert, state change and
 /// delete of a job, one row per (state, writing backend) so that concurrent
 /// writers never share a row (see `job_list`), seeded here from the jobs
@@ -324,12 +387,13 @@ CREATE TABLE zoom_account_tokens (
 /// index for every `ListJobs` filter, each ending in `job_id` so that a page
 /// is read in id order without a sort. The host index replaces
 /// `jobs_by_host`, which was not ordered by id; `jobs_by_institution` goes
-/// (the state index serves an unfiltered list).
+/// (the state index serves an unfiltered list); the source index gains the
+/// state, so that a source with a state reads one range per state.
 ///
 /// The lock first: writers of an older replica still running wait until
 /// this commits, so no job is inserted between the seeding count and the
 /// triggers (and the indexes are built without one either way).
-const V5: &str = r#"
+const JOB_HISTORY: &str = r#"
 LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE;
 
 CREATE TABLE job_state_counts (
@@ -384,8 +448,10 @@ CREATE INDEX jobs_queued_by_id ON jobs (job_id) WHERE state = 'queued';
 -- ids of an institution: see `job_list::index_of`.
 DROP INDEX jobs_by_host;
 DROP INDEX jobs_by_institution;
+DROP INDEX jobs_by_institution_source;
 CREATE INDEX jobs_by_host_state ON jobs (institution_id, host_email_key, state, job_id COLLATE "POSIX");
 CREATE INDEX jobs_by_account_state ON jobs (institution_id, zoom_account_id, state, job_id COLLATE "POSIX");
 CREATE INDEX jobs_by_institution_state ON jobs (institution_id, state, job_id COLLATE "POSIX");
 CREATE INDEX jobs_by_institution_reason ON jobs (institution_id, skip_reason, job_id COLLATE "POSIX");
+CREATE INDEX jobs_by_institution_source ON jobs (institution_id, source, state, job_id COLLATE "POSIX");
 "#;

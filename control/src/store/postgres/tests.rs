@@ -95,6 +95,7 @@ pub(super) fn new_job(institution_id: &str, account: &str, meeting_uuid: &str) -
         sealed_recording: None,
         event_time: now,
         now,
+        source: JobSource::Webhook,
     }
 }
 
@@ -354,6 +355,7 @@ async fn the_store_recovers_by_itself_after_an_outage() {
                     owner_user_id: String::new(),
                     recording_file: None,
                     sealed_download_url: None,
+                    message: String::new(),
                 })
                 .await
                 .ok();

@@ -11,11 +11,11 @@ use crate::model::*;
 use crate::secrets::Sealed;
 use crate::store::{AccountStore, Page, PageQuery, StoreResult};
 
-const ACCOUNT_COLUMNS: &str =
+pub(super) const ACCOUNT_COLUMNS: &str =
     "zoom_account_id, institution_id, configuration_id, plan, installed_ms,
     uninstalled_ms, oauth_client_id, oauth_client_secret_sealed";
 
-fn account_from_row(row: &Row<'_>) -> rusqlite::Result<ZoomAccount> {
+pub(super) fn account_from_row(row: &Row<'_>) -> rusqlite::Result<ZoomAccount> {
     let plan: String = row.get(3)?;
     let client_id: Option<String> = row.get(6)?;
     let sealed: Option<Vec<u8>> = row.get(7)?;

@@ -281,19 +281,48 @@ fn load_email_owners(
     Ok(owners)
 }
 
+/// The lookup by email, prepared once per connection (`prepare_cached`).
+static LOOKUP_BY_EMAIL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {USER_COLUMNS} FROM user_emails ue JOIN users u ON u.user_id = ue.user_id
+         WHERE ue.institution_id = ?1 AND ue.email = ?2 AND u.active = 1"
+    )
+});
+
+/// Batches up to this many emails are looked up on the async worker, like a
+/// single lookup (a few microseconds each); larger ones go to the blocking
+/// pool so that a batch of 1,000 never holds a runtime worker for
+/// milliseconds.
+const POINT_BATCH: usize = 16;
+
 pub(super) fn lookup_user_by_email(
     conn: &Connection,
     institution_id: &str,
     email: &str,
 ) -> StoreResult<Option<User>> {
-    conn.prepare_cached(&format!(
-        "SELECT {USER_COLUMNS} FROM user_emails ue JOIN users u ON u.user_id = ue.user_id
-         WHERE ue.institution_id = ?1 AND ue.email = ?2 AND u.active = 1"
-    ))
-    .map_err(sql_error)?
-    .query_row(params![institution_id, email], user_from_row)
-    .optional()
-    .map_err(sql_error)
+    conn.prepare_cached(&LOOKUP_BY_EMAIL)
+        .map_err(sql_error)?
+        .query_row(params![institution_id, email], user_from_row)
+        .optional()
+        .map_err(sql_error)
+}
+
+/// Each of `emails` looked up in turn on one connection and one statement.
+fn lookup_users_by_email(
+    conn: &Connection,
+    institution_id: &str,
+    emails: &[String],
+) -> StoreResult<Vec<Option<User>>> {
+    let mut statement = conn.prepare_cached(&LOOKUP_BY_EMAIL).map_err(sql_error)?;
+    emails
+        .iter()
+        .map(|email| {
+            statement
+                .query_row(params![institution_id, email], user_from_row)
+                .optional()
+                .map_err(sql_error)
+        })
+        .collect()
 }
 
 pub(super) fn get_user(
@@ -364,6 +393,22 @@ impl DirectoryStore for SqliteStore {
     ) -> StoreResult<Option<User>> {
         self.engine
             .read_point(|c| lookup_user_by_email(c, institution_id, email))
+    }
+
+    async fn lookup_users_by_email(
+        &self,
+        institution_id: &str,
+        emails: &[String],
+    ) -> StoreResult<Vec<Option<User>>> {
+        if emails.len() <= POINT_BATCH {
+            return self
+                .engine
+                .read_point(|c| lookup_users_by_email(c, institution_id, emails));
+        }
+        let (institution_id, emails) = (institution_id.to_string(), emails.to_vec());
+        self.engine
+            .read(move |c| lookup_users_by_email(c, &institution_id, &emails))
+            .await
     }
 
     async fn get_user(&self, institution_id: &str, user_id: &str) -> StoreResult<User> {

@@ -63,6 +63,7 @@ struct ReaderPool {
     idle: Mutex<Vec<Connection>>,
     max_idle: usize,
     scans: Semaphore,
+    mmap_bytes: u64,
 }
 
 impl ReaderPool {
@@ -70,7 +71,7 @@ impl ReaderPool {
         let pooled = self.idle.lock().expect("reader pool lock").pop();
         match pooled {
             Some(conn) => Ok(conn),
-            None => open_reader(path, busy_timeout),
+            None => open_reader(path, busy_timeout, self.mmap_bytes),
         }
     }
 
@@ -122,6 +123,7 @@ impl Engine {
                 idle: Mutex::new(Vec::new()),
                 max_idle: max_readers.max(1),
                 scans: Semaphore::new(max_readers.max(1)),
+                mmap_bytes: limits.mmap_bytes,
             }),
             busy_timeout,
         }
@@ -200,15 +202,18 @@ impl Engine {
 /// Readers open the file read-write but refuse writes with `query_only`: a
 /// connection opened read-only cannot share the WAL index (`-shm`) and would
 /// rebuild it from the whole WAL on every read transaction.
-fn open_reader(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
+/// Each maps `mmap_bytes` of the file (see `DEFAULT_MMAP_BYTES`).
+fn open_reader(path: &Path, busy_timeout: Duration, mmap_bytes: u64) -> StoreResult<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(sql_error)?;
     conn.busy_timeout(busy_timeout).map_err(sql_error)?;
-    conn.execute_batch("PRAGMA query_only = ON")
-        .map_err(sql_error)?;
+    conn.execute_batch(&format!(
+        "PRAGMA query_only = ON; PRAGMA mmap_size = {mmap_bytes};"
+    ))
+    .map_err(sql_error)?;
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
@@ -223,6 +228,8 @@ pub(super) struct EngineLimits {
     pub(super) max_batch: usize,
     pub(super) max_readers: usize,
     pub(super) wal_limit_bytes: u64,
+    /// `PRAGMA mmap_size` of every reader.
+    pub(super) mmap_bytes: u64,
 }
 
 impl Drop for Engine {

@@ -140,7 +140,7 @@ fn every_job_list_filter_reads_an_index_range_without_sorting() {
     ];
     let mut plans = 0;
     for states in &state_sets {
-        for mask in 0..32u32 {
+        for mask in 0..64u32 {
             let filter = JobFilter {
                 states: states.clone(),
                 skip_reason: (mask & 1 != 0).then_some(SkipReason::TooLarge),
@@ -148,6 +148,7 @@ fn every_job_list_filter_reads_an_index_range_without_sorting() {
                 host_email: (mask & 4 != 0).then(|| "host@example.edu".to_string()),
                 created_from: (mask & 8 != 0).then_some(Timestamp(1_700_000_000_000)),
                 created_before: (mask & 16 != 0).then_some(Timestamp(1_800_000_000_000)),
+                source: (mask & 32 != 0).then_some(JobSource::Backfill),
             };
             for after in [None, Some("job_0190".to_string())] {
                 let page = PageQuery { after, size: 100 };
@@ -159,7 +160,7 @@ fn every_job_list_filter_reads_an_index_range_without_sorting() {
             }
         }
     }
-    assert!(plans > 256, "{plans} plans checked");
+    assert!(plans > 512, "{plans} plans checked");
     // The oldest queued job is the first entry of the partial index (its
     // `LIMIT 1` stops the index walk at once).
     let oldest = "SELECT updated_ms FROM jobs INDEXED BY jobs_queued_since
@@ -222,6 +223,7 @@ fn burst_job(institution_id: &str, i: u64) -> NewJob {
         sealed_recording: Some(crate::secrets::Sealed(vec![9; 1_500])),
         event_time: Timestamp(1_700_000_000_000),
         now: Timestamp(1_700_000_000_000 + i as i64),
+        source: JobSource::Webhook,
     }
 }
 

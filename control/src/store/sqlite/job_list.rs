@@ -69,6 +69,13 @@ pub(super) fn range_reads(
                 Value::Text(reason.as_str().into()),
             );
         }
+        if let Some(source) = filter.source {
+            bind(
+                &mut sql,
+                " AND source = ?",
+                Value::Text(source.as_str().into()),
+            );
+        }
         if let Some(account) = &filter.zoom_account_id {
             bind(
                 &mut sql,

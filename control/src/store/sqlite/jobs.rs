@@ -21,7 +21,7 @@ pub(super) const JOB_COLUMNS: &str = "job_id, institution_id, zoom_account_id, m
     meeting_start_ms, state, skip_reason, message, owner_user_id, file_id, recording_type, file_type,
     file_extension, file_size, recording_start_ms, recording_end_ms, skipped_file_count, skipped_segment_count,
     bytes_transferred, total_bytes, attempt_count, media_id, created_ms, updated_ms, finished_ms,
-    detected_mid_stream";
+    detected_mid_stream, source";
 
 fn conversion_error(column: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, message.into())
@@ -74,6 +74,11 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         updated_at: Timestamp(row.get(26)?),
         finished_at: row.get::<_, Option<i64>>(27)?.map(Timestamp),
         detected_mid_stream: row.get(28)?,
+        source: {
+            let source: String = row.get(29)?;
+            JobSource::parse(&source)
+                .ok_or_else(|| conversion_error(29, format!("unknown job source {source}")))?
+        },
     })
 }
 
@@ -132,9 +137,9 @@ pub(super) fn upsert_job(conn: &Connection, job: &NewJob) -> StoreResult<(Job, b
                 host_email_key, meeting_start_ms, state, skip_reason, message, owner_user_id, file_id, recording_type,
                 file_type, file_extension, file_size, recording_start_ms, recording_end_ms, skipped_file_count,
                 skipped_segment_count, total_bytes, created_ms, updated_ms, finished_ms, download_url_sealed,
-                download_token_sealed, download_event_ms, recording_sealed)
+                download_token_sealed, download_event_ms, recording_sealed, source)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                ?22, ?23, ?24, ?24, ?25, ?26, ?27, ?28, ?29)
+                ?22, ?23, ?24, ?24, ?25, ?26, ?27, ?28, ?29, ?30)
              ON CONFLICT (zoom_account_id, meeting_uuid) DO NOTHING",
         )
         .map_err(sql_error)?
@@ -168,6 +173,7 @@ pub(super) fn upsert_job(conn: &Connection, job: &NewJob) -> StoreResult<(Job, b
             job.sealed_download_token.as_ref().map(|s| s.0.clone()),
             job.event_time.0,
             job.sealed_recording.as_ref().map(|s| s.0.clone()),
+            job.source.as_str(),
         ])
         .map_err(sql_error)?;
     if inserted == 1 {
@@ -219,7 +225,7 @@ pub(super) fn requeue_job(conn: &Connection, requeue: &JobRequeue) -> StoreResul
     }
     let file = requeue.recording_file.as_ref();
     conn.execute(
-        "UPDATE jobs SET state = 'queued', skip_reason = NULL, message = '', owner_user_id = ?2,
+        "UPDATE jobs SET state = 'queued', skip_reason = NULL, message = ?12, owner_user_id = ?2,
             file_id = COALESCE(?3, file_id), recording_type = COALESCE(?4, recording_type),
             file_type = COALESCE(?5, file_type), file_extension = COALESCE(?6, file_extension),
             file_size = COALESCE(?7, file_size), recording_start_ms = COALESCE(?8, recording_start_ms),
@@ -239,7 +245,8 @@ pub(super) fn requeue_job(conn: &Connection, requeue: &JobRequeue) -> StoreResul
             file.map(|f| f.recording_start.0),
             file.map(|f| f.recording_end.0),
             requeue.sealed_download_url.as_ref().map(|s| s.0.clone()),
-            now.0
+            now.0,
+            requeue.message,
         ],
     )
     .map_err(sql_error)?;

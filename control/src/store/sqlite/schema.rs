@@ -13,6 +13,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (7, V7),
     (8, V8),
     (9, V9),
+    (10, V10),
 ];
 
 const V1: &str = r#"
@@ -299,4 +300,44 @@ CREATE TABLE zoom_account_tokens (
     refresh_claim_ms     INTEGER,
     updated_ms           INTEGER NOT NULL
 );
+"#;
+
+/// Reconciling with Zoom's recordings list: where each job came from (an
+/// index per `ListJobs` source filter), the reconciler's cursor per
+/// account, and backfills with their counts and cursors.
+const V10: &str = r#"
+ALTER TABLE jobs ADD COLUMN source TEXT NOT NULL DEFAULT 'webhook';
+CREATE INDEX jobs_by_institution_source ON jobs (institution_id, source, job_id);
+
+CREATE TABLE reconcile_cursors (
+    zoom_account_id TEXT PRIMARY KEY,
+    from_day        TEXT NOT NULL,
+    to_day          TEXT NOT NULL,
+    chunk_from_day  TEXT NOT NULL,
+    next_page_token TEXT NOT NULL,
+    pass_started_ms INTEGER NOT NULL,
+    finished_ms     INTEGER
+);
+
+CREATE TABLE backfills (
+    backfill_id     TEXT PRIMARY KEY,
+    institution_id  TEXT NOT NULL REFERENCES institutions (institution_id),
+    zoom_account_id TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    message         TEXT NOT NULL,
+    meetings_seen   INTEGER NOT NULL,
+    jobs_created    INTEGER NOT NULL,
+    duplicates      INTEGER NOT NULL,
+    not_ready       INTEGER NOT NULL,
+    skipped         TEXT NOT NULL,
+    from_day        TEXT NOT NULL,
+    to_day          TEXT NOT NULL,
+    chunk_from_day  TEXT NOT NULL,
+    next_page_token TEXT NOT NULL,
+    created_ms      INTEGER NOT NULL,
+    updated_ms      INTEGER NOT NULL,
+    finished_ms     INTEGER
+);
+CREATE INDEX backfills_by_institution ON backfills (institution_id, backfill_id);
+CREATE INDEX backfills_running ON backfills (backfill_id) WHERE state = 'running';
 "#;

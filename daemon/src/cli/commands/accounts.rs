@@ -35,6 +35,10 @@ pub enum AccountsCommand {
     Get { zoom_account_id: String },
     /// Uninstall a Zoom account: its later recordings are not ingested.
     Uninstall { zoom_account_id: String },
+    /// Ingest a Zoom account's recordings of a range of days, those made
+    /// before the install included (`get`, `list`, `cancel` for existing
+    /// backfills).
+    Backfill(super::backfills::BackfillArgs),
 }
 
 fn plan_name(plan: i32) -> String {
@@ -69,6 +73,9 @@ pub(super) async fn accounts(
     let client = &mut clients.accounts;
     let institution_id = institution.to_string();
     match command {
+        AccountsCommand::Backfill(args) => {
+            return super::backfills::backfill(clients, out, institution, args).await;
+        }
         AccountsCommand::Install {
             configuration_token,
             zoom_account_id,

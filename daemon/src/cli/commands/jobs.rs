@@ -30,6 +30,9 @@ pub enum JobsCommand {
         /// Created before this RFC 3339 time.
         #[arg(long)]
         until: Option<String>,
+        /// webhook, reconcile or backfill: what found the recording.
+        #[arg(long)]
+        source: Option<String>,
     },
     /// Show one job.
     Get { job_id: String },
@@ -93,10 +96,16 @@ pub(crate) fn job_fields(j: api::Job) -> Fields {
         Ok(r) => enum_name(r.as_str_name(), "SKIP_REASON_"),
         Err(_) => j.skip_reason.to_string(),
     };
+    let source = match api::JobSource::try_from(j.source) {
+        Ok(api::JobSource::Unspecified) => String::new(),
+        Ok(s) => enum_name(s.as_str_name(), "JOB_SOURCE_"),
+        Err(_) => j.source.to_string(),
+    };
     let file = j.recording_file.unwrap_or_default();
     vec![
         ("job_id", json!(j.job_id)),
         ("state", json!(state)),
+        ("source", json!(source)),
         ("skip_reason", json!(reason)),
         ("message", json!(j.message)),
         ("zoom_account_id", json!(j.zoom_account_id)),
@@ -126,6 +135,7 @@ const JOB_COLUMNS: &[&str] = &[
     "job_id",
     "state",
     "skip_reason",
+    "source",
     "host_email",
     "topic",
     "bytes_transferred",
@@ -162,6 +172,7 @@ pub(super) async fn jobs(
             host_email,
             since,
             until,
+            source,
         } => {
             let states = states
                 .iter()
@@ -178,6 +189,18 @@ pub(super) async fn jobs(
                 ))
                 .with_context(|| format!("--skip-reason {r:?}: not a skip reason"))?
                     as i32,
+                None => 0,
+            };
+            let source = match source {
+                Some(s) => {
+                    api::JobSource::from_str_name(&format!("JOB_SOURCE_{}", s.to_ascii_uppercase()))
+                        .filter(|s| *s != api::JobSource::Unspecified)
+                        .with_context(|| {
+                            format!(
+                                "--source {s:?}: not a job source (webhook, reconcile or backfill)"
+                            )
+                        })? as i32
+                }
                 None => 0,
             };
             let create_time = match (
@@ -198,7 +221,8 @@ pub(super) async fn jobs(
                     zoom_account_id: zoom_account_id.clone().unwrap_or_default(),
                     host_email: host_email.clone().unwrap_or_default(),
                     create_time,
-                    page: page(token)
+                    page: page(token),
+                    source,
                 }),
                 jobs
             );

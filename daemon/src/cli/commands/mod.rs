@@ -34,6 +34,7 @@ macro_rules! collect_pages {
 }
 
 mod accounts;
+mod backfills;
 mod configurations;
 mod institutions;
 mod jobs;

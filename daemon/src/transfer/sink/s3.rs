@@ -3,7 +3,8 @@
 //! custom endpoint for MinIO, Ceph and the like).
 //!
 //! The client is built from [`S3Settings`] alone: static credentials, a fixed
-//! region and endpoint, and Ferry's own rustls-on-ring HTTPS client. Nothing
+//! region and endpoint, and Ferry's own rustls HTTPS client trusting the
+//! system's roots and `transfer.extra_ca_file`'s ([`ClientTrust`]). Nothing
 //! reads the environment, a profile file or the instance metadata service.
 //!
 //! Retries are split on purpose. The engine retries a failed part itself,
@@ -34,12 +35,12 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, SdkBody};
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload};
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use base64::Engine as _;
 use ferry_control::secrets::Secret;
 
 use super::{CompletedPart, ObjectSink, PendingUpload, SinkError, UploadedPart};
 use crate::transfer::parts::Part;
+use crate::transfer::trust::ClientTrust;
 
 /// Attempts the SDK makes for a control request (not for UploadPart).
 const CONTROL_REQUEST_ATTEMPTS: u32 = 3;
@@ -78,6 +79,8 @@ pub struct S3Settings {
     pub session_token: Option<Secret>,
     /// Send each part's CRC32C so the server verifies it (and stores it).
     pub checksums: bool,
+    /// Which server certificates are trusted (built-in roots by default).
+    pub trust: ClientTrust,
 }
 
 pub struct S3Sink {
@@ -122,13 +125,10 @@ impl S3Sink {
             None,
             "ferry-settings",
         );
-        // The smithy connector sets TCP_NODELAY on every socket it opens
-        // (`enable_tcp_nodelay` defaults to true), so small control requests
-        // (CreateMultipartUpload, CompleteMultipartUpload) never wait on a
-        // delayed ACK.
-        let http_client = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https();
+        let http_client = settings
+            .trust
+            .s3_http_client()
+            .map_err(|e| SinkError::Permanent(format!("s3 client: {e}")))?;
         let mut config = ConfigBuilder::new()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(settings.region))
@@ -544,6 +544,7 @@ mod tests {
             secret_access_key: Secret::new("wJalrXUtnFEMI-very-secret"),
             session_token: Some(Secret::new("session-token-very-secret")),
             checksums: true,
+            trust: ClientTrust::builtin(),
         }
     }
 

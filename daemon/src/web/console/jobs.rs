@@ -83,6 +83,8 @@ pub(crate) async fn list(web: &Web, session: &Session, request: &WebRequest) -> 
                 host_email: host.clone(),
                 create_time: None,
                 page: page(100),
+                // Any source: the console filters by state, reason, account and host.
+                source: api::JobSource::Unspecified as i32,
             }))
     );
     ok_page(
