@@ -15,7 +15,8 @@
 //! 2. The daemon stopped, N jobs written through the store's own write path
 //!    (`upsert_job`, group-committed): a year of meetings, mostly completed,
 //!    some skipped, failed, cancelled or queued, over 20 accounts and 5,000
-//!    hosts, download details kept only where retention would keep them.
+//!    hosts, 95 % from webhooks, 4 % found by the reconciler and 1 % by a
+//!    backfill, download details kept only where retention would keep them.
 //!    Bytes per job at rest: the database's growth over N (the SQLite file;
 //!    on PostgreSQL `pg_database_size`, measured after a `VACUUM ANALYZE`
 //!    as autovacuum would leave it).
@@ -154,7 +155,11 @@ fn year_job(institution_id: &str, i: u64, n: u64, now: Timestamp) -> NewJob {
         sealed_recording: details(1_400),
         event_time: created,
         now: created,
-        source: JobSource::Webhook,
+        source: match spread / 11 % 100 {
+            0..4 => JobSource::Reconcile,
+            4 => JobSource::Backfill,
+            _ => JobSource::Webhook,
+        },
     }
 }
 
@@ -336,6 +341,21 @@ fn filters(now: Timestamp) -> Vec<(&'static str, api::ListJobsRequest)> {
             "created in the last 7 days",
             api::ListJobsRequest {
                 create_time: week,
+                ..base()
+            },
+        ),
+        (
+            "source reconcile",
+            api::ListJobsRequest {
+                source: api::JobSource::Reconcile as i32,
+                ..base()
+            },
+        ),
+        (
+            "source reconcile + state failed",
+            api::ListJobsRequest {
+                source: api::JobSource::Reconcile as i32,
+                states: vec![api::JobState::Failed as i32],
                 ..base()
             },
         ),
