@@ -189,3 +189,28 @@ pub async fn job_counts_follow_every_change(store: &dyn Store) {
     }
     assert_counts_match(store, a, &before, "after cancelling the rest").await;
 }
+
+/// The states of the jobs a seeding test stores, straight into a database
+/// the migrations before the kept counts made, the first two queued (their
+/// `created_ms` is 1,000 plus their position, so the oldest queued is
+/// 1,000, then 1,001 once the first is cancelled).
+pub const PRE_COUNTS_JOB_STATES: [&str; 6] = [
+    "queued",
+    "queued",
+    "completed",
+    "skipped",
+    "completed",
+    "failed",
+];
+
+/// The insert of one such job, its parameters (job id, state, created_ms)
+/// written by `placeholder(1..=3)` in the backend's own syntax.
+pub fn pre_counts_job_insert(placeholder: fn(usize) -> String) -> String {
+    let (id, state, created) = (placeholder(1), placeholder(2), placeholder(3));
+    format!(
+        "INSERT INTO jobs (job_id, institution_id, zoom_account_id, meeting_uuid, meeting_id, topic,
+            host_email, host_email_key, state, message, skipped_file_count, skipped_segment_count,
+            created_ms, updated_ms)
+         VALUES ({id}, 'inst_old', 'acct', {id}, 1, 't', 'h@x.edu', 'h@x.edu', {state}, '', 0, 0, {created}, {created})"
+    )
+}

@@ -15,7 +15,7 @@ use super::testing::TestCluster;
 use super::tests::{new_job, open, tenant, two_replicas};
 use super::*;
 use crate::error::ErrorClass;
-use crate::store::{JobStore, LeaseHolder, RetentionSweep};
+use crate::store::{JobStore, LeaseHolder, RetentionSweep, conformance};
 
 /// A connection of the test's own, outside any store's pool.
 async fn raw_client(url: &str) -> Client {
@@ -75,20 +75,10 @@ async fn counts_are_seeded_from_existing_jobs_and_survive_reopen() {
     )
     .await
     .expect("institution");
-    let states = [
-        "queued",
-        "queued",
-        "completed",
-        "skipped",
-        "completed",
-        "failed",
-    ];
-    for (i, state) in states.iter().enumerate() {
+    let insert = conformance::pre_counts_job_insert(|n| format!("${n}"));
+    for (i, state) in conformance::PRE_COUNTS_JOB_STATES.iter().enumerate() {
         raw.execute(
-            "INSERT INTO jobs (job_id, institution_id, zoom_account_id, meeting_uuid, meeting_id, topic,
-                host_email, host_email_key, state, message, skipped_file_count, skipped_segment_count,
-                created_ms, updated_ms)
-             VALUES ($1, 'inst_old', 'acct', $1, 1, 't', 'h@x.edu', 'h@x.edu', $2, '', 0, 0, $3, $3)",
+            &insert,
             &[&format!("job_{i:032}"), state, &(1_000 + i as i64)],
         )
         .await

@@ -7,7 +7,7 @@
 use rusqlite::Connection;
 
 use super::*;
-use crate::store::JobStore;
+use crate::store::{JobStore, conformance};
 
 fn recount(conn: &Connection) -> Vec<(JobState, u64)> {
     let mut counts: Vec<(JobState, u64)> = conn
@@ -58,22 +58,10 @@ async fn counts_are_seeded_from_existing_jobs_and_survive_reopen() {
             [],
         )
         .expect("institution");
-        for (i, state) in [
-            "queued",
-            "queued",
-            "completed",
-            "skipped",
-            "completed",
-            "failed",
-        ]
-        .iter()
-        .enumerate()
-        {
+        let insert = conformance::pre_counts_job_insert(|n| format!("?{n}"));
+        for (i, state) in conformance::PRE_COUNTS_JOB_STATES.iter().enumerate() {
             conn.execute(
-                "INSERT INTO jobs (job_id, institution_id, zoom_account_id, meeting_uuid, meeting_id, topic,
-                    host_email, host_email_key, state, message, skipped_file_count, skipped_segment_count,
-                    created_ms, updated_ms)
-                 VALUES (?1, 'inst_old', 'acct', ?1, 1, 't', 'h@x.edu', 'h@x.edu', ?2, '', 0, 0, ?3, ?3)",
+                &insert,
                 rusqlite::params![format!("job_{i:032}"), state, 1_000 + i as i64],
             )
             .expect("old job");
