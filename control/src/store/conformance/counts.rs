@@ -214,3 +214,26 @@ pub fn pre_counts_job_insert(placeholder: fn(usize) -> String) -> String {
          VALUES ({id}, 'inst_old', 'acct', {id}, 1, 't', 'h@x.edu', 'h@x.edu', {state}, '', 0, 0, {created}, {created})"
     )
 }
+
+/// What a store first opened on the `PRE_COUNTS_JOB_STATES` jobs reports:
+/// counts equal to `recounted` (the backend's own count of the table, in
+/// state-name order) and the oldest queued job. Then cancels that job, for
+/// `pre_counts_after_cancel` on a reopened store.
+pub async fn pre_counts_seeded(store: &dyn Store, recounted: Vec<(JobState, u64)>) {
+    let mut seeded = store.job_counts().await.expect("counts");
+    seeded.by_state.sort_by_key(|(state, _)| state.as_str());
+    assert_eq!(seeded.by_state, recounted);
+    assert_eq!(seeded.oldest_queued, Some(Timestamp(1_000)));
+    store
+        .cancel_job("inst_old", &format!("job_{:032}", 0), Timestamp(9_000))
+        .await
+        .expect("cancel");
+}
+
+/// The counts after `pre_counts_seeded`'s cancel, read by a reopened store.
+pub async fn pre_counts_after_cancel(store: &dyn Store, recounted: Vec<(JobState, u64)>) {
+    let mut counts = store.job_counts().await.expect("counts");
+    counts.by_state.sort_by_key(|(state, _)| state.as_str());
+    assert_eq!(counts.by_state, recounted);
+    assert_eq!(counts.oldest_queued, Some(Timestamp(1_001)));
+}

@@ -35,7 +35,10 @@ mod web;
 
 pub use accounts::accounts;
 pub use configurations::{configuration_delete, configurations};
-pub use counts::{PRE_COUNTS_JOB_STATES, job_counts_follow_every_change, pre_counts_job_insert};
+pub use counts::{
+    PRE_COUNTS_JOB_STATES, job_counts_follow_every_change, pre_counts_after_cancel,
+    pre_counts_job_insert, pre_counts_seeded,
+};
 pub use directory::{user_sync_conflicts, user_sync_modes};
 pub use jobs::{job_cancel_and_requeue, job_leases, job_list_filters, job_upsert_and_scope};
 pub use listing::job_list_filter_combinations;

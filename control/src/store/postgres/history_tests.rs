@@ -85,19 +85,11 @@ async fn counts_are_seeded_from_existing_jobs_and_survive_reopen() {
         .expect("old job");
     }
     let store = open(&url).await;
-    let seeded = sorted(store.job_counts().await.expect("counts"));
-    assert_eq!(seeded.by_state, recount(&raw).await);
-    assert_eq!(seeded.oldest_queued, Some(Timestamp(1_000)));
-    store
-        .cancel_job("inst_old", &format!("job_{:032}", 0), Timestamp(9_000))
-        .await
-        .expect("cancel");
+    conformance::pre_counts_seeded(&store, recount(&raw).await).await;
     drop(store);
 
     let reopened = open(&url).await;
-    let counts = sorted(reopened.job_counts().await.expect("counts"));
-    assert_eq!(counts.by_state, recount(&raw).await);
-    assert_eq!(counts.oldest_queued, Some(Timestamp(1_001)));
+    conformance::pre_counts_after_cancel(&reopened, recount(&raw).await).await;
 }
 
 /// Claims and finishes on both replicas until nothing is left to claim.

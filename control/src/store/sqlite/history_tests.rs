@@ -27,11 +27,6 @@ fn recount(conn: &Connection) -> Vec<(JobState, u64)> {
     counts
 }
 
-fn sorted(mut counts: JobCounts) -> JobCounts {
-    counts.by_state.sort_by_key(|(state, _)| state.as_str());
-    counts
-}
-
 /// A database made by the three migrations before the counts existed, with
 /// jobs in it: opening it with this Ferry seeds the counts from them, and
 /// the counts stay right across a reopen.
@@ -69,19 +64,11 @@ async fn counts_are_seeded_from_existing_jobs_and_survive_reopen() {
     }
     let store = SqliteStore::open(&SqliteConfig::new(&path)).expect("open and migrate");
     let conn = Connection::open(&path).expect("open raw");
-    let seeded = sorted(store.job_counts().await.expect("counts"));
-    assert_eq!(seeded.by_state, recount(&conn));
-    assert_eq!(seeded.oldest_queued, Some(Timestamp(1_000)));
-    store
-        .cancel_job("inst_old", &format!("job_{:032}", 0), Timestamp(9_000))
-        .await
-        .expect("cancel");
+    conformance::pre_counts_seeded(&store, recount(&conn)).await;
     drop(store);
 
     let reopened = SqliteStore::open(&SqliteConfig::new(&path)).expect("reopen");
-    let counts = sorted(reopened.job_counts().await.expect("counts"));
-    assert_eq!(counts.by_state, recount(&conn));
-    assert_eq!(counts.oldest_queued, Some(Timestamp(1_001)));
+    conformance::pre_counts_after_cancel(&reopened, recount(&conn)).await;
 }
 
 /// What SQLite plans for `sql` with `values`, one line per step.
