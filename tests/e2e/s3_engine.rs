@@ -216,6 +216,16 @@ pub(crate) struct S3Transfers {
 }
 
 pub(crate) async fn s3_transfers(bucket: Bucket, adjust: impl FnOnce(&mut Config)) -> S3Transfers {
+    s3_transfers_from(bucket, DownloadServer::start().await.unwrap(), adjust).await
+}
+
+/// `s3_transfers` with the simulator's hosts already started, so that
+/// `adjust` may point the daemon at its API.
+pub(crate) async fn s3_transfers_from(
+    bucket: Bucket,
+    downloads: DownloadServer,
+    adjust: impl FnOnce(&mut Config),
+) -> S3Transfers {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.transfer.enabled = true;
@@ -242,7 +252,7 @@ pub(crate) async fn s3_transfers(bucket: Bucket, adjust: impl FnOnce(&mut Config
     let daemon = TestDaemon::start_with(config).await.unwrap();
     S3Transfers {
         scene: Scene::with_daemon(daemon).await,
-        downloads: DownloadServer::start().await.unwrap(),
+        downloads,
         bucket,
         _dir: dir,
     }

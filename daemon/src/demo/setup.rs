@@ -209,6 +209,7 @@ impl Stage {
                 institution_id: String::new(),
                 display_name: "Main Zoom account".into(),
                 view_priority: vec![],
+                ..Default::default()
             })
             .await?
             .into_inner();
@@ -355,6 +356,7 @@ async fn sync_directory(admin: &mut Clients) -> anyhow::Result<HashMap<String, S
                 alternate_zoom_email: alternate.into(),
                 display_name: name.into(),
                 role: role as i32,
+                ..Default::default()
             })),
         });
     let summary = admin
