@@ -29,7 +29,7 @@ fn recording() -> SyntheticMedia {
         10 * MIB + 4321,
         Duration::from_secs(1800),
         Mp4Layout::MoovAtEnd,
-        3,
+        0,
     )
 }
 
