@@ -221,3 +221,48 @@ async fn a_bad_ingest_choice_is_rejected_for_its_record_alone() {
     );
     assert_eq!(summary.created, 1, "the other record applies");
 }
+
+#[tokio::test]
+async fn the_reconciler_skips_an_opted_out_hosts_recording_too() {
+    use crate::reconcile::{add_credentials, all_jobs, cloud_recording, scene};
+    let zoom = ferry_zoomsim::downloads::DownloadServer::start()
+        .await
+        .unwrap();
+    let mut scene = scene(&zoom, |_| {}).await;
+    sync(
+        &mut scene.admin,
+        api::SyncMode::Upsert,
+        vec![host(api::IngestChoice::OptedOut)],
+    )
+    .await
+    .unwrap();
+    // A recording whose webhook never came: only the reconciler finds it.
+    let lost = cloud_recording(
+        &zoom,
+        ACCOUNT,
+        "Elisa@Example.edu",
+        scene.after_install(0),
+        true,
+    );
+    let token = scene.configuration_token.clone();
+    add_credentials(&mut scene.admin, &token, &zoom).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let job = loop {
+        let jobs = all_jobs(&mut scene.admin).await;
+        if let Some(job) = jobs.into_iter().find(|j| j.meeting_uuid == lost.uuid) {
+            break job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reconciler made no job"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(job.source, api::JobSource::Reconcile as i32);
+    assert_eq!(
+        skip(&job),
+        (api::JobState::Skipped, api::SkipReason::UserOptedOut),
+        "{}",
+        job.message
+    );
+}
