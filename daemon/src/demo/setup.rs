@@ -412,7 +412,6 @@ async fn sync_directory(admin: &mut Clients) -> anyhow::Result<HashMap<String, S
                 } else {
                     api::IngestChoice::Default as i32
                 },
-                ..Default::default()
             })),
         });
     let summary = admin
