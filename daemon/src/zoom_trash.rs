@@ -254,6 +254,14 @@ async fn call_zoom(context: &ZoomTrashContext, job: &Job) -> Outcome {
         }
         Err(e) => return failed(format!("store: {e}")),
     };
+    if !account.is_installed() {
+        // Ferry no longer acts for an account that uninstalled it; a
+        // reinstall within the retries lets the move go through.
+        return failed(format!(
+            "zoom account {} is uninstalled; Ferry no longer calls zoom for it",
+            job.zoom_account_id
+        ));
+    }
     let access = match account_access(
         context.store.as_ref(),
         &context.secret_box,

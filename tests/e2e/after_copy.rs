@@ -334,3 +334,69 @@ async fn a_move_that_keeps_failing_is_given_up_with_a_reason() {
     assert!(rig.downloads.trashed().is_empty());
     assert_eq!(rig.downloads.trash_calls(), 2, "no call after giving up");
 }
+
+#[tokio::test]
+async fn a_pending_move_survives_a_restart_and_is_done_once() {
+    let mut rig = start(|config| config.after_copy.retry_base_millis = 1500).await;
+    set_after_copy(&mut rig, api::AfterCopy::Trash).await;
+    rig.downloads.fail_trash_with(&[503]);
+    let meeting = meeting(&rig, None);
+    let done = copy(&mut rig, &meeting).await;
+    assert_eq!(
+        job_state(&done),
+        api::JobState::Completed,
+        "{}",
+        done.message
+    );
+    // The first call failed and the move waits for its retry ...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rig
+        .scene
+        .job(&done.job_id)
+        .await
+        .zoom_trash
+        .is_none_or(|t| t.attempts == 0)
+    {
+        assert!(Instant::now() < deadline, "zoom's trash was never called");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ... when the daemon stops; the next one finds it in the store.
+    let mut restarted = rig.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let moved = loop {
+        let job = restarted
+            .admin
+            .jobs
+            .get_job(api::GetJobRequest {
+                job_id: done.job_id.clone(),
+                institution_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if trash_state(&job) == Some(api::ZoomTrashState::Trashed) {
+            break job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not moved after the restart: {:?}",
+            job.zoom_trash
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        moved.zoom_trash.unwrap().attempts,
+        2,
+        "one failure, then the move"
+    );
+    let trashed: Vec<String> = restarted
+        .downloads
+        .trashed()
+        .into_iter()
+        .map(|t| t.meeting_uuid)
+        .collect();
+    assert_eq!(trashed, vec![meeting.uuid.clone()]);
+    assert_eq!(restarted.downloads.trash_calls(), 2);
+    let _ = restarted.daemon.stop().await;
+    drop(restarted.bucket);
+}
