@@ -337,7 +337,13 @@ async fn a_move_that_keeps_failing_is_given_up_with_a_reason() {
 
 #[tokio::test]
 async fn a_pending_move_survives_a_restart_and_is_done_once() {
-    let mut rig = start(|config| config.after_copy.retry_base_millis = 1500).await;
+    // The stopped daemon's duty lapses after the lease (3 s) and the new
+    // daemon takes it over.
+    let mut rig = start(|config| {
+        config.after_copy.retry_base_millis = 1500;
+        config.after_copy.lease_secs = 3;
+    })
+    .await;
     set_after_copy(&mut rig, api::AfterCopy::Trash).await;
     rig.downloads.fail_trash_with(&[503]);
     let meeting = meeting(&rig, None);
