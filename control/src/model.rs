@@ -7,7 +7,9 @@ use std::fmt;
 use crate::secrets::{Sealed, TokenHash};
 
 mod choices;
+mod sections;
 pub use choices::*;
+pub use sections::*;
 
 /// A point in time as Unix milliseconds (UTC). Millisecond precision is what
 /// the store keeps, and is finer than any Zoom timestamp.

@@ -388,5 +388,8 @@ pub fn check_caps(
     None
 }
 
+mod sections;
+pub use sections::mapped_sections;
+
 #[cfg(test)]
 mod tests;
