@@ -19,6 +19,7 @@ use ferry_zoomsim::downloads::DownloadServer;
 use ferry_zoomsim::{Meeting, Mp4Layout, SyntheticMedia};
 
 use crate::metrics::sample;
+use crate::opt_out::choose;
 use crate::reconcile::add_credentials;
 use crate::s3_engine::{Bucket, S3Transfers, s3_transfers_from};
 use crate::support::*;
@@ -86,6 +87,18 @@ async fn copy(rig: &mut S3Transfers, meeting: &Meeting) -> api::Job {
     rig.wait_final(&job.job_id).await
 }
 
+/// `copy`, which must complete.
+async fn copy_completed(rig: &mut S3Transfers, meeting: &Meeting) -> api::Job {
+    let done = copy(rig, meeting).await;
+    assert_eq!(
+        job_state(&done),
+        api::JobState::Completed,
+        "{}",
+        done.message
+    );
+    done
+}
+
 fn job_state(job: &api::Job) -> api::JobState {
     api::JobState::try_from(job.state).unwrap()
 }
@@ -139,13 +152,7 @@ async fn the_zoom_copy_is_trashed_once_the_copy_is_verified() {
     set_after_copy(&mut rig, api::AfterCopy::Trash).await;
     // A uuid Zoom wants encoded twice in the path.
     let meeting = meeting(&rig, Some("/ajXp112QmuoKj4854875//x+y=="));
-    let done = copy(&mut rig, &meeting).await;
-    assert_eq!(
-        job_state(&done),
-        api::JobState::Completed,
-        "{}",
-        done.message
-    );
+    let done = copy_completed(&mut rig, &meeting).await;
     let moved = wait_moved(&mut rig, &done.job_id).await;
     let trash = moved.zoom_trash.clone().unwrap();
     assert_eq!(trash_state(&moved), Some(api::ZoomTrashState::Trashed));
@@ -203,13 +210,7 @@ async fn a_copy_whose_completion_fails_trashes_nothing() {
     // never was.
     rig.bucket.proxy.fail_completions(0, Fault::InternalError);
     let good = meeting(&rig, None);
-    let done = copy(&mut rig, &good).await;
-    assert_eq!(
-        job_state(&done),
-        api::JobState::Completed,
-        "{}",
-        done.message
-    );
+    let done = copy_completed(&mut rig, &good).await;
     wait_moved(&mut rig, &done.job_id).await;
     assert_eq!(trashed_uuids(&rig), vec![good.uuid.clone()]);
     assert_eq!(rig.downloads.trash_calls(), 1);
@@ -220,54 +221,21 @@ async fn kept_and_skipped_recordings_are_never_trashed() {
     let mut rig = start(|_| {}).await;
     // Keep (the default): completed, and nothing to move.
     let kept_meeting = meeting(&rig, None);
-    let kept = copy(&mut rig, &kept_meeting).await;
-    assert_eq!(
-        job_state(&kept),
-        api::JobState::Completed,
-        "{}",
-        kept.message
-    );
+    let kept = copy_completed(&mut rig, &kept_meeting).await;
     assert_eq!(kept.zoom_trash, None);
 
     // Trash from now on; an opted-out host's recording is skipped.
     set_after_copy(&mut rig, api::AfterCopy::Trash).await;
-    let opt = |choice: api::IngestChoice| api::SyncUsersRequest {
-        item: Some(api::sync_users_request::Item::User(api::UserRecord {
-            external_id: "e1".into(),
-            email: "elisa@example.edu".into(),
-            role: api::UserRole::Instructor as i32,
-            ingest_choice: choice as i32,
-            ..Default::default()
-        })),
-    };
-    sync(
-        &mut rig.scene.admin,
-        api::SyncMode::Upsert,
-        vec![opt(api::IngestChoice::OptedOut)],
-    )
-    .await
-    .unwrap();
+    choose(&mut rig.scene.admin, api::IngestChoice::OptedOut).await;
     let skipped_meeting = meeting(&rig, None);
     let skipped = rig.scene.ingest(&skipped_meeting).await;
     assert_eq!(job_state(&skipped), api::JobState::Skipped);
     assert_eq!(skipped.zoom_trash, None);
 
     // The signal: the next completed copy is trashed, and only it.
-    sync(
-        &mut rig.scene.admin,
-        api::SyncMode::Upsert,
-        vec![opt(api::IngestChoice::Default)],
-    )
-    .await
-    .unwrap();
+    choose(&mut rig.scene.admin, api::IngestChoice::Default).await;
     let moved_meeting = meeting(&rig, None);
-    let moved = copy(&mut rig, &moved_meeting).await;
-    assert_eq!(
-        job_state(&moved),
-        api::JobState::Completed,
-        "{}",
-        moved.message
-    );
+    let moved = copy_completed(&mut rig, &moved_meeting).await;
     wait_moved(&mut rig, &moved.job_id).await;
     assert_eq!(trashed_uuids(&rig), vec![moved_meeting.uuid.clone()]);
     assert_eq!(rig.downloads.trash_calls(), 1, "keep never called zoom");
@@ -281,13 +249,7 @@ async fn a_failed_trash_call_is_retried_and_the_job_says_so() {
     set_after_copy(&mut rig, api::AfterCopy::Trash).await;
     rig.downloads.fail_trash_with(&[503, 500]);
     let meeting = meeting(&rig, None);
-    let done = copy(&mut rig, &meeting).await;
-    assert_eq!(
-        job_state(&done),
-        api::JobState::Completed,
-        "{}",
-        done.message
-    );
+    let done = copy_completed(&mut rig, &meeting).await;
     let moved = wait_moved(&mut rig, &done.job_id).await;
     let trash = moved.zoom_trash.clone().unwrap();
     assert_eq!(
@@ -347,13 +309,7 @@ async fn a_pending_move_survives_a_restart_and_is_done_once() {
     set_after_copy(&mut rig, api::AfterCopy::Trash).await;
     rig.downloads.fail_trash_with(&[503]);
     let meeting = meeting(&rig, None);
-    let done = copy(&mut rig, &meeting).await;
-    assert_eq!(
-        job_state(&done),
-        api::JobState::Completed,
-        "{}",
-        done.message
-    );
+    let done = copy_completed(&mut rig, &meeting).await;
     // The first call failed and the move waits for its retry ...
     let deadline = Instant::now() + Duration::from_secs(30);
     while rig

@@ -10,6 +10,7 @@ use tonic::Code;
 
 use crate::support::*;
 
+/// The scene's host as a directory record with `choice`.
 fn host(choice: api::IngestChoice) -> api::SyncUsersRequest {
     api::SyncUsersRequest {
         item: Some(api::sync_users_request::Item::User(api::UserRecord {
@@ -21,6 +22,16 @@ fn host(choice: api::IngestChoice) -> api::SyncUsersRequest {
             ..Default::default()
         })),
     }
+}
+
+/// Syncs the scene's host with `choice` (an update of her record).
+pub(crate) async fn choose(
+    admin: &mut ferry_daemon::cli::client::Clients,
+    choice: api::IngestChoice,
+) {
+    sync(admin, api::SyncMode::Upsert, vec![host(choice)])
+        .await
+        .unwrap();
 }
 
 fn skip(job: &api::Job) -> (api::JobState, api::SkipReason) {
@@ -104,13 +115,7 @@ async fn an_opted_out_host_is_skipped_until_the_choice_changes() {
     assert_eq!(listed.len(), 1, "the skip reason filters");
 
     // The user's say changes: the same job is queued on retry.
-    sync(
-        &mut scene.admin,
-        api::SyncMode::Upsert,
-        vec![host(api::IngestChoice::Default)],
-    )
-    .await
-    .unwrap();
+    choose(&mut scene.admin, api::IngestChoice::Default).await;
     let queued = retry(&mut scene, &job.job_id).await.unwrap();
     assert_eq!(
         api::JobState::try_from(queued.state).unwrap(),
@@ -160,13 +165,7 @@ async fn under_opted_in_users_only_hosts_who_opted_in_are_ingested() {
     assert_eq!(user.ingest_choice, api::IngestChoice::Default as i32);
 
     // She opts in: retry queues the skipped job, and a new one is queued.
-    sync(
-        &mut scene.admin,
-        api::SyncMode::Upsert,
-        vec![host(api::IngestChoice::OptedIn)],
-    )
-    .await
-    .unwrap();
+    choose(&mut scene.admin, api::IngestChoice::OptedIn).await;
     let retried = retry(&mut scene, &first.job_id).await.unwrap();
     assert_eq!(
         api::JobState::try_from(retried.state).unwrap(),
@@ -182,13 +181,7 @@ async fn under_opted_in_users_only_hosts_who_opted_in_are_ingested() {
 
     // Back to every matching user: opting out still wins.
     set_mode(&mut scene, api::IngestMode::AllMatchingUsers).await;
-    sync(
-        &mut scene.admin,
-        api::SyncMode::Upsert,
-        vec![host(api::IngestChoice::OptedOut)],
-    )
-    .await
-    .unwrap();
+    choose(&mut scene.admin, api::IngestChoice::OptedOut).await;
     let third = scene.ingest(&scene.lecture(14_400)).await;
     assert_eq!(
         skip(&third),
@@ -229,13 +222,7 @@ async fn the_reconciler_skips_an_opted_out_hosts_recording_too() {
         .await
         .unwrap();
     let mut scene = scene(&zoom, |_| {}).await;
-    sync(
-        &mut scene.admin,
-        api::SyncMode::Upsert,
-        vec![host(api::IngestChoice::OptedOut)],
-    )
-    .await
-    .unwrap();
+    choose(&mut scene.admin, api::IngestChoice::OptedOut).await;
     // A recording whose webhook never came: only the reconciler finds it.
     let lost = cloud_recording(
         &zoom,
