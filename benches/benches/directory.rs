@@ -210,6 +210,7 @@ async fn measure(shared_store: &SharedStore) -> anyhow::Result<()> {
             },
             display_name: format!("User {i}"),
             role: api::UserRole::Instructor as i32,
+            ..Default::default()
         })),
     });
     let started = Instant::now();

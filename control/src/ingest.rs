@@ -1,6 +1,6 @@
 //! Deciding a `recording.completed`: the seed's rules in order, with the
 //! store lookups they need (the account's install, the configuration's view
-//! priority, the host's user). Shared by the webhook intake and by RetryJob,
+//! priority and ingest mode, the host's user and their ingest choice). Shared by the webhook intake and by RetryJob,
 //! so a retried job is decided exactly as a fresh event would be.
 //!
 //! The reconciler and backfills decide the recordings they find here too,
@@ -14,6 +14,7 @@
 use crate::error::StoreError;
 use crate::model::{
     JobSource, JobState, NewJob, RecordingFile, SkipReason, Timestamp, ZoomAccount,
+    ZoomConfiguration,
 };
 use crate::rules::{self, Caps};
 use crate::secrets::SecretBox;
@@ -143,11 +144,33 @@ pub async fn decide(
         Ok(owner) => owner,
         Err(rule) => return skip(job, rule),
     };
+    // ... and must not have opted out (nor, where the configuration ingests
+    // only users who opted in, have said nothing).
+    let configuration = configuration_of(store, &account).await?;
+    let (ingest_mode, configuration_name, priority) = match &configuration {
+        Some(c) => (
+            c.ingest_mode,
+            c.display_name.as_str(),
+            c.view_priority.as_slice(),
+        ),
+        None => (
+            Default::default(),
+            account.configuration_id.as_str(),
+            &[][..],
+        ),
+    };
+    if let Err(rule) = rules::check_ingest_choice(
+        ingest_mode,
+        owner.ingest_choice,
+        &owner.email,
+        configuration_name,
+    ) {
+        return skip(job, rule);
+    }
     job.owner_user_id = Some(owner.user_id);
 
     // 5. One view.
-    let priority = view_priority(store, &account).await?;
-    let Some(chosen) = rules::choose_view(&segment.files, &priority) else {
+    let Some(chosen) = rules::choose_view(&segment.files, priority) else {
         let processing = segment
             .files
             .iter()
@@ -196,18 +219,20 @@ fn skipped(mut job: NewJob, reason: SkipReason, message: String) -> Decision {
     Decision::Job(Box::new(job))
 }
 
-async fn view_priority(
+/// The configuration the account installed with: its view priority and
+/// ingest mode apply to the account's recordings.
+async fn configuration_of(
     store: &dyn Store,
     account: &ZoomAccount,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<Option<ZoomConfiguration>, StoreError> {
     match store
         .get_configuration(&account.institution_id, &account.configuration_id)
         .await
     {
-        Ok(configuration) => Ok(configuration.view_priority),
+        Ok(configuration) => Ok(Some(configuration)),
         // An account outlives its deleted configuration only while being
-        // uninstalled; the default order is right for it.
-        Err(StoreError::NotFound(_)) => Ok(Vec::new()),
+        // uninstalled; the defaults are right for it.
+        Err(StoreError::NotFound(_)) => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -67,6 +67,10 @@ pub const STORE_WAL_RESETS_TOTAL: &str = "ferry_store_wal_resets_total";
 pub const RECORDINGS_FOUND_TOTAL: &str = "ferry_recordings_found_total";
 /// Reconcile passes over an account, by `outcome` (`completed`, `failed`).
 pub const RECONCILE_PASSES_TOTAL: &str = "ferry_reconcile_passes_total";
+/// Calls to Zoom's trash endpoint after a copy, by `outcome`: `trashed`,
+/// `gone` (Zoom no longer had the recordings), `retry` (failed, tried again
+/// later) and `failed` (given up; the job says why).
+pub const ZOOM_TRASH_TOTAL: &str = "ferry_zoom_trash_total";
 /// Time of one reconcile pass over an account.
 pub const RECONCILE_PASS_SECONDS: &str = "ferry_reconcile_pass_seconds";
 /// Backfills this daemon is running now.
@@ -161,6 +165,9 @@ pub fn register_zeros() {
     for outcome in ["completed", "failed"] {
         counter!(RECONCILE_PASSES_TOTAL, "outcome" => outcome).increment(0);
     }
+    for outcome in ["trashed", "gone", "retry", "failed"] {
+        counter!(ZOOM_TRASH_TOTAL, "outcome" => outcome).increment(0);
+    }
     for state in ["completed", "failed", "cancelled"] {
         counter!(BACKFILLS_FINISHED_TOTAL, "state" => state).increment(0);
     }
@@ -183,6 +190,10 @@ pub fn describe() {
     describe_counter!(
         RECORDINGS_FOUND_TOTAL,
         "Meetings found in Zoom's recordings list, by source and outcome"
+    );
+    describe_counter!(
+        ZOOM_TRASH_TOTAL,
+        "Calls to Zoom's trash endpoint after a copy, by outcome"
     );
     describe_counter!(
         RECONCILE_PASSES_TOTAL,

@@ -6,6 +6,11 @@ use std::fmt;
 
 use crate::secrets::{Sealed, TokenHash};
 
+mod choices;
+mod sections;
+pub use choices::*;
+pub use sections::*;
+
 /// A point in time as Unix milliseconds (UTC). Millisecond precision is what
 /// the store keeps, and is finer than any Zoom timestamp.
 #[derive(
@@ -84,6 +89,8 @@ pub struct ZoomConfiguration {
     pub created_at: Timestamp,
     pub token_issued_at: Timestamp,
     pub installed_account_count: u32,
+    pub ingest_mode: IngestMode,
+    pub after_copy: AfterCopy,
 }
 
 /// A change to a configuration; `None` leaves a field as it is.
@@ -91,6 +98,8 @@ pub struct ZoomConfiguration {
 pub struct ConfigurationUpdate {
     pub display_name: Option<String>,
     pub view_priority: Option<Vec<String>>,
+    pub ingest_mode: Option<IngestMode>,
+    pub after_copy: Option<AfterCopy>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,6 +189,7 @@ pub struct NewConfiguration {
     pub institution_id: String,
     pub display_name: String,
     pub view_priority: Vec<String>,
+    pub policy: ConfigurationPolicy,
     pub token_hash: TokenHash,
     pub now: Timestamp,
 }
@@ -273,6 +283,20 @@ pub struct User {
     pub active: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    pub ingest_choice: IngestChoice,
+}
+
+impl User {
+    /// Whether applying `record` (same external id) would change nothing:
+    /// both backends count such a record as unchanged rather than updated.
+    pub fn is_unchanged_by(&self, record: &UserRecord) -> bool {
+        self.active
+            && self.email == record.email
+            && self.alternate_zoom_email == record.alternate_zoom_email
+            && self.display_name == record.display_name
+            && self.role == record.role
+            && self.ingest_choice == record.ingest_choice
+    }
 }
 
 /// One validated record of a directory sync: emails are already normalised.
@@ -285,6 +309,7 @@ pub struct UserRecord {
     pub alternate_zoom_email: Option<String>,
     pub display_name: String,
     pub role: UserRole,
+    pub ingest_choice: IngestChoice,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -378,15 +403,19 @@ pub enum SkipReason {
     TooLong,
     TooLarge,
     NoDownloadableFile,
+    /// The host's user opted out, or has not opted in where the
+    /// configuration ingests only users who did.
+    UserOptedOut,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 5] = [
+    pub const ALL: [SkipReason; 6] = [
         SkipReason::NoMatchingUser,
         SkipReason::RecordedBeforeInstall,
         SkipReason::TooLong,
         SkipReason::TooLarge,
         SkipReason::NoDownloadableFile,
+        SkipReason::UserOptedOut,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -396,6 +425,7 @@ impl SkipReason {
             SkipReason::TooLong => "too_long",
             SkipReason::TooLarge => "too_large",
             SkipReason::NoDownloadableFile => "no_downloadable_file",
+            SkipReason::UserOptedOut => "user_opted_out",
         }
     }
 
@@ -475,6 +505,9 @@ pub struct Job {
     pub detected_mid_stream: bool,
     /// What found the recording; kept from the job's first decision.
     pub source: JobSource,
+    /// The move of the meeting's recordings to Zoom's trash, for a job
+    /// completed under `AfterCopy::Trash`.
+    pub zoom_trash: Option<ZoomTrash>,
 }
 
 /// A job as the intake creates it. The download URL and token are sealed
@@ -571,6 +604,10 @@ pub struct NewMedia {
     pub content_type: String,
     /// Recorded as the job's message (e.g. "not a valid MP4"); may be empty.
     pub job_note: String,
+    /// The configuration's after-copy action when the object was verified:
+    /// `Trash` leaves the job's move to Zoom's trash pending, committed with
+    /// the completion so that a restart cannot lose it.
+    pub after_copy: AfterCopy,
 }
 
 /// A job's sealed secrets: only the transfer engine and the retry path open

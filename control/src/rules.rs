@@ -10,7 +10,7 @@
 //! caller's), so every rule is tested exhaustively, with unit and property
 //! tests in `rules/tests.rs`.
 
-use crate::model::{SkipReason, Timestamp, ZoomPlan};
+use crate::model::{IngestChoice, IngestMode, SkipReason, Timestamp, ZoomPlan};
 use crate::zoom::RecordingFileData;
 
 /// A rule's verdict that a recording is not copied: why, and a message a
@@ -85,6 +85,40 @@ pub fn check_host_match<U>(host_key: &str, found: Option<U>) -> Result<U, Skip> 
             ),
         )
     })
+}
+
+/// Step 4, the host's say: an opted-out user's recordings are never
+/// ingested, and under `OptedInUsers` only an opted-in user's are. `user`
+/// names the user in the message (their email); `configuration` names the
+/// configuration whose mode applies.
+pub fn check_ingest_choice(
+    mode: IngestMode,
+    choice: IngestChoice,
+    user: &str,
+    configuration: &str,
+) -> Result<(), Skip> {
+    match (mode, choice) {
+        (_, IngestChoice::OptedIn) | (IngestMode::AllMatchingUsers, IngestChoice::Default) => {
+            Ok(())
+        }
+        (_, IngestChoice::OptedOut) => Err(Skip::new(
+            SkipReason::UserOptedOut,
+            format!(
+                "user {user} opted out of recording ingest; to copy their recordings, set their \
+                 ingest_choice to default or opted_in in the directory (SyncUsers, or the \
+                 ingest_choice column of `ferry users sync`), then retry the job"
+            ),
+        )),
+        (IngestMode::OptedInUsers, IngestChoice::Default) => Err(Skip::new(
+            SkipReason::UserOptedOut,
+            format!(
+                "configuration {configuration} ingests only users who opted in, and user {user} \
+                 has not; set their ingest_choice to opted_in in the directory (SyncUsers, or the \
+                 ingest_choice column of `ferry users sync`), or the configuration's ingest_mode \
+                 to all_matching_users, then retry the job"
+            ),
+        )),
+    }
 }
 
 /// Recording types in Ferry's default order (ZOOM.md), highest first.
@@ -353,6 +387,9 @@ pub fn check_caps(
     }
     None
 }
+
+mod sections;
+pub use sections::mapped_sections;
 
 #[cfg(test)]
 mod tests;

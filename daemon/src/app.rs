@@ -106,6 +106,7 @@ pub struct App {
     transfers: Option<(Connections, TransferSettings)>,
     retention: crate::retention::RetentionSettings,
     reconcile: crate::reconcile::ReconcileContext,
+    zoom_trash: crate::zoom_trash::ZoomTrashContext,
 }
 
 /// Builds and spawns: the daemon on `config`, serving.
@@ -240,6 +241,14 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             ferry_control::store::new_id("r")
         ),
     };
+    let zoom_trash = crate::zoom_trash::ZoomTrashContext {
+        store: store.clone(),
+        secret_box: secret_box.clone(),
+        api: zoom_api.clone(),
+        marketplace: marketplace.clone(),
+        settings: config.after_copy.settings(),
+        replica_id: reconcile.replica_id.clone(),
+    };
     let transfers = if config.transfer.enabled {
         Some(transfer_engine(
             &config,
@@ -339,6 +348,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         transfers,
         retention: config.retention.settings(),
         reconcile,
+        zoom_trash,
     })
 }
 
@@ -362,8 +372,10 @@ impl App {
             transfers,
             retention,
             reconcile,
+            zoom_trash,
         } = self;
         let tasks = TaskTracker::new();
+        tasks.spawn(crate::zoom_trash::run(zoom_trash, shutdown.clone()));
         tasks.spawn(crate::reconcile::run_reconciler(
             reconcile.clone(),
             shutdown.clone(),

@@ -3,7 +3,8 @@
 //! (everything fallible: store, keys, listeners, TLS, gRPC server, sink,
 //! engine; nothing spawned) → `App::spawn` (infallible) → `RunningApp` →
 //! `shutdown` (one drain). The data plane is `intake` (webhooks) and
-//! `transfer` (the copy engine); `http` and `tls` serve them; `cli` is the
+//! `transfer` (the copy engine), with `zoom_trash` (the after-copy move
+//! to Zoom's trash); `http` and `tls` serve them; `cli` is the
 //! admin client, one file per resource; `demo` plays Zoom through the
 //! `ferry-zoomsim` crate (no other module may use the simulator, and the
 //! tests' shared fixtures, `ferry-test-support`, are never a dependency of
@@ -29,3 +30,4 @@ pub mod telemetry;
 pub mod tls;
 pub mod transfer;
 pub mod web;
+pub mod zoom_trash;

@@ -456,6 +456,7 @@ async fn configuration_names_are_validated_and_unique() {
         institution_id: String::new(),
         display_name: name,
         view_priority: vec![],
+        ..Default::default()
     };
     assert_status(
         admin
@@ -498,6 +499,7 @@ async fn configuration_names_are_validated_and_unique() {
                 institution_id: String::new(),
                 display_name: "Views".into(),
                 view_priority: vec!["speaker_view".into(), "Not A Type!".into()],
+                ..Default::default()
             })
             .await,
         Code::InvalidArgument,

@@ -329,6 +329,7 @@ async fn the_first_segment_and_one_view_are_chosen() {
                 recording_types: vec!["gallery_view".into()],
             }),
             institution_id: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap();

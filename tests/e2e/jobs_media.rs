@@ -393,6 +393,7 @@ async fn completed_jobs_show_up_as_the_owners_media() {
                 size_bytes: 3_400_000,
                 content_type: "video/mp4".into(),
                 job_note: String::new(),
+                after_copy: Default::default(),
             },
             Timestamp::now(),
         )

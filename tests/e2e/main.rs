@@ -5,6 +5,7 @@
 //! `ferry-test-support`; this crate holds only tests and the assertions they
 //! share (`support`).
 
+mod after_copy;
 mod browser;
 mod cli;
 mod control_plane;
@@ -16,6 +17,7 @@ mod intake;
 mod jobs_media;
 mod latency;
 mod metrics;
+mod opt_out;
 mod postgres;
 mod reconcile;
 mod reconcile_backfill;

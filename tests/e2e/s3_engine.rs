@@ -212,10 +212,33 @@ pub(crate) struct S3Transfers {
     pub scene: Scene,
     pub downloads: DownloadServer,
     pub bucket: Bucket,
+    /// The daemon's settings, for a restart on the same folder.
+    config: Config,
+    _dir: tempfile::TempDir,
+}
+
+/// An `S3Transfers` whose daemon was stopped and started again on the same
+/// data folder, settings, bucket and simulator.
+pub(crate) struct Restarted {
+    pub daemon: TestDaemon,
+    /// The institution admin's clients on the new daemon.
+    pub admin: ferry_daemon::cli::client::Clients,
+    pub downloads: DownloadServer,
+    pub bucket: Bucket,
     _dir: tempfile::TempDir,
 }
 
 pub(crate) async fn s3_transfers(bucket: Bucket, adjust: impl FnOnce(&mut Config)) -> S3Transfers {
+    s3_transfers_from(bucket, DownloadServer::start().await.unwrap(), adjust).await
+}
+
+/// `s3_transfers` with the simulator's hosts already started, so that
+/// `adjust` may point the daemon at its API.
+pub(crate) async fn s3_transfers_from(
+    bucket: Bucket,
+    downloads: DownloadServer,
+    adjust: impl FnOnce(&mut Config),
+) -> S3Transfers {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.transfer.enabled = true;
@@ -239,16 +262,42 @@ pub(crate) async fn s3_transfers(bucket: Bucket, adjust: impl FnOnce(&mut Config
     // does not verify them (the sink suite's server does).
     config.s3.checksums = true;
     adjust(&mut config);
-    let daemon = TestDaemon::start_with(config).await.unwrap();
+    let daemon = TestDaemon::start_with(config.clone()).await.unwrap();
     S3Transfers {
         scene: Scene::with_daemon(daemon).await,
-        downloads: DownloadServer::start().await.unwrap(),
+        downloads,
         bucket,
+        config,
         _dir: dir,
     }
 }
 
 impl S3Transfers {
+    /// Stops the daemon (a clean shutdown) and starts another on the same
+    /// folder and settings.
+    pub(crate) async fn restart(self) -> Restarted {
+        let S3Transfers {
+            scene,
+            downloads,
+            bucket,
+            config,
+            _dir,
+        } = self;
+        let Scene {
+            daemon, admin_key, ..
+        } = scene;
+        let _ = daemon.stop().await;
+        let daemon = TestDaemon::start_with(config).await.unwrap();
+        let admin = connect(&daemon.grpc_url(), Some(&admin_key)).await.unwrap();
+        Restarted {
+            daemon,
+            admin,
+            downloads,
+            bucket,
+            _dir,
+        }
+    }
+
     pub(crate) async fn start(adjust: impl FnOnce(&mut Config)) -> S3Transfers {
         s3_transfers(Bucket::start().await, adjust).await
     }

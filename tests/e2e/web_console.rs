@@ -99,6 +99,13 @@ async fn every_page_carries_the_security_headers() {
     }
     // The page that shows a token once.
     let list = browser.get("/admin/configurations").await;
+    assert!(
+        list.body
+            .contains("<td class=\"ingest-mode\">all_matching_users</td>")
+            && list.body.contains("<td class=\"after-copy\">keep</td>"),
+        "each configuration shows its ingest mode and after-copy action: {}",
+        list.body
+    );
     let csrf = list.hidden("csrf").unwrap();
     let shown = browser
         .post(

@@ -390,3 +390,66 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn ingest_choice_follows_the_mode_and_the_users_say() {
+    use crate::model::{IngestChoice as C, IngestMode as M};
+    let verdict = |mode, choice| check_ingest_choice(mode, choice, "ada@example.edu", "Main");
+    assert_eq!(verdict(M::AllMatchingUsers, C::Default), Ok(()));
+    assert_eq!(verdict(M::AllMatchingUsers, C::OptedIn), Ok(()));
+    assert_eq!(verdict(M::OptedInUsers, C::OptedIn), Ok(()));
+    let out = verdict(M::AllMatchingUsers, C::OptedOut).unwrap_err();
+    assert_eq!(out.reason, SkipReason::UserOptedOut);
+    assert!(
+        out.message.contains("ada@example.edu opted out"),
+        "{}",
+        out.message
+    );
+    assert!(out.message.contains("ingest_choice to default or opted_in"));
+    let not_in = verdict(M::OptedInUsers, C::Default).unwrap_err();
+    assert_eq!(not_in.reason, SkipReason::UserOptedOut);
+    assert!(
+        not_in
+            .message
+            .contains("configuration Main ingests only users who opted in")
+    );
+    assert!(not_in.message.contains("ingest_mode to all_matching_users"));
+    assert_eq!(
+        verdict(M::OptedInUsers, C::OptedOut).unwrap_err().reason,
+        SkipReason::UserOptedOut
+    );
+}
+
+fn any_ingest_mode() -> impl Strategy<Value = crate::model::IngestMode> {
+    proptest::sample::select(crate::model::IngestMode::ALL.to_vec())
+}
+
+fn any_ingest_choice() -> impl Strategy<Value = crate::model::IngestChoice> {
+    proptest::sample::select(crate::model::IngestChoice::ALL.to_vec())
+}
+
+proptest! {
+    /// Opting out always wins, opting in always passes, and a user who
+    /// said nothing follows the mode; every refusal says how to change it.
+    #[test]
+    fn ingest_choice_rule_holds_for_every_mode_and_choice(
+        mode in any_ingest_mode(),
+        choice in any_ingest_choice(),
+        user in "[a-z]{1,8}@[a-z]{1,8}\\.edu",
+        configuration in "[A-Za-z ]{1,20}",
+    ) {
+        use crate::model::{IngestChoice as C, IngestMode as M};
+        let verdict = check_ingest_choice(mode, choice, &user, &configuration);
+        let expected_pass = match choice {
+            C::OptedOut => false,
+            C::OptedIn => true,
+            C::Default => mode == M::AllMatchingUsers,
+        };
+        prop_assert_eq!(verdict.is_ok(), expected_pass);
+        if let Err(skip) = verdict {
+            prop_assert_eq!(skip.reason, SkipReason::UserOptedOut);
+            prop_assert!(skip.message.contains(&user));
+            prop_assert!(skip.message.contains("then retry the job"));
+        }
+    }
+}

@@ -58,6 +58,80 @@ pub(crate) fn configuration(c: ZoomConfiguration) -> api::ZoomConfiguration {
         create_time: Some(timestamp(c.created_at)),
         token_issue_time: Some(timestamp(c.token_issued_at)),
         installed_account_count: c.installed_account_count,
+        ingest_mode: ingest_mode_to_api(c.ingest_mode) as i32,
+        after_copy: after_copy_to_api(c.after_copy) as i32,
+    }
+}
+
+pub(crate) fn ingest_mode_to_api(mode: IngestMode) -> api::IngestMode {
+    match mode {
+        IngestMode::AllMatchingUsers => api::IngestMode::AllMatchingUsers,
+        IngestMode::OptedInUsers => api::IngestMode::OptedInUsers,
+    }
+}
+
+/// `None` for UNSPECIFIED (the default on create, no change on update).
+pub(crate) fn ingest_mode_from_api(value: i32) -> Result<Option<IngestMode>, Status> {
+    match api::IngestMode::try_from(value) {
+        Ok(api::IngestMode::Unspecified) => Ok(None),
+        Ok(api::IngestMode::AllMatchingUsers) => Ok(Some(IngestMode::AllMatchingUsers)),
+        Ok(api::IngestMode::OptedInUsers) => Ok(Some(IngestMode::OptedInUsers)),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "ingest_mode: unknown value {value}"
+        ))),
+    }
+}
+
+pub(crate) fn after_copy_to_api(action: AfterCopy) -> api::AfterCopy {
+    match action {
+        AfterCopy::Keep => api::AfterCopy::Keep,
+        AfterCopy::Trash => api::AfterCopy::Trash,
+    }
+}
+
+/// `None` for UNSPECIFIED (the default on create, no change on update).
+pub(crate) fn after_copy_from_api(value: i32) -> Result<Option<AfterCopy>, Status> {
+    match api::AfterCopy::try_from(value) {
+        Ok(api::AfterCopy::Unspecified) => Ok(None),
+        Ok(api::AfterCopy::Keep) => Ok(Some(AfterCopy::Keep)),
+        Ok(api::AfterCopy::Trash) => Ok(Some(AfterCopy::Trash)),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "after_copy: unknown value {value}"
+        ))),
+    }
+}
+
+pub(crate) fn ingest_choice_to_api(choice: IngestChoice) -> api::IngestChoice {
+    match choice {
+        IngestChoice::Default => api::IngestChoice::Default,
+        IngestChoice::OptedIn => api::IngestChoice::OptedIn,
+        IngestChoice::OptedOut => api::IngestChoice::OptedOut,
+    }
+}
+
+/// UNSPECIFIED is DEFAULT: a record that says nothing puts the user back
+/// to following the configuration's mode.
+pub(crate) fn ingest_choice_from_api(value: i32) -> Result<IngestChoice, &'static str> {
+    match api::IngestChoice::try_from(value) {
+        Ok(api::IngestChoice::Unspecified | api::IngestChoice::Default) => {
+            Ok(IngestChoice::Default)
+        }
+        Ok(api::IngestChoice::OptedIn) => Ok(IngestChoice::OptedIn),
+        Ok(api::IngestChoice::OptedOut) => Ok(IngestChoice::OptedOut),
+        Err(_) => Err("ingest_choice: not one of default, opted_in, opted_out"),
+    }
+}
+
+fn zoom_trash(t: ZoomTrash) -> api::ZoomTrash {
+    api::ZoomTrash {
+        state: match t.state {
+            ZoomTrashState::Pending => api::ZoomTrashState::Pending,
+            ZoomTrashState::Trashed => api::ZoomTrashState::Trashed,
+            ZoomTrashState::Failed => api::ZoomTrashState::Failed,
+        } as i32,
+        message: t.message,
+        attempts: t.attempts,
+        next_attempt_time: optional_timestamp(t.next_attempt_at),
     }
 }
 
@@ -134,6 +208,7 @@ pub(crate) fn user(u: User) -> api::User {
         active: u.active,
         create_time: Some(timestamp(u.created_at)),
         update_time: Some(timestamp(u.updated_at)),
+        ingest_choice: ingest_choice_to_api(u.ingest_choice) as i32,
     }
 }
 
@@ -176,6 +251,7 @@ pub(crate) fn skip_reason_to_api(reason: SkipReason) -> api::SkipReason {
         SkipReason::TooLong => api::SkipReason::TooLong,
         SkipReason::TooLarge => api::SkipReason::TooLarge,
         SkipReason::NoDownloadableFile => api::SkipReason::NoDownloadableFile,
+        SkipReason::UserOptedOut => api::SkipReason::UserOptedOut,
     }
 }
 
@@ -188,6 +264,7 @@ pub(crate) fn skip_reason_from_api(value: i32) -> Result<Option<SkipReason>, Sta
         Ok(api::SkipReason::TooLong) => Ok(Some(SkipReason::TooLong)),
         Ok(api::SkipReason::TooLarge) => Ok(Some(SkipReason::TooLarge)),
         Ok(api::SkipReason::NoDownloadableFile) => Ok(Some(SkipReason::NoDownloadableFile)),
+        Ok(api::SkipReason::UserOptedOut) => Ok(Some(SkipReason::UserOptedOut)),
         Err(_) => Err(Status::invalid_argument(format!(
             "skip_reason: unknown value {value}"
         ))),
@@ -231,6 +308,7 @@ pub(crate) fn job(j: Job) -> api::Job {
         detected_mid_stream: j.detected_mid_stream,
         attempts: Vec::new(),
         source: job_source_to_api(j.source) as i32,
+        zoom_trash: j.zoom_trash.map(zoom_trash),
     }
 }
 

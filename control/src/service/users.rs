@@ -54,6 +54,7 @@ fn validate_record(record_index: u32, record: &api::UserRecord) -> Result<UserRe
         );
     }
     let role = convert::role_from_api(record.role)?;
+    let ingest_choice = convert::ingest_choice_from_api(record.ingest_choice)?;
     Ok(UserRecord {
         record_index,
         external_id: external_id.to_string(),
@@ -61,6 +62,7 @@ fn validate_record(record_index: u32, record: &api::UserRecord) -> Result<UserRe
         alternate_zoom_email: alternate,
         display_name: display_name.to_string(),
         role,
+        ingest_choice,
     })
 }
 

@@ -13,8 +13,8 @@ use crate::api;
 use crate::api::zoom_account_service_server::ZoomAccountService;
 use crate::api::zoom_configuration_service_server::ZoomConfigurationService;
 use crate::model::{
-    AccountInstall, AccountUninstall, ConfigurationUpdate, Day, NewBackfill, NewConfiguration,
-    SealedOAuthCredentials, Timestamp, TokenRotation,
+    AccountInstall, AccountUninstall, ConfigurationPolicy, ConfigurationUpdate, Day, NewBackfill,
+    NewConfiguration, SealedOAuthCredentials, Timestamp, TokenRotation,
 };
 use crate::rules;
 use crate::secrets::{CONFIGURATION_TOKEN_PREFIX, TokenHash, generate_token};
@@ -67,6 +67,10 @@ impl ZoomConfigurationService for ZoomConfigurationApi {
         let institution_id = principal.scope(&body.institution_id)?;
         let display_name = required_text("display_name", &body.display_name, 100)?;
         let priority = view_priority("view_priority", &body.view_priority)?;
+        let policy = ConfigurationPolicy {
+            ingest_mode: convert::ingest_mode_from_api(body.ingest_mode)?.unwrap_or_default(),
+            after_copy: convert::after_copy_from_api(body.after_copy)?.unwrap_or_default(),
+        };
         let (token, hash) = generate_token(CONFIGURATION_TOKEN_PREFIX);
         let configuration = self
             .context
@@ -75,6 +79,7 @@ impl ZoomConfigurationService for ZoomConfigurationApi {
                 institution_id: institution_id.clone(),
                 display_name: display_name.clone(),
                 view_priority: priority.clone(),
+                policy,
                 token_hash: hash,
                 now: Timestamp::now(),
             })
@@ -141,6 +146,8 @@ impl ZoomConfigurationService for ZoomConfigurationApi {
                 .as_ref()
                 .map(|p| view_priority("view_priority.recording_types", &p.recording_types))
                 .transpose()?,
+            ingest_mode: convert::ingest_mode_from_api(body.ingest_mode)?,
+            after_copy: convert::after_copy_from_api(body.after_copy)?,
         };
         let configuration = self
             .context

@@ -125,6 +125,7 @@ pub trait Store:
     + ReconcileStore
     + TicketStore
     + AccountTokenStore
+    + ZoomTrashStore
     + Send
     + Sync
     + 'static
@@ -143,6 +144,7 @@ impl<T> Store for T where
         + ReconcileStore
         + TicketStore
         + AccountTokenStore
+        + ZoomTrashStore
         + Send
         + Sync
         + 'static
@@ -481,6 +483,20 @@ pub trait ReconcileStore: Send + Sync {
         backfill_id: &str,
         now: Timestamp,
     ) -> StoreResult<Backfill>;
+}
+
+/// Completed jobs whose meeting's recordings are to be moved to Zoom's
+/// trash (`JobStore::complete_job` leaves them pending, with the
+/// completion): what the trash duty reads and records.
+#[async_trait]
+pub trait ZoomTrashStore: Send + Sync {
+    /// Up to `limit` jobs whose move is pending and due at `now`, the
+    /// longest due first (an indexed read).
+    async fn due_zoom_trash(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Job>>;
+    /// Records one call's result on a job whose move is pending, counting
+    /// the call, and returns the job; a job whose move is not pending
+    /// (already recorded by another replica) is returned unchanged.
+    async fn record_zoom_trash(&self, update: ZoomTrashUpdate) -> StoreResult<Job>;
 }
 
 /// Prefixed, time-ordered identifiers: `inst_0190...`. Ordering by id is

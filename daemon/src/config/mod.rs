@@ -4,7 +4,7 @@
 //!
 //! The types are the one list of keys: each section is a struct in its own
 //! file (`listener`, `store`, `zoom`, `caps`, `transfer`, `retention`, `console`,
-//! `reconcile`) beside its defaults,
+//! `reconcile`, `after_copy`) beside its defaults,
 //! its validation and its conversion into the settings its subsystem takes;
 //! the environment overlay (`env`) is derived from those types. Loading never
 //! opens a socket, a file other than the config file, or the store; the app
@@ -13,6 +13,7 @@
 //! Variable names: `FERRY_<KEY>` for top-level keys, `FERRY_<SECTION>_<KEY>`
 //! for keys of a section (`FERRY_GRPC_ADDR` is `[grpc] addr`).
 
+mod after_copy;
 mod caps;
 mod console;
 mod env;
@@ -29,6 +30,7 @@ use anyhow::{Context, bail};
 use ferry_control::secrets::Secret;
 use serde::{Deserialize, Serialize};
 
+pub use after_copy::AfterCopyConfig;
 pub use caps::{AccountCapsConfig, CapsConfig};
 pub use console::{ConsoleConfig, ConsoleSettings};
 pub use listener::{ListenerConfig, MetricsConfig};
@@ -80,6 +82,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub console: ConsoleConfig,
     pub reconcile: ReconcileConfig,
+    pub after_copy: AfterCopyConfig,
 }
 
 /// How log lines are written.
@@ -120,6 +123,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             console: ConsoleConfig::default(),
             reconcile: ReconcileConfig::default(),
+            after_copy: AfterCopyConfig::default(),
         }
     }
 }
@@ -172,6 +176,7 @@ impl Config {
         self.retention.validate()?;
         self.console.validate()?;
         self.reconcile.validate()?;
+        self.after_copy.validate()?;
         if let Some(key) = &self.encryption_key {
             ferry_control::secrets::SecretBox::from_base64(key.expose())
                 .map_err(|e| anyhow::anyhow!("encryption_key: {e}"))?;

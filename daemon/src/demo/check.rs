@@ -236,6 +236,7 @@ impl Evidence<'_> {
             }
             Twist::Duplicate => return self.duplicate(recording, job, row),
             Twist::BrokenDownload { reset_at } => return self.resumed(job, *reset_at, row),
+            Twist::Trashed => return self.trashed(recording, job, row),
             Twist::Plain => {}
         }
         if job.state == JobState::Skipped as i32 {
@@ -243,6 +244,7 @@ impl Evidence<'_> {
             let detail = match SkipReason::try_from(job.skip_reason) {
                 Ok(SkipReason::NoMatchingUser) => format!("no user has {}", meeting.host_email),
                 Ok(SkipReason::RecordedBeforeInstall) => "started 1 h before it".into(),
+                Ok(SkipReason::UserOptedOut) => format!("{} opted out", meeting.host_email),
                 Ok(SkipReason::TooLong) => format!(
                     "lasts {}, cap 8h00m",
                     duration(Duration::from_secs(meeting.duration_minutes * 60))
@@ -268,6 +270,28 @@ impl Evidence<'_> {
         } else {
             format!("chose {chosen_type}")
         }
+    }
+
+    /// Completed, and then Zoom's copy moved to Zoom's trash: this meeting
+    /// and no other.
+    fn trashed(&self, recording: &Recording, job: &api::Job, row: &mut Row) -> String {
+        let trash = job.zoom_trash.clone().unwrap_or_default();
+        row.expect(trash.state == api::ZoomTrashState::Trashed as i32, || {
+            format!("zoom's copy was not moved to the trash: {trash:?}")
+        });
+        let trashed: Vec<String> = self
+            .downloads
+            .trashed()
+            .into_iter()
+            .map(|t| t.meeting_uuid)
+            .collect();
+        row.expect(trashed == [recording.meeting.uuid.clone()], || {
+            format!(
+                "zoom trashed {} meeting(s), expected this one only",
+                trashed.len()
+            )
+        });
+        format!("copied, then zoom's copy trashed ({} call)", trash.attempts)
     }
 
     /// Two deliveries: one job, one media, one object, one download.

@@ -52,6 +52,37 @@ const COLUMNS: [&str; 8] = [
     "landed at",
 ];
 
+/// Waits (at most 30 s) until every completed job whose copy in Zoom is to
+/// be trashed has had it moved (or given up); returns the jobs as they are
+/// then.
+async fn settle_zoom_trash(
+    admin: &mut crate::cli::client::Clients,
+    jobs: Vec<api::Job>,
+) -> anyhow::Result<Vec<api::Job>> {
+    let pending = |job: &api::Job| {
+        job.zoom_trash
+            .as_ref()
+            .is_some_and(|t| t.state == api::ZoomTrashState::Pending as i32)
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    let mut settled = Vec::with_capacity(jobs.len());
+    for mut job in jobs {
+        while pending(&job) && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            job = admin
+                .jobs
+                .get_job(api::GetJobRequest {
+                    job_id: job.job_id.clone(),
+                    institution_id: String::new(),
+                })
+                .await?
+                .into_inner();
+        }
+        settled.push(job);
+    }
+    Ok(settled)
+}
+
 pub async fn run(data_dir: &Path, keep_running: bool, replicas: usize) -> anyhow::Result<()> {
     anyhow::ensure!(replicas >= 1, "--replicas must be at least 1");
     setup::fresh_data_dir(data_dir)?;
@@ -75,6 +106,7 @@ pub async fn run(data_dir: &Path, keep_running: bool, replicas: usize) -> anyhow
         .until_finished(&mut stage.admin.jobs, &job_ids)
         .await;
     let (fired, jobs) = (fired?, jobs?);
+    let jobs = settle_zoom_trash(&mut stage.admin, jobs).await?;
     let found = reconcile::play(&mut stage, &downloads).await?;
     let media = stage
         .admin

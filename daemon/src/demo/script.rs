@@ -12,7 +12,9 @@ use ferry_zoomsim::{
     Delivery, FileSpec, GIB, MIB, Meeting, Mp4Layout, SyntheticMedia, ZoomSimulator,
 };
 
-use super::setup::{FREE_ACCOUNT, MAIN_ACCOUNT, PILOT_ACCOUNT, PILOT_MAX_FILE_BYTES, Stage};
+use super::setup::{
+    ARCHIVE_ACCOUNT, FREE_ACCOUNT, MAIN_ACCOUNT, PILOT_ACCOUNT, PILOT_MAX_FILE_BYTES, Stage,
+};
 
 /// The normal lecture is the big one. The simulator paces it so that its
 /// progress bar stays on screen for a few seconds: it sleeps after every
@@ -60,6 +62,8 @@ pub enum Twist {
     BrokenDownload {
         reset_at: u64,
     },
+    /// Its configuration moves Zoom's copy to the trash after the copy.
+    Trashed,
 }
 
 pub struct Recording {
@@ -150,7 +154,9 @@ impl Script {
         let installed = |account: &ferry_control::api::ZoomAccount| {
             account.install_time.as_ref().map_or(0, |t| t.seconds)
         };
-        let install = installed(&stage.main_account).max(installed(&stage.pilot_account));
+        let install = installed(&stage.main_account)
+            .max(installed(&stage.pilot_account))
+            .max(installed(&stage.archive_account));
         // Every recording but one starts after both installs.
         let at = |minutes: i64| Timestamp::from_unix_seconds(install + 60 + minutes * 60);
         let meeting = |account: &str, host: &str, topic: &str, minutes: i64, files| {
@@ -247,6 +253,43 @@ impl Script {
             ),
             skipped(SkipReason::NoMatchingUser, None),
             Twist::Plain,
+            &as_is,
+        );
+
+        add(
+            "opted-out instructor",
+            meeting(
+                MAIN_ACCOUNT,
+                "lee@example.edu",
+                "Office hours (the host opted out)",
+                300,
+                vec![FileSpec::mp4("speaker_view", 0, 1800, 2_400_000)],
+            ),
+            skipped(SkipReason::UserOptedOut, None),
+            Twist::Plain,
+            &as_is,
+        );
+
+        let archived = meeting(
+            ARCHIVE_ACCOUNT,
+            "elisa@example.edu",
+            "Seminar (archive account: trash after copy)",
+            330,
+            vec![FileSpec::mp4(
+                "shared_screen_with_speaker_view",
+                0,
+                1800,
+                6_000_000,
+            )],
+        );
+        // Zoom's recordings API knows the meeting, so that it can trash it.
+        let file_ids: Vec<&str> = archived.files.iter().map(|f| f.id.as_str()).collect();
+        downloads.add_meeting(ARCHIVE_ACCOUNT, &archived.uuid, &file_ids);
+        add(
+            "copied, then moved to Zoom's trash",
+            archived,
+            completed("elisa@example.edu", 0),
+            Twist::Trashed,
             &as_is,
         );
 

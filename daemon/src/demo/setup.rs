@@ -27,6 +27,12 @@ pub const PILOT_MAX_FILE_BYTES: u64 = 12 * MIB;
 /// The main account's Server-to-Server OAuth app in the simulated Zoom.
 const DEMO_OAUTH_CLIENT_ID: &str = "demo-s2s-client";
 const DEMO_OAUTH_CLIENT_SECRET: &str = "demo-s2s-client-secret";
+/// An account of a second configuration whose after-copy action is
+/// `trash`: Zoom's copy of its recordings goes to Zoom's trash once Ferry's
+/// copy is verified. It comes with API credentials of its own.
+pub const ARCHIVE_ACCOUNT: &str = "demo-archive-account";
+const ARCHIVE_OAUTH_CLIENT_ID: &str = "demo-archive-client";
+const ARCHIVE_OAUTH_CLIENT_SECRET: &str = "demo-archive-client-secret";
 /// A Free-plan account, which Zoom's rules keep out.
 pub const FREE_ACCOUNT: &str = "demo-free-account";
 
@@ -55,6 +61,7 @@ pub struct Stage {
     pub zoom: ZoomSimulator,
     pub main_account: api::ZoomAccount,
     pub pilot_account: api::ZoomAccount,
+    pub archive_account: api::ZoomAccount,
     /// What installing the Free-plan account answered.
     pub free_install: Result<api::ZoomAccount, tonic::Status>,
     /// user id → primary email, to name owners.
@@ -115,6 +122,13 @@ impl Stage {
         config.reconcile.interval_secs = 1;
         config.reconcile.grace_secs = 0;
         downloads.add_oauth_client(MAIN_ACCOUNT, DEMO_OAUTH_CLIENT_ID, DEMO_OAUTH_CLIENT_SECRET);
+        downloads.add_oauth_client(
+            ARCHIVE_ACCOUNT,
+            ARCHIVE_OAUTH_CLIENT_ID,
+            ARCHIVE_OAUTH_CLIENT_SECRET,
+        );
+        // Moves to Zoom's trash are looked for five times a second.
+        config.after_copy.poll_millis = 200;
         // Ephemeral loopback ports, so the demo never collides with a running daemon.
         config.grpc.addr = "127.0.0.1:0".parse()?;
         config.http.addr = "127.0.0.1:0".parse()?;
@@ -209,6 +223,7 @@ impl Stage {
                 institution_id: String::new(),
                 display_name: "Main Zoom account".into(),
                 view_priority: vec![],
+                ..Default::default()
             })
             .await?
             .into_inner();
@@ -240,6 +255,29 @@ impl Stage {
         let main_account = install(MAIN_ACCOUNT, api::ZoomPlan::Education).await?;
         let pilot_account = install(PILOT_ACCOUNT, api::ZoomPlan::Pro).await?;
         let free_install = install(FREE_ACCOUNT, api::ZoomPlan::Free).await;
+        let archive = admin
+            .configurations
+            .create_zoom_configuration(api::CreateZoomConfigurationRequest {
+                institution_id: String::new(),
+                display_name: "Archive Zoom account".into(),
+                after_copy: api::AfterCopy::Trash as i32,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let archive_account = marketplace
+            .accounts
+            .install_zoom_account(api::InstallZoomAccountRequest {
+                configuration_token: archive.configuration_token,
+                zoom_account_id: ARCHIVE_ACCOUNT.into(),
+                plan: api::ZoomPlan::Business as i32,
+                oauth_credentials: Some(api::ZoomOAuthCredentials {
+                    client_id: ARCHIVE_OAUTH_CLIENT_ID.into(),
+                    client_secret: ARCHIVE_OAUTH_CLIENT_SECRET.into(),
+                }),
+            })
+            .await?
+            .into_inner();
         println!("4. Zoom accounts installed with the token:");
         println!("   {MAIN_ACCOUNT} (Education plan, with Server-to-Server OAuth credentials)");
         println!(
@@ -256,6 +294,11 @@ impl Stage {
             ),
             Ok(_) => println!("   {FREE_ACCOUNT} (Free plan) installed (it should not have been)"),
         }
+        println!(
+            "   {ARCHIVE_ACCOUNT} (Business plan, with credentials) through a second configuration, \
+             \"Archive Zoom account\", whose after_copy is trash: once a copy is verified, Zoom's \
+             recording goes to Zoom's trash"
+        );
 
         let user_emails = sync_directory(&mut admin).await?;
         let zoom = ZoomSimulator::new(app.http_addr, webhook_secret.expose());
@@ -281,6 +324,7 @@ impl Stage {
             zoom,
             main_account,
             pilot_account,
+            archive_account,
             free_install,
             user_emails,
         })
@@ -331,6 +375,13 @@ async fn sync_directory(admin: &mut Clients) -> anyhow::Result<HashMap<String, S
             api::UserRole::Instructor,
         ),
         (
+            "e-104",
+            "lee@example.edu",
+            "",
+            "Lee Optout",
+            api::UserRole::Instructor,
+        ),
+        (
             "e-102",
             "not-an-email",
             "",
@@ -355,6 +406,12 @@ async fn sync_directory(admin: &mut Clients) -> anyhow::Result<HashMap<String, S
                 alternate_zoom_email: alternate.into(),
                 display_name: name.into(),
                 role: role as i32,
+                // Lee asked that his recordings stay out of the library.
+                ingest_choice: if id == "e-104" {
+                    api::IngestChoice::OptedOut as i32
+                } else {
+                    api::IngestChoice::Default as i32
+                },
             })),
         });
     let summary = admin
@@ -364,7 +421,7 @@ async fn sync_directory(admin: &mut Clients) -> anyhow::Result<HashMap<String, S
         .into_inner();
     println!(
         "5. the admin synced the directory: {} applied, {} rejected{}; \
-         Elisa also signs in to Zoom as elisa.zoom@example.edu",
+         Elisa also signs in to Zoom as elisa.zoom@example.edu; Lee opted out of the ingest",
         summary.applied,
         summary.rejected.len(),
         summary

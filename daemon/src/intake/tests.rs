@@ -38,6 +38,7 @@ async fn install_account(app: &RunningApp) {
             institution_id: institution.institution_id.clone(),
             display_name: "main".into(),
             view_priority: Vec::new(),
+            policy: Default::default(),
             token_hash: TokenHash::of("fzc_intake-test-configuration-token"),
             now,
         })

@@ -13,7 +13,7 @@
 //! credential.
 
 mod backfill;
-mod duty;
+pub(crate) mod duty;
 mod listing;
 mod runner;
 

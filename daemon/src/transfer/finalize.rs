@@ -2,9 +2,12 @@
 //! counts against `Content-Length` and Zoom's `file_size`, and that the MP4
 //! scan saw every byte in order), then complete the multipart upload and
 //! record the media and the job's completion in one store call. Nothing
-//! becomes visible before every check has passed.
+//! becomes visible before every check has passed. A configuration that moves
+//! Zoom's copy to the trash after the copy gets that move left pending by
+//! the same call, for the trash duty (`crate::zoom_trash`), never sooner.
 
-use ferry_control::model::{Job, NewMedia, PartRecord, Timestamp, UploadRecord};
+use ferry_control::error::StoreError;
+use ferry_control::model::{AfterCopy, Job, NewMedia, PartRecord, Timestamp, UploadRecord};
 use ferry_control::rules::Caps;
 
 use super::caps::duration_cap;
@@ -137,6 +140,7 @@ async fn record_completion(
         size_bytes,
         content_type: content_type(job).into(),
         job_note: note.clone(),
+        after_copy: after_copy(context, job).await?,
     };
     let (completed_job, created) = context
         .store
@@ -147,4 +151,29 @@ async fn record_completion(
     tracing::info!(job = %completed_job.job_id, media = %created.media_id, bytes = size_bytes,
         note = %note, "transfer completed");
     Ok(())
+}
+
+/// The after-copy action of the configuration the job's account installed
+/// with, read as the job completes: `Trash` leaves the move to Zoom's trash
+/// pending in the same commit as the completion. An account or
+/// configuration gone since (being uninstalled) keeps Zoom's copy.
+async fn after_copy(context: &Context, job: &Job) -> Result<AfterCopy, TransferError> {
+    let account = match context
+        .store
+        .get_account(&job.institution_id, &job.zoom_account_id)
+        .await
+    {
+        Ok(account) => account,
+        Err(StoreError::NotFound(_)) => return Ok(AfterCopy::Keep),
+        Err(e) => return Err(lease_or_store(e)),
+    };
+    match context
+        .store
+        .get_configuration(&job.institution_id, &account.configuration_id)
+        .await
+    {
+        Ok(configuration) => Ok(configuration.after_copy),
+        Err(StoreError::NotFound(_)) => Ok(AfterCopy::Keep),
+        Err(e) => Err(lease_or_store(e)),
+    }
 }

@@ -1,6 +1,7 @@
 //! Zoom's REST API for an installed account: a fresh `download_access_token`
-//! when a webhook's token has expired, and (for the reconciler and
-//! backfills) the account's recordings list and a host's email. Every call
+//! when a webhook's token has expired, (for the reconciler and backfills)
+//! the account's recordings list and a host's email, and (for the
+//! after-copy action) moving a meeting's recordings to Zoom's trash. Every call
 //! goes out with the account's access token from whichever credentials it
 //! installed with (`AccountAccess`): the Marketplace app's OAuth tokens
 //! (`crate::marketplace` keeps them fresh) or Server-to-Server OAuth
@@ -101,6 +102,16 @@ pub async fn account_access(
         client_id: oauth.client_id.clone(),
         client_secret,
     })))
+}
+
+/// What Zoom's trash endpoint did with a meeting's recordings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trashed {
+    /// Moved to the trash (HTTP 204).
+    Moved,
+    /// Zoom has no recordings for the meeting any more (HTTP 404): already
+    /// trashed or deleted, by someone or something else.
+    Gone,
 }
 
 /// Where and how to download a file now.
@@ -356,12 +367,54 @@ impl ZoomApi {
         })
     }
 
-    /// GET `path` with the account's access token, in the account's next
-    /// request slot. A token Zoom refuses (401) is renewed once; a 429 holds
-    /// the account back and comes back as Unavailable with its
-    /// `Retry-After`; any other answer is the caller's to read.
+    /// Moves a meeting's recordings to Zoom's trash with
+    /// `DELETE /v2/meetings/{uuid}/recordings?action=trash`.
+    pub async fn trash_recordings(
+        &self,
+        account_id: &str,
+        access: &AccountAccess,
+        meeting_uuid: &str,
+    ) -> Result<Trashed, ApiError> {
+        let path = format!(
+            "/v2/meetings/{}/recordings?action=trash",
+            meeting_path_segment(meeting_uuid)
+        );
+        let what = "the trash request";
+        let answer = self
+            .authorized_request(http::Method::DELETE, account_id, access, &path, what)
+            .await?;
+        match answer.status {
+            200 | 204 => Ok(Trashed::Moved),
+            404 => Ok(Trashed::Gone),
+            400 | 403 => Err(ApiError::Refused(format!(
+                "zoom refused {what} (HTTP {}): the OAuth app needs the \
+                 cloud_recording:delete:meeting_cloud_recording scope (recording:write:admin on older \
+                 apps), and the account's recording settings must let it delete recordings",
+                answer.status
+            ))),
+            status => Err(unavailable(what, status, &answer)),
+        }
+    }
+
+    /// GET `path` with the account's access token (see `authorized_request`).
     async fn authorized_get(
         &self,
+        account_id: &str,
+        access: &AccountAccess,
+        path: &str,
+        what: &str,
+    ) -> Result<super::download::Fetched, ApiError> {
+        self.authorized_request(http::Method::GET, account_id, access, path, what)
+            .await
+    }
+
+    /// `method` on `path` with the account's access token, in the account's
+    /// next request slot. A token Zoom refuses (401) is renewed once; a 429
+    /// holds the account back and comes back as Unavailable with its
+    /// `Retry-After`; any other answer is the caller's to read.
+    async fn authorized_request(
+        &self,
+        method: http::Method,
         account_id: &str,
         access: &AccountAccess,
         path: &str,
@@ -373,7 +426,9 @@ impl ZoomApi {
                 .access_token(account_id, access, refused.as_ref())
                 .await?;
             self.pace(account_id).await;
-            let request = hyper::Request::get(format!("{}{path}", self.api_base))
+            let request = hyper::Request::builder()
+                .method(method.clone())
+                .uri(format!("{}{path}", self.api_base))
                 .header(
                     http::header::AUTHORIZATION,
                     format!("Bearer {}", token.expose()),

@@ -139,12 +139,17 @@ async fn configurations(web: &Web, session: &Session) -> WebResponse {
                 button type="submit" id="add-configuration" { "Add configuration" }
             }
             table {
-                thead { tr { th { "Name" } th { "Installed accounts" } th { "Token issued" } th {} } }
+                thead { tr {
+                    th { "Name" } th { "Installed accounts" } th { "Ingest mode" } th { "After copy" }
+                    th { "Token issued" } th {}
+                } }
                 tbody {
                     @for c in &listed.configurations {
                         tr id={ "configuration-" (c.configuration_id) } {
                             td { (c.display_name) }
                             td { (c.installed_account_count) }
+                            td.ingest-mode { (enum_text(api::IngestMode::try_from(c.ingest_mode).map(|m| m.as_str_name()), "INGEST_MODE_")) }
+                            td.after-copy { (enum_text(api::AfterCopy::try_from(c.after_copy).map(|a| a.as_str_name()), "AFTER_COPY_")) }
                             td { (time(c.token_issue_time.as_ref())) }
                             td.actions {
                                 form method="post" action={ "/admin/configurations/" (c.configuration_id) "/rotate" } {
@@ -158,6 +163,15 @@ async fn configurations(web: &Web, session: &Session) -> WebResponse {
                 }
             }
         },
+    )
+}
+
+/// An enum value as the console shows it: its proto name without the
+/// prefix, lowercased, as the CLI and the configuration file spell it.
+fn enum_text<E>(name: Result<&str, E>, prefix: &str) -> String {
+    name.map_or_else(
+        |_| "unknown".to_string(),
+        |n| n.trim_start_matches(prefix).to_ascii_lowercase(),
     )
 }
 
@@ -197,6 +211,7 @@ async fn add_configuration(web: &Web, session: &Session, name: &str) -> WebRespo
             institution_id: session.institution_id.clone(),
             display_name: name.to_string(),
             view_priority: Vec::new(),
+            ..Default::default()
         }))
         .await;
     match created {

@@ -54,6 +54,7 @@ pub fn user(
             alternate_zoom_email: alternate.into(),
             display_name: format!("User {external_id}"),
             role: role as i32,
+            ..Default::default()
         })),
     }
 }
@@ -92,6 +93,7 @@ pub async fn create_configuration(
             institution_id: String::new(),
             display_name: name.into(),
             view_priority: vec![],
+            ..Default::default()
         })
         .await
         .expect("create configuration")

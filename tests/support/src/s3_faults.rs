@@ -1,7 +1,8 @@
 //! A fault-injecting HTTP proxy in front of an S3 server, on 127.0.0.1. It
 //! forwards every request unchanged and, by rule, answers some UploadPart
 //! requests itself the way a struggling S3 does: `500 InternalError`,
-//! `503 SlowDown`, or `429` with a `Retry-After`. It records every request
+//! `503 SlowDown`, or `429` with a `Retry-After` (and, when asked, fails
+//! CompleteMultipartUploads without forwarding them). It records every request
 //! it saw, with times, so a test can check what the client sent again and
 //! how long it waited first.
 //!
@@ -146,6 +147,8 @@ struct State {
     /// CompleteMultipartUploads still to forward and then answer 500, as if
     /// the server's answer was lost on the way back.
     lost_completions: u32,
+    /// CompleteMultipartUploads still to answer with a fault, unforwarded.
+    failed_completions: (u32, Option<Fault>),
     seen: Vec<SeenRequest>,
 }
 
@@ -252,6 +255,12 @@ impl FaultProxy {
         self.state.lock().expect("proxy state").lost_completions = times;
     }
 
+    /// The next `times` CompleteMultipartUploads get `fault` and never
+    /// reach the server: the object is never made.
+    pub fn fail_completions(&self, times: u32, fault: Fault) {
+        self.state.lock().expect("proxy state").failed_completions = (times, Some(fault));
+    }
+
     /// Every request so far, in the order they arrived.
     pub fn seen(&self) -> Vec<SeenRequest> {
         let mut seen = self.state.lock().expect("proxy state").seen.clone();
@@ -299,6 +308,16 @@ async fn handle(
     let (method, path) = (request.method().clone(), request.uri().path().to_string());
     let fault = match operation {
         S3Operation::UploadPart => state.lock().expect("proxy state").take_fault(part_number),
+        S3Operation::CompleteMultipartUpload => {
+            let mut state = state.lock().expect("proxy state");
+            match state.failed_completions {
+                (times, Some(fault)) if times > 0 => {
+                    state.failed_completions.0 -= 1;
+                    Some(fault)
+                }
+                _ => None,
+            }
+        }
         _ => None,
     };
     let response = match fault {

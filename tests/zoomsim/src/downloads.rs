@@ -17,7 +17,8 @@
 //! (`GET /v2/accounts/{id}/recordings`: newest first, real `next_page_token`
 //! pages, 400 for a range of a month or more) and `GET /v2/users/{id}`.
 //! It can answer the list with 429 and `Retry-After` on purpose, and
-//! enforce a per-account request rate the way Zoom does. The Marketplace
+//! enforce a per-account request rate the way Zoom does. Moving a meeting's
+//! recordings to the trash is `trash`'s. The Marketplace
 //! app's endpoints (`/oauth/authorize`, the authorization-code and refresh
 //! grants, `/v2/users/me`) are `marketplace`'s.
 
@@ -164,6 +165,14 @@ pub(crate) struct ApiState {
     recent: HashMap<String, Vec<Instant>>,
     stats: ApiStats,
     pub(crate) marketplace: super::marketplace::Marketplace,
+    pub(crate) trash: super::trash::TrashState,
+}
+
+impl ApiState {
+    /// The account a meeting of the recordings API belongs to.
+    pub(crate) fn meeting_owner(&self, uuid: &str) -> Option<&str> {
+        self.meetings.get(uuid).map(|(owner, _)| owner.as_str())
+    }
 }
 
 struct Entry {
@@ -264,7 +273,7 @@ async fn issue_token(api: &Api, request: Request<Incoming>) -> Response<Body> {
 /// The meeting uuid from its path segment, decoded as Zoom does: once, or
 /// twice for a uuid that starts with `/` or holds `//` (anything else is not
 /// found, as on Zoom).
-fn decode_meeting(segment: &str) -> Option<String> {
+pub(crate) fn decode_meeting(segment: &str) -> Option<String> {
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)
             .decode_utf8()
@@ -306,6 +315,7 @@ fn recordings(
         .strip_prefix("/v2/meetings/")
         .and_then(|rest| rest.strip_suffix("/recordings"))
         .and_then(decode_meeting)
+        .filter(|uuid| !api.trash.is_trashed(uuid))
         .and_then(|uuid| api.meetings.get(&uuid).map(|m| (uuid, m.clone())));
     let wants_token = request
         .uri()
@@ -357,7 +367,7 @@ fn bearer(request: &Request<Incoming>) -> Option<&str> {
 
 /// The account an API request's bearer token was issued to: a
 /// Server-to-Server account token or a Marketplace access token.
-fn bearer_account(api: &ApiState, request: &Request<Incoming>) -> Option<String> {
+pub(crate) fn bearer_account(api: &ApiState, request: &Request<Incoming>) -> Option<String> {
     let bearer = bearer(request)?;
     api.issued
         .get(bearer)
@@ -617,6 +627,11 @@ impl DownloadServer {
                                             .expect("api lock")
                                             .marketplace
                                             .users_me(bearer.as_deref())
+                                    } else if !is_cdn
+                                        && path.starts_with("/v2/meetings/")
+                                        && request.method() == http::Method::DELETE
+                                    {
+                                        super::trash::trash_recordings(&api, request)
                                     } else if !is_cdn && path.starts_with("/v2/meetings/") {
                                         recordings(&api, &files, scheme, request)
                                     } else if !is_cdn && path.starts_with("/v2/accounts/") {
@@ -751,6 +766,27 @@ impl DownloadServer {
     /// second, as Zoom does.
     pub fn set_rate_limit(&self, per_second: u32) {
         self.api.lock().expect("api lock").rate_limit = Some(per_second);
+    }
+
+    /// Every meeting the trash endpoint moved to the trash, in order.
+    pub fn trashed(&self) -> Vec<super::trash::TrashedMeeting> {
+        self.api.lock().expect("api lock").trash.trashed.clone()
+    }
+
+    /// Calls that reached the trash endpoint, answered however.
+    pub fn trash_calls(&self) -> u32 {
+        self.api.lock().expect("api lock").trash.calls
+    }
+
+    /// The next trash calls answer with these statuses, in order (e.g.
+    /// `[503]` for one failure), before anything else is looked at.
+    pub fn fail_trash_with(&self, statuses: &[u16]) {
+        self.api
+            .lock()
+            .expect("api lock")
+            .trash
+            .fail_next
+            .extend_from_slice(statuses);
     }
 
     pub fn api_stats(&self) -> ApiStats {

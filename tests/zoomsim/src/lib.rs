@@ -16,6 +16,7 @@ pub mod media;
 mod payload;
 mod signature;
 pub mod tls;
+pub mod trash;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -27,6 +28,7 @@ pub use marketplace::{BASIC_USER, LICENSED_USER, MarketplaceStats, ZoomUser};
 pub use media::{Mp4Layout, SyntheticMedia};
 pub use payload::{FileSpec, Meeting, random_meeting_uuid};
 pub use signature::sign;
+pub use trash::TrashedMeeting;
 
 /// Sizes of recordings in bytes, as the demo, the tests and the benches
 /// count them (`ferry-test-support` re-exports them).

@@ -18,6 +18,7 @@ pub async fn accounts(store: &dyn Store) {
             institution_id: a.to_string(),
             display_name: "Other".to_string(),
             view_priority: Vec::new(),
+            policy: Default::default(),
             token_hash: unique_hash("zcfg"),
             now: T0,
         })

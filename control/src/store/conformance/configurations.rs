@@ -26,6 +26,7 @@ pub async fn configurations(store: &dyn Store) {
             institution_id: a.to_string(),
             display_name: "Main".to_string(),
             view_priority: views.to_vec(),
+            policy: Default::default(),
             token_hash: token_1.clone(),
             now: at(1),
         })
@@ -47,6 +48,7 @@ pub async fn configurations(store: &dyn Store) {
                 institution_id: a.to_string(),
                 display_name: "main".to_string(),
                 view_priority: Vec::new(),
+                policy: Default::default(),
                 token_hash: unique_hash("zcfg"),
                 now: at(2),
             })
@@ -59,6 +61,7 @@ pub async fn configurations(store: &dyn Store) {
             institution_id: b.to_string(),
             display_name: "Main".to_string(),
             view_priority: Vec::new(),
+            policy: Default::default(),
             token_hash: unique_hash("zcfg"),
             now: at(2),
         })
@@ -73,6 +76,7 @@ pub async fn configurations(store: &dyn Store) {
             institution_id: a.to_string(),
             display_name: "Second".to_string(),
             view_priority: Vec::new(),
+            policy: Default::default(),
             token_hash: unique_hash("zcfg"),
             now: at(3),
         })
@@ -84,6 +88,7 @@ pub async fn configurations(store: &dyn Store) {
                 institution_id: "inst_conformance_missing".to_string(),
                 display_name: "X".to_string(),
                 view_priority: Vec::new(),
+                policy: Default::default(),
                 token_hash: unique_hash("zcfg"),
                 now: at(3),
             })
@@ -129,6 +134,7 @@ pub async fn configurations(store: &dyn Store) {
             ConfigurationUpdate {
                 display_name: Some("Primary".into()),
                 view_priority: None,
+                ..Default::default()
             },
         )
         .await
@@ -145,6 +151,7 @@ pub async fn configurations(store: &dyn Store) {
             ConfigurationUpdate {
                 display_name: None,
                 view_priority: Some(vec!["gallery_view".into()]),
+                ..Default::default()
             },
         )
         .await
@@ -161,6 +168,7 @@ pub async fn configurations(store: &dyn Store) {
             ConfigurationUpdate {
                 display_name: Some("PRIMARY".into()),
                 view_priority: None,
+                ..Default::default()
             },
         )
         .await
@@ -174,6 +182,7 @@ pub async fn configurations(store: &dyn Store) {
                 ConfigurationUpdate {
                     display_name: Some("primary".into()),
                     view_priority: None,
+                    ..Default::default()
                 },
             )
             .await,
@@ -263,6 +272,7 @@ pub async fn configuration_delete(store: &dyn Store) {
             institution_id: a.to_string(),
             display_name: "Doomed".to_string(),
             view_priority: Vec::new(),
+            policy: Default::default(),
             token_hash: token.clone(),
             now: at(1),
         })
@@ -364,6 +374,7 @@ pub async fn configuration_delete(store: &dyn Store) {
             institution_id: a.to_string(),
             display_name: "doomed".to_string(),
             view_priority: Vec::new(),
+            policy: Default::default(),
             token_hash: unique_hash("zcfg"),
             now: at(11),
         })

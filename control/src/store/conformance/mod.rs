@@ -20,6 +20,7 @@
 //! backends living outside this crate.
 
 mod accounts;
+mod choices;
 mod configurations;
 mod counts;
 mod directory;
@@ -34,6 +35,7 @@ mod transfers;
 mod web;
 
 pub use accounts::accounts;
+pub use choices::{ingest_choices_and_policy, zoom_trash_after_completion};
 pub use configurations::{configuration_delete, configurations};
 pub use counts::{
     PRE_COUNTS_JOB_STATES, job_counts_follow_every_change, pre_counts_after_cancel,
@@ -109,6 +111,8 @@ macro_rules! store_conformance_tests {
             job_retention,
             web_tickets,
             account_token_refresh,
+            ingest_choices_and_policy,
+            zoom_trash_after_completion,
         );
     };
     (@each $fresh:expr; $($check:ident),* $(,)?) => {
@@ -152,6 +156,8 @@ pub async fn run_all(store: &dyn Store) {
     job_retention(store).await;
     web_tickets(store).await;
     account_token_refresh(store).await;
+    ingest_choices_and_policy(store).await;
+    zoom_trash_after_completion(store).await;
 }
 
 // --- helpers -----------------------------------------------------------------
@@ -187,6 +193,7 @@ fn user_record(
         alternate_zoom_email: alternate_zoom_email.map(str::to_string),
         display_name: display_name.to_string(),
         role: UserRole::Student,
+        ingest_choice: IngestChoice::Default,
     }
 }
 
@@ -222,6 +229,7 @@ async fn create_tenant(store: &dyn Store, label: &str) -> Tenant {
             institution_id: institution_id.to_string(),
             display_name: "Main".to_string(),
             view_priority: Vec::new(),
+            policy: Default::default(),
             token_hash: unique_hash("zcfg"),
             now: T0,
         })
@@ -418,5 +426,6 @@ fn new_media(label: &str) -> NewMedia {
         size_bytes: 52_428_800,
         content_type: "video/mp4".into(),
         job_note: String::new(),
+        after_copy: AfterCopy::Keep,
     }
 }

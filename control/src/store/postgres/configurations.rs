@@ -19,7 +19,8 @@ use crate::store::{ConfigurationStore, Page, PageQuery, StoreResult, new_id};
 
 const CONFIGURATION_COLUMNS: &str = "c.configuration_id, c.institution_id, c.display_name, c.view_priority,
     c.created_ms, c.token_issued_ms,
-    (SELECT COUNT(*) FROM zoom_accounts a WHERE a.configuration_id = c.configuration_id AND a.uninstalled_ms IS NULL)";
+    (SELECT COUNT(*) FROM zoom_accounts a WHERE a.configuration_id = c.configuration_id AND a.uninstalled_ms IS NULL),
+    c.ingest_mode, c.after_copy";
 
 fn configuration_from_row(row: &Row) -> StoreResult<ZoomConfiguration> {
     let view_priority: String = get(row, 3)?;
@@ -35,6 +36,16 @@ fn configuration_from_row(row: &Row) -> StoreResult<ZoomConfiguration> {
         created_at: get_time(row, 4)?,
         token_issued_at: get_time(row, 5)?,
         installed_account_count: get_u32(row, 6)?,
+        ingest_mode: {
+            let mode: String = get(row, 7)?;
+            IngestMode::parse(&mode)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown ingest mode {mode}")))?
+        },
+        after_copy: {
+            let action: String = get(row, 8)?;
+            AfterCopy::parse(&action)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown after-copy action {action}")))?
+        },
     })
 }
 
@@ -88,8 +99,9 @@ impl ConfigurationStore for PostgresStore {
         let configuration_id = new_id("zcfg");
         tx.execute(
             "INSERT INTO zoom_configurations
-                (configuration_id, institution_id, display_name, name_key, view_priority, token_hash, created_ms, token_issued_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                (configuration_id, institution_id, display_name, name_key, view_priority, token_hash, created_ms,
+                 token_issued_ms, ingest_mode, after_copy)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)",
             &[
                 &configuration_id,
                 &configuration.institution_id,
@@ -98,6 +110,8 @@ impl ConfigurationStore for PostgresStore {
                 &configuration.view_priority.join(","),
                 &configuration.token_hash.as_hex(),
                 &configuration.now.0,
+                &configuration.policy.ingest_mode.as_str(),
+                &configuration.policy.after_copy.as_str(),
             ],
         )
         .await
@@ -164,8 +178,11 @@ impl ConfigurationStore for PostgresStore {
             .view_priority
             .as_ref()
             .unwrap_or(&current.view_priority);
+        let ingest_mode = update.ingest_mode.unwrap_or(current.ingest_mode);
+        let after_copy = update.after_copy.unwrap_or(current.after_copy);
         tx.execute(
-            "UPDATE zoom_configurations SET display_name = $3, name_key = $4, view_priority = $5
+            "UPDATE zoom_configurations SET display_name = $3, name_key = $4, view_priority = $5,
+                ingest_mode = $6, after_copy = $7
              WHERE institution_id = $1 AND configuration_id = $2",
             &[
                 &institution_id,
@@ -173,6 +190,8 @@ impl ConfigurationStore for PostgresStore {
                 &display_name,
                 &name_key(display_name),
                 &view_priority.join(","),
+                &ingest_mode.as_str(),
+                &after_copy.as_str(),
             ],
         )
         .await

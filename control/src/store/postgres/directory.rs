@@ -18,7 +18,7 @@ use crate::store::{DirectoryStore, Page, PageQuery, StoreResult, new_id};
 
 const USER_COLUMNS: &str =
     "u.user_id, u.institution_id, u.external_id, u.email, u.alternate_zoom_email,
-    u.display_name, u.role, u.active, u.created_ms, u.updated_ms";
+    u.display_name, u.role, u.active, u.created_ms, u.updated_ms, u.ingest_choice";
 
 fn user_from_row(row: &Row) -> StoreResult<User> {
     user_from_row_at(row, 0)
@@ -39,6 +39,11 @@ fn user_from_row_at(row: &Row, first: usize) -> StoreResult<User> {
         active: get(row, first + 7)?,
         created_at: get_time(row, first + 8)?,
         updated_at: get_time(row, first + 9)?,
+        ingest_choice: {
+            let choice: String = get(row, first + 10)?;
+            IngestChoice::parse(&choice)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown ingest choice {choice}")))?
+        },
     })
 }
 
@@ -53,14 +58,6 @@ fn reject(record: &UserRecord, reason: String) -> RejectedRecord {
         email: record.email.clone(),
         reason,
     }
-}
-
-fn is_unchanged(user: &User, record: &UserRecord) -> bool {
-    user.active
-        && user.email == record.email
-        && user.alternate_zoom_email == record.alternate_zoom_email
-        && user.display_name == record.display_name
-        && user.role == record.role
 }
 
 /// Records that repeat an earlier record's external id or email are rejected
@@ -190,7 +187,7 @@ async fn sync_users(tx: &impl GenericClient, sync: UserSync) -> StoreResult<Sync
     let mut changes: Vec<(&UserRecord, Option<&User>)> = Vec::with_capacity(accepted.len());
     for record in &accepted {
         match existing.get(&record.external_id) {
-            Some(user) if is_unchanged(user, record) => outcome.unchanged += 1,
+            Some(user) if user.is_unchanged_by(record) => outcome.unchanged += 1,
             Some(user) => {
                 tx.execute(&delete_emails, &[&user.user_id])
                     .await
@@ -207,7 +204,7 @@ async fn sync_users(tx: &impl GenericClient, sync: UserSync) -> StoreResult<Sync
     let update_user = tx
         .prepare_cached(
             "UPDATE users SET email = $2, alternate_zoom_email = $3, display_name = $4, role = $5,
-                active = TRUE, updated_ms = $6 WHERE user_id = $1",
+                active = TRUE, updated_ms = $6, ingest_choice = $7 WHERE user_id = $1",
         )
         .await
         .map_err(pg_error)?;
@@ -225,6 +222,7 @@ async fn sync_users(tx: &impl GenericClient, sync: UserSync) -> StoreResult<Sync
                         &record.display_name,
                         &record.role.as_str(),
                         &now.0,
+                        &record.ingest_choice.as_str(),
                     ],
                 )
                 .await
@@ -278,11 +276,11 @@ async fn insert_users(
     let insert = tx
         .prepare_cached(
             "INSERT INTO users (user_id, institution_id, external_id, email, alternate_zoom_email,
-                display_name, role, active, created_ms, updated_ms)
+                display_name, role, active, created_ms, updated_ms, ingest_choice)
              SELECT u.user_id, $1, u.external_id, u.email, u.alternate_zoom_email, u.display_name,
-                u.role, TRUE, $2, $2
-             FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-                AS u (user_id, external_id, email, alternate_zoom_email, display_name, role)",
+                u.role, TRUE, $2, $2, u.ingest_choice
+             FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+                AS u (user_id, external_id, email, alternate_zoom_email, display_name, role, ingest_choice)",
         )
         .await
         .map_err(pg_error)?;
@@ -306,6 +304,7 @@ async fn insert_users(
                 &alternates,
                 &text(&|record| &record.display_name),
                 &text(&|record| record.role.as_str()),
+                &text(&|record| record.ingest_choice.as_str()),
             ],
         )
         .await

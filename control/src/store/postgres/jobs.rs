@@ -24,7 +24,7 @@ pub(super) const JOB_COLUMNS: &str = "job_id, institution_id, zoom_account_id, m
     meeting_start_ms, state, skip_reason, message, owner_user_id, file_id, recording_type, file_type,
     file_extension, file_size, recording_start_ms, recording_end_ms, skipped_file_count, skipped_segment_count,
     bytes_transferred, total_bytes, attempt_count, media_id, created_ms, updated_ms, finished_ms,
-    detected_mid_stream, source";
+    detected_mid_stream, source, zoom_trash_state, zoom_trash_message, zoom_trash_attempts, zoom_trash_next_ms";
 
 pub(super) fn job_from_row(row: &Row) -> StoreResult<Job> {
     let state: String = get(row, 8)?;
@@ -78,6 +78,13 @@ pub(super) fn job_from_row(row: &Row) -> StoreResult<Job> {
             JobSource::parse(&source)
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown job source {source}")))?
         },
+        zoom_trash: ZoomTrash::from_columns(
+            get::<Option<String>>(row, 30)?.as_deref(),
+            get(row, 31)?,
+            get_u32(row, 32)?,
+            get(row, 33)?,
+        )
+        .map_err(StoreError::Corrupt)?,
     })
 }
 

@@ -224,6 +224,16 @@ pub(super) async fn complete_job(
     )
     .await
     .map_err(pg_error)?;
+    if media.after_copy == AfterCopy::Trash {
+        c.execute(
+            "UPDATE jobs SET zoom_trash_state = 'pending', zoom_trash_message = $2,
+                zoom_trash_attempts = 0, zoom_trash_next_ms = $3
+             WHERE job_id = $1",
+            &[&job_id, &ZoomTrash::QUEUED_MESSAGE, &now.0],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
     super::transfers::drop_upload(c, job_id).await?;
     let job = find_job(c, job_id, false)
         .await

@@ -40,6 +40,7 @@ mod tenants;
 pub mod testing;
 mod transfers;
 mod web;
+mod zoom_trash;
 
 use std::str::FromStr;
 use std::sync::Arc;

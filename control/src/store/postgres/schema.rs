@@ -26,6 +26,10 @@ const RECONCILE_VERSION: i64 = 5;
 /// The kept job counts and the list indexes' migration (as SQLite's V4 and V5).
 pub(super) const JOB_HISTORY_VERSION: i64 = 6;
 
+/// Ingest choices and the move to Zoom's trash (only adds columns and an
+/// index of its own).
+const CHOICES_VERSION: i64 = 7;
+
 pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (1, V1),
     (2, V2),
@@ -33,6 +37,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (4, V4),
     (RECONCILE_VERSION, RECONCILE),
     (JOB_HISTORY_VERSION, JOB_HISTORY),
+    (CHOICES_VERSION, CHOICES),
 ];
 
 /// The newest schema version this build knows.
@@ -454,4 +459,20 @@ CREATE INDEX jobs_by_account_state ON jobs (institution_id, zoom_account_id, sta
 CREATE INDEX jobs_by_institution_state ON jobs (institution_id, state, job_id COLLATE "POSIX");
 CREATE INDEX jobs_by_institution_reason ON jobs (institution_id, skip_reason, job_id COLLATE "POSIX");
 CREATE INDEX jobs_by_institution_source ON jobs (institution_id, source, state, job_id COLLATE "POSIX");
+"#;
+
+/// Who decides what is copied and what happens in Zoom afterwards (as
+/// SQLite's V11): a configuration's ingest mode and after-copy action, a
+/// user's ingest choice, and a completed job's move to Zoom's trash, with
+/// the index the trash duty reads.
+const CHOICES: &str = r#"
+ALTER TABLE zoom_configurations ADD COLUMN ingest_mode TEXT NOT NULL DEFAULT 'all_matching_users';
+ALTER TABLE zoom_configurations ADD COLUMN after_copy TEXT NOT NULL DEFAULT 'keep';
+ALTER TABLE users ADD COLUMN ingest_choice TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE jobs ADD COLUMN zoom_trash_state TEXT;
+ALTER TABLE jobs ADD COLUMN zoom_trash_message TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN zoom_trash_attempts BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN zoom_trash_next_ms BIGINT;
+CREATE INDEX jobs_zoom_trash_due ON jobs (zoom_trash_next_ms, job_id)
+    WHERE zoom_trash_state = 'pending';
 "#;

@@ -50,6 +50,7 @@ pub(super) async fn tenant(store: &dyn Store) -> (String, String, String) {
             institution_id: institution.institution_id.clone(),
             display_name: "Main".into(),
             view_priority: Vec::new(),
+            policy: Default::default(),
             token_hash: crate::secrets::TokenHash::of(&crate::store::new_id("t")),
             now,
         })
@@ -158,6 +159,7 @@ async fn replicas_racing_installs_and_names_keep_one_winner() {
         institution_id: institution.institution_id.clone(),
         display_name: "Same Name".into(),
         view_priority: Vec::new(),
+        policy: Default::default(),
         token_hash: crate::secrets::TokenHash::of(label),
         now: Timestamp::now(),
     };

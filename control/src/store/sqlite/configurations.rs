@@ -14,7 +14,8 @@ use crate::store::{ConfigurationStore, Page, PageQuery, StoreResult, new_id};
 
 const CONFIGURATION_COLUMNS: &str = "c.configuration_id, c.institution_id, c.display_name, c.view_priority,
     c.created_ms, c.token_issued_ms,
-    (SELECT COUNT(*) FROM zoom_accounts a WHERE a.configuration_id = c.configuration_id AND a.uninstalled_ms IS NULL)";
+    (SELECT COUNT(*) FROM zoom_accounts a WHERE a.configuration_id = c.configuration_id AND a.uninstalled_ms IS NULL),
+    c.ingest_mode, c.after_copy";
 
 fn configuration_from_row(row: &Row<'_>) -> rusqlite::Result<ZoomConfiguration> {
     let view_priority: String = row.get(3)?;
@@ -26,7 +27,21 @@ fn configuration_from_row(row: &Row<'_>) -> rusqlite::Result<ZoomConfiguration> 
         created_at: Timestamp(row.get(4)?),
         token_issued_at: Timestamp(row.get(5)?),
         installed_account_count: row.get(6)?,
+        ingest_mode: {
+            let mode: String = row.get(7)?;
+            IngestMode::parse(&mode)
+                .ok_or_else(|| conversion_error(7, format!("unknown ingest mode {mode}")))?
+        },
+        after_copy: {
+            let action: String = row.get(8)?;
+            AfterCopy::parse(&action)
+                .ok_or_else(|| conversion_error(8, format!("unknown after-copy action {action}")))?
+        },
     })
+}
+
+fn conversion_error(column: usize, message: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, message.into())
 }
 
 fn split_list(text: &str) -> Vec<String> {
@@ -51,6 +66,7 @@ pub(super) fn create_configuration(
     institution_id: &str,
     display_name: &str,
     view_priority: &[String],
+    policy: ConfigurationPolicy,
     token_hash: &TokenHash,
     now: Timestamp,
 ) -> StoreResult<ZoomConfiguration> {
@@ -58,8 +74,9 @@ pub(super) fn create_configuration(
     let configuration_id = new_id("zcfg");
     conn.execute(
         "INSERT INTO zoom_configurations
-            (configuration_id, institution_id, display_name, name_key, view_priority, token_hash, created_ms, token_issued_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+            (configuration_id, institution_id, display_name, name_key, view_priority, token_hash, created_ms,
+             token_issued_ms, ingest_mode, after_copy)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
         params![
             configuration_id,
             institution_id,
@@ -67,7 +84,9 @@ pub(super) fn create_configuration(
             name_key(display_name),
             view_priority.join(","),
             token_hash.as_hex(),
-            now.0
+            now.0,
+            policy.ingest_mode.as_str(),
+            policy.after_copy.as_str()
         ],
     )
     .map_err(|e| {
@@ -141,15 +160,20 @@ pub(super) fn update_configuration(
         .view_priority
         .as_ref()
         .unwrap_or(&current.view_priority);
+    let ingest_mode = update.ingest_mode.unwrap_or(current.ingest_mode);
+    let after_copy = update.after_copy.unwrap_or(current.after_copy);
     conn.execute(
-        "UPDATE zoom_configurations SET display_name = ?3, name_key = ?4, view_priority = ?5
+        "UPDATE zoom_configurations SET display_name = ?3, name_key = ?4, view_priority = ?5,
+            ingest_mode = ?6, after_copy = ?7
          WHERE institution_id = ?1 AND configuration_id = ?2",
         params![
             institution_id,
             configuration_id,
             display_name,
             name_key(display_name),
-            view_priority.join(",")
+            view_priority.join(","),
+            ingest_mode.as_str(),
+            after_copy.as_str()
         ],
     )
     .map_err(|e| {
@@ -241,6 +265,7 @@ impl ConfigurationStore for SqliteStore {
                     &configuration.institution_id,
                     &configuration.display_name,
                     &configuration.view_priority,
+                    configuration.policy,
                     &configuration.token_hash,
                     configuration.now,
                 )

@@ -15,7 +15,7 @@ use crate::store::{DirectoryStore, Page, PageQuery, StoreResult, new_id};
 
 const USER_COLUMNS: &str =
     "u.user_id, u.institution_id, u.external_id, u.email, u.alternate_zoom_email,
-    u.display_name, u.role, u.active, u.created_ms, u.updated_ms";
+    u.display_name, u.role, u.active, u.created_ms, u.updated_ms, u.ingest_choice";
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = row.get(6)?;
@@ -36,6 +36,16 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         active: row.get(7)?,
         created_at: Timestamp(row.get(8)?),
         updated_at: Timestamp(row.get(9)?),
+        ingest_choice: {
+            let choice: String = row.get(10)?;
+            IngestChoice::parse(&choice).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    10,
+                    rusqlite::types::Type::Text,
+                    format!("unknown ingest choice {choice}").into(),
+                )
+            })?
+        },
     })
 }
 
@@ -161,7 +171,7 @@ pub(super) fn sync_users(
     let mut changes: Vec<(&UserRecord, Option<&User>)> = Vec::with_capacity(accepted.len());
     for record in &accepted {
         match existing.get(&record.external_id) {
-            Some(user) if is_unchanged(user, record) => outcome.unchanged += 1,
+            Some(user) if user.is_unchanged_by(record) => outcome.unchanged += 1,
             Some(user) => {
                 delete_emails
                     .execute(params![user.user_id])
@@ -176,14 +186,14 @@ pub(super) fn sync_users(
     let mut insert_user = conn
         .prepare_cached(
             "INSERT INTO users (user_id, institution_id, external_id, email, alternate_zoom_email, display_name,
-                role, active, created_ms, updated_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8)",
+                role, active, created_ms, updated_ms, ingest_choice)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8, ?9)",
         )
         .map_err(sql_error)?;
     let mut update_user = conn
         .prepare_cached(
             "UPDATE users SET email = ?2, alternate_zoom_email = ?3, display_name = ?4, role = ?5, active = 1,
-                updated_ms = ?6 WHERE user_id = ?1",
+                updated_ms = ?6, ingest_choice = ?7 WHERE user_id = ?1",
         )
         .map_err(sql_error)?;
     let mut insert_email = conn
@@ -201,7 +211,8 @@ pub(super) fn sync_users(
                         record.alternate_zoom_email,
                         record.display_name,
                         record.role.as_str(),
-                        now.0
+                        now.0,
+                        record.ingest_choice.as_str()
                     ])
                     .map_err(sql_error)?;
                 outcome.updated += 1;
@@ -218,7 +229,8 @@ pub(super) fn sync_users(
                         record.alternate_zoom_email,
                         record.display_name,
                         record.role.as_str(),
-                        now.0
+                        now.0,
+                        record.ingest_choice.as_str()
                     ])
                     .map_err(sql_error)?;
                 outcome.created += 1;
@@ -235,14 +247,6 @@ pub(super) fn sync_users(
     }
     outcome.rejected.sort_by_key(|r| r.record_index);
     Ok(outcome)
-}
-
-fn is_unchanged(user: &User, record: &UserRecord) -> bool {
-    user.active
-        && user.email == record.email
-        && user.alternate_zoom_email == record.alternate_zoom_email
-        && user.display_name == record.display_name
-        && user.role == record.role
 }
 
 fn load_users(conn: &Connection, institution_id: &str) -> StoreResult<HashMap<String, User>> {

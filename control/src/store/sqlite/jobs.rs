@@ -21,7 +21,7 @@ pub(super) const JOB_COLUMNS: &str = "job_id, institution_id, zoom_account_id, m
     meeting_start_ms, state, skip_reason, message, owner_user_id, file_id, recording_type, file_type,
     file_extension, file_size, recording_start_ms, recording_end_ms, skipped_file_count, skipped_segment_count,
     bytes_transferred, total_bytes, attempt_count, media_id, created_ms, updated_ms, finished_ms,
-    detected_mid_stream, source";
+    detected_mid_stream, source, zoom_trash_state, zoom_trash_message, zoom_trash_attempts, zoom_trash_next_ms";
 
 fn conversion_error(column: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, message.into())
@@ -79,6 +79,13 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
             JobSource::parse(&source)
                 .ok_or_else(|| conversion_error(29, format!("unknown job source {source}")))?
         },
+        zoom_trash: ZoomTrash::from_columns(
+            row.get::<_, Option<String>>(30)?.as_deref(),
+            row.get(31)?,
+            row.get(32)?,
+            row.get(33)?,
+        )
+        .map_err(|e| conversion_error(30, e))?,
     })
 }
 
@@ -402,6 +409,15 @@ pub(super) fn complete_job(
         params![job_id, created.media_id, created.size_bytes as i64, now.0, media.job_note],
     )
     .map_err(sql_error)?;
+    if media.after_copy == AfterCopy::Trash {
+        conn.execute(
+            "UPDATE jobs SET zoom_trash_state = 'pending', zoom_trash_message = ?2,
+                zoom_trash_attempts = 0, zoom_trash_next_ms = ?3
+             WHERE job_id = ?1",
+            params![job_id, ZoomTrash::QUEUED_MESSAGE, now.0],
+        )
+        .map_err(sql_error)?;
+    }
     super::transfers::drop_upload(conn, job_id)?;
     let job = find_job(conn, job_id)?.ok_or_else(|| job_not_found(job_id))?;
     Ok((job, created))

@@ -21,6 +21,7 @@ mod schema;
 mod tenants;
 mod transfers;
 mod web;
+mod zoom_trash;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -280,6 +281,7 @@ mod tests {
                     alternate_zoom_email: None,
                     display_name: "Ada".into(),
                     role: UserRole::Instructor,
+                    ingest_choice: IngestChoice::Default,
                 }],
                 rejected_upfront: Vec::new(),
                 now: Timestamp(2_000),

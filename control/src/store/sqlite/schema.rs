@@ -14,6 +14,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (8, V8),
     (9, V9),
     (10, V10),
+    (11, V11),
 ];
 
 const V1: &str = r#"
@@ -340,4 +341,21 @@ CREATE TABLE backfills (
 );
 CREATE INDEX backfills_by_institution ON backfills (institution_id, backfill_id);
 CREATE INDEX backfills_running ON backfills (backfill_id) WHERE state = 'running';
+"#;
+
+/// Who decides what is copied and what happens in Zoom afterwards: a
+/// configuration's ingest mode and after-copy action, a user's ingest
+/// choice, and a completed job's move to Zoom's trash (its state, last
+/// message, calls so far and when the next is due; the index is what the
+/// trash duty reads).
+const V11: &str = r#"
+ALTER TABLE zoom_configurations ADD COLUMN ingest_mode TEXT NOT NULL DEFAULT 'all_matching_users';
+ALTER TABLE zoom_configurations ADD COLUMN after_copy TEXT NOT NULL DEFAULT 'keep';
+ALTER TABLE users ADD COLUMN ingest_choice TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE jobs ADD COLUMN zoom_trash_state TEXT;
+ALTER TABLE jobs ADD COLUMN zoom_trash_message TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN zoom_trash_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN zoom_trash_next_ms INTEGER;
+CREATE INDEX jobs_zoom_trash_due ON jobs (zoom_trash_next_ms, job_id)
+    WHERE zoom_trash_state = 'pending';
 "#;

@@ -4,9 +4,9 @@
 use anyhow::Context;
 use clap::Subcommand;
 use ferry_control::api;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::{page, time};
+use super::{enum_name, page, time};
 use crate::cli::client::Clients;
 use crate::cli::output::{Fields, Output};
 
@@ -48,10 +48,6 @@ pub enum JobsCommand {
         #[arg(long)]
         job: Option<String>,
     },
-}
-
-fn enum_name(name: &str, prefix: &str) -> String {
-    name.trim_start_matches(prefix).to_ascii_lowercase()
 }
 
 /// A job's attempts: objects for scripts; for people, one short phrase
@@ -128,7 +124,23 @@ pub(crate) fn job_fields(j: api::Job) -> Fields {
         ("create_time", time(&j.create_time)),
         ("update_time", time(&j.update_time)),
         ("finish_time", time(&j.finish_time)),
+        ("zoom_trash", zoom_trash_text(j.zoom_trash)),
     ]
+}
+
+/// A job's move to Zoom's trash in one phrase (`trashed after 2 call(s):
+/// …`); empty when the job has none.
+fn zoom_trash_text(trash: Option<api::ZoomTrash>) -> Value {
+    let Some(trash) = trash else {
+        return json!("");
+    };
+    let state = api::ZoomTrashState::try_from(trash.state).map_or(trash.state.to_string(), |s| {
+        enum_name(s.as_str_name(), "ZOOM_TRASH_STATE_")
+    });
+    json!(format!(
+        "{state} after {} call(s): {}",
+        trash.attempts, trash.message
+    ))
 }
 
 const JOB_COLUMNS: &[&str] = &[

@@ -85,6 +85,12 @@ fn time(t: &Option<prost_types::Timestamp>) -> Value {
     }
 }
 
+/// An enum value's proto name without its prefix, lowercased
+/// (`INGEST_MODE_OPTED_IN_USERS` → `opted_in_users`).
+fn enum_name(name: &str, prefix: &str) -> String {
+    name.trim_start_matches(prefix).to_ascii_lowercase()
+}
+
 fn page(token: String) -> Option<api::PageRequest> {
     Some(api::PageRequest {
         page_size: 1000,

@@ -8,14 +8,16 @@ use clap::Subcommand;
 use ferry_control::api;
 use serde_json::{Value, json};
 
-use super::{page, time};
+use super::{enum_name, page, time};
 use crate::cli::client::Clients;
 use crate::cli::output::{Fields, Output};
 
 #[derive(Subcommand, Debug)]
 pub enum UsersCommand {
     /// Sync users from a CSV file with the header
-    /// email,alternate_zoom_email,display_name,role,external_id
+    /// email,alternate_zoom_email,display_name,role,external_id and an
+    /// optional ingest_choice column (default, opted_in or opted_out; blank
+    /// is default)
     Sync {
         file: PathBuf,
         /// full deactivates users absent from the file; upsert only adds and updates.
@@ -53,6 +55,13 @@ fn user_fields(u: api::User) -> Fields {
         ("display_name", json!(u.display_name)),
         ("role", json!(role_name(u.role))),
         ("active", json!(u.active)),
+        (
+            "ingest_choice",
+            json!(api::IngestChoice::try_from(u.ingest_choice).map_or(
+                u.ingest_choice.to_string(),
+                |c| enum_name(c.as_str_name(), "INGEST_CHOICE_")
+            )),
+        ),
         ("create_time", time(&u.create_time)),
         ("update_time", time(&u.update_time)),
     ]
@@ -67,7 +76,8 @@ fn read_users_csv(path: &PathBuf) -> anyhow::Result<Vec<api::UserRecord>> {
 }
 
 /// The users CSV's records (`email,alternate_zoom_email,display_name,role,
-/// external_id`, any column order), as `ferry users sync` and the console's
+/// external_id` and optionally `ingest_choice`, any column order), as
+/// `ferry users sync` and the console's
 /// directory upload read it; `source` names the file in errors. Record `i`
 /// is on line `i + 2`.
 pub fn parse_users_csv(
@@ -105,6 +115,9 @@ pub fn parse_users_csv(
         column("role")?,
         column("external_id")?,
     );
+    let choice = headers
+        .iter()
+        .position(|h| h.eq_ignore_ascii_case("ingest_choice"));
     let mut records = Vec::new();
     for (line, row) in reader.records().enumerate() {
         let row = row.with_context(|| format!("{source}: line {}", line + 2))?;
@@ -119,9 +132,24 @@ pub fn parse_users_csv(
                 field(role).to_ascii_uppercase()
             ))
             .map_or(api::UserRole::Unspecified as i32, |r| r as i32),
+            ingest_choice: choice.map_or(0, |i| ingest_choice_value(&field(i))),
         });
     }
     Ok(records)
+}
+
+/// A CSV cell of the ingest_choice column as the field's value: blank is
+/// UNSPECIFIED (DEFAULT), and a word that is no choice is a value the
+/// server rejects for that record alone, as it does a bad role.
+fn ingest_choice_value(cell: &str) -> i32 {
+    match ferry_control::model::IngestChoice::parse(cell) {
+        Some(choice) => api::IngestChoice::from_str_name(&format!(
+            "INGEST_CHOICE_{}",
+            choice.as_str().to_ascii_uppercase()
+        ))
+        .map_or(-1, |c| c as i32),
+        None => -1,
+    }
 }
 
 pub(super) async fn users(
@@ -224,6 +252,7 @@ pub(super) async fn users(
                     "alternate_zoom_email",
                     "role",
                     "active",
+                    "ingest_choice",
                 ],
             );
         }
@@ -239,4 +268,41 @@ pub(super) async fn users(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ingest_choice_column_is_optional_and_read_per_record() {
+        let without = "email,alternate_zoom_email,display_name,role,external_id\n\
+                       a@x.edu,,A,instructor,a\n";
+        let records = parse_users_csv(without.as_bytes(), "t").unwrap();
+        assert_eq!(
+            records[0].ingest_choice, 0,
+            "no column: unspecified (default)"
+        );
+
+        let with = "external_id,email,alternate_zoom_email,display_name,role,Ingest_Choice\n\
+                    a,a@x.edu,,A,instructor,opted_out\n\
+                    b,b@x.edu,,B,instructor,\n\
+                    c,c@x.edu,,C,instructor,OPTED_IN\n\
+                    d,d@x.edu,,D,instructor,maybe\n";
+        let choices: Vec<i32> = parse_users_csv(with.as_bytes(), "t")
+            .unwrap()
+            .into_iter()
+            .map(|r| r.ingest_choice)
+            .collect();
+        assert_eq!(
+            choices,
+            vec![
+                api::IngestChoice::OptedOut as i32,
+                api::IngestChoice::Default as i32,
+                api::IngestChoice::OptedIn as i32,
+                -1,
+            ],
+            "a word that is no choice goes to the server, which rejects that record"
+        );
+    }
 }

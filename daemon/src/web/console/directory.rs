@@ -16,7 +16,7 @@ fn upload_form(session: &Session) -> Markup {
     html! {
         form method="post" action="/admin/directory" enctype="multipart/form-data" {
             input type="hidden" name="csrf" value=(session.csrf);
-            label for="users" { "Users CSV (email,alternate_zoom_email,display_name,role,external_id)" }
+            label for="users" { "Users CSV (email,alternate_zoom_email,display_name,role,external_id, optional ingest_choice)" }
             input id="users" type="file" name="users" accept=".csv,text/csv" required;
             label for="mode" { "Mode" }
             select id="mode" name="mode" {
