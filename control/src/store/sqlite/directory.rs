@@ -311,12 +311,16 @@ pub(super) fn lookup_user_by_email(
         .map_err(sql_error)
 }
 
-/// Each of `emails` looked up in turn on one connection and one statement.
+/// Each of `emails` looked up in turn on one connection and one statement,
+/// inside one read transaction: one snapshot for the whole batch, and the
+/// WAL's read lock taken once instead of once per email.
 fn lookup_users_by_email(
     conn: &Connection,
     institution_id: &str,
     emails: &[String],
 ) -> StoreResult<Vec<Option<User>>> {
+    // Deferred: a read transaction; dropping it (any path) ends it.
+    let _snapshot = conn.unchecked_transaction().map_err(sql_error)?;
     let mut statement = conn.prepare_cached(&LOOKUP_BY_EMAIL).map_err(sql_error)?;
     emails
         .iter()

@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (9, V9),
     (10, V10),
     (11, V11),
+    (12, V12),
 ];
 
 const V1: &str = r#"
@@ -358,4 +359,21 @@ ALTER TABLE jobs ADD COLUMN zoom_trash_attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN zoom_trash_next_ms INTEGER;
 CREATE INDEX jobs_zoom_trash_due ON jobs (zoom_trash_next_ms, job_id)
     WHERE zoom_trash_state = 'pending';
+"#;
+
+/// `user_emails` without a rowid: the row lives in its primary key's
+/// B-tree, so `LookupUserByEmail` reads the user id in the same descent that
+/// finds the email, instead of a second descent into the rowid table.
+const V12: &str = r#"
+CREATE TABLE user_emails_keyed (
+    institution_id TEXT NOT NULL,
+    email          TEXT NOT NULL,
+    user_id        TEXT NOT NULL REFERENCES users (user_id),
+    PRIMARY KEY (institution_id, email)
+) WITHOUT ROWID;
+INSERT INTO user_emails_keyed (institution_id, email, user_id)
+    SELECT institution_id, email, user_id FROM user_emails;
+DROP TABLE user_emails;
+ALTER TABLE user_emails_keyed RENAME TO user_emails;
+CREATE INDEX user_emails_by_user ON user_emails (user_id);
 "#;
