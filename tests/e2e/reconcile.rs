@@ -35,6 +35,7 @@ pub(crate) fn reconcile_config(config: &mut Config, zoom: &DownloadServer) {
     config.zoom.allow_insecure_downloads = true;
     config.zoom.api_base_url = zoom.zoom_base();
     config.zoom.oauth_base_url = zoom.zoom_base();
+    config.reconcile.enabled = true;
     config.reconcile.interval_secs = 1;
     config.reconcile.grace_secs = 0;
     config.reconcile.lease_secs = 3;
@@ -469,6 +470,7 @@ async fn a_backfill_without_api_credentials_is_refused_with_what_is_missing() {
 async fn an_account_installed_through_the_marketplace_is_reconciled_with_its_oauth_tokens() {
     use ferry_test_support::web::{WebScene, licensed_user};
     let mut scene = WebScene::start(|c| {
+        c.reconcile.enabled = true;
         c.reconcile.interval_secs = 1;
         c.reconcile.grace_secs = 0;
         c.reconcile.lease_secs = 3;

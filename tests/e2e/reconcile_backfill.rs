@@ -272,6 +272,7 @@ async fn with_three_replicas_on_postgresql_one_lists_an_account_at_a_time() {
             "FERRY_ENCRYPTION_KEY",
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
         ),
+        ("FERRY_RECONCILE_ENABLED", "true".into()),
         ("FERRY_RECONCILE_INTERVAL_SECS", "1".into()),
         // Far longer than a pass: a takeover here would be a failure, not
         // a slow machine's stall.

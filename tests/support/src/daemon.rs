@@ -35,8 +35,11 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.http.addr = "127.0.0.1:0".parse().expect("loopback");
     config.zoom.webhook_secret = Some(ferry_control::secrets::Secret::new(WEBHOOK_SECRET));
     // Control-plane and intake tests read jobs as the intake left them;
-    // transfer tests turn the engine on.
+    // transfer tests turn the engine on, reconcile tests the reconciler
+    // (which would otherwise call the simulated Zoom's API on its own for
+    // every account with credentials).
     config.transfer.enabled = false;
+    config.reconcile.enabled = false;
     config
 }
 
@@ -177,6 +180,7 @@ impl DaemonProcess {
             .env("FERRY_HTTP_ADDR", "127.0.0.1:0")
             .env("FERRY_LOG", "warn")
             .env("FERRY_TRANSFER_ENABLED", "false")
+            .env("FERRY_RECONCILE_ENABLED", "false")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (key, value) in env {
