@@ -52,7 +52,7 @@ pub(crate) enum Access {
     Account,
     /// `jobs_by_institution_reason (institution_id, skip_reason, job_id)`.
     Reason,
-    /// `jobs_by_institution_source (institution_id, source, job_id)`.
+    /// `jobs_by_institution_source (institution_id, source, state, job_id)`.
     Source,
     /// `jobs_by_institution_state (institution_id, state, job_id)`.
     State,
@@ -91,7 +91,10 @@ impl Access {
     /// Whether the index has `state` before `job_id`: then a page reads one
     /// range per admitted state.
     pub(crate) fn per_state(self) -> bool {
-        matches!(self, Access::Host | Access::Account | Access::State)
+        matches!(
+            self,
+            Access::Host | Access::Account | Access::Source | Access::State
+        )
     }
 }
 

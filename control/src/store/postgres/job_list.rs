@@ -52,16 +52,14 @@ const LIST_ORDER: &str = r#"COLLATE "POSIX""#;
 /// state. As on SQLite (`Access::index`), except that the account index
 /// leads with `institution_id` like every other list index (so that the
 /// planner, which judges an index's heap order by its first column, never
-/// finds another list index cheaper than the filter's own), that the source
-/// index holds the state (a source with a state reads one range per state),
-/// and that an unfiltered list reads `jobs_by_institution_state` one range
+/// finds another list index cheaper than the filter's own), and that an
+/// unfiltered list reads `jobs_by_institution_state` one range
 /// per state: an index on `(institution_id, job_id)` could serve every
 /// filter with a state by walking and filtering, and the planner would
 /// sometimes take it.
 pub(super) fn index_of(access: Access) -> (&'static str, bool) {
     match access {
         Access::Institution => (Access::State.index(), true),
-        Access::Source => (Access::Source.index(), true),
         other => (other.index(), other.per_state()),
     }
 }

@@ -16,6 +16,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (10, V10),
     (11, V11),
     (12, V12),
+    (13, V13),
 ];
 
 const V1: &str = r#"
@@ -376,4 +377,12 @@ INSERT INTO user_emails_keyed (institution_id, email, user_id)
 DROP TABLE user_emails;
 ALTER TABLE user_emails_keyed RENAME TO user_emails;
 CREATE INDEX user_emails_by_user ON user_emails (user_id);
+"#;
+
+/// The source index gains the state, so that a source filter reads one
+/// range per state like the host and account filters (a source with a
+/// state read every job of the source before: 577 ms at 10 million jobs).
+const V13: &str = r#"
+DROP INDEX jobs_by_institution_source;
+CREATE INDEX jobs_by_institution_source ON jobs (institution_id, source, state, job_id);
 "#;
