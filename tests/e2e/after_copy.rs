@@ -42,7 +42,6 @@ async fn start(adjust: impl FnOnce(&mut ferry_daemon::config::Config)) -> S3Tran
     let mut rig = s3_transfers_from(Bucket::start().await, downloads, |config| {
         config.zoom.api_base_url = zoom_base.clone();
         config.zoom.oauth_base_url = zoom_base;
-        config.reconcile.enabled = false;
         config.after_copy.poll_millis = 100;
         config.after_copy.retry_base_millis = 200;
         adjust(config);

@@ -95,9 +95,10 @@ async fn an_expired_token_is_replaced_through_the_accounts_oauth_app() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetched_download_token_is_kept_across_a_restart() {
-    // The reconciler's own listing would take an API token too; this test
-    // counts the download token's alone.
-    let mut t = transfers(|c| c.reconcile.enabled = false).await;
+    // Test daemons run without the reconciler (`test_config`), whose own
+    // listing would take an API token too: this test counts the download
+    // token's alone.
+    let mut t = transfers(|_| {}).await;
     add_oauth(&mut t, CLIENT_SECRET).await;
     // 20 MiB at 2 MiB/s: the daemon stops well before the end.
     let media = SyntheticMedia::mp4(20 * MIB, Duration::from_secs(600), Mp4Layout::FastStart, 0);
