@@ -7,8 +7,10 @@
 //! runs out and resumed with `Range`, no part sent twice; a database outage
 //! in the middle of a webhook burst loses and doubles nothing once the
 //! webhooks answered 503 are re-sent, as Zoom does; an admin key revoked on
-//! one replica is refused by the others within 2 s; and 1,000 small jobs
-//! raced for by three replicas are each transferred exactly once.
+//! one replica is refused by the others within 2 s; 1,000 small jobs
+//! raced for by three replicas are each transferred exactly once; and with
+//! `after_copy = trash`, the replica holding the trash duty killed with
+//! `-9` mid-way leaves its moves to another, each meeting trashed once.
 //!
 //! Each test has its own database (the outage test its own cluster) and its
 //! own bucket; the processes, moto and the clusters end with the test.
@@ -28,6 +30,9 @@ use ferry_zoomsim::{FileSpec, Meeting, Mp4Layout, SyntheticMedia, ZoomSimulator}
 use futures::StreamExt;
 
 use crate::durability::{binary, process_scene};
+use crate::metrics::sample;
+use crate::reconcile::{CLIENT_ID, install_with_oauth};
+use crate::transfer_limits::CLIENT_SECRET;
 use crate::s3_engine::{BUCKET, Bucket, s3_sink_env};
 use crate::support::*;
 
@@ -65,6 +70,12 @@ impl Fleet {
     /// Starts the replicas on `database_url`; with `transfers`, their
     /// engines write to a fresh bucket with short leases.
     async fn start(database_url: &str, transfers: bool) -> Fleet {
+        Fleet::start_with(database_url, transfers, &[]).await
+    }
+
+    /// `start` with more settings for every replica.
+    async fn start_with(database_url: &str, transfers: bool, extra: &[(&str, &str)]) -> Fleet {
+        let downloads = DownloadServer::start().await.unwrap();
         let bucket = if transfers {
             Some(Bucket::start().await)
         } else {
@@ -80,10 +91,15 @@ impl Fleet {
                 "127.0.0.1,localhost".into(),
             ),
             ("FERRY_ZOOM_ALLOW_INSECURE_DOWNLOADS", "true".into()),
+            // Zoom's API (account tokens, the trash) is the download
+            // server's; only an account with API credentials calls it.
+            ("FERRY_ZOOM_API_BASE_URL", downloads.zoom_base()),
+            ("FERRY_ZOOM_OAUTH_BASE_URL", downloads.zoom_base()),
         ];
         if let Some(bucket) = &bucket {
             env.extend(s3_sink_env(bucket, PART_SIZE));
         }
+        env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let replicas: Vec<DaemonProcess> = (0..REPLICAS)
             .map(|_| DaemonProcess::start(binary(), &env).expect("start a replica"))
@@ -102,7 +118,7 @@ impl Fleet {
             admin_on: 0,
             admin,
             start,
-            downloads: DownloadServer::start().await.unwrap(),
+            downloads,
             bucket,
         }
     }
@@ -727,4 +743,165 @@ async fn a_thousand_small_jobs_raced_for_by_three_replicas_are_each_transferred_
     fleet
         .assert_one_object_each(&recordings, false, &HashSet::new())
         .await;
+}
+
+/// `ferry_zoom_trash_total{outcome="trashed"}` of replica `index`.
+async fn trashed_by(fleet: &Fleet, index: usize) -> f64 {
+    let page = ferry_test_support::scene::metrics_at(fleet.replica(index).http_addr).await;
+    sample(&page, "ferry_zoom_trash_total{outcome=\"trashed\"}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trash_duty_outlives_its_replica_and_each_meeting_is_trashed_once() {
+    const MEETINGS: usize = 12;
+    let url = TestCluster::shared().fresh_database().await;
+    // Four API calls a second per replica and account: the twelve moves take
+    // the holder about three seconds, so the kill lands mid-way.
+    let mut fleet = Fleet::start_with(
+        &url,
+        true,
+        &[
+            ("FERRY_AFTER_COPY_POLL_MILLIS", "100"),
+            ("FERRY_AFTER_COPY_RETRY_BASE_MILLIS", "200"),
+            ("FERRY_AFTER_COPY_LEASE_SECS", "3"),
+            ("FERRY_RECONCILE_API_REQUESTS_PER_SECOND", "4"),
+        ],
+    )
+    .await;
+    // The account gets API credentials (a reinstall with a fresh token
+    // updates it in place) and its configuration trashes after the copy.
+    let configuration = fleet
+        .admin
+        .configurations
+        .list_zoom_configurations(api::ListZoomConfigurationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .configurations
+        .remove(0);
+    let rotated = fleet
+        .admin
+        .configurations
+        .rotate_zoom_configuration_token(api::RotateZoomConfigurationTokenRequest {
+            configuration_id: configuration.configuration_id.clone(),
+            institution_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    fleet
+        .downloads
+        .add_oauth_client(FLEET_ACCOUNT, CLIENT_ID, CLIENT_SECRET);
+    let account = fleet
+        .admin
+        .accounts
+        .install_zoom_account(install_with_oauth(
+            &rotated.configuration_token,
+            FLEET_ACCOUNT,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(account.has_oauth_credentials);
+    fleet
+        .admin
+        .configurations
+        .update_zoom_configuration(api::UpdateZoomConfigurationRequest {
+            configuration_id: configuration.configuration_id,
+            after_copy: api::AfterCopy::Trash as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    // Twelve recordings in Zoom's cloud, delivered round robin.
+    let recordings: Vec<Recording> = (0..MEETINGS)
+        .map(|i| fleet.recording(64 * KIB + i as u64))
+        .collect();
+    for (i, recording) in recordings.iter().enumerate() {
+        fleet.downloads.add_meeting(
+            FLEET_ACCOUNT,
+            &recording.meeting.uuid,
+            &[recording.file_id.as_str()],
+        );
+        ferry_test_support::scene::queue_to(&fleet.zoom(i), &recording.meeting)
+            .await
+            .unwrap();
+    }
+
+    // Once the first meeting is in the trash, the replica that moved it
+    // (it holds the duty) dies.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fleet.downloads.trashed().is_empty() {
+        assert!(Instant::now() < deadline, "nothing trashed within 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut holder = None;
+    for index in 0..REPLICAS {
+        if trashed_by(&fleet, index).await > 0.0 {
+            holder = Some(index);
+        }
+    }
+    let holder = holder.expect("the replica that trashed counted it");
+    fleet.kill9(holder);
+    fleet.reconnect_admin().await;
+    let trashed_before_kill = fleet.downloads.trashed().len();
+    assert!(
+        trashed_before_kill < MEETINGS,
+        "every move was done before the kill; the test needs a slower pace"
+    );
+
+    // Another replica takes the duty once the lease lapses and finishes.
+    let jobs = fleet
+        .wait_all_final(MEETINGS, Duration::from_secs(60))
+        .await;
+    jobs.iter().for_each(assert_completed);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut pending = Vec::new();
+        for job in &jobs {
+            let job = fleet.job(&job.job_id).await;
+            let state = job.zoom_trash.as_ref().map(|t| t.state);
+            if state != Some(api::ZoomTrashState::Trashed as i32) {
+                pending.push((job.job_id, job.zoom_trash));
+            }
+        }
+        if pending.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "moves not done 60 s after the kill: {pending:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut trashed: Vec<String> = fleet
+        .downloads
+        .trashed()
+        .into_iter()
+        .map(|t| t.meeting_uuid)
+        .collect();
+    trashed.sort();
+    let mut expected: Vec<String> = recordings
+        .iter()
+        .map(|r| r.meeting.uuid.clone())
+        .collect();
+    expected.sort();
+    assert_eq!(trashed, expected, "each meeting trashed once, nothing else");
+    // A call the dead replica made but could not record is made again (Zoom
+    // answers 404: already trashed, which counts as done): at most one.
+    let calls = fleet.downloads.trash_calls() as usize;
+    assert!(
+        (MEETINGS..=MEETINGS + 1).contains(&calls),
+        "{calls} trash calls for {MEETINGS} meetings"
+    );
+    let mut survivors_trashed = 0.0;
+    for index in (0..REPLICAS).filter(|&i| i != holder) {
+        survivors_trashed += trashed_by(&fleet, index).await;
+    }
+    assert!(
+        survivors_trashed >= (MEETINGS - trashed_before_kill - 1) as f64,
+        "the surviving replicas moved the rest ({survivors_trashed} of {})",
+        MEETINGS - trashed_before_kill
+    );
 }

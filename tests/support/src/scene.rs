@@ -180,19 +180,22 @@ impl<D: Daemon> Scene<D> {
 
     /// The body of `GET /metrics`.
     pub async fn metrics(&self) -> String {
-        let mut stream = tokio::net::TcpStream::connect(self.daemon.http_addr())
-            .await
-            .unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).await.unwrap();
-        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-        let body = text.find("\r\n\r\n").expect("a complete answer") + 4;
-        text[body..].to_string()
+        metrics_at(self.daemon.http_addr()).await
     }
+}
+
+/// The body of `GET /metrics` from the daemon whose HTTP listener is `http_addr`.
+pub async fn metrics_at(http_addr: std::net::SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(http_addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: ferry\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body = text.find("\r\n\r\n").expect("a complete answer") + 4;
+    text[body..].to_string()
 }
 
 /// `zoom` delivers `meeting`, and the answer must be a 200 that queued a new
