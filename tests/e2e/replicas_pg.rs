@@ -32,9 +32,9 @@ use futures::StreamExt;
 use crate::durability::{binary, process_scene};
 use crate::metrics::sample;
 use crate::reconcile::{CLIENT_ID, install_with_oauth};
-use crate::transfer_limits::CLIENT_SECRET;
 use crate::s3_engine::{BUCKET, Bucket, s3_sink_env};
 use crate::support::*;
+use crate::transfer_limits::CLIENT_SECRET;
 
 /// One key for every replica: they read each other's sealed secrets.
 const ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -882,10 +882,7 @@ async fn the_trash_duty_outlives_its_replica_and_each_meeting_is_trashed_once() 
         .map(|t| t.meeting_uuid)
         .collect();
     trashed.sort();
-    let mut expected: Vec<String> = recordings
-        .iter()
-        .map(|r| r.meeting.uuid.clone())
-        .collect();
+    let mut expected: Vec<String> = recordings.iter().map(|r| r.meeting.uuid.clone()).collect();
     expected.sort();
     assert_eq!(trashed, expected, "each meeting trashed once, nothing else");
     // A call the dead replica made but could not record is made again (Zoom
