@@ -394,7 +394,7 @@ async fn generic_plan(raw: &mut Client, query: &job_list::ListQuery) -> serde_js
         query.sql
     ))
     .await
-    .unwrap_or_else(|e| panic!("cannot prepare {}: {e}", query.sql));
+    .unwrap_or_else(|e| panic!("cannot prepare {}: {e:?}", query.sql));
     let row = tx
         .query_one(
             &format!(
@@ -404,7 +404,11 @@ async fn generic_plan(raw: &mut Client, query: &job_list::ListQuery) -> serde_js
             &[],
         )
         .await
-        .unwrap_or_else(|e| panic!("cannot plan {}: {e}", query.sql));
+        .unwrap_or_else(|e| panic!("cannot plan {}: {e:?}", query.sql));
+    // A prepared statement outlives the transaction.
+    tx.batch_execute("DEALLOCATE list_page")
+        .await
+        .expect("deallocate");
     tx.rollback().await.expect("rollback");
     let PlanJson(mut json) = row.get(0);
     json[0]["Plan"].take()
