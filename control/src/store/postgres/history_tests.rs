@@ -2,8 +2,8 @@
 //! recordings, against a throwaway cluster: the trigger-kept job counts
 //! (seeded by migration 6 from the jobs already stored, right after a
 //! reopen, and right when two replicas change states at once while the
-//! counts are folded) and the query plans of every job list and of the
-//! oldest queued job.
+//! counts are folded, and after a bulk import), the query plans of every
+//! job list and of the oldest queued job, and the bulk import's rows.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -573,7 +573,8 @@ async fn fill_history(raw: &Client) {
 /// server has them): if it preferred a full scan, a bitmap read of every
 /// match or a sort of the matches for any filter, at this size it would
 /// prefer it at ten million too, and the test fails. Each statement is the
-/// one the store sends, planned with its values bound, as the store's are.
+/// one the store sends, planned as the store plans it (once, for any
+/// values: `generic_plan`) and run with its values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_job_list_filter_reads_one_index_range_per_state_without_sorting() {
     let url = TestCluster::shared().fresh_database().await;
