@@ -41,8 +41,8 @@ use ferry_benches::{env_number, print_table};
 use ferry_control::api;
 use ferry_control::model::{JobSource, JobState, NewJob, RecordingFile, SkipReason, Timestamp};
 use ferry_control::secrets::Sealed;
-use ferry_control::store::{JobStore, PostgresConfig, PostgresStore, PostgresUrl};
 use ferry_control::secrets::Secret;
+use ferry_control::store::{JobStore, PostgresConfig, PostgresStore, PostgresUrl};
 use ferry_daemon::cli::client::Clients;
 use ferry_daemon::config::{Config, StoreBackend};
 use ferry_test_support::control_plane::{
@@ -265,8 +265,8 @@ async fn recount(url: &str) -> anyhow::Result<Vec<(JobState, u64)>> {
         .map(|row| {
             let state: String = row.get(0);
             let jobs: i64 = row.get(1);
-            let state = JobState::parse(&state)
-                .ok_or_else(|| anyhow::anyhow!("unknown state {state}"))?;
+            let state =
+                JobState::parse(&state).ok_or_else(|| anyhow::anyhow!("unknown state {state}"))?;
             Ok((state, u64::try_from(jobs)?))
         })
         .collect()
@@ -302,8 +302,8 @@ impl BenchStore {
         match self.kind {
             StoreKind::Sqlite => Ok(file_len(&self.db_file())),
             StoreKind::Postgres => {
-                let url = postgres_url(&self.env)
-                    .ok_or_else(|| anyhow::anyhow!("no PostgreSQL url"))?;
+                let url =
+                    postgres_url(&self.env).ok_or_else(|| anyhow::anyhow!("no PostgreSQL url"))?;
                 let (client, connection) =
                     tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
                 let connection = tokio::spawn(connection);

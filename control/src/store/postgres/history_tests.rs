@@ -300,7 +300,12 @@ async fn imported_jobs_read_back_as_upserted_ones_and_are_counted() {
         .iter()
         .find(|job| job.meeting_uuid == "imported-1==")
         .expect("the imported job is listed by its host, reason and source");
-    assert!(listed.items.iter().any(|job| job.job_id == through_upsert.job_id));
+    assert!(
+        listed
+            .items
+            .iter()
+            .any(|job| job.job_id == through_upsert.job_id)
+    );
     let comparable = |job: &Job| Job {
         job_id: String::new(),
         meeting_uuid: String::new(),
@@ -308,8 +313,14 @@ async fn imported_jobs_read_back_as_upserted_ones_and_are_counted() {
     };
     assert_eq!(comparable(imported), comparable(&through_upsert));
 
-    let again = vec![jobs[0].clone(), new_job(&institution_id, &account, "fresh==")];
-    let error = store.import_new_jobs(&again).await.expect_err("a stored job");
+    let again = vec![
+        jobs[0].clone(),
+        new_job(&institution_id, &account, "fresh=="),
+    ];
+    let error = store
+        .import_new_jobs(&again)
+        .await
+        .expect_err("a stored job");
     assert_eq!(error.class(), ErrorClass::AlreadyExists, "{error}");
     assert_eq!(
         recount(&raw).await.iter().map(|(_, n)| n).sum::<u64>(),
@@ -467,7 +478,13 @@ fn assert_bounded_plan(
             );
             assert!(limited, "{what}: index scan not stopped by a Limit");
             let filter = node["Filter"].as_str().unwrap_or_default();
-            for column in ["state", "source", "skip_reason", "host_email_key", "zoom_account_id"] {
+            for column in [
+                "state",
+                "source",
+                "skip_reason",
+                "host_email_key",
+                "zoom_account_id",
+            ] {
                 assert!(
                     !filter.contains(column),
                     "{what}: {column} is filtered, not a key of {index}: {filter}"
@@ -635,11 +652,8 @@ async fn every_job_list_filter_reads_one_index_range_per_state_without_sorting()
                     debug_assert!(indexes.contains(&index));
                     let what = format!("{institution_id} {filter:?} after {:?}", page.after);
                     let plan = generic_plan(&mut raw, &query).await;
-                    let ranges = crate::store::job_plan::ranges(
-                        job_list::access_of(&filter),
-                        &filter,
-                    )
-                    .len();
+                    let ranges =
+                        crate::store::job_plan::ranges(job_list::access_of(&filter), &filter).len();
                     let index =
                         assert_bounded_plan(&plan, &indexes, (ranges, page.size.into()), &what);
                     *planned.entry(index).or_default() += 1;

@@ -285,7 +285,10 @@ pub(super) async fn list_jobs(
 pub(super) async fn job_counts(c: &impl GenericClient) -> StoreResult<JobCounts> {
     // Both statements prepared once per connection, then run together: one
     // round trip.
-    let (sums, oldest) = futures::join!(c.prepare_cached(STATE_SUMS), c.prepare_cached(OLDEST_QUEUED));
+    let (sums, oldest) = futures::join!(
+        c.prepare_cached(STATE_SUMS),
+        c.prepare_cached(OLDEST_QUEUED)
+    );
     let (sums, oldest) = (sums.map_err(pg_error)?, oldest.map_err(pg_error)?);
     let (rows, oldest) = futures::join!(c.query(&sums, &[]), c.query_opt(&oldest, &[]));
     let mut by_state = Vec::new();
