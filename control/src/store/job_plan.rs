@@ -6,15 +6,20 @@
 //!
 //! Every job list is ordered by job id, and every index a list reads ends in
 //! `job_id`, so a page is the first `limit + 1` entries past the cursor of
-//! one index range, never a sort of the matching jobs. A filter on several
-//! states (or on an account or a host with any state) reads one range per
-//! state and merges them: at most six ranges of `limit + 1` entries. A
-//! creation-time range becomes bounds on `job_id` (see [`new_job_id`]); the
-//! exact `created_ms` condition is kept beside them.
+//! one index range, never a sort of the matching jobs. Each filter reads the
+//! index whose leading columns are exactly its host and account, and one
+//! range per value of the small-domain columns after them (the state; in
+//! the detailed indexes also the source and the skip reason key) that the
+//! filter admits, merged in id order: at most 36 ranges, each stopping after
+//! `limit + 1` entries, and every entry read matches the filter, so a
+//! page's work is bounded by the page for every combination of filters (a
+//! property test below holds the plan to it). A creation-time range becomes
+//! bounds on `job_id` (see [`new_job_id`]); the exact `created_ms`
+//! condition is kept beside them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::model::{JobFilter, JobState, Timestamp};
+use crate::model::{JobFilter, JobSource, JobState, SkipReason, Timestamp};
 use crate::store::PageQuery;
 
 /// How far a job's id time may lie from its `created_ms` for jobs stored
@@ -42,17 +47,42 @@ pub(crate) fn job_id_floor(at: i64) -> String {
     format!("job_{:012x}{}", at.clamp(0, (1 << 48) - 1), "0".repeat(20))
 }
 
-/// Which index a list reads, and whether it reads one range per state: the
-/// SQLite indexes; PostgreSQL's differ a little (`postgres::job_list::index_of`).
+/// The expression the detailed list indexes hold after `state`: a skipped
+/// job's skip reason ('' when it has none), '' for every other state. A
+/// range of a state that is not SKIPPED is then one range of the index
+/// (`= ''`, an equality the planners order by, where `IS NULL` would not
+/// be one for PostgreSQL), whatever a job of that state may still carry in
+/// `skip_reason`. Both backends write it exactly so: an index on an
+/// expression serves only the same expression.
+pub(crate) const REASON_KEY: &str =
+    "(CASE WHEN state = 'skipped' THEN COALESCE(skip_reason, '') ELSE '' END)";
+
+/// Which index a list reads: the one whose leading columns are exactly the
+/// filter's host and account (each a value no list can enumerate), followed
+/// by columns of small known domains (state; source and the skip reason key
+/// in the detailed indexes) that a page reads one range per value of, and
+/// `job_id`. So every filter the CLI offers reads only entries that match
+/// it (the exact creation time aside, see the module docs): the work of a
+/// page is bounded by the page, never by how many jobs a narrower range
+/// holds. The SQLite indexes; PostgreSQL's differ a little
+/// (`postgres::job_list::access_of`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Access {
+    /// `jobs_by_host_account (institution_id, host_email_key,
+    /// zoom_account_id, source, state, REASON_KEY, job_id)`.
+    HostAccount,
+    /// `jobs_by_host_source (institution_id, host_email_key, source, state,
+    /// REASON_KEY, job_id)`.
+    HostSource,
     /// `jobs_by_host_state (institution_id, host_email_key, state, job_id)`.
     Host,
+    /// `jobs_by_account_source (institution_id, zoom_account_id, source,
+    /// state, REASON_KEY, job_id)`.
+    AccountSource,
     /// `jobs_by_account_state (zoom_account_id, state, job_id)`.
     Account,
-    /// `jobs_by_institution_reason (institution_id, skip_reason, job_id)`.
-    Reason,
-    /// `jobs_by_institution_source (institution_id, source, state, job_id)`.
+    /// `jobs_by_institution_source (institution_id, source, state,
+    /// REASON_KEY, job_id)`: a source, a skip reason or both.
     Source,
     /// `jobs_by_institution_state (institution_id, state, job_id)`.
     State,
@@ -62,26 +92,30 @@ pub(crate) enum Access {
 
 impl Access {
     pub(crate) fn choose(filter: &JobFilter) -> Access {
-        if filter.host_email.is_some() {
-            Access::Host
-        } else if filter.zoom_account_id.is_some() {
-            Access::Account
-        } else if filter.skip_reason.is_some() {
-            Access::Reason
-        } else if filter.source.is_some() {
-            Access::Source
-        } else if !filter.states.is_empty() {
-            Access::State
-        } else {
-            Access::Institution
+        let detailed = filter.source.is_some() || filter.skip_reason.is_some();
+        match (
+            filter.host_email.is_some(),
+            filter.zoom_account_id.is_some(),
+            detailed,
+        ) {
+            (true, true, _) => Access::HostAccount,
+            (true, false, true) => Access::HostSource,
+            (true, false, false) => Access::Host,
+            (false, true, true) => Access::AccountSource,
+            (false, true, false) => Access::Account,
+            (false, false, true) => Access::Source,
+            (false, false, false) if !filter.states.is_empty() => Access::State,
+            (false, false, false) => Access::Institution,
         }
     }
 
     pub(crate) fn index(self) -> &'static str {
         match self {
+            Access::HostAccount => "jobs_by_host_account",
+            Access::HostSource => "jobs_by_host_source",
             Access::Host => "jobs_by_host_state",
+            Access::AccountSource => "jobs_by_account_source",
             Access::Account => "jobs_by_account_state",
-            Access::Reason => "jobs_by_institution_reason",
             Access::Source => "jobs_by_institution_source",
             Access::State => "jobs_by_institution_state",
             Access::Institution => "jobs_by_institution",
@@ -91,11 +125,76 @@ impl Access {
     /// Whether the index has `state` before `job_id`: then a page reads one
     /// range per admitted state.
     pub(crate) fn per_state(self) -> bool {
+        self != Access::Institution
+    }
+
+    /// Whether the index has `source, state, REASON_KEY` before `job_id`:
+    /// then a page reads one range per admitted (source, state, reason).
+    pub(crate) fn detailed(self) -> bool {
         matches!(
             self,
-            Access::Host | Access::Account | Access::Source | Access::State
+            Access::HostAccount | Access::HostSource | Access::AccountSource | Access::Source
         )
     }
+}
+
+/// One range of a list's index: the values of its enumerated columns (None
+/// where the index has no such column). Its other leading columns are the
+/// filter's institution, host and account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Range {
+    pub(crate) state: Option<JobState>,
+    pub(crate) source: Option<JobSource>,
+    /// The value of `REASON_KEY`.
+    pub(crate) reason_key: Option<&'static str>,
+}
+
+/// The ranges whose merged first entries past the cursor are a page of
+/// `filter` read through `access`; none when the filter admits no state.
+/// At most 3 sources × (5 states + 7 reason keys of SKIPPED) = 36, for a
+/// host and an account without a state, a source or a reason.
+pub(crate) fn ranges(access: Access, filter: &JobFilter) -> Vec<Range> {
+    let states = admitted_states(filter);
+    if !access.per_state() {
+        return if states.is_empty() {
+            Vec::new()
+        } else {
+            vec![Range {
+                state: None,
+                source: None,
+                reason_key: None,
+            }]
+        };
+    }
+    if !access.detailed() {
+        return states
+            .into_iter()
+            .map(|state| Range {
+                state: Some(state),
+                source: None,
+                reason_key: None,
+            })
+            .collect();
+    }
+    let sources = filter.source.map_or(JobSource::ALL.to_vec(), |s| vec![s]);
+    let mut ranges = Vec::new();
+    for source in sources {
+        for &state in &states {
+            let reason_keys: Vec<&'static str> = match (state, filter.skip_reason) {
+                (JobState::Skipped, Some(reason)) => vec![reason.as_str()],
+                (JobState::Skipped, None) => std::iter::once("")
+                    .chain(SkipReason::ALL.map(SkipReason::as_str))
+                    .collect(),
+                _ => vec![""],
+            };
+            ranges.extend(reason_keys.into_iter().map(|reason_key| Range {
+                state: Some(state),
+                source: Some(source),
+                reason_key: Some(reason_key),
+            }));
+        }
+    }
+    ranges
 }
 
 /// The states a filter admits: a skip reason admits only SKIPPED.
@@ -135,8 +234,9 @@ pub(crate) fn id_bounds(filter: &JobFilter, page: &PageQuery) -> IdBounds {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
-    use crate::model::SkipReason;
 
     #[test]
     fn job_ids_sort_by_creation_time_then_by_creation_order() {
@@ -177,12 +277,135 @@ mod tests {
             ..JobFilter::default()
         };
         assert_eq!(admitted_states(&filter), vec![JobState::Skipped]);
-        assert_eq!(Access::choose(&filter), Access::Reason);
+        assert_eq!(Access::choose(&filter), Access::Source);
         let none = JobFilter {
             states: vec![JobState::Queued],
             ..filter
         };
         assert!(admitted_states(&none).is_empty());
+        assert!(ranges(Access::choose(&none), &none).is_empty());
         assert_eq!(admitted_states(&JobFilter::default()).len(), 6);
+    }
+
+    #[test]
+    fn a_host_and_an_account_without_more_read_at_most_36_ranges() {
+        let filter = JobFilter {
+            host_email: Some("host@example.edu".into()),
+            zoom_account_id: Some("acct".into()),
+            ..JobFilter::default()
+        };
+        assert_eq!(Access::choose(&filter), Access::HostAccount);
+        assert_eq!(ranges(Access::HostAccount, &filter).len(), 36);
+        let unfiltered = JobFilter::default();
+        assert_eq!(ranges(Access::choose(&unfiltered), &unfiltered).len(), 1);
+    }
+
+    /// What a list index holds of a job: the columns a range constrains.
+    #[derive(Clone, Debug)]
+    struct Entry {
+        host: bool,
+        account: bool,
+        state: JobState,
+        source: JobSource,
+        skip_reason: Option<SkipReason>,
+    }
+
+    /// `REASON_KEY` as the databases compute it.
+    fn reason_key(entry: &Entry) -> &'static str {
+        match (entry.state, entry.skip_reason) {
+            (JobState::Skipped, Some(reason)) => reason.as_str(),
+            _ => "",
+        }
+    }
+
+    /// Whether the job is in the filter's answer (the institution and the
+    /// creation time aside: the index prefix and the id bounds take them).
+    fn matches(filter: &JobFilter, entry: &Entry) -> bool {
+        (filter.host_email.is_none() || entry.host)
+            && (filter.zoom_account_id.is_none() || entry.account)
+            && (filter.states.is_empty() || filter.states.contains(&entry.state))
+            && filter.source.is_none_or(|source| source == entry.source)
+            && filter.skip_reason.is_none_or(|reason| {
+                entry.state == JobState::Skipped && entry.skip_reason == Some(reason)
+            })
+    }
+
+    /// Whether the entry lies in the range of the index `access` reads:
+    /// the index's leading host and account equal the filter's, and its
+    /// enumerated columns the range's values. Nothing else is checked: an
+    /// entry inside a range is read, whatever the query's other conditions.
+    fn in_range(access: Access, range: &Range, entry: &Entry) -> bool {
+        let host_leads = matches!(
+            access,
+            Access::HostAccount | Access::HostSource | Access::Host
+        );
+        let account_leads = matches!(
+            access,
+            Access::HostAccount | Access::AccountSource | Access::Account
+        );
+        (!host_leads || entry.host)
+            && (!account_leads || entry.account)
+            && range.state.is_none_or(|state| state == entry.state)
+            && range.source.is_none_or(|source| source == entry.source)
+            && range.reason_key.is_none_or(|key| key == reason_key(entry))
+    }
+
+    fn any_filter() -> impl Strategy<Value = JobFilter> {
+        (
+            proptest::sample::subsequence(JobState::ALL.to_vec(), 0..=6),
+            proptest::option::of(proptest::sample::select(SkipReason::ALL.to_vec())),
+            any::<bool>(),
+            any::<bool>(),
+            proptest::option::of(proptest::sample::select(JobSource::ALL.to_vec())),
+        )
+            .prop_map(|(states, skip_reason, account, host, source)| JobFilter {
+                states,
+                skip_reason,
+                zoom_account_id: account.then(|| "acct".into()),
+                host_email: host.then(|| "host@example.edu".into()),
+                source,
+                ..JobFilter::default()
+            })
+    }
+
+    fn any_entry() -> impl Strategy<Value = Entry> {
+        (
+            any::<bool>(),
+            any::<bool>(),
+            proptest::sample::select(JobState::ALL.to_vec()),
+            proptest::sample::select(JobSource::ALL.to_vec()),
+            proptest::option::of(proptest::sample::select(SkipReason::ALL.to_vec())),
+        )
+            .prop_map(|(host, account, state, source, skip_reason)| Entry {
+                host,
+                account,
+                state,
+                source,
+                skip_reason,
+            })
+    }
+
+    proptest! {
+        /// Every entry a page reads matches the filter (so a page reads
+        /// its own rows and the one past it, whatever the table holds), and
+        /// every matching job is in exactly one range (none is missed, none
+        /// listed twice).
+        #[test]
+        fn the_ranges_of_a_filter_hold_exactly_its_jobs(
+            filter in any_filter(),
+            entries in proptest::collection::vec(any_entry(), 1..40),
+        ) {
+            let access = Access::choose(&filter);
+            let ranges = ranges(access, &filter);
+            prop_assert!(ranges.len() <= 36);
+            for entry in &entries {
+                let holding = ranges.iter().filter(|r| in_range(access, r, entry)).count();
+                prop_assert_eq!(
+                    holding,
+                    usize::from(matches(&filter, entry)),
+                    "{:?} through {:?} ({:?}): {:?}", filter, access, ranges, entry
+                );
+            }
+        }
     }
 }

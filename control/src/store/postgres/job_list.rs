@@ -6,9 +6,12 @@
 //! PostgreSQL has no `INDEXED BY`, so each query is shaped so that only
 //! the filter's index serves it without a sort: equality on the index's
 //! leading columns, a range on `job_id`, `ORDER BY job_id LIMIT n`. A filter
-//! that reads one range per state becomes one statement, a `UNION ALL` of
-//! one such read per state (at most six), merged in id order by the outer
-//! `ORDER BY ... LIMIT` without a sort (`Merge Append`).
+//! that reads several ranges (one per state, source and skip reason key it
+//! admits, see `job_plan::ranges`) becomes one statement, a `UNION ALL` of
+//! one such read per range, merged in id order by the outer
+//! `ORDER BY ... LIMIT` without a sort (`Merge Append`), planned once per
+//! connection for any values (`GENERIC_LIST_PLANS`) and sent with its
+//! transaction's opening and commit in one round trip (`list_jobs`).
 //!
 //! The list indexes keep `job_id` in the "POSIX" collation, and the lists
 //! compare and order ids in it. It sorts exactly as the column's own "C"
@@ -33,12 +36,12 @@
 //! backends into slot 0 so they stay as few as states × live connections.
 
 use deadpool_postgres::GenericClient;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::jobs::{JOB_COLUMNS, job_from_row};
 use super::{get, get_u64, page_of, pg_error};
 use crate::model::*;
-use crate::store::job_plan::{Access, admitted_states, id_bounds};
+use crate::store::job_plan::{Access, REASON_KEY, Range, id_bounds, ranges};
 use crate::store::{Page, PageQuery, StoreResult};
 
 /// The key of the advisory lock one folder of the counts holds ("ferrycnt").
@@ -48,19 +51,18 @@ const FOLD_LOCK_KEY: i64 = 0x6665_7272_7963_6e74;
 /// (see the module docs).
 const LIST_ORDER: &str = r#"COLLATE "POSIX""#;
 
-/// The index a list reads on PostgreSQL and whether it reads one range per
-/// state. As on SQLite (`Access::index`), except that the account index
-/// leads with `institution_id` like every other list index (so that the
-/// planner, which judges an index's heap order by its first column, never
-/// finds another list index cheaper than the filter's own), and that an
-/// unfiltered list reads `jobs_by_institution_state` one range
-/// per state: an index on `(institution_id, job_id)` could serve every
-/// filter with a state by walking and filtering, and the planner would
-/// sometimes take it.
-pub(super) fn index_of(access: Access) -> (&'static str, bool) {
-    match access {
-        Access::Institution => (Access::State.index(), true),
-        other => (other.index(), other.per_state()),
+/// How a list reads on PostgreSQL. As on SQLite (`Access::index`),
+/// except that the account index leads with `institution_id` like every
+/// other list index (so that the planner, which judges an index's heap
+/// order by its first column, never finds another list index cheaper than
+/// the filter's own), and that an unfiltered list reads
+/// `jobs_by_institution_state` one range per state: an index on
+/// `(institution_id, job_id)` could serve every filter with a state by
+/// walking and filtering, and the planner would sometimes take it.
+pub(super) fn access_of(filter: &JobFilter) -> Access {
+    match Access::choose(filter) {
+        Access::Institution => Access::State,
+        other => other,
     }
 }
 
@@ -87,6 +89,29 @@ impl ListQuery {
             .collect()
     }
 
+    /// The values as SQL literals, for `EXECUTE` in the plan tests.
+    #[cfg(test)]
+    pub(super) fn literals(&self) -> Vec<String> {
+        self.values
+            .iter()
+            .map(|value| match value {
+                Param::Text(text) => format!("'{}'", text.replace('\'', "''")),
+                Param::Int(int) => int.to_string(),
+            })
+            .collect()
+    }
+
+    /// The types of the values, for preparing the statement.
+    pub(super) fn types(&self) -> Vec<Type> {
+        self.values
+            .iter()
+            .map(|value| match value {
+                Param::Text(_) => Type::TEXT,
+                Param::Int(_) => Type::INT8,
+            })
+            .collect()
+    }
+
     /// `condition` with its `?` numbered as the next parameter, `value`.
     fn bind(&mut self, condition: &str, value: Param) -> String {
         self.values.push(value);
@@ -97,21 +122,22 @@ impl ListQuery {
 /// The statement reading `filter`'s page past `page.after`; None when the
 /// filter admits no state (a skip reason with non-skipped states).
 ///
-/// Where the index has `state` before `job_id`, the statement is one
-/// parenthesised branch per admitted state, `state = $n` with the other
-/// conditions, each an index range read stopping after `limit + 1` entries,
-/// joined by `UNION ALL` and ordered by `job_id`: PostgreSQL merges the
-/// already ordered branches (`Merge Append`) and stops at the page. The
-/// state is a constant of each branch, not a value read from a joined
-/// array, so the planner sees the whole index key of every branch.
+/// Where the index has `state` (and in the detailed indexes the source and
+/// the skip reason key) before `job_id`, the statement is one
+/// parenthesised branch per range of the plan (`job_plan::ranges`), its
+/// enumerated columns as `= $n` with the other conditions, each an index
+/// range read stopping after `limit + 1` entries, joined by `UNION ALL` and
+/// ordered by `job_id`: PostgreSQL merges the already ordered branches
+/// (`Merge Append`) and stops at the page. The values are constants of each
+/// branch, not values read from a joined array, so the planner sees the
+/// whole index key of every branch.
 pub(super) fn list_query(
     institution_id: &str,
     filter: &JobFilter,
     page: &PageQuery,
 ) -> Option<ListQuery> {
-    let (_, per_state) = index_of(Access::choose(filter));
-    let states = admitted_states(filter);
-    if states.is_empty() {
+    let ranges = ranges(access_of(filter), filter);
+    if ranges.is_empty() {
         return None;
     }
     let bounds = id_bounds(filter, page);
@@ -122,21 +148,10 @@ pub(super) fn list_query(
             Param::Text(bounds.lower),
         ],
     };
-    // A reason's index reads SKIPPED jobs only (only they have a reason), so
-    // the state goes without saying; saying it would make the planner
-    // multiply two selectivities that are one, expect almost no match, and
-    // prefer reading every match and sorting them. Without a reason or a
-    // state, every state is admitted.
     let mut conditions = String::new();
     if let Some(upper) = bounds.upper {
         let condition = format!(" AND job_id < ? {LIST_ORDER}");
         conditions += &query.bind(&condition, Param::Text(upper));
-    }
-    if let Some(reason) = filter.skip_reason {
-        conditions += &query.bind(" AND skip_reason = ?", Param::Text(reason.as_str().into()));
-    }
-    if let Some(source) = filter.source {
-        conditions += &query.bind(" AND source = ?", Param::Text(source.as_str().into()));
     }
     if let Some(account) = &filter.zoom_account_id {
         conditions += &query.bind(" AND zoom_account_id = ?", Param::Text(account.clone()));
@@ -154,24 +169,31 @@ pub(super) fn list_query(
         &format!(" ORDER BY job_id {LIST_ORDER} LIMIT ?"),
         Param::Int(i64::from(page.limit()) + 1),
     );
-    let read = |state: &str| {
+    let mut read = |range: &Range| {
+        let mut key = String::new();
+        if let Some(source) = range.source {
+            key += &query.bind(" AND source = ?", Param::Text(source.as_str().into()));
+        }
+        if let Some(state) = range.state {
+            key += &query.bind(" AND state = ?", Param::Text(state.as_str().into()));
+        }
+        if let Some(reason_key) = range.reason_key {
+            key += &query.bind(
+                &format!(" AND {REASON_KEY} = ?"),
+                Param::Text(reason_key.into()),
+            );
+        }
         format!(
             "SELECT {JOB_COLUMNS} FROM jobs
-             WHERE institution_id = $1 AND job_id > $2 {LIST_ORDER}{state}{conditions}{limit}"
+             WHERE institution_id = $1 AND job_id > $2 {LIST_ORDER}{key}{conditions}{limit}"
         )
     };
-    query.sql = match states.as_slice() {
-        [state] if per_state => {
-            let state = query.bind(" AND state = ?", Param::Text(state.as_str().into()));
-            read(&state)
-        }
-        states if per_state => {
-            let branches: Vec<String> = states
+    let sql = match ranges.as_slice() {
+        [range] => read(range),
+        ranges => {
+            let branches: Vec<String> = ranges
                 .iter()
-                .map(|state| {
-                    let state = query.bind(" AND state = ?", Param::Text(state.as_str().into()));
-                    format!("({})", read(&state))
-                })
+                .map(|range| format!("({})", read(range)))
                 .collect();
             // A set operation's ORDER BY takes only column names: the
             // merge is ordered outside it.
@@ -180,8 +202,8 @@ pub(super) fn list_query(
                 branches.join(" UNION ALL ")
             )
         }
-        _ => read(""),
     };
+    query.sql = sql;
     Some(query)
 }
 
@@ -196,9 +218,35 @@ pub(super) fn list_query(
 /// compilation of 100 ms or more to a read of a millisecond: JIT is off too.
 pub(super) const NO_SORT_OF_MATCHES: &str = "SET LOCAL enable_sort = off; SET LOCAL jit = off";
 
-/// A page of jobs; `c` must be a transaction (see `NO_SORT_OF_MATCHES`).
+/// Why lists run generic plans. Planning a statement of several ranges
+/// costs more than running it: each branch is planned against every index
+/// of `jobs`, about 1 ms for six ranges and 20 ms for 36, where running any
+/// of them takes well under a millisecond. So each statement is prepared
+/// once per connection (`prepare_typed_cached`) and planned once, for any
+/// values, at its first run (inside a list's transaction, so with
+/// `NO_SORT_OF_MATCHES`). That plan cannot depend on the values: every
+/// value of the filter is a parameter of the same index key, and the only
+/// index whose key holds all of them is the filter's own; `history_tests`
+/// asserts the generic plans. The text of a statement depends only on the
+/// filter's shape (which of host, account, time bounds; how many ranges),
+/// never on its values, so the shapes are bounded; a connection holding
+/// more than `MAX_CACHED_STATEMENTS` forgets them all and prepares again.
+pub(super) const GENERIC_LIST_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
+
+/// Past this many prepared statements a connection drops them all.
+const MAX_CACHED_STATEMENTS: usize = 512;
+
+/// A page of jobs, in one round trip to the server once the connection has
+/// prepared the filter's statement: the transaction's opening, the
+/// statement and the commit are sent together (the driver pipelines
+/// requests polled together) and run in order. All three are queued on the
+/// connection at the first poll, so the commit reaches the server even when
+/// the caller stops waiting (a client gone), and the connection goes back
+/// to the pool outside any transaction; a failed statement leaves the
+/// commit to end the aborted transaction. One statement is one snapshot,
+/// however many ranges it merges.
 pub(super) async fn list_jobs(
-    c: &impl GenericClient,
+    c: &deadpool_postgres::ClientWrapper,
     institution_id: &str,
     filter: &JobFilter,
     page: &PageQuery,
@@ -206,18 +254,28 @@ pub(super) async fn list_jobs(
     let Some(query) = list_query(institution_id, filter, page) else {
         return Ok(page_of(Vec::new(), page, |j: &Job| &j.job_id));
     };
-    // The SET and the query go out together (the driver pipelines them).
+    if c.statement_cache.size() > MAX_CACHED_STATEMENTS {
+        c.statement_cache.clear();
+    }
+    let statement = c
+        .prepare_typed_cached(&query.sql, &query.types())
+        .await
+        .map_err(pg_error)?;
     let params = query.params();
-    let (set, rows) = futures::join!(
-        c.batch_execute(NO_SORT_OF_MATCHES),
-        c.query(query.sql.as_str(), &params)
+    // Read only, no sort of the matches, the statement's generic plan.
+    let opening = format!("BEGIN READ ONLY; {NO_SORT_OF_MATCHES}; {GENERIC_LIST_PLANS}");
+    let (begin, rows, commit) = futures::join!(
+        c.batch_execute(&opening),
+        c.query(&statement, &params),
+        c.batch_execute("COMMIT")
     );
-    set.map_err(pg_error)?;
+    begin.map_err(pg_error)?;
     let rows = rows
         .map_err(pg_error)?
         .iter()
         .map(job_from_row)
         .collect::<StoreResult<Vec<_>>>()?;
+    commit.map_err(pg_error)?;
     Ok(page_of(rows, page, |j| &j.job_id))
 }
 
@@ -225,24 +283,23 @@ pub(super) async fn list_jobs(
 /// see the module docs) and the first entry of the partial index of queued
 /// jobs: constant work whatever the number of jobs.
 pub(super) async fn job_counts(c: &impl GenericClient) -> StoreResult<JobCounts> {
-    let rows = c
-        .query(
-            "SELECT state, SUM(jobs)::BIGINT FROM job_state_counts GROUP BY state",
-            &[],
-        )
-        .await
-        .map_err(pg_error)?;
-    let mut by_state = Vec::with_capacity(rows.len());
-    for row in &rows {
+    // Both statements prepared once per connection, then run together: one
+    // round trip.
+    let (sums, oldest) = futures::join!(
+        c.prepare_cached(STATE_SUMS),
+        c.prepare_cached(OLDEST_QUEUED)
+    );
+    let (sums, oldest) = (sums.map_err(pg_error)?, oldest.map_err(pg_error)?);
+    let (rows, oldest) = futures::join!(c.query(&sums, &[]), c.query_opt(&oldest, &[]));
+    let mut by_state = Vec::new();
+    for row in &rows.map_err(pg_error)? {
         let state: String = get(row, 0)?;
         let jobs = get_u64(row, 1)?;
         if let Some(state) = JobState::parse(&state).filter(|_| jobs > 0) {
             by_state.push((state, jobs));
         }
     }
-    let oldest_queued = c
-        .query_opt(OLDEST_QUEUED, &[])
-        .await
+    let oldest_queued = oldest
         .map_err(pg_error)?
         .map(|row| get::<i64>(&row, 0).map(Timestamp))
         .transpose()?;
@@ -251,6 +308,8 @@ pub(super) async fn job_counts(c: &impl GenericClient) -> StoreResult<JobCounts>
         oldest_queued,
     })
 }
+
+const STATE_SUMS: &str = "SELECT state, SUM(jobs)::BIGINT FROM job_state_counts GROUP BY state";
 
 /// Served by `jobs_queued_since (updated_ms) WHERE state = 'queued'`, an
 /// index-only read of its first entry.

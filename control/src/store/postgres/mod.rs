@@ -46,7 +46,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod, Runtime,
+};
 use tokio::sync::broadcast;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
@@ -147,8 +149,14 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // The most recently used connection first: one caller after another
+        // keeps reusing a warm connection, whose statements are prepared
+        // (`prepare_cached`) and whose server backend has its caches,
+        // where taking the oldest idle one would walk every connection and
+        // prepare each statement on each. Under load all are used anyway.
         let pool = Pool::builder(manager)
             .max_size(config.pool_size.max(1))
+            .queue_mode(QueueMode::Lifo)
             .wait_timeout(Some(config.connect_timeout))
             .create_timeout(Some(config.connect_timeout))
             .recycle_timeout(Some(config.connect_timeout))

@@ -38,6 +38,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (RECONCILE_VERSION, RECONCILE),
     (JOB_HISTORY_VERSION, JOB_HISTORY),
     (CHOICES_VERSION, CHOICES),
+    (8, LIST_COMBINATIONS),
 ];
 
 /// The newest schema version this build knows.
@@ -450,7 +451,7 @@ CREATE INDEX jobs_queued_by_id ON jobs (job_id) WHERE state = 'queued';
 -- "POSIX" orders exactly as the column's "C" (byte order), but the primary
 -- key cannot serve an ORDER BY in it: see `job_list`.
 -- Every list index leads with institution_id, and none other can order the
--- ids of an institution: see `job_list::index_of`.
+-- ids of an institution: see `job_list::access_of`.
 DROP INDEX jobs_by_host;
 DROP INDEX jobs_by_institution;
 DROP INDEX jobs_by_institution_source;
@@ -475,4 +476,26 @@ ALTER TABLE jobs ADD COLUMN zoom_trash_attempts BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN zoom_trash_next_ms BIGINT;
 CREATE INDEX jobs_zoom_trash_due ON jobs (zoom_trash_next_ms, job_id)
     WHERE zoom_trash_state = 'pending';
+"#;
+
+/// Every combination of `ListJobs` filters reads only matching entries (as
+/// SQLite's V14, see `store::job_plan`): a source or a skip reason, with or
+/// without a host or an account, and a host with an account, each get an
+/// index whose leading columns are the institution and the filter's host
+/// and account, then the source, the state and the skip reason key
+/// (`job_plan::REASON_KEY`, the same expression the lists write), then the
+/// id in the lists' collation. The source index gains the reason key and
+/// takes over the skip reason's filters, so the reason's own index goes.
+const LIST_COMBINATIONS: &str = r#"
+DROP INDEX jobs_by_institution_reason;
+DROP INDEX jobs_by_institution_source;
+CREATE INDEX jobs_by_institution_source ON jobs (institution_id, source, state,
+    (CASE WHEN state = 'skipped' THEN COALESCE(skip_reason, '') ELSE '' END), job_id COLLATE "POSIX");
+CREATE INDEX jobs_by_host_source ON jobs (institution_id, host_email_key, source, state,
+    (CASE WHEN state = 'skipped' THEN COALESCE(skip_reason, '') ELSE '' END), job_id COLLATE "POSIX");
+CREATE INDEX jobs_by_account_source ON jobs (institution_id, zoom_account_id, source, state,
+    (CASE WHEN state = 'skipped' THEN COALESCE(skip_reason, '') ELSE '' END), job_id COLLATE "POSIX");
+CREATE INDEX jobs_by_host_account ON jobs (institution_id, host_email_key, zoom_account_id,
+    source, state, (CASE WHEN state = 'skipped' THEN COALESCE(skip_reason, '') ELSE '' END),
+    job_id COLLATE "POSIX");
 "#;

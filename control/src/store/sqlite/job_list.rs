@@ -13,7 +13,7 @@ use super::engine::sql_error;
 use super::jobs::{JOB_COLUMNS, find_job_by_id, job_from_row};
 use super::page_of;
 use crate::model::*;
-use crate::store::job_plan::{Access, admitted_states, id_bounds};
+use crate::store::job_plan::{Access, REASON_KEY, Range, id_bounds, ranges};
 use crate::store::{Page, PageQuery, StoreResult};
 
 /// One index range read: the SQL (ids only, in id order) and its values.
@@ -23,59 +23,29 @@ pub(super) struct RangeRead {
 }
 
 /// The range reads that together answer `filter` past `page.after`; their
-/// merged first `limit + 1` ids are the page.
+/// merged first `limit + 1` ids are the page. One per range of the plan
+/// (`job_plan::ranges`): the index's enumerated columns as equalities, so
+/// every entry a read passes over matches the filter.
 pub(super) fn range_reads(
     institution_id: &str,
     filter: &JobFilter,
     page: &PageQuery,
 ) -> Vec<RangeRead> {
     let access = Access::choose(filter);
-    let states = admitted_states(filter);
-    if states.is_empty() {
-        return Vec::new();
-    }
     let bounds = id_bounds(filter, page);
-    let lower = bounds.lower;
-    let read = |state: Option<JobState>| {
+    let read = |range: &Range| {
         let mut sql = format!(
             "SELECT job_id FROM jobs INDEXED BY {} WHERE institution_id = ?1 AND job_id > ?2",
             access.index()
         );
         let mut values = vec![
             Value::Text(institution_id.to_string()),
-            Value::Text(lower.clone()),
+            Value::Text(bounds.lower.clone()),
         ];
         let mut bind = |sql: &mut String, condition: &str, value: Value| {
             values.push(value);
             sql.push_str(&condition.replace('?', &format!("?{}", values.len())));
         };
-        if let Some(state) = state {
-            bind(
-                &mut sql,
-                " AND state = ?",
-                Value::Text(state.as_str().into()),
-            );
-        } else if !filter.states.is_empty() || filter.skip_reason.is_some() {
-            for (i, state) in states.iter().enumerate() {
-                let prefix = if i == 0 { " AND state IN (?" } else { ", ?" };
-                bind(&mut sql, prefix, Value::Text(state.as_str().into()));
-            }
-            sql.push(')');
-        }
-        if let Some(reason) = filter.skip_reason {
-            bind(
-                &mut sql,
-                " AND skip_reason = ?",
-                Value::Text(reason.as_str().into()),
-            );
-        }
-        if let Some(source) = filter.source {
-            bind(
-                &mut sql,
-                " AND source = ?",
-                Value::Text(source.as_str().into()),
-            );
-        }
         if let Some(account) = &filter.zoom_account_id {
             bind(
                 &mut sql,
@@ -88,6 +58,27 @@ pub(super) fn range_reads(
                 &mut sql,
                 " AND host_email_key = ?",
                 Value::Text(host.clone()),
+            );
+        }
+        if let Some(source) = range.source {
+            bind(
+                &mut sql,
+                " AND source = ?",
+                Value::Text(source.as_str().into()),
+            );
+        }
+        if let Some(state) = range.state {
+            bind(
+                &mut sql,
+                " AND state = ?",
+                Value::Text(state.as_str().into()),
+            );
+        }
+        if let Some(reason_key) = range.reason_key {
+            bind(
+                &mut sql,
+                &format!(" AND {REASON_KEY} = ?"),
+                Value::Text(reason_key.into()),
             );
         }
         if let Some(from) = filter.created_from {
@@ -106,11 +97,7 @@ pub(super) fn range_reads(
         );
         RangeRead { sql, values }
     };
-    if access.per_state() {
-        states.iter().map(|state| read(Some(*state))).collect()
-    } else {
-        vec![read(None)]
-    }
+    ranges(access, filter).iter().map(read).collect()
 }
 
 pub(super) fn list_jobs(

@@ -17,6 +17,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (11, V11),
     (12, V12),
     (13, V13),
+    (14, V14),
 ];
 
 const V1: &str = r#"
@@ -385,4 +386,25 @@ CREATE INDEX user_emails_by_user ON user_emails (user_id);
 const V13: &str = r#"
 DROP INDEX jobs_by_institution_source;
 CREATE INDEX jobs_by_institution_source ON jobs (institution_id, source, state, job_id);
+"#;
+
+/// Every combination of `ListJobs` filters reads only matching entries
+/// (`store::job_plan`): a source or a skip reason, with or without a host
+/// or an account, and a host with an account, each get an index whose
+/// leading columns are the filter's host and account, then the source, the
+/// state and the skip reason key (`job_plan::REASON_KEY`, the same
+/// expression the lists write), then the id. The source index gains the
+/// reason key and takes over the skip reason's filters, so the reason's own
+/// index goes.
+const V14: &str = r#"
+DROP INDEX jobs_by_institution_reason;
+DROP INDEX jobs_by_institution_source;
+CREATE INDEX jobs_by_institution_source ON jobs (institution_id, source, state,
+    (CASE WHEN state = 'skipped' THEN COALESCE(skip_reason, '') ELSE '' END), job_id);
+CREATE INDEX jobs_by_host_source ON jobs (institution_id, host_email_key, source, state,
+    (CASE WHEN state = 'skipped' THEN COALESCE(skip_reason, '') ELSE '' END), job_id);
+CREATE INDEX jobs_by_account_source ON jobs (institution_id, zoom_account_id, source, state,
+    (CASE WHEN state = 'skipped' THEN COALESCE(skip_reason, '') ELSE '' END), job_id);
+CREATE INDEX jobs_by_host_account ON jobs (institution_id, host_email_key, zoom_account_id,
+    source, state, (CASE WHEN state = 'skipped' THEN COALESCE(skip_reason, '') ELSE '' END), job_id);
 "#;
