@@ -71,6 +71,10 @@ pub const RECONCILE_PASSES_TOTAL: &str = "ferry_reconcile_passes_total";
 /// `gone` (Zoom no longer had the recordings), `retry` (failed, tried again
 /// later) and `failed` (given up; the job says why).
 pub const ZOOM_TRASH_TOTAL: &str = "ferry_zoom_trash_total";
+/// Companion files (transcript, captions, chat) whose copy ended, by `kind`
+/// and `state` (`copied`, `missing`, `refused`, `failed`; `pending` when
+/// released at shutdown).
+pub const COMPANIONS_TOTAL: &str = "ferry_companions_total";
 /// Time of one reconcile pass over an account.
 pub const RECONCILE_PASS_SECONDS: &str = "ferry_reconcile_pass_seconds";
 /// Backfills this daemon is running now.
@@ -168,6 +172,11 @@ pub fn register_zeros() {
     for outcome in ["trashed", "gone", "retry", "failed"] {
         counter!(ZOOM_TRASH_TOTAL, "outcome" => outcome).increment(0);
     }
+    for kind in crate::model::CompanionKind::ALL {
+        for state in ["copied", "missing", "refused", "failed"] {
+            counter!(COMPANIONS_TOTAL, "kind" => kind.as_str(), "state" => state).increment(0);
+        }
+    }
     for state in ["completed", "failed", "cancelled"] {
         counter!(BACKFILLS_FINISHED_TOTAL, "state" => state).increment(0);
     }
@@ -190,6 +199,10 @@ pub fn describe() {
     describe_counter!(
         RECORDINGS_FOUND_TOTAL,
         "Meetings found in Zoom's recordings list, by source and outcome"
+    );
+    describe_counter!(
+        COMPANIONS_TOTAL,
+        "Companion files whose copy ended, by kind and state"
     );
     describe_counter!(
         ZOOM_TRASH_TOTAL,

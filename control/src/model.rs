@@ -7,8 +7,10 @@ use std::fmt;
 use crate::secrets::{Sealed, TokenHash};
 
 mod choices;
+mod companions;
 mod sections;
 pub use choices::*;
+pub use companions::*;
 pub use sections::*;
 
 /// A point in time as Unix milliseconds (UTC). Millisecond precision is what

@@ -2,7 +2,9 @@
 //! when it refuses: which accounts may install (paid plans), which recordings
 //! are ingested (made after the install, hosted by a known user), which
 //! segment and which view, and the caps, both on Zoom's metadata and on what
-//! a download turns out to hold while it streams.
+//! a download turns out to hold while it streams; and which companion files
+//! (transcript, captions, chat) go with the chosen video, with the checks
+//! their bytes must pass (`rules/companions.rs`).
 //!
 //! This is the one home of each rule: the intake, the install handler,
 //! RetryJob and the transfer stream call these functions and never restate a
@@ -388,7 +390,9 @@ pub fn check_caps(
     None
 }
 
+mod companions;
 mod sections;
+pub use companions::{TextCheck, check_companion_size, check_companion_text, choose_companions};
 pub use sections::mapped_sections;
 
 #[cfg(test)]

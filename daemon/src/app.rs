@@ -298,6 +298,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
                     max_body_bytes: config.http.max_body_bytes,
                     read_timeout,
                     caps: config.caps(),
+                    companions: config.companions.settings(),
                 },
             ))),
             metrics: metrics_listener.is_none().then(|| metrics_route.clone()),
@@ -528,7 +529,9 @@ fn transfer_engine(
     };
     Ok((
         connections,
-        config.transfer.settings(worker_id, config.caps()),
+        config
+            .transfer
+            .settings(worker_id, config.caps(), config.companions.settings()),
     ))
 }
 

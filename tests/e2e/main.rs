@@ -8,6 +8,7 @@
 mod after_copy;
 mod browser;
 mod cli;
+mod companions;
 mod control_plane;
 mod demo;
 mod directory;

@@ -309,6 +309,7 @@ pub(crate) fn job(j: Job) -> api::Job {
         attempts: Vec::new(),
         source: job_source_to_api(j.source) as i32,
         zoom_trash: j.zoom_trash.map(zoom_trash),
+        companions: Vec::new(),
     }
 }
 
@@ -395,7 +396,55 @@ pub(crate) fn media(m: Media) -> api::Media {
         job_id: m.job_id,
         create_time: Some(timestamp(m.created_at)),
         content_type: m.content_type,
+        companions: Vec::new(),
     }
+}
+
+pub(crate) fn companion_kind_to_api(kind: CompanionKind) -> api::CompanionKind {
+    match kind {
+        CompanionKind::Transcript => api::CompanionKind::Transcript,
+        CompanionKind::ClosedCaptions => api::CompanionKind::ClosedCaptions,
+        CompanionKind::Chat => api::CompanionKind::Chat,
+    }
+}
+
+pub(crate) fn companion_state_to_api(state: CompanionState) -> api::CompanionState {
+    match state {
+        CompanionState::Pending => api::CompanionState::Pending,
+        CompanionState::Copied => api::CompanionState::Copied,
+        CompanionState::Missing => api::CompanionState::Missing,
+        CompanionState::Refused => api::CompanionState::Refused,
+        CompanionState::Failed => api::CompanionState::Failed,
+    }
+}
+
+/// A job's companion, as GetJob shows it.
+pub(crate) fn companion_status(c: Companion) -> api::CompanionStatus {
+    api::CompanionStatus {
+        kind: companion_kind_to_api(c.kind) as i32,
+        state: companion_state_to_api(c.state) as i32,
+        reason: c.reason,
+        file_id: c.file_id,
+        size_bytes: if c.state == CompanionState::Copied {
+            c.size_bytes
+        } else {
+            c.file_size
+        },
+    }
+}
+
+/// A media's copied companions, as GetMedia lists them.
+pub(crate) fn companion_files(companions: Vec<Companion>) -> Vec<api::CompanionFile> {
+    companions
+        .into_iter()
+        .filter(|c| c.state == CompanionState::Copied)
+        .map(|c| api::CompanionFile {
+            kind: companion_kind_to_api(c.kind) as i32,
+            object_key: c.object_key,
+            size_bytes: c.size_bytes,
+            checksum: c.checksum,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! JobService: reading, watching, retrying and cancelling ingest jobs.
+//! JobService: reading, watching, retrying and cancelling ingest jobs. A
+//! completed job's retry fetches just its missing companion files.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -70,6 +71,28 @@ impl JobApi {
             }
         }
         Ok(jobs)
+    }
+
+    /// A completed job's retry fetches just its missing and failed companion
+    /// files; the video and the media record stay as they are.
+    async fn retry_companions(&self, job: Job) -> Result<Response<api::Job>, Status> {
+        let store = &self.context.store;
+        let sent_back = store
+            .retry_companions(&job.job_id, Timestamp::now())
+            .await?;
+        if sent_back == 0 {
+            return Err(Status::failed_precondition(format!(
+                "job {} is completed and none of its companion files is missing or failed; only \
+                 skipped, failed or cancelled jobs, or completed ones with missing companions, can \
+                 be retried",
+                job.job_id
+            )));
+        }
+        tracing::info!(job = %job.job_id, companions = sent_back, "missing companion files requeued by an admin");
+        let companions = store.list_companions(&job.job_id).await?;
+        let mut job = convert::job(job);
+        job.companions = companions.into_iter().map(convert::companion_status).collect();
+        Ok(Response::new(job))
     }
 
     /// Runs a skipped job's stored recording through the rules again, as if
@@ -211,8 +234,13 @@ impl JobService for JobApi {
         let job_id = required_id("job_id", &body.job_id)?;
         let job = self.context.store.get_job(&institution_id, &job_id).await?;
         let attempts = self.context.store.job_attempts(&job.job_id).await?;
+        let companions = self.context.store.list_companions(&job.job_id).await?;
         let mut job = convert::job(job);
         job.attempts = attempts.into_iter().map(convert::job_attempt).collect();
+        job.companions = companions
+            .into_iter()
+            .map(convert::companion_status)
+            .collect();
         Ok(Response::new(job))
     }
 
@@ -278,6 +306,9 @@ impl JobService for JobApi {
         let institution_id = principal.scope(&body.institution_id)?;
         let job_id = required_id("job_id", &body.job_id)?;
         let job = self.context.store.get_job(&institution_id, &job_id).await?;
+        if job.state == JobState::Completed {
+            return self.retry_companions(job).await;
+        }
         if job.state.is_final() && job.state != JobState::Completed {
             let secrets = self
                 .context

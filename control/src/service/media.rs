@@ -56,7 +56,10 @@ impl MediaService for MediaApi {
             .store
             .get_media(&institution_id, &media_id)
             .await?;
-        Ok(Response::new(convert::media(media)))
+        let companions = self.context.store.list_companions(&media.job_id).await?;
+        let mut media = convert::media(media);
+        media.companions = convert::companion_files(companions);
+        Ok(Response::new(media))
     }
 
     async fn transfer_media_ownership(

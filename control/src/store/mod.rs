@@ -1,6 +1,7 @@
 //! The store: everything Ferry must remember, behind one trait per domain
 //! (tenants, configurations, accounts, directory, jobs, transfers, media,
-//! replicas, the web flows' tickets and accounts' OAuth tokens;
+//! replicas, the web flows' tickets, accounts' OAuth tokens and jobs'
+//! companion files;
 //! `Store` is their sum) so that the embedded SQLite backend and a later
 //! Postgres backend are interchangeable and each backend file implements
 //! one domain. Calls take owned request structs rather than lists of ids.
@@ -97,7 +98,7 @@ pub struct RetentionSweep {
     /// details from details never kept.
     pub erase_secrets_finished_before: Timestamp,
     /// When set, SKIPPED, FAILED and CANCELLED jobs that finished before this
-    /// are deleted with their attempts, unless an unfinished upload still
+    /// are deleted with their attempts and companions, unless an unfinished upload still
     /// references them. COMPLETED jobs stay: their media record names them.
     pub delete_jobs_finished_before: Option<Timestamp>,
     pub max_jobs: u32,
@@ -126,6 +127,7 @@ pub trait Store:
     + TicketStore
     + AccountTokenStore
     + ZoomTrashStore
+    + CompanionStore
     + Send
     + Sync
     + 'static
@@ -145,6 +147,7 @@ impl<T> Store for T where
         + TicketStore
         + AccountTokenStore
         + ZoomTrashStore
+        + CompanionStore
         + Send
         + Sync
         + 'static
@@ -497,6 +500,72 @@ pub trait ZoomTrashStore: Send + Sync {
     /// the call, and returns the job; a job whose move is not pending
     /// (already recorded by another replica) is returned unchanged.
     async fn record_zoom_trash(&self, update: ZoomTrashUpdate) -> StoreResult<Job>;
+}
+
+/// The fenced writer of one companion's copy: refused (FailedPrecondition)
+/// once `worker_id` no longer holds the companion's lease.
+#[derive(Clone, Copy, Debug)]
+pub struct CompanionHolder<'a> {
+    pub job_id: &'a str,
+    pub kind: CompanionKind,
+    pub worker_id: &'a str,
+}
+
+/// Companion files (transcript, captions, chat): one per job and kind,
+/// planned while the job transfers, copied under a lease of their own once
+/// the job has completed, so that a companion never holds up or fails its
+/// video. A companion keeps its sealed download URL and token until it is
+/// copied (a retry needs them after the job's own were erased).
+#[async_trait]
+pub trait CompanionStore: Send + Sync {
+    /// Records the companions the holder of the job's lease found in its
+    /// recording; a kind the job already has keeps its row (an attempt that
+    /// runs again, or a transcript attached earlier).
+    async fn plan_companions(
+        &self,
+        holder: LeaseHolder<'_>,
+        companions: Vec<NewCompanion>,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Attaches a companion from a later event to the job of (account,
+    /// meeting uuid), whatever its state (a pending companion is copied
+    /// once the job completes); None when there is no such job. See
+    /// `CompanionAttached` for what a redelivery does.
+    async fn attach_companion(
+        &self,
+        zoom_account_id: &str,
+        meeting_uuid: &str,
+        companion: NewCompanion,
+        now: Timestamp,
+    ) -> StoreResult<Option<CompanionAttached>>;
+    /// The job's companions, in kind order.
+    async fn list_companions(&self, job_id: &str) -> StoreResult<Vec<Companion>>;
+    /// Claims the longest-pending companion of a COMPLETED job that nobody
+    /// holds (or whose lease expired) for `worker_id` until `now + lease`.
+    async fn claim_companion(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        now: Timestamp,
+    ) -> StoreResult<Option<CompanionLease>>;
+    /// Extends a companion lease still held; false when it was lost.
+    async fn renew_companion_lease(
+        &self,
+        holder: CompanionHolder<'_>,
+        lease: Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Records how a held companion's copy ended and drops the lease; a
+    /// copied one forgets its sealed URL and token.
+    async fn finish_companion(
+        &self,
+        holder: CompanionHolder<'_>,
+        outcome: CompanionOutcome,
+        now: Timestamp,
+    ) -> StoreResult<Companion>;
+    /// Sends the job's missing and failed companions back to pending;
+    /// returns how many.
+    async fn retry_companions(&self, job_id: &str, now: Timestamp) -> StoreResult<u32>;
 }
 
 /// Prefixed, time-ordered identifiers: `inst_0190...`. Ordering by id is

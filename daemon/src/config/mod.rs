@@ -4,7 +4,7 @@
 //!
 //! The types are the one list of keys: each section is a struct in its own
 //! file (`listener`, `store`, `zoom`, `caps`, `transfer`, `retention`, `console`,
-//! `reconcile`, `after_copy`) beside its defaults,
+//! `reconcile`, `after_copy`, `companions`) beside its defaults,
 //! its validation and its conversion into the settings its subsystem takes;
 //! the environment overlay (`env`) is derived from those types. Loading never
 //! opens a socket, a file other than the config file, or the store; the app
@@ -15,6 +15,7 @@
 
 mod after_copy;
 mod caps;
+mod companions;
 mod console;
 mod env;
 mod listener;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 pub use after_copy::AfterCopyConfig;
 pub use caps::{AccountCapsConfig, CapsConfig};
+pub use companions::CompanionsConfig;
 pub use console::{ConsoleConfig, ConsoleSettings};
 pub use listener::{ListenerConfig, MetricsConfig};
 pub use reconcile::ReconcileConfig;
@@ -83,6 +85,7 @@ pub struct Config {
     pub console: ConsoleConfig,
     pub reconcile: ReconcileConfig,
     pub after_copy: AfterCopyConfig,
+    pub companions: CompanionsConfig,
 }
 
 /// How log lines are written.
@@ -124,6 +127,7 @@ impl Default for Config {
             console: ConsoleConfig::default(),
             reconcile: ReconcileConfig::default(),
             after_copy: AfterCopyConfig::default(),
+            companions: CompanionsConfig::default(),
         }
     }
 }
@@ -177,6 +181,7 @@ impl Config {
         self.console.validate()?;
         self.reconcile.validate()?;
         self.after_copy.validate()?;
+        self.companions.validate()?;
         if let Some(key) = &self.encryption_key {
             ferry_control::secrets::SecretBox::from_base64(key.expose())
                 .map_err(|e| anyhow::anyhow!("encryption_key: {e}"))?;

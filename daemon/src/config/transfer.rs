@@ -153,7 +153,12 @@ impl TransferConfig {
     }
 
     /// The engine's settings; `worker_id` names this process in leases.
-    pub fn settings(&self, worker_id: String, caps: CapsPolicy) -> TransferSettings {
+    pub fn settings(
+        &self,
+        worker_id: String,
+        caps: CapsPolicy,
+        companions: crate::transfer::companion::CompanionSettings,
+    ) -> TransferSettings {
         TransferSettings {
             worker_id,
             max_concurrent: self.max_concurrent,
@@ -171,6 +176,7 @@ impl TransferConfig {
             key_prefix: self.key_prefix.clone(),
             caps,
             poll_interval: Duration::from_secs(2),
+            companions,
         }
     }
 }

@@ -8,11 +8,14 @@
 //! retries) only when the store is unavailable, 500 when a stored record is
 //! corrupt and no retry would help.
 //! It must never log or return a download URL, download token or secret, and
-//! it never copies media itself: the transfer engine does that.
+//! it never copies media itself: the transfer engine does that. A late
+//! transcript (`recording.transcript_completed`) is attached to its job as a
+//! companion file (`transcript`).
 
 pub mod signature;
 #[cfg(test)]
 mod tests;
+mod transcript;
 
 use std::time::{Duration, Instant};
 
@@ -110,6 +113,8 @@ pub struct IntakeConfig {
     pub max_body_bytes: u64,
     pub read_timeout: Duration,
     pub caps: CapsPolicy,
+    /// `[companions]`: whether a late transcript is attached.
+    pub companions: crate::transfer::companion::CompanionSettings,
 }
 
 pub struct Intake {
@@ -210,6 +215,7 @@ impl Intake {
         *event = match envelope.event.as_str() {
             "endpoint.url_validation" => "endpoint.url_validation",
             "recording.completed" => "recording.completed",
+            "recording.transcript_completed" => "recording.transcript_completed",
             "app_deauthorized" => "app_deauthorized",
             "recording.deleted" => "recording.deleted",
             "recording.trashed" => "recording.trashed",
@@ -226,6 +232,7 @@ impl Intake {
                 ))
             }
             "recording.completed" => self.recording_completed(envelope, now).await,
+            "recording.transcript_completed" => self.transcript_completed(envelope, now).await,
             "app_deauthorized" => {
                 let payload: DeauthorizedPayload = serde_json::from_value(envelope.payload)
                     .map_err(|_| IntakeError::BadRequest("payload.account_id: missing".into()))?;

@@ -4,7 +4,8 @@
 //! check the length it declares against the size cap → stream it through
 //! the guarded body, the part cutter and the uploader → verify → complete.
 //! Each stage lives in its own module; this one only orders them, and
-//! depends on nothing of the engine that runs it.
+//! depends on nothing of the engine that runs it. Before streaming, it
+//! records the companion files that go with the video (`companion::plan`).
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use ferry_control::model::{AttemptStart, Job, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 use super::caps::declared_size_cap;
+use super::companion;
 use super::context::Context;
 use super::error::{TransferError, lease_or_store};
 use super::finalize;
@@ -40,6 +42,9 @@ pub async fn run(
             ));
         }
     };
+    // The companions go with the chosen video; they are copied once the
+    // job has completed (see `companion`).
+    companion::plan(context, job).await?;
     let key = object_key(&context.settings.key_prefix, job);
     let content_type = content_type(job);
     let caps = context.settings.caps.for_account(&job.zoom_account_id);

@@ -40,6 +40,8 @@ pub struct TransferSettings {
     pub caps: CapsPolicy,
     /// How often an idle engine looks for work it was not told about.
     pub poll_interval: Duration,
+    /// `[companions]`: whether companion files are copied, and their cap.
+    pub companions: super::companion::CompanionSettings,
 }
 
 impl TransferSettings {

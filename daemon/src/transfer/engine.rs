@@ -3,18 +3,20 @@
 //! attempts through the shared retry helper, fetch a fresh download token
 //! once when Zoom refuses the webhook's, and record how each job ends. One
 //! attempt's stages live in `attempt.rs` and the modules it names; none of
-//! them depends back on this one.
+//! them depends back on this one. A slot that finds no job copies a pending
+//! companion file of a completed job (`companion`), so jobs go first.
 
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
-use ferry_control::model::{Job, JobOutcome, JobState, Timestamp};
+use ferry_control::model::{CompanionLease, Job, JobOutcome, JobState, Timestamp};
 use ferry_control::store::Lease;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::attempt;
+use super::companion;
 use super::budget::{LimitSettings, Limits};
 use super::context::Context;
 pub use super::context::{Connections, TransferSettings};
@@ -224,13 +226,31 @@ async fn dispatch(context: Arc<Context>, shutdown: CancellationToken, tasks: Tas
                 });
             }
             Ok(None) => {
+                // No job waits: a slot left over copies a pending companion
+                // file of a completed job.
+                if let Some(claimed) = claim_companion(&context).await {
+                    let (context, shutdown) = (context.clone(), shutdown.clone());
+                    tasks.spawn(async move {
+                        companion::run(&context, claimed, &shutdown).await;
+                        drop(slot);
+                    });
+                    continue;
+                }
                 drop(slot);
-                // Sleep until a job is queued (or the poll interval passes:
-                // leases of crashed workers expire without an event).
+                // Sleep until a job is queued or completes (its companions
+                // become claimable), or the poll interval passes: leases of
+                // crashed workers expire, and retried or late companions
+                // come, without an event.
                 let wait = async {
                     loop {
                         match events.recv().await {
-                            Ok(event) if event.job.state == JobState::Queued => return,
+                            Ok(event)
+                                if event.job.state == JobState::Queued
+                                    || (event.job.state == JobState::Completed
+                                        && !event.progress_only) =>
+                            {
+                                return;
+                            }
                             Ok(_) => {}
                             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
                             Err(tokio::sync::broadcast::error::RecvError::Closed) => {
@@ -255,6 +275,26 @@ async fn dispatch(context: Arc<Context>, shutdown: CancellationToken, tasks: Tas
             }
         }
     }
+}
+
+/// A pending companion of a completed job for this worker, when companions
+/// are copied; a store failure is logged and waits for the next look.
+async fn claim_companion(context: &Context) -> Option<CompanionLease> {
+    if !context.settings.companions.enabled {
+        return None;
+    }
+    let claimed = context
+        .store
+        .claim_companion(
+            &context.settings.worker_id,
+            context.settings.lease,
+            Timestamp::now(),
+        )
+        .await;
+    claimed
+        .inspect_err(|e| tracing::warn!(error = %e, "could not claim a companion file"))
+        .ok()
+        .flatten()
 }
 
 /// Keeps the lease alive and stops the transfer when it is lost or the job

@@ -14,12 +14,14 @@
 //! `uploader` (parallel part uploads under `budget`) → `finalize` (verify,
 //! complete, record). `retry`, `error`, `caps`, `object` and `token` serve
 //! them all; `context` is what they share; `trust` is the TLS of both hops'
-//! clients.
+//! clients. `companion` copies the files that belong with a completed
+//! job's video (transcript, captions, chat) through the same stages.
 
 mod attempt;
 mod body;
 pub mod budget;
 mod caps;
+pub mod companion;
 pub mod context;
 pub mod cutter;
 pub mod download;

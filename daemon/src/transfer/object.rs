@@ -1,8 +1,9 @@
 //! Where a job's file lands and what it is: the object key (built from ids
-//! only, never from the topic or a raw meeting uuid) and its MIME type.
+//! only, never from the topic or a raw meeting uuid) and its MIME type, and
+//! where its companion files land beside it (the video's key stem).
 
 use base64::Engine as _;
-use ferry_control::model::Job;
+use ferry_control::model::{CompanionKind, Job};
 
 /// `{prefix}/{institution}/{account}/{meeting uuid, base64url}/{file id}.{ext}`:
 /// ids only, never the topic; the uuid may hold `/` and `+`, so it is encoded.
@@ -47,6 +48,14 @@ pub fn object_key(prefix: &str, job: &Job) -> String {
     }
     key.push_str(&format!("{file_id}.{extension}"));
     key
+}
+
+/// A companion's key: the video's key with its extension replaced by the
+/// kind's suffix, `.../{file id}.mp4` beside `.../{file id}.transcript.vtt`.
+pub fn companion_key(prefix: &str, job: &Job, kind: CompanionKind) -> String {
+    let video = object_key(prefix, job);
+    let stem = video.rsplit_once('.').map_or(video.as_str(), |(stem, _)| stem);
+    format!("{stem}.{}", kind.key_suffix())
 }
 
 /// The MIME type of the job's file: audio-only M4A, or MP4 video.

@@ -96,6 +96,12 @@ pub async fn open(
         download = context.downloader.get(&credentials.url, credentials.token.as_deref(), offset) =>
             download?,
     };
+    refuse_web_page(&download)?;
+    Ok(download)
+}
+
+/// Zoom answers a file the app may not download with a web page.
+pub fn refuse_web_page(download: &Download) -> Result<(), TransferError> {
     if download
         .content_type
         .as_deref()
@@ -103,7 +109,7 @@ pub async fn open(
     {
         return Err(TransferError::Permanent(DOWNLOAD_SETTINGS_HINT.into()));
     }
-    Ok(download)
+    Ok(())
 }
 
 /// Whether the answer starts at `offset`: always at 0; past 0 only a 206

@@ -20,14 +20,23 @@ pub async fn fresh_download(
     job: &Job,
     status: u16,
 ) -> Result<FreshDownload, TransferError> {
-    let fetched = fetch(context, job, status).await?;
+    let file_id = job
+        .recording_file
+        .as_ref()
+        .map_or("", |f| f.file_id.as_str());
+    let fetched = fetch(context, job, file_id, status).await?;
     keep(context, job, &fetched).await?;
     Ok(fetched)
 }
 
-/// Asks Zoom for the fresh token with the account's API access
-/// (Marketplace tokens first, see `zoom_api::account_access`).
-async fn fetch(context: &Context, job: &Job, status: u16) -> Result<FreshDownload, TransferError> {
+/// Asks Zoom for a fresh token (and `file_id`'s URL) with the account's
+/// API access (Marketplace tokens first, see `zoom_api::account_access`).
+pub(super) async fn fetch(
+    context: &Context,
+    job: &Job,
+    file_id: &str,
+    status: u16,
+) -> Result<FreshDownload, TransferError> {
     let account = context
         .store
         .installed_account(&job.zoom_account_id)
@@ -61,10 +70,6 @@ async fn fetch(context: &Context, job: &Job, status: u16) -> Result<FreshDownloa
         }
         Err(e) => return count_and_map(Err(e)),
     };
-    let file_id = job
-        .recording_file
-        .as_ref()
-        .map_or("", |f| f.file_id.as_str());
     let fetched = context
         .zoom_api
         .fresh_download(&job.zoom_account_id, &access, &job.meeting_uuid, file_id)

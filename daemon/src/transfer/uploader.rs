@@ -153,7 +153,7 @@ impl<'a> PartUploads<'a> {
 }
 
 /// Uploads one part, retrying it on its own; the budget is held until it ends.
-async fn upload_part(
+pub(super) async fn upload_part(
     context: Arc<Context>,
     upload: UploadRecord,
     cut: CutPart,

@@ -119,6 +119,18 @@ impl ZoomSimulator {
         self.deliver(&meeting.recording_completed_body()).await
     }
 
+    /// Delivers `recording.transcript_completed` for `meeting`: `transcript`
+    /// (a `FileSpec::transcript`), with its own `download_token`.
+    pub async fn transcript_completed(
+        &self,
+        meeting: &Meeting,
+        transcript: &FileSpec,
+        download_token: &str,
+    ) -> anyhow::Result<Delivery> {
+        self.deliver(&meeting.transcript_completed_body(transcript, download_token))
+            .await
+    }
+
     /// Delivers `recording.deleted` or `recording.trashed` (`event`) for `meeting`.
     pub async fn recording_removed(
         &self,

@@ -8,6 +8,8 @@
 //! block is stored twice over, so any filler range up to a period long is one
 //! contiguous slice and [`SyntheticMedia::chunk`] hands it out without
 //! copying; that is what lets a benchmark stream several GiB/s of it.
+//! Small text files (transcripts, captions, chat) are one region holding
+//! every byte ([`SyntheticMedia::text`], [`SyntheticMedia::vtt`]).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -118,6 +120,34 @@ impl SyntheticMedia {
         .concat();
         regions.sort_by_key(|region| region.start);
         SyntheticMedia { len: size, regions }
+    }
+
+    /// A file of exactly `bytes` (a transcript, captions, a chat; or any
+    /// bytes a test wants served).
+    pub fn text(bytes: impl Into<Vec<u8>>) -> Self {
+        let bytes = bytes.into();
+        SyntheticMedia {
+            len: bytes.len() as u64,
+            regions: vec![Region { start: 0, bytes }],
+        }
+    }
+
+    /// A WebVTT file of `cues` numbered cues, two seconds each, as Zoom's
+    /// transcripts and captions are (with non-ASCII text in every cue).
+    pub fn vtt(cues: usize) -> Self {
+        let mut text = String::from("WEBVTT\n");
+        for cue in 0..cues {
+            let (from, to) = (cue * 2, cue * 2 + 2);
+            text.push_str(&format!(
+                "\n{}\n00:{:02}:{:02}.000 --> 00:{:02}:{:02}.000\nÉlisa: sentence {cue} of the lecture ✓\n",
+                cue + 1,
+                from / 60,
+                from % 60,
+                to / 60,
+                to % 60
+            ));
+        }
+        Self::text(text.into_bytes())
     }
 
     /// The smallest size [`SyntheticMedia::mp4`] accepts: ftyp, moov and an empty mdat.

@@ -1,4 +1,5 @@
-//! `recording.completed` payloads, built like ZOOM.md's example.
+//! `recording.completed` payloads, built like ZOOM.md's example, and the
+//! later `recording.transcript_completed` of a meeting.
 
 use ferry_control::model::Timestamp;
 use rand::Rng;
@@ -76,6 +77,26 @@ impl FileSpec {
             length_secs,
             5000,
         )
+    }
+
+    pub fn captions(start_offset_secs: i64, length_secs: i64) -> Self {
+        Self::new(
+            "CC",
+            "closed_caption",
+            start_offset_secs,
+            length_secs,
+            4000,
+        )
+    }
+
+    /// The extension Zoom gives the file's type: `VTT` for transcripts and
+    /// captions, `TXT` for chat, the type itself for media.
+    pub fn file_extension(&self) -> &str {
+        match self.file_type.as_str() {
+            "TRANSCRIPT" | "CC" => "VTT",
+            "CHAT" => "TXT",
+            other => other,
+        }
     }
 
     pub fn processing(mut self) -> Self {
@@ -164,9 +185,24 @@ impl Meeting {
     }
 
     pub fn recording_completed(&self) -> Value {
-        let total_size: u64 = self.files.iter().map(|f| f.file_size).sum();
-        let files: Vec<Value> = self
-            .files
+        self.event("recording.completed", &self.files, &self.download_token)
+    }
+
+    /// `recording.transcript_completed` for this meeting: the same envelope,
+    /// with its own `download_token` and only the transcript file.
+    pub fn transcript_completed_body(&self, transcript: &FileSpec, download_token: &str) -> Vec<u8> {
+        let mut event = self.event(
+            "recording.transcript_completed",
+            std::slice::from_ref(transcript),
+            download_token,
+        );
+        event["event_ts"] = json!(self.event_ts + 600_000);
+        event.to_string().into_bytes()
+    }
+
+    fn event(&self, name: &str, files: &[FileSpec], download_token: &str) -> Value {
+        let total_size: u64 = files.iter().map(|f| f.file_size).sum();
+        let files: Vec<Value> = files
             .iter()
             .map(|f| {
                 let start = self.start.saturating_add_millis(f.start_offset_secs * 1000);
@@ -180,7 +216,7 @@ impl Meeting {
                     "recording_start": start.to_string(),
                     "recording_end": end.to_string(),
                     "file_type": f.file_type,
-                    "file_extension": f.file_type,
+                    "file_extension": f.file_extension(),
                     "file_size": f.file_size,
                     "play_url": format!("{}/rec/play/{}", self.download_base, f.id),
                     "download_url": url,
@@ -190,9 +226,9 @@ impl Meeting {
             })
             .collect();
         json!({
-            "event": "recording.completed",
+            "event": name,
             "event_ts": self.event_ts,
-            "download_token": self.download_token,
+            "download_token": download_token,
             "payload": {
                 "account_id": self.account_id,
                 "object": {
@@ -207,7 +243,7 @@ impl Meeting {
                     "timezone": "America/New_York",
                     "duration": self.duration_minutes,
                     "total_size": total_size,
-                    "recording_count": self.files.len(),
+                    "recording_count": files.len(),
                     "share_url": format!("{}/rec/share/{}", self.download_base, self.meeting_id),
                     "recording_files": files,
                 }

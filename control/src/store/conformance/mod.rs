@@ -21,6 +21,7 @@
 
 mod accounts;
 mod choices;
+mod companions;
 mod configurations;
 mod counts;
 mod directory;
@@ -36,6 +37,7 @@ mod web;
 
 pub use accounts::accounts;
 pub use choices::{ingest_choices_and_policy, zoom_trash_after_completion};
+pub use companions::job_companions;
 pub use configurations::{configuration_delete, configurations};
 pub use counts::{
     PRE_COUNTS_JOB_STATES, job_counts_follow_every_change, pre_counts_after_cancel,
@@ -113,6 +115,7 @@ macro_rules! store_conformance_tests {
             account_token_refresh,
             ingest_choices_and_policy,
             zoom_trash_after_completion,
+            job_companions,
         );
     };
     (@each $fresh:expr; $($check:ident),* $(,)?) => {
@@ -158,6 +161,7 @@ pub async fn run_all(store: &dyn Store) {
     account_token_refresh(store).await;
     ingest_choices_and_policy(store).await;
     zoom_trash_after_completion(store).await;
+    job_companions(store).await;
 }
 
 // --- helpers -----------------------------------------------------------------

@@ -25,6 +25,7 @@
 //! Database failures are `Unavailable`; the pool reconnects by itself.
 
 mod accounts;
+mod companions;
 mod configurations;
 mod directory;
 mod events;

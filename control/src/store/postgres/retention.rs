@@ -57,6 +57,12 @@ pub(super) async fn sweep(
     )
     .await
     .map_err(pg_error)?;
+    c.execute(
+        "DELETE FROM job_companions WHERE job_id = ANY($1)",
+        &[&expired],
+    )
+    .await
+    .map_err(pg_error)?;
     let jobs_deleted = c
         .execute("DELETE FROM jobs WHERE job_id = ANY($1)", &[&expired])
         .await

@@ -30,6 +30,9 @@ pub(super) const JOB_HISTORY_VERSION: i64 = 6;
 /// index of its own).
 const CHOICES_VERSION: i64 = 7;
 
+/// Companion files (only adds a table and its index).
+const COMPANIONS_VERSION: i64 = 9;
+
 pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (1, V1),
     (2, V2),
@@ -39,6 +42,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (JOB_HISTORY_VERSION, JOB_HISTORY),
     (CHOICES_VERSION, CHOICES),
     (8, LIST_COMBINATIONS),
+    (COMPANIONS_VERSION, COMPANIONS),
 ];
 
 /// The newest schema version this build knows.
@@ -498,4 +502,29 @@ CREATE INDEX jobs_by_account_source ON jobs (institution_id, zoom_account_id, so
 CREATE INDEX jobs_by_host_account ON jobs (institution_id, host_email_key, zoom_account_id,
     source, state, (CASE WHEN state = 'skipped' THEN COALESCE(skip_reason, '') ELSE '' END),
     job_id COLLATE "POSIX");
+"#;
+
+/// Companion files (as SQLite's): one row per job and kind, with the sealed
+/// download URL and token kept until the file is copied, the companion's
+/// own lease, and the partial index the claim reads.
+const COMPANIONS: &str = r#"
+CREATE TABLE job_companions (
+    job_id                TEXT COLLATE "C" NOT NULL REFERENCES jobs (job_id),
+    kind                  TEXT NOT NULL,
+    file_id               TEXT NOT NULL,
+    file_size             BIGINT NOT NULL,
+    state                 TEXT NOT NULL,
+    reason                TEXT NOT NULL DEFAULT '',
+    object_key            TEXT NOT NULL DEFAULT '',
+    size_bytes            BIGINT NOT NULL DEFAULT 0,
+    checksum              TEXT NOT NULL DEFAULT '',
+    sealed_download_url   BYTEA,
+    sealed_download_token BYTEA,
+    lease_owner           TEXT,
+    lease_expires_ms      BIGINT,
+    updated_ms            BIGINT NOT NULL,
+    PRIMARY KEY (job_id, kind)
+);
+CREATE INDEX job_companions_pending ON job_companions (updated_ms, job_id, kind)
+    WHERE state = 'pending';
 "#;

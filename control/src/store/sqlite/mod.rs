@@ -6,6 +6,7 @@
 //! answered, so an acknowledged RPC survives `kill -9` and power loss.
 
 mod accounts;
+mod companions;
 mod configurations;
 mod directory;
 mod engine;

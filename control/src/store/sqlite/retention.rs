@@ -50,11 +50,15 @@ pub(super) fn sweep(conn: &Connection, sweep: &RetentionSweep) -> StoreResult<Re
     let mut delete_attempts = conn
         .prepare_cached("DELETE FROM job_attempts WHERE job_id = ?1")
         .map_err(sql_error)?;
+    let mut delete_companions = conn
+        .prepare_cached("DELETE FROM job_companions WHERE job_id = ?1")
+        .map_err(sql_error)?;
     let mut delete_job = conn
         .prepare_cached("DELETE FROM jobs WHERE job_id = ?1")
         .map_err(sql_error)?;
     for job_id in &expired {
         delete_attempts.execute([job_id]).map_err(sql_error)?;
+        delete_companions.execute([job_id]).map_err(sql_error)?;
         delete_job.execute([job_id]).map_err(sql_error)?;
     }
     Ok(RetentionSwept {

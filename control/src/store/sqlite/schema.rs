@@ -18,6 +18,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (12, V12),
     (13, V13),
     (14, V14),
+    (15, COMPANIONS),
 ];
 
 const V1: &str = r#"
@@ -407,4 +408,29 @@ CREATE INDEX jobs_by_account_source ON jobs (institution_id, zoom_account_id, so
     (CASE WHEN state = 'skipped' THEN COALESCE(skip_reason, '') ELSE '' END), job_id);
 CREATE INDEX jobs_by_host_account ON jobs (institution_id, host_email_key, zoom_account_id,
     source, state, (CASE WHEN state = 'skipped' THEN COALESCE(skip_reason, '') ELSE '' END), job_id);
+"#;
+
+/// Companion files (transcript, captions, chat): one row per job and kind,
+/// with the sealed download URL and token kept until the file is copied,
+/// the companion's own lease, and the partial index the claim reads.
+const COMPANIONS: &str = r#"
+CREATE TABLE job_companions (
+    job_id                TEXT NOT NULL REFERENCES jobs (job_id),
+    kind                  TEXT NOT NULL,
+    file_id               TEXT NOT NULL,
+    file_size             INTEGER NOT NULL,
+    state                 TEXT NOT NULL,
+    reason                TEXT NOT NULL DEFAULT '',
+    object_key            TEXT NOT NULL DEFAULT '',
+    size_bytes            INTEGER NOT NULL DEFAULT 0,
+    checksum              TEXT NOT NULL DEFAULT '',
+    sealed_download_url   BLOB,
+    sealed_download_token BLOB,
+    lease_owner           TEXT,
+    lease_expires_ms      INTEGER,
+    updated_ms            INTEGER NOT NULL,
+    PRIMARY KEY (job_id, kind)
+) WITHOUT ROWID;
+CREATE INDEX job_companions_pending ON job_companions (updated_ms, job_id, kind)
+    WHERE state = 'pending';
 "#;

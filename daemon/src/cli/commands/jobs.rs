@@ -1,12 +1,14 @@
-//! `ferry jobs`: JobService. Reads, retries and cancels jobs; `watch` is
-//! handed to `cli::watch`, which owns the live view.
+//! `ferry jobs`: JobService. Reads, retries and cancels jobs (`get` names
+//! each companion file's state; `retry` of a completed job fetches just the
+//! missing companions); `watch` is handed to `cli::watch`, which owns the
+//! live view.
 
 use anyhow::Context;
 use clap::Subcommand;
 use ferry_control::api;
 use serde_json::{Value, json};
 
-use super::{enum_name, page, time};
+use super::{companion_kind_name, enum_name, page, time};
 use crate::cli::client::Clients;
 use crate::cli::output::{Fields, Output};
 
@@ -77,6 +79,37 @@ fn attempts(attempts: &[api::JobAttempt], out: Output) -> serde_json::Value {
         );
         if !a.note.is_empty() {
             phrase.push_str(&format!(": {}", a.note));
+        }
+        phrase
+    });
+    json!(each.collect::<Vec<_>>().join("; "))
+}
+
+/// A job's companion files: objects for scripts; for people, one phrase
+/// each (`transcript copied`, `chat missing: zoom no longer has …`),
+/// separated by `; `, so the gap is named.
+fn companions(companions: &[api::CompanionStatus], out: Output) -> Value {
+    let state = |c: &api::CompanionStatus| {
+        api::CompanionState::try_from(c.state).map_or(c.state.to_string(), |s| {
+            enum_name(s.as_str_name(), "COMPANION_STATE_")
+        })
+    };
+    if out.json {
+        let each = companions.iter().map(|c| {
+            json!({
+                "kind": companion_kind_name(c.kind),
+                "state": state(c),
+                "reason": c.reason,
+                "file_id": c.file_id,
+                "size_bytes": c.size_bytes,
+            })
+        });
+        return Value::Array(each.collect());
+    }
+    let each = companions.iter().map(|c| {
+        let mut phrase = format!("{} {}", companion_kind_name(c.kind), state(c));
+        if !c.reason.is_empty() {
+            phrase.push_str(&format!(": {}", c.reason));
         }
         phrase
     });
@@ -249,8 +282,10 @@ pub(super) async fn jobs(
                 .await?
                 .into_inner();
             let history = attempts(&job.attempts, out);
+            let companions = companions(&job.companions, out);
             let mut fields = job_fields(job);
             fields.push(("attempts", history));
+            fields.push(("companions", companions));
             out.item(fields);
         }
         JobsCommand::Retry { job_id } => {
@@ -261,7 +296,11 @@ pub(super) async fn jobs(
                 })
                 .await?
                 .into_inner();
-            out.item(job_fields(job));
+            // A completed job's retry names the companions it sent back.
+            let sent_back = (!job.companions.is_empty()).then(|| companions(&job.companions, out));
+            let mut fields = job_fields(job);
+            fields.extend(sent_back.map(|c| ("companions", c)));
+            out.item(fields);
         }
         JobsCommand::Cancel { job_id } => {
             let job = client

@@ -1,10 +1,11 @@
-//! `ferry media`: MediaService, the library's items and their owners.
+//! `ferry media`: MediaService, the library's items and their owners; `get`
+//! lists the companion files copied beside the video.
 
 use clap::Subcommand;
 use ferry_control::api;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::{page, time};
+use super::{companion_kind_name, page, time};
 use crate::cli::client::Clients;
 use crate::cli::output::{Fields, Output};
 
@@ -23,6 +24,31 @@ pub enum MediaCommand {
         #[arg(long = "to")]
         new_owner_user_id: String,
     },
+}
+
+/// The files copied beside the video: objects for scripts; for people,
+/// `kind key (N bytes)` each, separated by `; `.
+fn companions(companions: &[api::CompanionFile], out: Output) -> Value {
+    if out.json {
+        let each = companions.iter().map(|c| {
+            json!({
+                "kind": companion_kind_name(c.kind),
+                "object_key": c.object_key,
+                "size_bytes": c.size_bytes,
+                "checksum": c.checksum,
+            })
+        });
+        return Value::Array(each.collect());
+    }
+    let each = companions.iter().map(|c| {
+        format!(
+            "{} {} ({} bytes)",
+            companion_kind_name(c.kind),
+            c.object_key,
+            c.size_bytes
+        )
+    });
+    json!(each.collect::<Vec<_>>().join("; "))
 }
 
 fn media_fields(m: api::Media) -> Fields {
@@ -80,7 +106,10 @@ pub(super) async fn media(
                 })
                 .await?
                 .into_inner();
-            out.item(media_fields(media));
+            let companions = companions(&media.companions, out);
+            let mut fields = media_fields(media);
+            fields.push(("companions", companions));
+            out.item(fields);
         }
         MediaCommand::Transfer {
             media_id,

@@ -91,6 +91,13 @@ fn enum_name(name: &str, prefix: &str) -> String {
     name.trim_start_matches(prefix).to_ascii_lowercase()
 }
 
+/// A companion file's kind as people read it: `transcript`, `closed_captions`, `chat`.
+fn companion_kind_name(kind: i32) -> String {
+    api::CompanionKind::try_from(kind).map_or(kind.to_string(), |k| {
+        enum_name(k.as_str_name(), "COMPANION_KIND_")
+    })
+}
+
 fn page(token: String) -> Option<api::PageRequest> {
     Some(api::PageRequest {
         page_size: 1000,
