@@ -92,15 +92,7 @@ impl UserDirectoryApi {
             None => return Err(Status::invalid_argument("header: the stream is empty")),
         };
         let institution_id = principal.scope(&header.institution_id)?;
-        let mode = match api::SyncMode::try_from(header.mode) {
-            Ok(api::SyncMode::Full) => SyncMode::Full,
-            Ok(api::SyncMode::Upsert) => SyncMode::Upsert,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "header.mode: required (FULL or UPSERT)",
-                ));
-            }
-        };
+        let mode = convert::sync_mode_from_api(header.mode)?;
 
         // Nothing is applied until the whole stream has arrived and checked:
         // a stream that breaks off half way changes nothing.

@@ -39,6 +39,7 @@ mod configurations;
 mod institutions;
 mod jobs;
 mod media;
+pub(crate) mod sections;
 pub(crate) mod users;
 
 pub use accounts::AccountsCommand;
@@ -47,6 +48,7 @@ pub use institutions::{InstitutionsCommand, KeysCommand};
 pub use jobs::JobsCommand;
 pub(crate) use jobs::job_fields;
 pub use media::MediaCommand;
+pub use sections::SectionsCommand;
 pub use users::UsersCommand;
 
 pub async fn run(command: super::Command, args: ClientArgs) -> anyhow::Result<()> {
@@ -71,6 +73,7 @@ pub async fn run(command: super::Command, args: ClientArgs) -> anyhow::Result<()
         C::Users(command) => users::users(&mut clients, out, &institution, command).await,
         C::Jobs(command) => jobs::jobs(&mut clients, out, &institution, command).await,
         C::Media(command) => media::media(&mut clients, out, &institution, command).await,
+        C::Sections(command) => sections::sections(&mut clients, out, &institution, command).await,
         C::Serve { .. } | C::Demo { .. } => unreachable!("handled by main"),
     }
 }
@@ -89,6 +92,15 @@ fn time(t: &Option<prost_types::Timestamp>) -> Value {
 /// (`INGEST_MODE_OPTED_IN_USERS` → `opted_in_users`).
 fn enum_name(name: &str, prefix: &str) -> String {
     name.trim_start_matches(prefix).to_ascii_lowercase()
+}
+
+/// A sync's `--mode`: full or upsert.
+fn sync_mode(mode: &str) -> anyhow::Result<api::SyncMode> {
+    match mode.to_ascii_lowercase().as_str() {
+        "full" => Ok(api::SyncMode::Full),
+        "upsert" => Ok(api::SyncMode::Upsert),
+        other => anyhow::bail!("--mode {other:?}: expected full or upsert"),
+    }
 }
 
 fn page(token: String) -> Option<api::PageRequest> {

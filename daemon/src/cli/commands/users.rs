@@ -8,7 +8,7 @@ use clap::Subcommand;
 use ferry_control::api;
 use serde_json::{Value, json};
 
-use super::{enum_name, page, time};
+use super::{enum_name, page, sync_mode, time};
 use crate::cli::client::Clients;
 use crate::cli::output::{Fields, Output};
 
@@ -162,11 +162,7 @@ pub(super) async fn users(
     let institution_id = institution.to_string();
     match command {
         UsersCommand::Sync { file, mode } => {
-            let mode = match mode.to_ascii_lowercase().as_str() {
-                "full" => api::SyncMode::Full,
-                "upsert" => api::SyncMode::Upsert,
-                other => anyhow::bail!("--mode {other:?}: expected full or upsert"),
-            };
+            let mode = sync_mode(&mode)?;
             let records = read_users_csv(&file)?;
             let header = api::SyncUsersRequest {
                 item: Some(api::sync_users_request::Item::Header(
