@@ -1,8 +1,9 @@
-//! What a section sync changes, decided once for both backends: given the
-//! institution's sections as stored and the sync's records, which sections
-//! to create, update and deactivate, and the outcome to report. Pure (the
-//! backends read the sections, call `plan_section_sync`, and write the
-//! plan in the same transaction); it never touches a database.
+//! The sections domain's decisions, made once for both backends: what a
+//! section sync changes (given the institution's sections as stored and
+//! the sync's records, which sections to create, update and deactivate, and
+//! the outcome to report) and how a call that names unknown or inactive
+//! sections is refused (`sections_checked`). Pure (the backends read, call
+//! these, and write in the same transaction); it never touches a database.
 //!
 //! The rules: within one sync the first record of an external id wins and
 //! later ones are rejected; a record equal to its active section is

@@ -387,13 +387,13 @@ pub async fn section_mappings_and_shares(store: &dyn Store) {
         by_topic
     );
     let listed = store
-        .list_section_mappings(a, Some(&tenant.configuration_id), &PageQuery::first(0))
+        .list_section_mappings(a, Some(tenant.configuration_id.as_str()), &PageQuery::first(0))
         .await
         .expect("list mappings");
     assert_eq!(listed.items, vec![by_meeting.clone(), by_topic.clone()]);
     assert!(
         store
-            .list_section_mappings(a, Some(&other.configuration_id), &PageQuery::first(0))
+            .list_section_mappings(a, Some(other.configuration_id.as_str()), &PageQuery::first(0))
             .await
             .expect("list mappings of a foreign configuration")
             .items

@@ -93,7 +93,7 @@ pub(super) async fn get_media(
 
 #[async_trait]
 impl MediaStore for PostgresStore {
-    pub(super) async fn get_media(&self, institution_id: &str, media_id: &str) -> StoreResult<Media> {
+    async fn get_media(&self, institution_id: &str, media_id: &str) -> StoreResult<Media> {
         get_media(&self.client().await?, institution_id, media_id, false).await
     }
 
