@@ -630,8 +630,8 @@ pub async fn section_mappings_and_shares(store: &dyn Store) {
     .await;
     assert_eq!(
         section_media(store, &tenant, phys).await,
-        vec![physics.media_id.clone()],
-        "an inactive section keeps its media"
+        vec![physics.media_id.clone(), unmapped.media_id.clone()],
+        "an inactive section keeps its media (the second shared by the applied mapping)"
     );
     let later = complete_meeting(
         store,
