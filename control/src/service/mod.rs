@@ -13,6 +13,7 @@ mod institutions;
 mod jobs;
 mod media;
 mod sections;
+mod sync_stream;
 mod users;
 mod validate;
 mod zoom;

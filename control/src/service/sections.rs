@@ -7,17 +7,17 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::ControlContext;
 use super::convert;
+use super::sync_stream::{SyncRecords, read_header, read_records};
 use super::validate::{optional_text, page_query, page_response, required_id, required_text};
 use crate::api;
 use crate::api::section_service_server::SectionService;
 use crate::model::{
     MAX_SECTIONS_PER_MAPPING, MediaSharing, NewSectionMapping, RejectedSection, SectionMatcher,
-    SectionRecord, SectionSync, SyncMode, Timestamp,
+    SectionRecord, SectionSync, Timestamp,
 };
 use crate::store::PageQuery;
 
@@ -93,65 +93,28 @@ impl SectionApi {
     where
         S: futures::Stream<Item = Result<api::SyncSectionsRequest, Status>> + Unpin + Send,
     {
-        use api::sync_sections_request::Item;
         let principal = self.context.auth.authenticate(&request).await?;
         let mut stream = request.into_inner();
-        let header = match stream.next().await {
-            Some(Ok(api::SyncSectionsRequest {
-                item: Some(Item::Header(header)),
-            })) => header,
-            Some(Ok(_)) => {
-                return Err(Status::invalid_argument(
-                    "header: the first message of the stream must be a SyncSectionsHeader",
-                ));
-            }
-            Some(Err(status)) => return Err(status),
-            None => return Err(Status::invalid_argument("header: the stream is empty")),
-        };
+        let header = read_header(&mut stream).await?;
         let institution_id = principal.scope(&header.institution_id)?;
         let mode = convert::sync_mode_from_api(header.mode)?;
-
-        // Nothing is applied until the whole stream has arrived and checked.
-        let mut records = Vec::new();
-        let mut rejected = Vec::new();
-        let mut received: u32 = 0;
-        while let Some(message) = stream.next().await {
-            let record = match message?.item {
-                Some(Item::Section(record)) => record,
-                Some(Item::Header(_)) => {
-                    return Err(Status::invalid_argument(format!(
-                        "header: only the first message may be a header (message {} is one too)",
-                        received + 1
-                    )));
-                }
-                None => {
-                    return Err(Status::invalid_argument(format!(
-                        "item: message {} is empty",
-                        received + 1
-                    )));
-                }
-            };
-            if received as usize >= self.context.max_sync_records {
-                return Err(Status::invalid_argument(format!(
-                    "section: more than {} records in one sync; split it into UPSERT syncs",
-                    self.context.max_sync_records
-                )));
-            }
-            match validate_record(received, &record) {
-                Ok(valid) => records.push(valid),
-                Err(reason) => rejected.push(RejectedSection {
-                    record_index: received,
+        let SyncRecords {
+            received,
+            valid: records,
+            rejected,
+        } = read_records(
+            &mut stream,
+            self.context.max_sync_records,
+            mode,
+            |index, record: api::SectionRecord| {
+                validate_record(index, &record).map_err(|reason| RejectedSection {
+                    record_index: index,
                     external_id: record.external_id,
                     reason,
-                }),
-            }
-            received += 1;
-        }
-        if mode == SyncMode::Full && records.is_empty() && rejected.is_empty() {
-            return Err(Status::invalid_argument(
-                "section: a FULL sync needs at least one record (it would deactivate every section)",
-            ));
-        }
+                })
+            },
+        )
+        .await?;
         let outcome = self
             .context
             .store

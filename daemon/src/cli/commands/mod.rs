@@ -94,6 +94,71 @@ fn enum_name(name: &str, prefix: &str) -> String {
     name.trim_start_matches(prefix).to_ascii_lowercase()
 }
 
+/// A sync's counts, as `SyncUsersSummary` and `SyncSectionsSummary` give them.
+struct SyncCounts {
+    received: u32,
+    applied: u32,
+    created: u32,
+    updated: u32,
+    unchanged: u32,
+    deactivated: u32,
+}
+
+/// A record a sync rejected; `email` only for users.
+struct RejectedLine {
+    record_index: u32,
+    external_id: String,
+    email: Option<String>,
+    reason: String,
+}
+
+/// Prints a sync's summary: JSON, or a line of counts then one line per
+/// rejected record naming its CSV line (record `i` is on line `i + 2`).
+fn print_sync_summary(out: Output, counts: SyncCounts, rejected: Vec<RejectedLine>) {
+    if out.json {
+        let rejected: Vec<Value> = rejected
+            .into_iter()
+            .map(|r| {
+                let mut record = json!({"record_index": r.record_index, "line": r.record_index + 2,
+                    "external_id": r.external_id, "reason": r.reason});
+                if let Some(email) = r.email {
+                    record["email"] = json!(email);
+                }
+                record
+            })
+            .collect();
+        out.item(vec![
+            ("received", json!(counts.received)),
+            ("applied", json!(counts.applied)),
+            ("created", json!(counts.created)),
+            ("updated", json!(counts.updated)),
+            ("unchanged", json!(counts.unchanged)),
+            ("deactivated", json!(counts.deactivated)),
+            ("rejected", Value::Array(rejected)),
+        ]);
+        return;
+    }
+    println!(
+        "received {}, applied {} (created {}, updated {}, unchanged {}), deactivated {}, rejected {}",
+        counts.received,
+        counts.applied,
+        counts.created,
+        counts.updated,
+        counts.unchanged,
+        counts.deactivated,
+        rejected.len()
+    );
+    for r in rejected {
+        let email = r.email.map(|e| format!(" ({e})")).unwrap_or_default();
+        println!(
+            "  line {}: {}{email}: {}",
+            r.record_index + 2,
+            r.external_id,
+            r.reason
+        );
+    }
+}
+
 /// A sync's `--mode`: full or upsert.
 fn sync_mode(mode: &str) -> anyhow::Result<api::SyncMode> {
     match mode.to_ascii_lowercase().as_str() {

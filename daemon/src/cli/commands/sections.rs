@@ -9,7 +9,7 @@ use clap::Subcommand;
 use ferry_control::api;
 use serde_json::{Value, json};
 
-use super::{page, sync_mode, time};
+use super::{RejectedLine, SyncCounts, page, print_sync_summary, sync_mode, time};
 use crate::cli::client::Clients;
 use crate::cli::output::{Fields, Output};
 
@@ -157,44 +157,27 @@ pub(super) async fn sections(
                 .sync_sections(tokio_stream::iter(messages))
                 .await?
                 .into_inner();
-            if out.json {
-                let rejected: Vec<Value> = summary
+            print_sync_summary(
+                out,
+                SyncCounts {
+                    received: summary.received,
+                    applied: summary.applied,
+                    created: summary.created,
+                    updated: summary.updated,
+                    unchanged: summary.unchanged,
+                    deactivated: summary.deactivated,
+                },
+                summary
                     .rejected
-                    .iter()
-                    .map(|r| {
-                        json!({"record_index": r.record_index, "line": r.record_index + 2,
-                        "external_id": r.external_id, "reason": r.reason})
+                    .into_iter()
+                    .map(|r| RejectedLine {
+                        record_index: r.record_index,
+                        external_id: r.external_id,
+                        email: None,
+                        reason: r.reason,
                     })
-                    .collect();
-                out.item(vec![
-                    ("received", json!(summary.received)),
-                    ("applied", json!(summary.applied)),
-                    ("created", json!(summary.created)),
-                    ("updated", json!(summary.updated)),
-                    ("unchanged", json!(summary.unchanged)),
-                    ("deactivated", json!(summary.deactivated)),
-                    ("rejected", Value::Array(rejected)),
-                ]);
-            } else {
-                println!(
-                    "received {}, applied {} (created {}, updated {}, unchanged {}), deactivated {}, rejected {}",
-                    summary.received,
-                    summary.applied,
-                    summary.created,
-                    summary.updated,
-                    summary.unchanged,
-                    summary.deactivated,
-                    summary.rejected.len()
-                );
-                for r in &summary.rejected {
-                    println!(
-                        "  line {}: {}: {}",
-                        r.record_index + 2,
-                        r.external_id,
-                        r.reason
-                    );
-                }
-            }
+                    .collect(),
+            );
         }
         SectionsCommand::List { all } => {
             let sections = collect_pages!(
