@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "../proto/ferry/v1/users.proto",
         "../proto/ferry/v1/jobs.proto",
         "../proto/ferry/v1/media.proto",
+        "../proto/ferry/v1/sections.proto",
     ];
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);

@@ -593,6 +593,8 @@ pub struct Media {
     pub job_id: String,
     pub created_at: Timestamp,
     pub content_type: String,
+    /// The sections it is shared with, sorted.
+    pub section_ids: Vec<String>,
 }
 
 /// What the transfer engine knows when a job's object is verified and stored;

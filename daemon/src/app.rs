@@ -470,7 +470,8 @@ fn grpc_server(
         .add_service(services.accounts)
         .add_service(services.users)
         .add_service(services.jobs)
-        .add_service(services.media);
+        .add_service(services.media)
+        .add_service(services.sections);
     // Accepted sockets get TCP_NODELAY here: tonic's `Server::tcp_nodelay`
     // applies only to listeners it binds itself, and without it a response
     // whose last small write waits on the client's delayed ACK stalls ~40 ms.

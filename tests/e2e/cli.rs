@@ -14,7 +14,7 @@ use tokio::process::{Child, ChildStderr, ChildStdout};
 use crate::support::*;
 use crate::transfer::transfers;
 
-fn ferry(daemon_url: &str, token: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn ferry(daemon_url: &str, token: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ferry-under-test"))
         .args(args)
         .env_clear()
@@ -24,7 +24,7 @@ fn ferry(daemon_url: &str, token: &str, args: &[&str]) -> std::process::Output {
         .expect("run ferry")
 }
 
-fn json(output: &std::process::Output) -> serde_json::Value {
+pub(crate) fn json(output: &std::process::Output) -> serde_json::Value {
     assert!(
         output.status.success(),
         "ferry failed: {}",

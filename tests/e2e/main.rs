@@ -27,6 +27,7 @@ mod replicas_pg;
 mod resume_scan;
 mod s3;
 mod s3_engine;
+mod sections;
 mod support;
 mod tls;
 mod transfer;

@@ -219,6 +219,17 @@ pub(crate) fn sync_mode_to_api(mode: SyncMode) -> api::SyncMode {
     }
 }
 
+/// A sync header's mode: FULL or UPSERT, never unset.
+pub(crate) fn sync_mode_from_api(value: i32) -> Result<SyncMode, Status> {
+    match api::SyncMode::try_from(value) {
+        Ok(api::SyncMode::Full) => Ok(SyncMode::Full),
+        Ok(api::SyncMode::Upsert) => Ok(SyncMode::Upsert),
+        _ => Err(Status::invalid_argument(
+            "header.mode: required (FULL or UPSERT)",
+        )),
+    }
+}
+
 pub(crate) fn job_state_to_api(state: JobState) -> api::JobState {
     match state {
         JobState::Queued => api::JobState::Queued,
@@ -397,6 +408,33 @@ pub(crate) fn media(m: Media) -> api::Media {
         create_time: Some(timestamp(m.created_at)),
         content_type: m.content_type,
         companions: Vec::new(),
+        section_ids: m.section_ids,
+    }
+}
+
+pub(crate) fn section(s: Section) -> api::Section {
+    api::Section {
+        section_id: s.section_id,
+        institution_id: s.institution_id,
+        external_id: s.external_id,
+        name: s.name,
+        active: s.active,
+        create_time: Some(timestamp(s.created_at)),
+        update_time: Some(timestamp(s.updated_at)),
+    }
+}
+
+pub(crate) fn section_mapping(m: SectionMapping) -> api::SectionMapping {
+    api::SectionMapping {
+        mapping_id: m.mapping_id,
+        configuration_id: m.configuration_id,
+        matcher: Some(match m.matcher {
+            SectionMatcher::MeetingId(id) => api::section_mapping::Matcher::MeetingId(id),
+            SectionMatcher::TopicPrefix(prefix) => {
+                api::section_mapping::Matcher::TopicPrefix(prefix)
+            }
+        }),
+        section_ids: m.section_ids,
     }
 }
 

@@ -1,4 +1,5 @@
-//! MediaService: the institution's library.
+//! MediaService: the institution's library (a section's media through the
+//! section filter; sharing itself is SectionService's).
 
 use std::sync::Arc;
 
@@ -32,11 +33,21 @@ impl MediaService for MediaApi {
         let institution_id = principal.scope(&body.institution_id)?;
         let page = page_query("page", body.page.as_ref())?;
         let owner = Some(body.owner_user_id.trim()).filter(|s| !s.is_empty());
-        let page = self
-            .context
-            .store
-            .list_media(&institution_id, owner, &page)
-            .await?;
+        let section = Some(body.section_id.trim()).filter(|s| !s.is_empty());
+        let page = match section {
+            Some(section_id) => {
+                self.context
+                    .store
+                    .list_section_media(&institution_id, section_id, owner, &page)
+                    .await?
+            }
+            None => {
+                self.context
+                    .store
+                    .list_media(&institution_id, owner, &page)
+                    .await?
+            }
+        };
         Ok(Response::new(api::ListMediaResponse {
             page: page_response(&page),
             media: page.items.into_iter().map(convert::media).collect(),

@@ -12,6 +12,8 @@ mod convert;
 mod institutions;
 mod jobs;
 mod media;
+mod sections;
+mod sync_stream;
 mod users;
 mod validate;
 mod zoom;
@@ -22,6 +24,7 @@ pub use auth::{Authenticator, Principal};
 pub use institutions::InstitutionApi;
 pub use jobs::JobApi;
 pub use media::MediaApi;
+pub use sections::SectionApi;
 pub use users::UserDirectoryApi;
 pub use zoom::{ZoomAccountApi, ZoomConfigurationApi};
 
@@ -55,6 +58,7 @@ pub struct ControlServices {
     pub users: api::user_directory_service_server::UserDirectoryServiceServer<UserDirectoryApi>,
     pub jobs: api::job_service_server::JobServiceServer<JobApi>,
     pub media: api::media_service_server::MediaServiceServer<MediaApi>,
+    pub sections: api::section_service_server::SectionServiceServer<SectionApi>,
 }
 
 impl ControlServices {
@@ -75,7 +79,12 @@ impl ControlServices {
                 UserDirectoryApi::new(context.clone()),
             ),
             jobs: api::job_service_server::JobServiceServer::new(JobApi::new(context.clone())),
-            media: api::media_service_server::MediaServiceServer::new(MediaApi::new(context)),
+            media: api::media_service_server::MediaServiceServer::new(MediaApi::new(
+                context.clone(),
+            )),
+            sections: api::section_service_server::SectionServiceServer::new(SectionApi::new(
+                context,
+            )),
         }
     }
 }
@@ -93,6 +102,7 @@ pub struct ControlApis {
     pub users: Arc<UserDirectoryApi>,
     pub jobs: Arc<JobApi>,
     pub media: Arc<MediaApi>,
+    pub sections: Arc<SectionApi>,
 }
 
 impl ControlApis {
@@ -104,17 +114,19 @@ impl ControlApis {
             accounts: Arc::new(ZoomAccountApi::new(context.clone())),
             users: Arc::new(UserDirectoryApi::new(context.clone())),
             jobs: Arc::new(JobApi::new(context.clone())),
-            media: Arc::new(MediaApi::new(context)),
+            media: Arc::new(MediaApi::new(context.clone())),
+            sections: Arc::new(SectionApi::new(context)),
         }
     }
 }
 
 /// Fully-qualified names of the services, for health reporting.
-pub const SERVICE_NAMES: [&str; 6] = [
+pub const SERVICE_NAMES: [&str; 7] = [
     "ferry.v1.InstitutionService",
     "ferry.v1.ZoomConfigurationService",
     "ferry.v1.ZoomAccountService",
     "ferry.v1.UserDirectoryService",
     "ferry.v1.JobService",
     "ferry.v1.MediaService",
+    "ferry.v1.SectionService",
 ];

@@ -2,16 +2,16 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::ControlContext;
 use super::convert;
+use super::sync_stream::{SyncRecords, read_header, read_records};
 use super::validate::{page_query, page_response, required_id};
 use crate::api;
 use crate::api::user_directory_service_server::UserDirectoryService;
 use crate::email;
-use crate::model::{RejectedRecord, SyncMode, Timestamp, UserRecord, UserSync};
+use crate::model::{RejectedRecord, Timestamp, UserRecord, UserSync};
 
 /// The most emails one `LookupUsersByEmail` call may ask about.
 const MAX_EMAILS_PER_LOOKUP: usize = 1000;
@@ -79,74 +79,27 @@ impl UserDirectoryApi {
     {
         let principal = self.context.auth.authenticate(&request).await?;
         let mut stream = request.into_inner();
-        let header = match stream.next().await {
-            Some(Ok(api::SyncUsersRequest {
-                item: Some(api::sync_users_request::Item::Header(header)),
-            })) => header,
-            Some(Ok(_)) => {
-                return Err(Status::invalid_argument(
-                    "header: the first message of the stream must be a SyncUsersHeader",
-                ));
-            }
-            Some(Err(status)) => return Err(status),
-            None => return Err(Status::invalid_argument("header: the stream is empty")),
-        };
+        let header = read_header(&mut stream).await?;
         let institution_id = principal.scope(&header.institution_id)?;
-        let mode = match api::SyncMode::try_from(header.mode) {
-            Ok(api::SyncMode::Full) => SyncMode::Full,
-            Ok(api::SyncMode::Upsert) => SyncMode::Upsert,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "header.mode: required (FULL or UPSERT)",
-                ));
-            }
-        };
-
-        // Nothing is applied until the whole stream has arrived and checked:
-        // a stream that breaks off half way changes nothing.
-        let mut records = Vec::new();
-        let mut rejected = Vec::new();
-        let mut received: u32 = 0;
-        while let Some(message) = stream.next().await {
-            let record = match message?.item {
-                Some(api::sync_users_request::Item::User(record)) => record,
-                Some(api::sync_users_request::Item::Header(_)) => {
-                    return Err(Status::invalid_argument(format!(
-                        "header: only the first message may be a header (message {} is one too)",
-                        received + 1
-                    )));
-                }
-                None => {
-                    return Err(Status::invalid_argument(format!(
-                        "item: message {} is empty",
-                        received + 1
-                    )));
-                }
-            };
-            if received as usize >= self.context.max_sync_records {
-                return Err(Status::invalid_argument(format!(
-                    "user: more than {} records in one sync; split it into UPSERT syncs",
-                    self.context.max_sync_records
-                )));
-            }
-            match validate_record(received, &record) {
-                Ok(valid) => records.push(valid),
-                Err(reason) => rejected.push(RejectedRecord {
-                    record_index: received,
+        let mode = convert::sync_mode_from_api(header.mode)?;
+        let SyncRecords {
+            received,
+            valid: records,
+            rejected,
+        } = read_records(
+            &mut stream,
+            self.context.max_sync_records,
+            mode,
+            |index, record: api::UserRecord| {
+                validate_record(index, &record).map_err(|reason| RejectedRecord {
+                    record_index: index,
                     external_id: record.external_id,
                     email: record.email,
                     reason,
-                }),
-            }
-            received += 1;
-        }
-        if mode == SyncMode::Full && records.is_empty() && rejected.is_empty() {
-            // An empty FULL sync would deactivate everyone; that is far more
-            // likely a broken export than an intent.
-            return Err(Status::invalid_argument(
-                "user: a FULL sync needs at least one record (it would deactivate every user)",
-            ));
-        }
+                })
+            },
+        )
+        .await?;
         let outcome = self
             .context
             .store

@@ -1,7 +1,7 @@
 //! The store: everything Ferry must remember, behind one trait per domain
 //! (tenants, configurations, accounts, directory, jobs, transfers, media,
-//! replicas, the web flows' tickets, accounts' OAuth tokens and jobs'
-//! companion files;
+//! course sections, replicas, the web flows' tickets, accounts' OAuth
+//! tokens and jobs' companion files;
 //! `Store` is their sum) so that the embedded SQLite backend and a later
 //! Postgres backend are interchangeable and each backend file implements
 //! one domain. Calls take owned request structs rather than lists of ids.
@@ -16,6 +16,7 @@
 pub mod conformance;
 mod job_plan;
 mod postgres;
+mod section_plan;
 mod sqlite;
 mod web;
 
@@ -122,6 +123,7 @@ pub trait Store:
     + JobStore
     + TransferStore
     + MediaStore
+    + SectionStore
     + ReplicaStore
     + ReconcileStore
     + TicketStore
@@ -142,6 +144,7 @@ impl<T> Store for T where
         + JobStore
         + TransferStore
         + MediaStore
+        + SectionStore
         + ReplicaStore
         + ReconcileStore
         + TicketStore
@@ -333,6 +336,9 @@ pub trait JobStore: Send + Sync {
     /// Completes a held job: creates its media record (owner, title and
     /// meeting from the job) and moves it to COMPLETED, atomically, erasing
     /// its sealed download URL, token and recording (nothing needs them now).
+    /// The same commit shares the media with the active sections that the
+    /// mappings of the account's configuration give its meeting
+    /// (`rules::mapped_sections`), so a completed media is never unshared.
     async fn complete_job(
         &self,
         holder: LeaseHolder<'_>,
@@ -408,6 +414,75 @@ pub trait MediaStore: Send + Sync {
     ) -> StoreResult<Page<Media>>;
     /// NotFound when the media or the new owner is not in the institution.
     async fn transfer_media_ownership(&self, transfer: OwnershipTransfer) -> StoreResult<Media>;
+}
+
+/// Course sections, the configurations' mapping rules and the media shared
+/// with sections. Every call is scoped to one institution: a section,
+/// mapping or media of another answers NotFound.
+#[async_trait]
+pub trait SectionStore: Send + Sync {
+    /// Applies validated records atomically (see `SyncMode`: FULL
+    /// deactivates the sections the stream did not name; they keep their
+    /// shares). Records that repeat an earlier record's external id are
+    /// rejected, not applied.
+    async fn sync_sections(&self, sync: SectionSync) -> StoreResult<SectionSyncOutcome>;
+    async fn get_section(&self, institution_id: &str, section_id: &str) -> StoreResult<Section>;
+    async fn list_sections(
+        &self,
+        institution_id: &str,
+        include_inactive: bool,
+        page: &PageQuery,
+    ) -> StoreResult<Page<Section>>;
+    /// NotFound when the configuration or a section is not the
+    /// institution's (naming the sections), FailedPrecondition when a
+    /// section is inactive.
+    async fn create_section_mapping(
+        &self,
+        mapping: NewSectionMapping,
+    ) -> StoreResult<SectionMapping>;
+    async fn get_section_mapping(
+        &self,
+        institution_id: &str,
+        mapping_id: &str,
+    ) -> StoreResult<SectionMapping>;
+    /// The institution's mappings (of one configuration when given), by id.
+    async fn list_section_mappings(
+        &self,
+        institution_id: &str,
+        configuration_id: Option<&str>,
+        page: &PageQuery,
+    ) -> StoreResult<Page<SectionMapping>>;
+    /// Deletes a mapping; the media it shared stay shared.
+    async fn delete_section_mapping(
+        &self,
+        institution_id: &str,
+        mapping_id: &str,
+    ) -> StoreResult<SectionMapping>;
+    /// Shares every existing media of the mapping's configuration that the
+    /// mapping matches with the mapping's active sections, atomically;
+    /// shares already there are kept, so applying twice adds nothing.
+    async fn apply_section_mapping(
+        &self,
+        institution_id: &str,
+        mapping_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<MappingApplied>;
+    /// Adds the shares (already there: kept). NotFound for a media or a
+    /// section not the institution's, FailedPrecondition for an inactive
+    /// section; nothing is applied then.
+    async fn share_media(&self, sharing: MediaSharing) -> StoreResult<Media>;
+    /// Removes the shares (not there: nothing to do). NotFound for a media
+    /// or a section not the institution's.
+    async fn unshare_media(&self, sharing: MediaSharing) -> StoreResult<Media>;
+    /// The media shared with a section (and owned by a user, when given),
+    /// by id; NotFound when the section is not the institution's.
+    async fn list_section_media(
+        &self,
+        institution_id: &str,
+        section_id: &str,
+        owner_user_id: Option<&str>,
+        page: &PageQuery,
+    ) -> StoreResult<Page<Media>>;
 }
 
 /// The daemons sharing this store, each heart-beating, so that a limit on

@@ -38,6 +38,7 @@ pub struct Clients {
     pub users: api::user_directory_service_client::UserDirectoryServiceClient<AuthChannel>,
     pub jobs: api::job_service_client::JobServiceClient<AuthChannel>,
     pub media: api::media_service_client::MediaServiceClient<AuthChannel>,
+    pub sections: api::section_service_client::SectionServiceClient<AuthChannel>,
 }
 
 pub struct Connection {
@@ -87,6 +88,7 @@ impl Connection {
             users: api::user_directory_service_client::UserDirectoryServiceClient::new(with_auth()),
             jobs: api::job_service_client::JobServiceClient::new(with_auth()),
             media: api::media_service_client::MediaServiceClient::new(with_auth()),
+            sections: api::section_service_client::SectionServiceClient::new(with_auth()),
         })
     }
 }

@@ -100,6 +100,9 @@ pub enum Command {
     /// The media library.
     #[command(subcommand)]
     Media(commands::MediaCommand),
+    /// Course sections and the rules that share meetings with them.
+    #[command(subcommand)]
+    Sections(commands::SectionsCommand),
 }
 
 /// Entry point of the binary.

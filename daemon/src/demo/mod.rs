@@ -17,6 +17,7 @@ mod progress;
 mod reconcile;
 mod replicas;
 mod script;
+mod sections;
 mod setup;
 
 use std::collections::HashMap;
@@ -89,6 +90,12 @@ pub async fn run(data_dir: &Path, keep_running: bool, replicas: usize) -> anyhow
     let downloads = DownloadServer::start().await?;
     let mut stage = Stage::start(data_dir, &downloads, replicas).await?;
     let script = Script::new(&stage, &downloads);
+    let lecture = script
+        .recordings
+        .iter()
+        .find(|r| r.name == script::NORMAL_LECTURE)
+        .context("the script has no normal lecture")?;
+    let lecture_section = sections::map_lecture(&mut stage.admin, &lecture.meeting).await?;
     println!(
         "7. Zoom sends {} recordings, one per rule, in {} signed webhooks; live progress:",
         script.recordings.len() + 1,
@@ -154,7 +161,11 @@ pub async fn run(data_dir: &Path, keep_running: bool, replicas: usize) -> anyhow
         .collect();
     rows.push(evidence.free_plan(FREE_PLAN_ROW, &fired.free, &free_files));
     rows.extend(reconcile::rows(&found, &stage, &media));
-    let overall = evidence.overall(script.recordings.len());
+    let mut overall = evidence.overall(script.recordings.len());
+    let shared = sections::check(&lecture_section, &media);
+    if let Err(problem) = &shared {
+        overall.push(format!("course sections: {problem}"));
+    }
     let overall_failed = !overall.is_empty();
     let movers = match &stage.fleet {
         Some(fleet) => {
@@ -187,6 +198,9 @@ pub async fn run(data_dir: &Path, keep_running: bool, replicas: usize) -> anyhow
         .flat_map(|row| row.problems.iter().map(|p| format!("{}: {p}", row.name)))
         .chain(overall)
         .collect();
+    if let Ok(line) = &shared {
+        println!("12. {line}");
+    }
     if mismatches.is_empty() {
         println!("all {} outcomes are the expected ones", rows.len());
     } else {

@@ -36,6 +36,9 @@ const _: () = assert!(
 const BROKEN_BYTES: u64 = 48 * MIB;
 const BROKEN_RESET_AT: u64 = 40 * MIB;
 
+/// The row of the plain lecture, which the demo also maps to a course section.
+pub const NORMAL_LECTURE: &str = "normal lecture";
+
 /// What one recording must end as.
 pub struct Expected {
     pub state: JobState,
@@ -192,7 +195,7 @@ impl Script {
         );
         lecture.duration_minutes = 61;
         add(
-            "normal lecture",
+            NORMAL_LECTURE,
             lecture,
             completed("elisa@example.edu", 0),
             Twist::Plain,

@@ -378,6 +378,7 @@ async fn media(web: &Web, session: &Session, request: &WebRequest) -> WebRespons
                 institution_id: session.institution_id.clone(),
                 owner_user_id: owner.clone(),
                 page: page(100),
+                ..Default::default()
             }))
     );
     let users = web

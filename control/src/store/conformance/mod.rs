@@ -31,6 +31,7 @@ mod media;
 mod reconcile;
 mod replicas;
 mod retention;
+mod sections;
 mod tenants;
 mod transfers;
 mod web;
@@ -50,6 +51,7 @@ pub use media::{job_completion_and_media, job_events};
 pub use reconcile::{backfills, gone_recordings, job_sources, reconcile_cursors_and_accounts};
 pub use replicas::{replica_duties, replicas};
 pub use retention::job_retention;
+pub use sections::{section_mappings_and_shares, section_sync_modes};
 pub use tenants::{admin_keys, institutions, operator_token};
 pub use transfers::{fresh_download_credentials, transfer_state_and_attempts};
 pub use web::{account_token_refresh, web_tickets};
@@ -116,6 +118,8 @@ macro_rules! store_conformance_tests {
             ingest_choices_and_policy,
             zoom_trash_after_completion,
             job_companions,
+            section_sync_modes,
+            section_mappings_and_shares,
         );
     };
     (@each $fresh:expr; $($check:ident),* $(,)?) => {
@@ -162,6 +166,8 @@ pub async fn run_all(store: &dyn Store) {
     ingest_choices_and_policy(store).await;
     zoom_trash_after_completion(store).await;
     job_companions(store).await;
+    section_sync_modes(store).await;
+    section_mappings_and_shares(store).await;
 }
 
 // --- helpers -----------------------------------------------------------------

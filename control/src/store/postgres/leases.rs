@@ -164,7 +164,7 @@ pub(super) async fn complete_job(
         .owner_user_id
         .clone()
         .ok_or_else(|| StoreError::FailedPrecondition(format!("job {job_id} has no owner")))?;
-    let created = Media {
+    let mut created = Media {
         media_id: new_id("med"),
         institution_id: job.institution_id.clone(),
         owner_user_id,
@@ -183,6 +183,7 @@ pub(super) async fn complete_job(
         job_id: job_id.to_string(),
         created_at: now,
         content_type: media.content_type.clone(),
+        section_ids: Vec::new(),
     };
     c.execute(
         "INSERT INTO media (media_id, institution_id, owner_user_id, title, duration_ms, size_bytes, checksum,
@@ -224,6 +225,8 @@ pub(super) async fn complete_job(
     )
     .await
     .map_err(pg_error)?;
+    created.section_ids =
+        super::sections::share_on_completion(c, &job, &created.media_id, now).await?;
     if media.after_copy == AfterCopy::Trash {
         c.execute(
             "UPDATE jobs SET zoom_trash_state = 'pending', zoom_trash_message = $2,

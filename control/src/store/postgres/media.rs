@@ -1,4 +1,7 @@
-//! The PostgreSQL backend of `MediaStore`: media records and their owners.
+//! The PostgreSQL backend of `MediaStore`: media records, their owners and
+//! (read with them) the sections they are shared with.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
@@ -12,11 +15,11 @@ use crate::error::StoreError;
 use crate::model::*;
 use crate::store::{MediaStore, Page, PageQuery, StoreResult};
 
-const MEDIA_COLUMNS: &str =
+pub(super) const MEDIA_COLUMNS: &str =
     "media_id, institution_id, owner_user_id, title, duration_ms, size_bytes, checksum,
     object_key, meeting_id, meeting_uuid, recorded_ms, job_id, created_ms, content_type";
 
-fn media_from_row(row: &Row) -> StoreResult<Media> {
+pub(super) fn media_from_row(row: &Row) -> StoreResult<Media> {
     Ok(Media {
         media_id: get(row, 0)?,
         institution_id: get(row, 1)?,
@@ -32,10 +35,39 @@ fn media_from_row(row: &Row) -> StoreResult<Media> {
         job_id: get(row, 11)?,
         created_at: get_time(row, 12)?,
         content_type: get(row, 13)?,
+        // Filled by the callers that return a media (`with_sections`).
+        section_ids: Vec::new(),
     })
 }
 
-async fn get_media(
+/// `media` with the sections each is shared with, read in one query.
+pub(super) async fn with_sections(
+    c: &impl GenericClient,
+    mut media: Vec<Media>,
+) -> StoreResult<Vec<Media>> {
+    if media.is_empty() {
+        return Ok(media);
+    }
+    let ids: Vec<&str> = media.iter().map(|m| m.media_id.as_str()).collect();
+    let rows = c
+        .query(
+            "SELECT media_id, section_id FROM media_sections WHERE media_id = ANY($1)
+             ORDER BY media_id, section_id",
+            &[&ids],
+        )
+        .await
+        .map_err(pg_error)?;
+    let mut shares: HashMap<String, Vec<String>> = HashMap::new();
+    for row in &rows {
+        shares.entry(get(row, 0)?).or_default().push(get(row, 1)?);
+    }
+    for item in &mut media {
+        item.section_ids = shares.remove(&item.media_id).unwrap_or_default();
+    }
+    Ok(media)
+}
+
+pub(super) async fn get_media(
     c: &impl GenericClient,
     institution_id: &str,
     media_id: &str,
@@ -52,7 +84,11 @@ async fn get_media(
         .await
         .map_err(pg_error)?
         .ok_or_else(|| StoreError::not_found(format!("media {media_id}")))?;
-    media_from_row(&row)
+    let media = media_from_row(&row)?;
+    let mut media = with_sections(c, vec![media]).await?;
+    media
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt(format!("media {media_id} vanished")))
 }
 
 #[async_trait]
@@ -67,9 +103,8 @@ impl MediaStore for PostgresStore {
         owner_user_id: Option<&str>,
         page: &PageQuery,
     ) -> StoreResult<Page<Media>> {
-        let rows = self
-            .client()
-            .await?
+        let client = self.client().await?;
+        let rows = client
             .query(
                 &format!(
                     "SELECT {MEDIA_COLUMNS} FROM media
@@ -90,6 +125,7 @@ impl MediaStore for PostgresStore {
             .iter()
             .map(media_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
+        let rows = with_sections(&client, rows).await?;
         Ok(page_of(rows, page, |m| &m.media_id))
     }
 

@@ -37,6 +37,7 @@ mod reconcile;
 mod replicas;
 mod retention;
 mod schema;
+mod sections;
 mod tenants;
 pub mod testing;
 mod transfers;

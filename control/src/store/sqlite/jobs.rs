@@ -358,7 +358,7 @@ pub(super) fn complete_job(
         .owner_user_id
         .clone()
         .ok_or_else(|| StoreError::FailedPrecondition(format!("job {job_id} has no owner")))?;
-    let created = Media {
+    let mut created = Media {
         media_id: new_id("med"),
         institution_id: job.institution_id.clone(),
         owner_user_id,
@@ -377,6 +377,7 @@ pub(super) fn complete_job(
         job_id: job_id.to_string(),
         created_at: now,
         content_type: media.content_type.clone(),
+        section_ids: Vec::new(),
     };
     conn.execute(
         "INSERT INTO media (media_id, institution_id, owner_user_id, title, duration_ms, size_bytes, checksum,
@@ -409,6 +410,8 @@ pub(super) fn complete_job(
         params![job_id, created.media_id, created.size_bytes as i64, now.0, media.job_note],
     )
     .map_err(sql_error)?;
+    created.section_ids =
+        super::sections::share_on_completion(conn, &job, &created.media_id, now)?;
     if media.after_copy == AfterCopy::Trash {
         conn.execute(
             "UPDATE jobs SET zoom_trash_state = 'pending', zoom_trash_message = ?2,

@@ -1,4 +1,5 @@
-//! The SQLite backend of `MediaStore`: media records and their owners.
+//! The SQLite backend of `MediaStore`: media records, their owners and
+//! (read with them) the sections they are shared with.
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -29,6 +30,8 @@ pub(super) fn media_from_row(row: &Row<'_>) -> rusqlite::Result<Media> {
         job_id: row.get(11)?,
         created_at: Timestamp(row.get(12)?),
         content_type: row.get(13)?,
+        // Filled by the callers that return a media (`with_sections`).
+        section_ids: Vec::new(),
     })
 }
 
@@ -45,6 +48,13 @@ pub(super) fn get_media(
     .optional()
     .map_err(sql_error)?
     .ok_or_else(|| StoreError::not_found(format!("media {media_id}")))
+    .and_then(|media| with_sections(conn, media))
+}
+
+/// `media` with the sections it is shared with.
+pub(super) fn with_sections(conn: &Connection, mut media: Media) -> StoreResult<Media> {
+    media.section_ids = super::sections::media_section_ids(conn, &media.media_id)?;
+    Ok(media)
 }
 
 pub(super) fn list_media(
@@ -72,7 +82,10 @@ pub(super) fn list_media(
         )
         .map_err(sql_error)?
         .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(sql_error)?;
+        .map_err(sql_error)?
+        .into_iter()
+        .map(|media| with_sections(conn, media))
+        .collect::<StoreResult<Vec<_>>>()?;
     Ok(page_of(rows, page, |m| &m.media_id))
 }
 

@@ -19,6 +19,7 @@ mod reconcile;
 mod replicas;
 mod retention;
 mod schema;
+mod sections;
 mod tenants;
 mod transfers;
 mod web;

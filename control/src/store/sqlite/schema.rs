@@ -19,6 +19,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (13, V13),
     (14, V14),
     (15, COMPANIONS),
+    (16, SECTIONS),
 ];
 
 const V1: &str = r#"
@@ -433,4 +434,50 @@ CREATE TABLE job_companions (
 ) WITHOUT ROWID;
 CREATE INDEX job_companions_pending ON job_companions (updated_ms, job_id, kind)
     WHERE state = 'pending';
+"#;
+
+/// Course sections: the institution's sections (synced by external id,
+/// deactivated rather than deleted), the configurations' mapping rules with
+/// their sections (gone with their configuration), and which media are
+/// shared with which sections (indexed by section for `ListMedia`).
+const SECTIONS: &str = r#"
+CREATE TABLE sections (
+    section_id     TEXT PRIMARY KEY,
+    institution_id TEXT NOT NULL REFERENCES institutions (institution_id),
+    external_id    TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    active         INTEGER NOT NULL,
+    created_ms     INTEGER NOT NULL,
+    updated_ms     INTEGER NOT NULL,
+    UNIQUE (institution_id, external_id)
+);
+CREATE INDEX sections_by_institution ON sections (institution_id, section_id);
+
+CREATE TABLE section_mappings (
+    mapping_id       TEXT PRIMARY KEY,
+    institution_id   TEXT NOT NULL REFERENCES institutions (institution_id),
+    configuration_id TEXT NOT NULL
+        REFERENCES zoom_configurations (configuration_id) ON DELETE CASCADE,
+    meeting_id       INTEGER,
+    topic_prefix     TEXT,
+    created_ms       INTEGER NOT NULL,
+    CHECK ((meeting_id IS NULL) <> (topic_prefix IS NULL))
+);
+CREATE INDEX section_mappings_by_institution
+    ON section_mappings (institution_id, configuration_id, mapping_id);
+
+CREATE TABLE section_mapping_sections (
+    mapping_id TEXT NOT NULL REFERENCES section_mappings (mapping_id) ON DELETE CASCADE,
+    section_id TEXT NOT NULL REFERENCES sections (section_id),
+    PRIMARY KEY (mapping_id, section_id)
+) WITHOUT ROWID;
+
+CREATE TABLE media_sections (
+    media_id       TEXT NOT NULL REFERENCES media (media_id),
+    section_id     TEXT NOT NULL REFERENCES sections (section_id),
+    institution_id TEXT NOT NULL,
+    shared_ms      INTEGER NOT NULL,
+    PRIMARY KEY (media_id, section_id)
+) WITHOUT ROWID;
+CREATE INDEX media_sections_by_section ON media_sections (institution_id, section_id, media_id);
 "#;

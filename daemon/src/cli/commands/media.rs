@@ -1,5 +1,6 @@
-//! `ferry media`: MediaService, the library's items and their owners; `get`
-//! lists the companion files copied beside the video.
+//! `ferry media`: MediaService, the library's items and their owners, and
+//! (through SectionService) the sections each is shared with; `get` lists
+//! the companion files copied beside the video.
 
 use clap::Subcommand;
 use ferry_control::api;
@@ -11,10 +12,13 @@ use crate::cli::output::{Fields, Output};
 
 #[derive(Subcommand, Debug)]
 pub enum MediaCommand {
-    /// List media (with --owner: that user's "My Content").
+    /// List media (with --owner: that user's "My Content"; with --section:
+    /// the media shared with that section).
     List {
         #[arg(long)]
         owner: Option<String>,
+        #[arg(long)]
+        section: Option<String>,
     },
     /// Show one media item.
     Get { media_id: String },
@@ -23,6 +27,20 @@ pub enum MediaCommand {
         media_id: String,
         #[arg(long = "to")]
         new_owner_user_id: String,
+    },
+    /// Share a media item with sections.
+    Share {
+        media_id: String,
+        /// A section id (repeat for several).
+        #[arg(long = "section", required = true)]
+        sections: Vec<String>,
+    },
+    /// Stop sharing a media item with sections.
+    Unshare {
+        media_id: String,
+        /// A section id (repeat for several).
+        #[arg(long = "section", required = true)]
+        sections: Vec<String>,
     },
 }
 
@@ -66,6 +84,7 @@ fn media_fields(m: api::Media) -> Fields {
         ("recorded_time", time(&m.recorded_time)),
         ("job_id", json!(m.job_id)),
         ("create_time", time(&m.create_time)),
+        ("section_ids", json!(m.section_ids.join(" "))),
     ]
 }
 
@@ -78,11 +97,12 @@ pub(super) async fn media(
     let client = &mut clients.media;
     let institution_id = institution.to_string();
     match command {
-        MediaCommand::List { owner } => {
+        MediaCommand::List { owner, section } => {
             let media = collect_pages!(
                 |token| client.list_media(api::ListMediaRequest {
                     institution_id: institution_id.clone(),
                     owner_user_id: owner.clone().unwrap_or_default(),
+                    section_id: section.clone().unwrap_or_default(),
                     page: page(token)
                 }),
                 media
@@ -95,6 +115,7 @@ pub(super) async fn media(
                     "title",
                     "size_bytes",
                     "recorded_time",
+                    "section_ids",
                 ],
             );
         }
@@ -119,6 +140,30 @@ pub(super) async fn media(
                 .transfer_media_ownership(api::TransferMediaOwnershipRequest {
                     media_id,
                     new_owner_user_id,
+                    institution_id,
+                })
+                .await?
+                .into_inner();
+            out.item(media_fields(media));
+        }
+        MediaCommand::Share { media_id, sections } => {
+            let media = clients
+                .sections
+                .share_media(api::ShareMediaRequest {
+                    media_id,
+                    section_ids: sections,
+                    institution_id,
+                })
+                .await?
+                .into_inner();
+            out.item(media_fields(media));
+        }
+        MediaCommand::Unshare { media_id, sections } => {
+            let media = clients
+                .sections
+                .unshare_media(api::UnshareMediaRequest {
+                    media_id,
+                    section_ids: sections,
                     institution_id,
                 })
                 .await?

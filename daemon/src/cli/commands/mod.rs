@@ -39,6 +39,7 @@ mod configurations;
 mod institutions;
 mod jobs;
 mod media;
+pub(crate) mod sections;
 pub(crate) mod users;
 
 pub use accounts::AccountsCommand;
@@ -47,6 +48,7 @@ pub use institutions::{InstitutionsCommand, KeysCommand};
 pub use jobs::JobsCommand;
 pub(crate) use jobs::job_fields;
 pub use media::MediaCommand;
+pub use sections::SectionsCommand;
 pub use users::UsersCommand;
 
 pub async fn run(command: super::Command, args: ClientArgs) -> anyhow::Result<()> {
@@ -71,6 +73,7 @@ pub async fn run(command: super::Command, args: ClientArgs) -> anyhow::Result<()
         C::Users(command) => users::users(&mut clients, out, &institution, command).await,
         C::Jobs(command) => jobs::jobs(&mut clients, out, &institution, command).await,
         C::Media(command) => media::media(&mut clients, out, &institution, command).await,
+        C::Sections(command) => sections::sections(&mut clients, out, &institution, command).await,
         C::Serve { .. } | C::Demo { .. } => unreachable!("handled by main"),
     }
 }
@@ -96,6 +99,78 @@ fn companion_kind_name(kind: i32) -> String {
     api::CompanionKind::try_from(kind).map_or(kind.to_string(), |k| {
         enum_name(k.as_str_name(), "COMPANION_KIND_")
     })
+/// A sync's counts, as `SyncUsersSummary` and `SyncSectionsSummary` give them.
+struct SyncCounts {
+    received: u32,
+    applied: u32,
+    created: u32,
+    updated: u32,
+    unchanged: u32,
+    deactivated: u32,
+}
+
+/// A record a sync rejected; `email` only for users.
+struct RejectedLine {
+    record_index: u32,
+    external_id: String,
+    email: Option<String>,
+    reason: String,
+}
+
+/// Prints a sync's summary: JSON, or a line of counts then one line per
+/// rejected record naming its CSV line (record `i` is on line `i + 2`).
+fn print_sync_summary(out: Output, counts: SyncCounts, rejected: Vec<RejectedLine>) {
+    if out.json {
+        let rejected: Vec<Value> = rejected
+            .into_iter()
+            .map(|r| {
+                let mut record = json!({"record_index": r.record_index, "line": r.record_index + 2,
+                    "external_id": r.external_id, "reason": r.reason});
+                if let Some(email) = r.email {
+                    record["email"] = json!(email);
+                }
+                record
+            })
+            .collect();
+        out.item(vec![
+            ("received", json!(counts.received)),
+            ("applied", json!(counts.applied)),
+            ("created", json!(counts.created)),
+            ("updated", json!(counts.updated)),
+            ("unchanged", json!(counts.unchanged)),
+            ("deactivated", json!(counts.deactivated)),
+            ("rejected", Value::Array(rejected)),
+        ]);
+        return;
+    }
+    println!(
+        "received {}, applied {} (created {}, updated {}, unchanged {}), deactivated {}, rejected {}",
+        counts.received,
+        counts.applied,
+        counts.created,
+        counts.updated,
+        counts.unchanged,
+        counts.deactivated,
+        rejected.len()
+    );
+    for r in rejected {
+        let email = r.email.map(|e| format!(" ({e})")).unwrap_or_default();
+        println!(
+            "  line {}: {}{email}: {}",
+            r.record_index + 2,
+            r.external_id,
+            r.reason
+        );
+    }
+}
+
+/// A sync's `--mode`: full or upsert.
+fn sync_mode(mode: &str) -> anyhow::Result<api::SyncMode> {
+    match mode.to_ascii_lowercase().as_str() {
+        "full" => Ok(api::SyncMode::Full),
+        "upsert" => Ok(api::SyncMode::Upsert),
+        other => anyhow::bail!("--mode {other:?}: expected full or upsert"),
+    }
 }
 
 fn page(token: String) -> Option<api::PageRequest> {

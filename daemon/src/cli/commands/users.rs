@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 use ferry_control::api;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{enum_name, page, time};
+use super::{enum_name, RejectedLine, SyncCounts, page, print_sync_summary, sync_mode, time};
 use crate::cli::client::Clients;
 use crate::cli::output::{Fields, Output};
 
@@ -162,11 +162,7 @@ pub(super) async fn users(
     let institution_id = institution.to_string();
     match command {
         UsersCommand::Sync { file, mode } => {
-            let mode = match mode.to_ascii_lowercase().as_str() {
-                "full" => api::SyncMode::Full,
-                "upsert" => api::SyncMode::Upsert,
-                other => anyhow::bail!("--mode {other:?}: expected full or upsert"),
-            };
+            let mode = sync_mode(&mode)?;
             let records = read_users_csv(&file)?;
             let header = api::SyncUsersRequest {
                 item: Some(api::sync_users_request::Item::Header(
@@ -184,45 +180,27 @@ pub(super) async fn users(
                 .sync_users(tokio_stream::iter(messages))
                 .await?
                 .into_inner();
-            if out.json {
-                let rejected: Vec<Value> = summary
+            print_sync_summary(
+                out,
+                SyncCounts {
+                    received: summary.received,
+                    applied: summary.applied,
+                    created: summary.created,
+                    updated: summary.updated,
+                    unchanged: summary.unchanged,
+                    deactivated: summary.deactivated,
+                },
+                summary
                     .rejected
-                    .iter()
-                    .map(|r| {
-                        json!({"record_index": r.record_index, "line": r.record_index + 2,
-                        "external_id": r.external_id, "email": r.email, "reason": r.reason})
+                    .into_iter()
+                    .map(|r| RejectedLine {
+                        record_index: r.record_index,
+                        external_id: r.external_id,
+                        email: Some(r.email),
+                        reason: r.reason,
                     })
-                    .collect();
-                out.item(vec![
-                    ("received", json!(summary.received)),
-                    ("applied", json!(summary.applied)),
-                    ("created", json!(summary.created)),
-                    ("updated", json!(summary.updated)),
-                    ("unchanged", json!(summary.unchanged)),
-                    ("deactivated", json!(summary.deactivated)),
-                    ("rejected", Value::Array(rejected)),
-                ]);
-            } else {
-                println!(
-                    "received {}, applied {} (created {}, updated {}, unchanged {}), deactivated {}, rejected {}",
-                    summary.received,
-                    summary.applied,
-                    summary.created,
-                    summary.updated,
-                    summary.unchanged,
-                    summary.deactivated,
-                    summary.rejected.len()
-                );
-                for r in &summary.rejected {
-                    println!(
-                        "  line {}: {} ({}): {}",
-                        r.record_index + 2,
-                        r.external_id,
-                        r.email,
-                        r.reason
-                    );
-                }
-            }
+                    .collect(),
+            );
         }
         UsersCommand::Lookup { email } => {
             let user = client
