@@ -99,6 +99,8 @@ fn companion_kind_name(kind: i32) -> String {
     api::CompanionKind::try_from(kind).map_or(kind.to_string(), |k| {
         enum_name(k.as_str_name(), "COMPANION_KIND_")
     })
+}
+
 /// A sync's counts, as `SyncUsersSummary` and `SyncSectionsSummary` give them.
 struct SyncCounts {
     received: u32,
