@@ -47,7 +47,12 @@ fn lecture_with(
 }
 
 fn video() -> SyntheticMedia {
-    SyntheticMedia::mp4(6 * MIB + 321, Duration::from_secs(1800), Mp4Layout::FastStart, 0)
+    SyntheticMedia::mp4(
+        6 * MIB + 321,
+        Duration::from_secs(1800),
+        Mp4Layout::FastStart,
+        0,
+    )
 }
 
 fn kind(c: &api::CompanionStatus) -> api::CompanionKind {
@@ -74,7 +79,10 @@ async fn wait_companions(t: &mut Transfers, job_id: &str, count: usize) -> api::
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let job = t.scene.job(job_id).await;
-    panic!("job {job_id}'s companions did not settle: {:?}", job.companions);
+    panic!(
+        "job {job_id}'s companions did not settle: {:?}",
+        job.companions
+    );
 }
 
 async fn media_of(t: &mut Transfers, media_id: &str) -> api::Media {
@@ -111,8 +119,16 @@ async fn companions_land_byte_for_byte_beside_the_video_and_on_the_media() {
         &t,
         &video,
         vec![
-            (FileSpec::transcript(0, 3600), Some(transcript.clone()), LengthHeader::Exact),
-            (FileSpec::captions(0, 3600), Some(captions.clone()), LengthHeader::Exact),
+            (
+                FileSpec::transcript(0, 3600),
+                Some(transcript.clone()),
+                LengthHeader::Exact,
+            ),
+            (
+                FileSpec::captions(0, 3600),
+                Some(captions.clone()),
+                LengthHeader::Exact,
+            ),
             (FileSpec::chat(0), Some(chat.clone()), LengthHeader::Absent),
         ],
     );
@@ -120,12 +136,19 @@ async fn companions_land_byte_for_byte_beside_the_video_and_on_the_media() {
     let done = t.wait_final(&job.job_id).await;
     assert_eq!(state(&done).0, api::JobState::Completed, "{}", done.message);
     let done = wait_companions(&mut t, &job.job_id, 3).await;
-    let kinds: Vec<_> = done.companions.iter().map(|c| (kind(c), companion_state(c))).collect();
+    let kinds: Vec<_> = done
+        .companions
+        .iter()
+        .map(|c| (kind(c), companion_state(c)))
+        .collect();
     assert_eq!(
         kinds,
         vec![
             (api::CompanionKind::Transcript, api::CompanionState::Copied),
-            (api::CompanionKind::ClosedCaptions, api::CompanionState::Copied),
+            (
+                api::CompanionKind::ClosedCaptions,
+                api::CompanionState::Copied
+            ),
             (api::CompanionKind::Chat, api::CompanionState::Copied),
         ],
         "{:?}",
@@ -142,7 +165,11 @@ async fn companions_land_byte_for_byte_beside_the_video_and_on_the_media() {
         .collect();
     assert_eq!(files.len(), 3, "{:?}", media.companions);
     for ((kind, file), (expected_kind, served, suffix)) in files.iter().zip([
-        (api::CompanionKind::Transcript, &transcript, "transcript.vtt"),
+        (
+            api::CompanionKind::Transcript,
+            &transcript,
+            "transcript.vtt",
+        ),
         (api::CompanionKind::ClosedCaptions, &captions, "cc.vtt"),
         (api::CompanionKind::Chat, &chat, "chat.txt"),
     ]) {
@@ -154,7 +181,11 @@ async fn companions_land_byte_for_byte_beside_the_video_and_on_the_media() {
         );
         assert_eq!(file.size_bytes, served.len());
         assert!(file.checksum.starts_with("crc32c:"), "{}", file.checksum);
-        assert_eq!(landed(&t.media_dir, &file.object_key), served.sha256(), "{suffix} byte for byte");
+        assert_eq!(
+            landed(&t.media_dir, &file.object_key),
+            served.sha256(),
+            "{suffix} byte for byte"
+        );
     }
     assert_eq!(t.objects().len(), 4, "{:?}", t.objects());
     assert_eq!(t.unfinished_uploads(), 0);
@@ -179,20 +210,32 @@ async fn missing_and_refused_companions_leave_the_video_completed_and_a_retry_fe
     );
     let chat = SyntheticMedia::text("10:00:04 From Élisa to Everyone: the slides are up\n");
     let chat_spec = FileSpec::chat(0);
-    let mut transcript_spec = FileSpec::transcript(0, 3600);
-    transcript_spec.file_size = 5000;
-    let meeting = lecture_with(
+    let mut meeting = lecture_with(
         &t,
         &video,
         vec![
-            (transcript_spec.clone(), Some(huge_transcript), LengthHeader::Absent),
-            (FileSpec::captions(0, 3600), Some(binary_captions), LengthHeader::Exact),
+            (
+                FileSpec::transcript(0, 3600),
+                Some(huge_transcript),
+                LengthHeader::Absent,
+            ),
+            (
+                FileSpec::captions(0, 3600),
+                Some(binary_captions),
+                LengthHeader::Exact,
+            ),
             // Listed by Zoom, not served (404).
-            (FileSpec { file_size: chat.len(), ..chat_spec.clone() }, None, LengthHeader::Exact),
+            (
+                FileSpec {
+                    file_size: chat.len(),
+                    ..chat_spec.clone()
+                },
+                None,
+                LengthHeader::Exact,
+            ),
         ],
     );
-    // The transcript's announced size is the lie, not what is served.
-    let mut meeting = meeting;
+    // Zoom announces 5000 bytes for the transcript: a lie.
     meeting.files[1].file_size = 5000;
     let job = t.scene.ingest(&meeting).await;
     let done = t.wait_final(&job.job_id).await;
@@ -212,22 +255,36 @@ async fn missing_and_refused_companions_leave_the_video_completed_and_a_retry_fe
     let transcript = by_kind(api::CompanionKind::Transcript);
     assert_eq!(companion_state(&transcript), api::CompanionState::Refused);
     assert!(
-        transcript.reason.contains("65536-byte companion cap") && transcript.reason.contains("5000"),
+        transcript.reason.contains("65536-byte companion cap")
+            && transcript.reason.contains("5000"),
         "{}",
         transcript.reason
     );
     let captions = by_kind(api::CompanionKind::ClosedCaptions);
     assert_eq!(companion_state(&captions), api::CompanionState::Refused);
-    assert!(captions.reason.contains("not a WebVTT text file"), "{}", captions.reason);
+    assert!(
+        captions.reason.contains("not a WebVTT text file"),
+        "{}",
+        captions.reason
+    );
     let missing = by_kind(api::CompanionKind::Chat);
     assert_eq!(companion_state(&missing), api::CompanionState::Missing);
     assert!(missing.reason.contains("HTTP 404"), "{}", missing.reason);
-    assert_eq!(state(&settled).0, api::JobState::Completed, "the video stays completed");
+    assert_eq!(
+        state(&settled).0,
+        api::JobState::Completed,
+        "the video stays completed"
+    );
     assert!(
         media_of(&mut t, &done.media_id).await.companions.is_empty(),
         "nothing refused or missing is listed on the media"
     );
-    assert_eq!(t.objects().len(), 1, "only the video landed: {:?}", t.objects());
+    assert_eq!(
+        t.objects().len(),
+        1,
+        "only the video landed: {:?}",
+        t.objects()
+    );
     assert_eq!(t.unfinished_uploads(), 0, "refused uploads were aborted");
     let served_before = (
         t.server.stats(&meeting.files[1].id).content_requests,
@@ -258,12 +315,19 @@ async fn missing_and_refused_companions_leave_the_video_completed_and_a_retry_fe
         .map(companion_state);
     assert_eq!(chat_state, Some(api::CompanionState::Pending));
     let after = wait_companions(&mut t, &job.job_id, 3).await;
-    let states: Vec<_> = after.companions.iter().map(|c| (kind(c), companion_state(c))).collect();
+    let states: Vec<_> = after
+        .companions
+        .iter()
+        .map(|c| (kind(c), companion_state(c)))
+        .collect();
     assert_eq!(
         states,
         vec![
             (api::CompanionKind::Transcript, api::CompanionState::Refused),
-            (api::CompanionKind::ClosedCaptions, api::CompanionState::Refused),
+            (
+                api::CompanionKind::ClosedCaptions,
+                api::CompanionState::Refused
+            ),
             (api::CompanionKind::Chat, api::CompanionState::Copied),
         ]
     );
@@ -278,7 +342,10 @@ async fn missing_and_refused_companions_leave_the_video_completed_and_a_retry_fe
     assert_eq!(t.server.stats(&chat_spec.id).content_requests, 1);
     let media = media_of(&mut t, &done.media_id).await;
     assert_eq!(media.companions.len(), 1);
-    assert_eq!(landed(&t.media_dir, &media.companions[0].object_key), chat.sha256());
+    assert_eq!(
+        landed(&t.media_dir, &media.companions[0].object_key),
+        chat.sha256()
+    );
     assert_status(
         t.scene
             .admin
@@ -328,10 +395,16 @@ async fn a_late_transcript_is_attached_once_across_redeliveries() {
         .transcript_completed(&meeting, &spec, late_token)
         .await
         .unwrap();
-    assert_eq!(again.body["attached"], false, "a redelivery attaches nothing: {again:?}");
+    assert_eq!(
+        again.body["attached"], false,
+        "a redelivery attaches nothing: {again:?}"
+    );
 
     let settled = wait_companions(&mut t, &job.job_id, 1).await;
-    assert_eq!(companion_state(&settled.companions[0]), api::CompanionState::Copied);
+    assert_eq!(
+        companion_state(&settled.companions[0]),
+        api::CompanionState::Copied
+    );
     assert_eq!(kind(&settled.companions[0]), api::CompanionKind::Transcript);
     let media = media_of(&mut t, &done.media_id).await;
     assert_eq!(media.companions.len(), 1);
@@ -351,7 +424,10 @@ async fn a_late_transcript_is_attached_once_across_redeliveries() {
     assert_eq!(late.body["attached"], false, "{late:?}");
     let job_now = t.scene.job(&job.job_id).await;
     assert_eq!(job_now.companions.len(), 1);
-    assert_eq!(companion_state(&job_now.companions[0]), api::CompanionState::Copied);
+    assert_eq!(
+        companion_state(&job_now.companions[0]),
+        api::CompanionState::Copied
+    );
     assert_eq!(media_of(&mut t, &done.media_id).await.companions.len(), 1);
     assert_eq!(t.objects().len(), 2, "{:?}", t.objects());
     let _ = t.scene.daemon.stop().await;

@@ -117,12 +117,21 @@ async fn the_demo_plays_every_scenario_and_exits_0_when_each_is_as_expected() {
     let companions: Vec<&str> = run
         .stdout
         .lines()
-        .skip_while(|line| !line.contains("normal lecture's companion files landed beside its video"))
+        .skip_while(|line| {
+            !line.contains("normal lecture's companion files landed beside its video")
+        })
         .skip(1)
         .take(3)
         .collect();
-    for (line, kind) in companions.iter().zip(["transcript", "closed_captions", "chat"]) {
-        assert!(line.trim_start().starts_with(kind), "{line}\n{}", run.stdout);
+    for (line, kind) in companions
+        .iter()
+        .zip(["transcript", "closed_captions", "chat"])
+    {
+        assert!(
+            line.trim_start().starts_with(kind),
+            "{line}\n{}",
+            run.stdout
+        );
         let path = line.split_whitespace().nth(1).unwrap();
         assert!(run.dir.path().join(path).is_file(), "{path} did not land");
     }

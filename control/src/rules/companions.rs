@@ -179,7 +179,9 @@ mod tests {
         }
     }
 
-    fn kinds_and_ids(chosen: &[(CompanionKind, &RecordingFileData)]) -> Vec<(CompanionKind, String)> {
+    fn kinds_and_ids(
+        chosen: &[(CompanionKind, &RecordingFileData)],
+    ) -> Vec<(CompanionKind, String)> {
         chosen.iter().map(|(k, f)| (*k, f.id.clone())).collect()
     }
 
@@ -240,7 +242,9 @@ mod tests {
     #[test]
     fn webvtt_needs_its_header_and_chat_only_text() {
         use CompanionKind::*;
-        assert!(check_companion_text(Transcript, b"WEBVTT\n\n1\n00:00.000 --> 00:01.000\nhi\n").is_ok());
+        assert!(
+            check_companion_text(Transcript, b"WEBVTT\n\n1\n00:00.000 --> 00:01.000\nhi\n").is_ok()
+        );
         assert!(check_companion_text(ClosedCaptions, b"\xEF\xBB\xBFWEBVTT - captions\n").is_ok());
         assert!(check_companion_text(Transcript, b"WEBVTT").is_ok());
         assert!(check_companion_text(Transcript, b"WEBVTTX\n").is_err());

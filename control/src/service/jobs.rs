@@ -91,7 +91,10 @@ impl JobApi {
         tracing::info!(job = %job.job_id, companions = sent_back, "missing companion files requeued by an admin");
         let companions = store.list_companions(&job.job_id).await?;
         let mut job = convert::job(job);
-        job.companions = companions.into_iter().map(convert::companion_status).collect();
+        job.companions = companions
+            .into_iter()
+            .map(convert::companion_status)
+            .collect();
         Ok(Response::new(job))
     }
 

@@ -58,10 +58,7 @@ mod tests {
         std::fs::write(&file, "[companions]\nmax_bytes = 1000\n").unwrap();
         let config = Config::load(
             Some(&file),
-            [(
-                "FERRY_COMPANIONS_ENABLED".to_string(),
-                "false".to_string(),
-            )],
+            [("FERRY_COMPANIONS_ENABLED".to_string(), "false".to_string())],
         )
         .unwrap();
         let settings = config.companions.settings();

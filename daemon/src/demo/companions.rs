@@ -98,7 +98,10 @@ pub fn show_and_check(
         return Vec::new();
     }
     let Some(job) = job else {
-        return vec![format!("{}: no job to carry its companion files", recording.name)];
+        return vec![format!(
+            "{}: no job to carry its companion files",
+            recording.name
+        )];
     };
     let files = landed
         .iter()
@@ -110,7 +113,10 @@ pub fn show_and_check(
     );
     let mut problems = Vec::new();
     for (kind, media) in served {
-        let name = kind.as_str_name().trim_start_matches("COMPANION_KIND_").to_ascii_lowercase();
+        let name = kind
+            .as_str_name()
+            .trim_start_matches("COMPANION_KIND_")
+            .to_ascii_lowercase();
         let Some(file) = files.iter().find(|f| f.kind == kind as i32) else {
             problems.push(format!("{}: its {name} file did not land", recording.name));
             continue;

@@ -138,7 +138,9 @@ pub async fn run(data_dir: &Path, keep_running: bool, replicas: usize) -> anyhow
         .recordings
         .iter()
         .flat_map(|recording| {
-            let job = jobs.iter().find(|j| j.meeting_uuid == recording.meeting.uuid);
+            let job = jobs
+                .iter()
+                .find(|j| j.meeting_uuid == recording.meeting.uuid);
             companions::show_and_check(recording, job, &landed_companions, &stage.media_dir)
         })
         .collect();

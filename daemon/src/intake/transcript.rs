@@ -28,8 +28,8 @@ impl Intake {
             CompanionKind::of_file_type(&f.file_type) == Some(CompanionKind::Transcript)
                 && f.is_ready()
         });
-        let Some((file, url)) =
-            transcript.and_then(|f| Some((f, f.download_url.as_deref().filter(|u| !u.is_empty())?)))
+        let Some((file, url)) = transcript
+            .and_then(|f| Some((f, f.download_url.as_deref().filter(|u| !u.is_empty())?)))
         else {
             return Ok(("ignored", json!({ "status": "ignored" })));
         };

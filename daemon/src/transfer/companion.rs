@@ -294,7 +294,10 @@ async fn copy_once(
         return Ok(CompanionOutcome::Refused(refused));
     }
     let key = companion_key(&context.settings.key_prefix, job, kind);
-    let upload_id = context.sink.create_upload(&key, kind.content_type()).await?;
+    let upload_id = context
+        .sink
+        .create_upload(&key, kind.content_type())
+        .await?;
     let upload = ferry_control::model::UploadRecord {
         upload_id,
         object_key: key.clone(),

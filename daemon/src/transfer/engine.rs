@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::attempt;
-use super::companion;
 use super::budget::{LimitSettings, Limits};
+use super::companion;
 use super::context::Context;
 pub use super::context::{Connections, TransferSettings};
 use super::error::TransferError;

@@ -54,7 +54,9 @@ pub fn object_key(prefix: &str, job: &Job) -> String {
 /// kind's suffix, `.../{file id}.mp4` beside `.../{file id}.transcript.vtt`.
 pub fn companion_key(prefix: &str, job: &Job, kind: CompanionKind) -> String {
     let video = object_key(prefix, job);
-    let stem = video.rsplit_once('.').map_or(video.as_str(), |(stem, _)| stem);
+    let stem = video
+        .rsplit_once('.')
+        .map_or(video.as_str(), |(stem, _)| stem);
     format!("{stem}.{}", kind.key_suffix())
 }
 

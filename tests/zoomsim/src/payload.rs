@@ -80,13 +80,7 @@ impl FileSpec {
     }
 
     pub fn captions(start_offset_secs: i64, length_secs: i64) -> Self {
-        Self::new(
-            "CC",
-            "closed_caption",
-            start_offset_secs,
-            length_secs,
-            4000,
-        )
+        Self::new("CC", "closed_caption", start_offset_secs, length_secs, 4000)
     }
 
     /// The extension Zoom gives the file's type: `VTT` for transcripts and
@@ -190,7 +184,11 @@ impl Meeting {
 
     /// `recording.transcript_completed` for this meeting: the same envelope,
     /// with its own `download_token` and only the transcript file.
-    pub fn transcript_completed_body(&self, transcript: &FileSpec, download_token: &str) -> Vec<u8> {
+    pub fn transcript_completed_body(
+        &self,
+        transcript: &FileSpec,
+        download_token: &str,
+    ) -> Vec<u8> {
         let mut event = self.event(
             "recording.transcript_completed",
             std::slice::from_ref(transcript),

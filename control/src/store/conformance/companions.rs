@@ -43,7 +43,11 @@ pub async fn job_companions(store: &dyn Store) {
     use CompanionKind::*;
     let tenant = create_tenant(store, "companions").await;
     let t = at(11_000_000);
-    let job = create_job(store, queued_job(&tenant, "companions-1", "With captions", t)).await;
+    let job = create_job(
+        store,
+        queued_job(&tenant, "companions-1", "With captions", t),
+    )
+    .await;
     let lease = |worker_id| LeaseHolder {
         job_id: &job.job_id,
         worker_id,
@@ -169,7 +173,10 @@ pub async fn job_companions(store: &dyn Store) {
         .expect("finish copied");
     assert_eq!(copied.state, CompanionState::Copied);
     assert_eq!(copied.object_key, "recordings/a/tr.transcript.vtt");
-    assert_eq!((copied.size_bytes, copied.checksum.as_str()), (987, "crc32c:0badf00d"));
+    assert_eq!(
+        (copied.size_bytes, copied.checksum.as_str()),
+        (987, "crc32c:0badf00d")
+    );
     assert_eq!(copied.updated_at, done);
     store
         .finish_companion(
@@ -269,7 +276,12 @@ pub async fn job_companions(store: &dyn Store) {
     );
     assert_eq!(
         store
-            .attach_companion(&tenant.zoom_account_id, "no-such-meeting", late.clone(), done)
+            .attach_companion(
+                &tenant.zoom_account_id,
+                "no-such-meeting",
+                late.clone(),
+                done
+            )
             .await
             .expect("attach to nothing"),
         None
@@ -331,7 +343,10 @@ pub async fn job_companions(store: &dyn Store) {
         .await
         .expect("claim")
         .expect("the late transcript");
-    assert_eq!(late_claim.companion.file_id, "tr-late", "the attached one is kept");
+    assert_eq!(
+        late_claim.companion.file_id, "tr-late",
+        "the attached one is kept"
+    );
     assert_eq!(
         late_claim.sealed_download_token,
         Some(Sealed(vec![0x70, 8])),

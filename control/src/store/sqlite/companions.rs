@@ -52,9 +52,7 @@ fn find_companion(conn: &Connection, job_id: &str, kind: CompanionKind) -> Store
     .query_row(params![job_id, kind.as_str()], companion_from_row)
     .optional()
     .map_err(sql_error)?
-    .ok_or_else(|| {
-        StoreError::NotFound(format!("the {} companion of job {job_id}", kind.as_str()))
-    })
+    .ok_or_else(|| StoreError::NotFound(format!("the {} companion of job {job_id}", kind.as_str())))
 }
 
 fn list_companions(conn: &Connection, job_id: &str) -> StoreResult<Vec<Companion>> {
@@ -316,9 +314,7 @@ impl CompanionStore for SqliteStore {
 
     async fn list_companions(&self, job_id: &str) -> StoreResult<Vec<Companion>> {
         let job_id = job_id.to_string();
-        self.engine
-            .read(move |c| list_companions(c, &job_id))
-            .await
+        self.engine.read(move |c| list_companions(c, &job_id)).await
     }
 
     async fn claim_companion(
