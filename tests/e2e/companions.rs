@@ -210,14 +210,12 @@ async fn missing_and_refused_companions_leave_the_video_completed_and_a_retry_fe
     );
     let chat = SyntheticMedia::text("10:00:04 From Élisa to Everyone: the slides are up\n");
     let chat_spec = FileSpec::chat(0);
-    let mut transcript_spec = FileSpec::transcript(0, 3600);
-    transcript_spec.file_size = 5000;
-    let meeting = lecture_with(
+    let mut meeting = lecture_with(
         &t,
         &video,
         vec![
             (
-                transcript_spec.clone(),
+                FileSpec::transcript(0, 3600),
                 Some(huge_transcript),
                 LengthHeader::Absent,
             ),
@@ -237,8 +235,7 @@ async fn missing_and_refused_companions_leave_the_video_completed_and_a_retry_fe
             ),
         ],
     );
-    // The transcript's announced size is the lie, not what is served.
-    let mut meeting = meeting;
+    // Zoom announces 5000 bytes for the transcript: a lie.
     meeting.files[1].file_size = 5000;
     let job = t.scene.ingest(&meeting).await;
     let done = t.wait_final(&job.job_id).await;

@@ -113,6 +113,29 @@ impl DemoRun {
 async fn the_demo_plays_every_scenario_and_exits_0_when_each_is_as_expected() {
     let run = DemoRun::play(&[]).await;
     run.completed_rows();
+    // The normal lecture's captions, transcript and chat landed beside it.
+    let companions: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip_while(|line| {
+            !line.contains("normal lecture's companion files landed beside its video")
+        })
+        .skip(1)
+        .take(3)
+        .collect();
+    for (line, kind) in companions
+        .iter()
+        .zip(["transcript", "closed_captions", "chat"])
+    {
+        assert!(
+            line.trim_start().starts_with(kind),
+            "{line}\n{}",
+            run.stdout
+        );
+        let path = line.split_whitespace().nth(1).unwrap();
+        assert!(run.dir.path().join(path).is_file(), "{path} did not land");
+    }
+    assert_eq!(companions.len(), 3, "{}", run.stdout);
     // The table shows where each job came from.
     for (scenario, source) in [
         ("normal lecture", " webhook "),

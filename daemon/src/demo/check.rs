@@ -425,8 +425,9 @@ impl Evidence<'_> {
     }
 
     /// What holds across the run: one job per recording, and the media
-    /// folder holding exactly the landed objects (no unfinished upload left).
-    pub fn overall(&self, num_recordings: usize) -> Vec<String> {
+    /// folder holding exactly the landed objects and their companion files
+    /// (no unfinished upload left).
+    pub fn overall(&self, num_recordings: usize, companion_objects: usize) -> Vec<String> {
         let mut problems = Vec::new();
         if self.jobs.len() != num_recordings {
             problems.push(format!(
@@ -436,9 +437,10 @@ impl Evidence<'_> {
         }
         let unfinished = count_files(&self.stage.media_dir.join(".uploads"));
         let objects = count_files(&self.stage.media_dir) - unfinished;
-        if objects != self.media.len() {
+        if objects != self.media.len() + companion_objects {
             problems.push(format!(
-                "the media folder holds {objects} objects for {} media",
+                "the media folder holds {objects} objects for {} media and {companion_objects} \
+                 companion files",
                 self.media.len()
             ));
         }

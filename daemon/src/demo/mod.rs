@@ -2,7 +2,9 @@
 //! starts a fresh daemon on the embedded defaults (SQLite, local folder) in
 //! `data_dir`, sets up the control plane over the daemon's own gRPC API, has
 //! the Zoom simulator send one recording per rule while the transfers show
-//! live, then checks every outcome against its rule and prints the table.
+//! live, then checks every outcome against its rule and prints the table;
+//! the normal lecture's transcript, captions and chat land beside its video
+//! and are checked byte for byte too (`companions`).
 //! `ferry demo --replicas N` plays the same on N replicas sharing a
 //! throwaway PostgreSQL cluster (`replicas`), and its table says which
 //! replica moved each recording.
@@ -12,6 +14,7 @@
 //! is not the expected one: CI runs it.
 
 mod check;
+mod companions;
 mod explore;
 mod progress;
 mod reconcile;
@@ -128,6 +131,9 @@ pub async fn run(data_dir: &Path, keep_running: bool, replicas: usize) -> anyhow
         .await?
         .into_inner()
         .media;
+    let mut all_job_ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
+    all_job_ids.extend(found.iter().map(|f| f.job.job_id.clone()));
+    let landed_companions = companions::settle(&mut stage.admin, &all_job_ids, &media).await?;
     let landed: u64 = media.iter().map(|m| m.size_bytes).sum();
     println!(
         "8. every job finished in {:.1} s; {} landed in {}, streamed without staging",
@@ -135,6 +141,16 @@ pub async fn run(data_dir: &Path, keep_running: bool, replicas: usize) -> anyhow
         bytes(landed),
         stage.media_dir.display()
     );
+    let companion_problems: Vec<String> = script
+        .recordings
+        .iter()
+        .flat_map(|recording| {
+            let job = jobs
+                .iter()
+                .find(|j| j.meeting_uuid == recording.meeting.uuid);
+            companions::show_and_check(recording, job, &landed_companions, &stage.media_dir)
+        })
+        .collect();
 
     let (served_sha256, landed_sha256) = hash_files(&script, &stage, &media).await?;
     let metrics = scrape_metrics(stage.app.http_addr).await?;
@@ -161,7 +177,9 @@ pub async fn run(data_dir: &Path, keep_running: bool, replicas: usize) -> anyhow
         .collect();
     rows.push(evidence.free_plan(FREE_PLAN_ROW, &fired.free, &free_files));
     rows.extend(reconcile::rows(&found, &stage, &media));
-    let mut overall = evidence.overall(script.recordings.len());
+    let companion_objects = landed_companions.iter().map(|m| m.files.len()).sum();
+    let mut overall = evidence.overall(script.recordings.len(), companion_objects);
+    overall.extend(companion_problems);
     let shared = sections::check(&lecture_section, &media);
     if let Err(problem) = &shared {
         overall.push(format!("course sections: {problem}"));

@@ -128,7 +128,8 @@ fn skipped(reason: SkipReason, owner: Option<&'static str>) -> Expected {
 }
 
 /// Registers every media file of `meeting` with the simulator (as an MP4 of
-/// the announced size, then changed by `adjust`) and points its download
+/// the announced size, then changed by `adjust`), and its transcript,
+/// captions and chat as the text files Zoom makes, and points its download
 /// URLs there.
 fn serve(
     downloads: &DownloadServer,
@@ -148,6 +149,25 @@ fn serve(
         adjust(&mut behavior);
         served.push((file.id.clone(), behavior.media.clone()));
         downloads.add(&file.id, behavior);
+    }
+    // The companion files (transcript, captions, chat), as Zoom makes them.
+    let token = meeting.download_token.clone();
+    let companions = meeting
+        .files
+        .iter_mut()
+        .filter(|f| matches!(f.file_type.as_str(), "TRANSCRIPT" | "CC" | "CHAT"));
+    for file in companions {
+        let media = match file.file_type.as_str() {
+            "TRANSCRIPT" => SyntheticMedia::vtt(1800),
+            "CC" => SyntheticMedia::vtt(1200),
+            _ => SyntheticMedia::text(
+                "10:02:11 From Elisa to Everyone: the slides are on the course page\n\
+                 10:14:40 From Sam to Everyone: could you repeat the backpressure example?\n",
+            ),
+        };
+        file.file_size = media.len();
+        served.push((file.id.clone(), media.clone()));
+        downloads.add(&file.id, FileBehavior::new(media, &token));
     }
     served
 }
@@ -191,6 +211,7 @@ impl Script {
                 FileSpec::audio(5, 3600, 900_000),
                 FileSpec::chat(5),
                 FileSpec::transcript(5, 3600),
+                FileSpec::captions(5, 3600),
             ],
         );
         lecture.duration_minutes = 61;
