@@ -126,7 +126,10 @@ async fn sections_sync_full_and_upsert_validate_and_stay_inside_their_institutio
         admin,
         "",
         api::SyncMode::Upsert,
-        vec![section("MATH101", "Maths 101"), section("PHYS101", "Physics I")],
+        vec![
+            section("MATH101", "Maths 101"),
+            section("PHYS101", "Physics I"),
+        ],
     )
     .await
     .unwrap();
@@ -166,9 +169,21 @@ async fn sections_sync_full_and_upsert_validate_and_stay_inside_their_institutio
     let maths = sections["MATH101"].section_id.clone();
     let chem = sections["CHEM101"].section_id.clone();
     for (request, code, needle) in [
-        (map_meeting(0, &[&maths]), Code::InvalidArgument, "meeting_id: must not be 0"),
-        (map_topic("  ", &[&maths]), Code::InvalidArgument, "topic_prefix: required"),
-        (map_meeting(1, &[]), Code::InvalidArgument, "section_ids: between 1 and 20"),
+        (
+            map_meeting(0, &[&maths]),
+            Code::InvalidArgument,
+            "meeting_id: must not be 0",
+        ),
+        (
+            map_topic("  ", &[&maths]),
+            Code::InvalidArgument,
+            "topic_prefix: required",
+        ),
+        (
+            map_meeting(1, &[]),
+            Code::InvalidArgument,
+            "section_ids: between 1 and 20",
+        ),
         (
             api::CreateSectionMappingRequest {
                 section_ids: (0..21).map(|i| format!("sec_{i}")).collect(),
@@ -185,8 +200,16 @@ async fn sections_sync_full_and_upsert_validate_and_stay_inside_their_institutio
             Code::InvalidArgument,
             "one of meeting_id or topic_prefix",
         ),
-        (map_meeting(1, &[&maths, "sec_nope"]), Code::NotFound, "section sec_nope"),
-        (map_meeting(1, &[&chem]), Code::FailedPrecondition, "inactive"),
+        (
+            map_meeting(1, &[&maths, "sec_nope"]),
+            Code::NotFound,
+            "section sec_nope",
+        ),
+        (
+            map_meeting(1, &[&chem]),
+            Code::FailedPrecondition,
+            "inactive",
+        ),
     ] {
         assert_status(
             admin
@@ -391,11 +414,21 @@ async fn a_mapped_lecture_lands_shared_with_its_sections_and_an_unmapped_one_doe
     let mut chem_both = vec![chem_a.clone(), chem_b.clone()];
     chem_both.sort();
     assert_eq!(chemistry.section_ids, chem_both, "mapped by meeting id");
-    assert_eq!(physics.section_ids, vec![phys.clone()], "mapped by topic prefix");
+    assert_eq!(
+        physics.section_ids,
+        vec![phys.clone()],
+        "mapped by topic prefix"
+    );
     assert!(office.section_ids.is_empty(), "unmapped: {office:?}");
     let admin = &mut t.scene.admin;
-    assert_eq!(media_of_section(admin, &chem_a).await, vec![chemistry.media_id.clone()]);
-    assert_eq!(media_of_section(admin, &phys).await, vec![physics.media_id.clone()]);
+    assert_eq!(
+        media_of_section(admin, &chem_a).await,
+        vec![chemistry.media_id.clone()]
+    );
+    assert_eq!(
+        media_of_section(admin, &phys).await,
+        vec![physics.media_id.clone()]
+    );
 
     // Share and unshare by hand.
     let shared = admin
@@ -431,7 +464,10 @@ async fn a_mapped_lecture_lands_shared_with_its_sections_and_an_unmapped_one_doe
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(media_of_section(admin, &chem_a).await, vec![chemistry.media_id.clone()]);
+    assert_eq!(
+        media_of_section(admin, &chem_a).await,
+        vec![chemistry.media_id.clone()]
+    );
     let apply = || api::ApplySectionMappingRequest {
         mapping_id: later.mapping_id.clone(),
         ..Default::default()
@@ -443,7 +479,11 @@ async fn a_mapped_lecture_lands_shared_with_its_sections_and_an_unmapped_one_doe
         .unwrap()
         .into_inner();
     assert_eq!(
-        (applied.media_matched, applied.media_shared, applied.shares_added),
+        (
+            applied.media_matched,
+            applied.media_shared,
+            applied.shares_added
+        ),
         (1, 1, 1)
     );
     let again = admin
@@ -483,7 +523,14 @@ async fn the_cli_syncs_sections_maps_a_meeting_applies_and_shares() {
     let summary = json(&ferry(
         &url,
         &key,
-        &["sections", "sync", csv.to_str().unwrap(), "--mode", "full", "--json"],
+        &[
+            "sections",
+            "sync",
+            csv.to_str().unwrap(),
+            "--mode",
+            "full",
+            "--json",
+        ],
     ));
     assert_eq!(summary["created"], 2);
     assert_eq!(summary["rejected"][0]["line"], 3);
@@ -503,7 +550,15 @@ async fn the_cli_syncs_sections_maps_a_meeting_applies_and_shares() {
     let mapping = json(&ferry(
         &url,
         &key,
-        &["sections", "map", "--meeting", "87565330005", "--section", &chem, "--json"],
+        &[
+            "sections",
+            "map",
+            "--meeting",
+            "87565330005",
+            "--section",
+            &chem,
+            "--json",
+        ],
     ));
     let mapping_id = mapping["mapping_id"].as_str().unwrap().to_string();
     let mappings = json(&ferry(&url, &key, &["sections", "mappings", "--json"]));
@@ -520,13 +575,24 @@ async fn the_cli_syncs_sections_maps_a_meeting_applies_and_shares() {
         String::from_utf8_lossy(&again.stdout).trim(),
         "1 media matched, 0 gained a share (0 shares added)"
     );
-    let in_chem = json(&ferry(&url, &key, &["media", "list", "--section", &chem, "--json"]));
+    let in_chem = json(&ferry(
+        &url,
+        &key,
+        &["media", "list", "--section", &chem, "--json"],
+    ));
     assert_eq!(in_chem[0]["media_id"], landed.media_id.as_str());
 
     let shared = json(&ferry(
         &url,
         &key,
-        &["media", "share", &landed.media_id, "--section", &phys, "--json"],
+        &[
+            "media",
+            "share",
+            &landed.media_id,
+            "--section",
+            &phys,
+            "--json",
+        ],
     ));
     let mut both = vec![chem.clone(), phys.clone()];
     both.sort();
@@ -534,17 +600,32 @@ async fn the_cli_syncs_sections_maps_a_meeting_applies_and_shares() {
     let unshared = json(&ferry(
         &url,
         &key,
-        &["media", "unshare", &landed.media_id, "--section", &phys, "--json"],
+        &[
+            "media",
+            "unshare",
+            &landed.media_id,
+            "--section",
+            &phys,
+            "--json",
+        ],
     ));
     assert_eq!(unshared["section_ids"], chem.as_str());
-    let unmapped = json(&ferry(&url, &key, &["sections", "unmap", &mapping_id, "--json"]));
+    let unmapped = json(&ferry(
+        &url,
+        &key,
+        &["sections", "unmap", &mapping_id, "--json"],
+    ));
     assert_eq!(unmapped["mapping_id"], mapping_id.as_str());
     assert_eq!(
         json(&ferry(&url, &key, &["sections", "mappings", "--json"])),
         serde_json::json!([])
     );
 
-    let refused = ferry(&url, &key, &["sections", "map", "--meeting", "0", "--section", &chem]);
+    let refused = ferry(
+        &url,
+        &key,
+        &["sections", "map", "--meeting", "0", "--section", &chem],
+    );
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("meeting_id: must not be 0"));
     let _ = t.scene.daemon.stop().await;

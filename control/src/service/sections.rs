@@ -35,7 +35,10 @@ impl SectionApi {
 }
 
 /// Checks one record's fields; the error names the field and says why.
-fn validate_record(record_index: u32, record: &api::SectionRecord) -> Result<SectionRecord, String> {
+fn validate_record(
+    record_index: u32,
+    record: &api::SectionRecord,
+) -> Result<SectionRecord, String> {
     let text = |field: &str, value: &str| {
         required_text(field, value, MAX_TEXT_CHARS).map_err(|status| status.message().to_string())
     };
@@ -65,12 +68,12 @@ fn section_ids(field: &str, ids: &[String]) -> Result<Vec<String>, Status> {
 
 /// The mapping's matcher: a meeting id other than 0, or a prefix with
 /// something besides blanks.
-fn matcher(matcher: Option<&api::create_section_mapping_request::Matcher>) -> Result<SectionMatcher, Status> {
+fn matcher(
+    matcher: Option<&api::create_section_mapping_request::Matcher>,
+) -> Result<SectionMatcher, Status> {
     use api::create_section_mapping_request::Matcher;
     match matcher {
-        Some(Matcher::MeetingId(0)) => Err(Status::invalid_argument(
-            "meeting_id: must not be 0",
-        )),
+        Some(Matcher::MeetingId(0)) => Err(Status::invalid_argument("meeting_id: must not be 0")),
         Some(Matcher::MeetingId(id)) => Ok(SectionMatcher::MeetingId(*id)),
         Some(Matcher::TopicPrefix(prefix)) => Ok(SectionMatcher::TopicPrefix(required_text(
             "topic_prefix",
@@ -351,7 +354,10 @@ mod tests {
             ids(&["sec_a", "sec_b"])
         );
         for (bad, message) in [
-            (ids(&[]), "section_ids: between 1 and 20 sections required, got 0"),
+            (
+                ids(&[]),
+                "section_ids: between 1 and 20 sections required, got 0",
+            ),
             (ids(&["sec_a", " "]), "section_ids[1]: required"),
             (
                 (0..21).map(|i| format!("sec_{i}")).collect(),
@@ -377,8 +383,14 @@ mod tests {
         );
         for (bad, message) in [
             (Some(Matcher::MeetingId(0)), "meeting_id: must not be 0"),
-            (Some(Matcher::TopicPrefix("   ".into())), "topic_prefix: required"),
-            (None, "matcher: one of meeting_id or topic_prefix is required"),
+            (
+                Some(Matcher::TopicPrefix("   ".into())),
+                "topic_prefix: required",
+            ),
+            (
+                None,
+                "matcher: one of meeting_id or topic_prefix is required",
+            ),
         ] {
             let status = matcher(bad.as_ref()).expect_err("invalid");
             assert_eq!(status.code(), tonic::Code::InvalidArgument);

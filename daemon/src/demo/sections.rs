@@ -29,16 +29,15 @@ pub async fn map_lecture(admin: &mut Clients, lecture: &Meeting) -> anyhow::Resu
             },
         )),
     };
-    let records = [LECTURE_SECTION, OTHER_SECTION].map(|(external_id, name)| {
-        api::SyncSectionsRequest {
+    let records =
+        [LECTURE_SECTION, OTHER_SECTION].map(|(external_id, name)| api::SyncSectionsRequest {
             item: Some(api::sync_sections_request::Item::Section(
                 api::SectionRecord {
                     external_id: external_id.into(),
                     name: name.into(),
                 },
             )),
-        }
-    });
+        });
     let summary = admin
         .sections
         .sync_sections(tokio_stream::iter(std::iter::once(header).chain(records)))

@@ -387,13 +387,21 @@ pub async fn section_mappings_and_shares(store: &dyn Store) {
         by_topic
     );
     let listed = store
-        .list_section_mappings(a, Some(tenant.configuration_id.as_str()), &PageQuery::first(0))
+        .list_section_mappings(
+            a,
+            Some(tenant.configuration_id.as_str()),
+            &PageQuery::first(0),
+        )
         .await
         .expect("list mappings");
     assert_eq!(listed.items, vec![by_meeting.clone(), by_topic.clone()]);
     assert!(
         store
-            .list_section_mappings(a, Some(other.configuration_id.as_str()), &PageQuery::first(0))
+            .list_section_mappings(
+                a,
+                Some(other.configuration_id.as_str()),
+                &PageQuery::first(0)
+            )
             .await
             .expect("list mappings of a foreign configuration")
             .items
@@ -449,7 +457,11 @@ pub async fn section_mappings_and_shares(store: &dyn Store) {
         at(11_000),
     )
     .await;
-    assert_eq!(physics.section_ids, vec![phys.to_string()], "mapped by topic prefix");
+    assert_eq!(
+        physics.section_ids,
+        vec![phys.to_string()],
+        "mapped by topic prefix"
+    );
     let unmapped = complete_meeting(
         store,
         &tenant,
@@ -460,7 +472,10 @@ pub async fn section_mappings_and_shares(store: &dyn Store) {
     )
     .await;
     assert!(unmapped.section_ids.is_empty(), "{unmapped:?}");
-    assert_eq!(section_media(store, &tenant, chem_a).await, vec![lecture.media_id.clone()]);
+    assert_eq!(
+        section_media(store, &tenant, chem_a).await,
+        vec![lecture.media_id.clone()]
+    );
     let listed = store
         .list_media(a, None, &PageQuery::first(0))
         .await
@@ -521,12 +536,7 @@ pub async fn section_mappings_and_shares(store: &dyn Store) {
         vec![physics.media_id.clone(), unmapped.media_id.clone()]
     );
     let owned = store
-        .list_section_media(
-            a,
-            phys,
-            Some("usr_nobody"),
-            &PageQuery::first(0),
-        )
+        .list_section_media(a, phys, Some("usr_nobody"), &PageQuery::first(0))
         .await
         .expect("list section media of an owner");
     assert!(owned.items.is_empty());

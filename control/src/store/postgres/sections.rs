@@ -73,11 +73,7 @@ async fn sync_sections(
     }
     if !plan.create.is_empty() {
         let ids: Vec<String> = plan.create.iter().map(|_| new_id("sec")).collect();
-        let external_ids: Vec<&str> = plan
-            .create
-            .iter()
-            .map(|r| r.external_id.as_str())
-            .collect();
+        let external_ids: Vec<&str> = plan.create.iter().map(|r| r.external_id.as_str()).collect();
         let names: Vec<&str> = plan.create.iter().map(|r| r.name.as_str()).collect();
         tx.execute(
             "INSERT INTO sections (section_id, institution_id, external_id, name, active, created_ms, updated_ms)
@@ -367,7 +363,13 @@ impl SectionStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         // Locked, so that a concurrent delete of the configuration waits.
-        get_configuration(&tx, &mapping.institution_id, &mapping.configuration_id, true).await?;
+        get_configuration(
+            &tx,
+            &mapping.institution_id,
+            &mapping.configuration_id,
+            true,
+        )
+        .await?;
         check_sections(&tx, &mapping.institution_id, &mapping.section_ids, true).await?;
         let mapping_id = new_id("smap");
         let (meeting_id, topic_prefix) = match &mapping.matcher {

@@ -410,8 +410,7 @@ pub(super) fn complete_job(
         params![job_id, created.media_id, created.size_bytes as i64, now.0, media.job_note],
     )
     .map_err(sql_error)?;
-    created.section_ids =
-        super::sections::share_on_completion(conn, &job, &created.media_id, now)?;
+    created.section_ids = super::sections::share_on_completion(conn, &job, &created.media_id, now)?;
     if media.after_copy == AfterCopy::Trash {
         conn.execute(
             "UPDATE jobs SET zoom_trash_state = 'pending', zoom_trash_message = ?2,

@@ -35,7 +35,11 @@ pub enum SectionsCommand {
     /// matching meetings are shared with them when their jobs complete.
     Map {
         /// A Zoom meeting id (a recurring meeting keeps it all term).
-        #[arg(long, conflicts_with = "topic_prefix", required_unless_present = "topic_prefix")]
+        #[arg(
+            long,
+            conflicts_with = "topic_prefix",
+            required_unless_present = "topic_prefix"
+        )]
         meeting: Option<u64>,
         /// The start of the meeting topic (case-insensitive).
         #[arg(long)]
@@ -297,11 +301,8 @@ mod tests {
             missing.to_string(),
             "s.csv: header has no external_id column (expected external_id,name)"
         );
-        let ragged = parse_sections_csv(
-            "external_id,name\nA,a\nB,b,extra\n".as_bytes(),
-            "s.csv",
-        )
-        .expect_err("ragged row");
+        let ragged = parse_sections_csv("external_id,name\nA,a\nB,b,extra\n".as_bytes(), "s.csv")
+            .expect_err("ragged row");
         assert_eq!(ragged.to_string(), "s.csv: line 3");
     }
 }

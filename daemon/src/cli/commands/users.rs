@@ -8,7 +8,7 @@ use clap::Subcommand;
 use ferry_control::api;
 use serde_json::json;
 
-use super::{enum_name, RejectedLine, SyncCounts, page, print_sync_summary, sync_mode, time};
+use super::{RejectedLine, SyncCounts, enum_name, page, print_sync_summary, sync_mode, time};
 use crate::cli::client::Clients;
 use crate::cli::output::{Fields, Output};
 
