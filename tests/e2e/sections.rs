@@ -594,7 +594,7 @@ async fn the_cli_syncs_sections_maps_a_meeting_applies_and_shares() {
             "--json",
         ],
     ));
-    let mut both = vec![chem.clone(), phys.clone()];
+    let mut both = [chem.clone(), phys.clone()];
     both.sort();
     assert_eq!(shared["section_ids"], both.join(" "));
     let unshared = json(&ferry(

@@ -44,6 +44,8 @@ pub async fn keep_running(stage: &Stage, example_job_id: Option<&str>) -> anyhow
     }
     println!("  ferry media list");
     println!("  ferry users list");
+    println!("  ferry sections list");
+    println!("  ferry sections mappings");
     println!("  ferry users lookup elisa.zoom@example.edu");
     println!("  ferry accounts list --all");
     println!("  ferry jobs watch");

@@ -98,7 +98,9 @@ pub async fn run(data_dir: &Path, keep_running: bool, replicas: usize) -> anyhow
         .iter()
         .find(|r| r.name == script::NORMAL_LECTURE)
         .context("the script has no normal lecture")?;
-    let lecture_section = sections::map_lecture(&mut stage.admin, &lecture.meeting).await?;
+    let main_configuration = stage.main_account.configuration_id.clone();
+    let lecture_section =
+        sections::map_lecture(&mut stage.admin, &main_configuration, &lecture.meeting).await?;
     println!(
         "7. Zoom sends {} recordings, one per rule, in {} signed webhooks; live progress:",
         script.recordings.len() + 1,

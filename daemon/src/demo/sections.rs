@@ -19,8 +19,13 @@ pub struct LectureSection {
     pub meeting_uuid: String,
 }
 
-/// Syncs the sections and maps `lecture`'s meeting id to one of them.
-pub async fn map_lecture(admin: &mut Clients, lecture: &Meeting) -> anyhow::Result<LectureSection> {
+/// Syncs the sections and maps `lecture`'s meeting id, of the configuration
+/// `configuration_id`, to one of them.
+pub async fn map_lecture(
+    admin: &mut Clients,
+    configuration_id: &str,
+    lecture: &Meeting,
+) -> anyhow::Result<LectureSection> {
     let header = api::SyncSectionsRequest {
         item: Some(api::sync_sections_request::Item::Header(
             api::SyncSectionsHeader {
@@ -55,7 +60,7 @@ pub async fn map_lecture(admin: &mut Clients, lecture: &Meeting) -> anyhow::Resu
     let mapping = admin
         .sections
         .create_section_mapping(api::CreateSectionMappingRequest {
-            configuration_id: String::new(),
+            configuration_id: configuration_id.into(),
             matcher: Some(api::create_section_mapping_request::Matcher::MeetingId(
                 lecture.meeting_id,
             )),
