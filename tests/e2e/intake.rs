@@ -168,10 +168,11 @@ async fn malformed_and_irrelevant_events() {
     );
 
     let before = counter(&scene.metrics().await, "ignored");
-    let transcript = serde_json::json!({"event": "recording.transcript_completed", "payload": {"account_id": ACCOUNT}});
+    // (`recording.transcript_completed` is handled now: see `companions`.)
+    let irrelevant = serde_json::json!({"event": "meeting.started", "payload": {"account_id": ACCOUNT}});
     let delivery = scene
         .zoom
-        .deliver(transcript.to_string().as_bytes())
+        .deliver(irrelevant.to_string().as_bytes())
         .await
         .unwrap();
     assert_eq!(

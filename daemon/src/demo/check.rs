@@ -140,9 +140,15 @@ impl Evidence<'_> {
             job,
             chosen.map(|(file, media)| (file.id.as_str(), media.len())),
         );
-        // Only the chosen file is ever fetched.
+        // Only the chosen media file is ever fetched (the companion files
+        // that go with it are checked by `companions`).
+        let is_companion = |id: &str| {
+            recording.meeting.files.iter().any(|f| {
+                f.id == id && matches!(f.file_type.as_str(), "TRANSCRIPT" | "CC" | "CHAT")
+            })
+        };
         for (file_id, _) in &recording.served {
-            if chosen.is_some_and(|(file, _)| file.id == *file_id) {
+            if chosen.is_some_and(|(file, _)| file.id == *file_id) || is_companion(file_id) {
                 continue;
             }
             let requests = self.downloads.stats(file_id).content_requests;
