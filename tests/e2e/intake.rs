@@ -169,7 +169,8 @@ async fn malformed_and_irrelevant_events() {
 
     let before = counter(&scene.metrics().await, "ignored");
     // (`recording.transcript_completed` is handled now: see `companions`.)
-    let irrelevant = serde_json::json!({"event": "meeting.started", "payload": {"account_id": ACCOUNT}});
+    let irrelevant =
+        serde_json::json!({"event": "meeting.started", "payload": {"account_id": ACCOUNT}});
     let delivery = scene
         .zoom
         .deliver(irrelevant.to_string().as_bytes())

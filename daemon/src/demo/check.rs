@@ -142,11 +142,12 @@ impl Evidence<'_> {
         );
         // Only the chosen media file is ever fetched (the companion files
         // that go with it are checked by `companions`).
-        let is_companion = |id: &str| {
-            recording.meeting.files.iter().any(|f| {
-                f.id == id && matches!(f.file_type.as_str(), "TRANSCRIPT" | "CC" | "CHAT")
-            })
-        };
+        let is_companion =
+            |id: &str| {
+                recording.meeting.files.iter().any(|f| {
+                    f.id == id && matches!(f.file_type.as_str(), "TRANSCRIPT" | "CC" | "CHAT")
+                })
+            };
         for (file_id, _) in &recording.served {
             if chosen.is_some_and(|(file, _)| file.id == *file_id) || is_companion(file_id) {
                 continue;
