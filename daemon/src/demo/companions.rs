@@ -84,7 +84,7 @@ pub fn show_and_check(
     landed: &[MediaCompanions],
     media_dir: &Path,
 ) -> Vec<String> {
-    let served: Vec<_> = recording
+    let mut served: Vec<_> = recording
         .meeting
         .files
         .iter()
@@ -97,6 +97,8 @@ pub fn show_and_check(
     if served.is_empty() {
         return Vec::new();
     }
+    // In kind order (transcript, captions, chat), whatever Zoom's file order.
+    served.sort_by_key(|(kind, _)| *kind as i32);
     let Some(job) = job else {
         return vec![format!(
             "{}: no job to carry its companion files",
