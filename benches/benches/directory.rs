@@ -12,7 +12,11 @@
 //! The load generator shares the machine's cores with the daemon, so besides
 //! the throughput it reports the daemon's own CPU time per lookup (from
 //! /proc), which is what capacity planning needs; for the batches, per
-//! email.
+//! email. The same single-lookup load also runs against a bare tonic server
+//! (`ferry-bench-grpc-floor`: no authentication, no store, the daemon's
+//! runtime and socket settings), whose CPU per call is the floor that
+//! tonic, HTTP/2, the runtime and loopback TCP cost on this machine; the
+//! table reports the daemon's CPU above that floor beside it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -50,12 +54,46 @@ type UsersClient = api::user_directory_service_client::UserDirectoryServiceClien
     ferry_daemon::cli::client::AuthChannel,
 >;
 
-/// Lookups over gRPC against the daemon, timed, with the daemon's CPU.
+/// Lookups over gRPC against a server (the daemon or the floor), timed,
+/// with that server's CPU.
 struct GrpcLoad {
     connections: Vec<UsersClient>,
-    daemon_pid: u32,
+    server_pid: u32,
     users: u64,
     duration: Duration,
+}
+
+/// `ferry-bench-grpc-floor` as a child process, killed when dropped.
+struct FloorServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl FloorServer {
+    fn spawn() -> anyhow::Result<Self> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry-bench-grpc-floor"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let Some(address) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            anyhow::bail!("the floor server said {line:?} instead of its address");
+        };
+        Ok(Self {
+            url: format!("http://{address}"),
+            child,
+        })
+    }
+}
+
+impl Drop for FloorServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// What one run of [`GrpcLoad`] measured.
@@ -84,7 +122,7 @@ impl GrpcLoad {
         let done = Arc::new(AtomicU64::new(0));
         let wrong = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + self.duration;
-        let daemon_cpu_before = process_cpu_seconds(self.daemon_pid)?;
+        let daemon_cpu_before = process_cpu_seconds(self.server_pid)?;
         let started = Instant::now();
         let mut tasks = Vec::new();
         for caller in 0..callers {
@@ -111,7 +149,7 @@ impl GrpcLoad {
             task.await?;
         }
         let elapsed = started.elapsed();
-        let daemon_cpu_seconds = process_cpu_seconds(self.daemon_pid)? - daemon_cpu_before;
+        let daemon_cpu_seconds = process_cpu_seconds(self.server_pid)? - daemon_cpu_before;
         let wrong = wrong.load(Ordering::Relaxed);
         anyhow::ensure!(
             wrong == 0,
@@ -240,7 +278,7 @@ async fn measure(shared_store: &SharedStore) -> anyhow::Result<()> {
     }
     let load = GrpcLoad {
         connections,
-        daemon_pid: daemon.pid(),
+        server_pid: daemon.pid(),
         users,
         duration: Duration::from_secs(lookup_secs),
     };
@@ -250,6 +288,26 @@ async fn measure(shared_store: &SharedStore) -> anyhow::Result<()> {
         (BATCH_LARGE, load.run(BATCH_CALLERS, BATCH_LARGE).await?),
     ];
     drop(daemon);
+
+    // The same load against the bare tonic server: the floor.
+    let floor_server = FloorServer::spawn()?;
+    let mut floor_connections = Vec::new();
+    for _ in 0..4 {
+        floor_connections.push(
+            connect(&floor_server.url, Some(&institution.admin_key))
+                .await?
+                .users,
+        );
+    }
+    let floor = GrpcLoad {
+        connections: floor_connections,
+        server_pid: floor_server.child.id(),
+        users,
+        duration: Duration::from_secs(lookup_secs),
+    }
+    .run(concurrency, 1)
+    .await?;
+    drop(floor_server);
 
     // The store's indexed lookup alone (what the webhook intake calls), on
     // the same database.
@@ -306,6 +364,24 @@ async fn measure(shared_store: &SharedStore) -> anyhow::Result<()> {
             "daemon CPU per gRPC lookup".into(),
             format!("{:.1} us", single.daemon_us_per_email()),
             "<= 15 us".into(),
+        ),
+        (
+            "floor: bare tonic server's CPU per call, same load (no auth, no store)".into(),
+            format!("{:.1} us", floor.daemon_us_per_email()),
+            "reference (this machine)".into(),
+        ),
+        (
+            "floor: bare tonic calls/s, load generator on the same cores".into(),
+            format!("{:.0} /s", floor.emails_per_second()),
+            "reference (this machine)".into(),
+        ),
+        (
+            "daemon CPU per gRPC lookup above the floor (Ferry's own work)".into(),
+            format!(
+                "{:.1} us",
+                single.daemon_us_per_email() - floor.daemon_us_per_email()
+            ),
+            "reference (derived)".into(),
         ),
         (
             format!("gRPC lookups/s the daemon's CPU would sustain on {cores} cores"),
