@@ -9,7 +9,8 @@
 //! loopback port (and a Unix socket in that folder), with trust
 //! authentication and without fsync: test data only. Benches that measure
 //! durable acknowledgement start theirs with `try_start_durable`, which keeps
-//! PostgreSQL's own defaults (fsync, synchronous commit, full page writes). Run as root, the
+//! PostgreSQL's own defaults (fsync, synchronous commit, full page writes)
+//! and sizes the server as the README recommends ([`DURABLE_SETTINGS`]). Run as root, the
 //! binaries run as the `postgres` user (PostgreSQL refuses root). A watchdog
 //! process in its own session stops the cluster (`pg_ctl stop -m immediate`)
 //! and removes the folder within a second of the test process ending, even
@@ -27,6 +28,15 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use super::{PostgresConfig, PostgresStore, PostgresUrl};
+
+/// A durable cluster's settings: the server sizing the README recommends
+/// for Ferry's database (PostgreSQL's defaults for fsync, synchronous
+/// commit and full page writes, all on; shared buffers that hold the jobs
+/// indexes' insert points; checkpoints far enough apart, and full-page
+/// images compressed, that a webhook's insert does not write a page image
+/// per index after every checkpoint).
+pub const DURABLE_SETTINGS: &str = " -c shared_buffers=4GB -c max_wal_size=8GB \
+     -c checkpoint_timeout=15min -c wal_compression=lz4";
 
 /// Why a throwaway cluster did not start.
 #[derive(Debug, thiserror::Error)]
@@ -187,13 +197,13 @@ impl TestCluster {
     }
 
     fn try_start_server(&self) -> bool {
-        let unsafe_speed_ups = if self.durable {
-            ""
+        let settings = if self.durable {
+            DURABLE_SETTINGS
         } else {
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         };
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300{unsafe_speed_ups}",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300{settings}",
             self.port,
             self.dir.display()
         );
