@@ -32,7 +32,9 @@
 //!    `ListJobs` filter's first and next page (median of 5), a sequential
 //!    gRPC client (pages of 100, one call after the other: p50 and p99), the
 //!    acknowledgement p50/p99 at 1,000/s and the full-rate capacity against
-//!    step 1's, then a closed-loop
+//!    step 1's (on PostgreSQL with the blocks of `jobs` and of its busiest
+//!    indexes read into shared buffers, and found there, per webhook of that
+//!    phase), then a closed-loop
 //!    burst at full rate while SQLite's WAL file is sampled every 5 ms
 //!    (PostgreSQL bounds its own WAL by `max_wal_size`: no WAL rows there).
 
@@ -323,6 +325,63 @@ impl BenchStore {
                 Ok(u64::try_from(size)?)
             }
         }
+    }
+}
+
+/// Blocks of each `jobs` relation (the table and each index) that
+/// PostgreSQL read into shared buffers, and found there, so far.
+#[derive(Clone, Debug, Default)]
+struct BlockCounts(Vec<(String, i64, i64)>);
+
+impl BlockCounts {
+    /// Per relation: (name, blocks read, blocks hit), from the statistics
+    /// views; empty on SQLite.
+    async fn take(store: &BenchStore) -> anyhow::Result<BlockCounts> {
+        let Some(url) = postgres_url(&store.env) else {
+            return Ok(BlockCounts::default());
+        };
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        let connection = tokio::spawn(connection);
+        let rows = client
+            .query(
+                "SELECT 'table' AS name, COALESCE(heap_blks_read, 0), COALESCE(heap_blks_hit, 0)
+                   FROM pg_statio_user_tables WHERE relname = 'jobs'
+                 UNION ALL
+                 SELECT indexrelname::text, COALESCE(idx_blks_read, 0), COALESCE(idx_blks_hit, 0)
+                   FROM pg_statio_user_indexes WHERE relname = 'jobs'",
+                &[],
+            )
+            .await?;
+        drop(client);
+        let _ = connection.await;
+        Ok(BlockCounts(
+            rows.iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .collect(),
+        ))
+    }
+
+    /// What `self`, taken later, adds to `before`, per webhook, the relations
+    /// that read the most first: one row each, "name: read / hit".
+    fn per_webhook_since(&self, before: &BlockCounts, webhooks: u64) -> Vec<(String, f64, f64)> {
+        let mut rows: Vec<(String, f64, f64)> = self
+            .0
+            .iter()
+            .map(|(name, read, hit)| {
+                let (read_before, hit_before) = before
+                    .0
+                    .iter()
+                    .find(|(other, _, _)| other == name)
+                    .map_or((0, 0), |(_, read, hit)| (*read, *hit));
+                (
+                    name.clone(),
+                    (read - read_before) as f64 / webhooks.max(1) as f64,
+                    (hit - hit_before) as f64 / webhooks.max(1) as f64,
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.2.total_cmp(&a.2)));
+        rows
     }
 }
 
@@ -647,7 +706,16 @@ async fn measure(store: &BenchStore, describe: &str, n: u64) -> anyhow::Result<(
     let full_scrape = scrape_median(http_addr).await?;
     let list_rows = list_figures(&mut admin, Timestamp::now()).await?;
     let sequential = sequential_client(&mut admin, 200).await?;
+    let blocks_before = BlockCounts::take(store).await?;
     let (full_p50, full_p99) = ack_latency(http_addr, rate, secs).await?;
+    if store.kind == StoreKind::Postgres {
+        // A backend's statistics reach the views within PostgreSQL's idle
+        // flush interval (10 s) once its connection is idle.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+    }
+    let blocks_per_webhook = BlockCounts::take(store)
+        .await?
+        .per_webhook_since(&blocks_before, rate * secs);
     let (full_capacity, _) = burst(http_addr, wal_of(&db), capacity_secs).await?;
     let (burst_acknowledged, wal_peak) = burst(http_addr, wal_of(&db), burst_secs).await?;
     drop(admin);
@@ -731,6 +799,16 @@ async fn measure(store: &BenchStore, describe: &str, n: u64) -> anyhow::Result<(
         row(
             format!("{rate}/s is above what this store acknowledges on this machine"),
             "latencies above are queueing".into(),
+            "reference",
+        );
+    }
+    // Where PostgreSQL's acknowledgements waited: the blocks of `jobs` and
+    // of each of its indexes that were not in shared buffers (read from the
+    // operating system's cache or the disk) per webhook of the latency phase.
+    for (relation, read, hit) in blocks_per_webhook.iter().take(8) {
+        row(
+            format!("jobs {relation}: blocks read / found in shared buffers, per webhook"),
+            format!("{read:.2} / {hit:.2}"),
             "reference",
         );
     }
