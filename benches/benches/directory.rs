@@ -100,7 +100,7 @@ impl Drop for FloorServer {
 struct LoadOutcome {
     emails: u64,
     elapsed: Duration,
-    daemon_cpu_seconds: f64,
+    server_cpu_seconds: f64,
 }
 
 impl LoadOutcome {
@@ -108,8 +108,8 @@ impl LoadOutcome {
         per_second(self.emails, self.elapsed)
     }
 
-    fn daemon_us_per_email(&self) -> f64 {
-        self.daemon_cpu_seconds * 1e6 / self.emails as f64
+    fn server_us_per_email(&self) -> f64 {
+        self.server_cpu_seconds * 1e6 / self.emails as f64
     }
 }
 
@@ -122,7 +122,7 @@ impl GrpcLoad {
         let done = Arc::new(AtomicU64::new(0));
         let wrong = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + self.duration;
-        let daemon_cpu_before = process_cpu_seconds(self.server_pid)?;
+        let server_cpu_before = process_cpu_seconds(self.server_pid)?;
         let started = Instant::now();
         let mut tasks = Vec::new();
         for caller in 0..callers {
@@ -149,7 +149,7 @@ impl GrpcLoad {
             task.await?;
         }
         let elapsed = started.elapsed();
-        let daemon_cpu_seconds = process_cpu_seconds(self.server_pid)? - daemon_cpu_before;
+        let server_cpu_seconds = process_cpu_seconds(self.server_pid)? - server_cpu_before;
         let wrong = wrong.load(Ordering::Relaxed);
         anyhow::ensure!(
             wrong == 0,
@@ -158,7 +158,7 @@ impl GrpcLoad {
         Ok(LoadOutcome {
             emails: done.load(Ordering::Relaxed),
             elapsed,
-            daemon_cpu_seconds,
+            server_cpu_seconds,
         })
     }
 }
@@ -362,12 +362,12 @@ async fn measure(shared_store: &SharedStore) -> anyhow::Result<()> {
         ),
         (
             "daemon CPU per gRPC lookup".into(),
-            format!("{:.1} us", single.daemon_us_per_email()),
+            format!("{:.1} us", single.server_us_per_email()),
             "<= 15 us".into(),
         ),
         (
             "floor: bare tonic server's CPU per call, same load (no auth, no store)".into(),
-            format!("{:.1} us", floor.daemon_us_per_email()),
+            format!("{:.1} us", floor.server_us_per_email()),
             "reference (this machine)".into(),
         ),
         (
@@ -379,7 +379,7 @@ async fn measure(shared_store: &SharedStore) -> anyhow::Result<()> {
             "daemon CPU per gRPC lookup above the floor (Ferry's own work)".into(),
             format!(
                 "{:.1} us",
-                single.daemon_us_per_email() - floor.daemon_us_per_email()
+                single.server_us_per_email() - floor.server_us_per_email()
             ),
             "reference (derived)".into(),
         ),
@@ -387,7 +387,7 @@ async fn measure(shared_store: &SharedStore) -> anyhow::Result<()> {
             format!("gRPC lookups/s the daemon's CPU would sustain on {cores} cores"),
             format!(
                 "{:.0} /s",
-                cores as f64 * 1e6 / single.daemon_us_per_email()
+                cores as f64 * 1e6 / single.server_us_per_email()
             ),
             "reference (derived)".into(),
         ),
@@ -400,7 +400,7 @@ async fn measure(shared_store: &SharedStore) -> anyhow::Result<()> {
         ));
         rows.push((
             format!("daemon CPU per email in batches of {batch}"),
-            format!("{:.2} us", measured.daemon_us_per_email()),
+            format!("{:.2} us", measured.server_us_per_email()),
             "reference".into(),
         ));
     }

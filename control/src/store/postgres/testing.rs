@@ -10,7 +10,7 @@
 //! authentication and without fsync: test data only. Benches that measure
 //! durable acknowledgement start theirs with `try_start_durable`, which keeps
 //! PostgreSQL's own defaults (fsync, synchronous commit, full page writes)
-//! and sizes the server as the README recommends ([`DURABLE_SETTINGS`]). Run as root, the
+//! and sizes the server as the README recommends ([`durable_settings`]). Run as root, the
 //! binaries run as the `postgres` user (PostgreSQL refuses root). A watchdog
 //! process in its own session stops the cluster (`pg_ctl stop -m immediate`)
 //! and removes the folder within a second of the test process ending, even
@@ -32,11 +32,37 @@ use super::{PostgresConfig, PostgresStore, PostgresUrl};
 /// A durable cluster's settings: the server sizing the README recommends
 /// for Ferry's database (PostgreSQL's defaults for fsync, synchronous
 /// commit and full page writes, all on; shared buffers that hold the jobs
-/// indexes' insert points; checkpoints far enough apart, and full-page
-/// images compressed, that a webhook's insert does not write a page image
-/// per index after every checkpoint).
-pub const DURABLE_SETTINGS: &str = " -c shared_buffers=4GB -c max_wal_size=8GB \
-     -c checkpoint_timeout=15min -c wal_compression=lz4";
+/// indexes' insert points, a quarter of the machine's memory up to 4 GiB;
+/// checkpoints far enough apart, and full-page images compressed, that a
+/// webhook's insert does not write a page image per index after every
+/// checkpoint).
+pub fn durable_settings() -> String {
+    format!(
+        " -c shared_buffers={}MB -c max_wal_size=8GB -c checkpoint_timeout=15min \
+         -c wal_compression=lz4",
+        shared_buffers_mib(memory_mib())
+    )
+}
+
+/// A quarter of `memory_mib`, at least PostgreSQL's default 128 MiB and at
+/// most 4 GiB.
+fn shared_buffers_mib(memory_mib: Option<u64>) -> u64 {
+    memory_mib.map_or(128, |mib| (mib / 4).clamp(128, 4096))
+}
+
+/// The machine's memory (`MemTotal`), when /proc says.
+fn memory_mib() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024)
+}
 
 /// Why a throwaway cluster did not start.
 #[derive(Debug, thiserror::Error)]
@@ -198,9 +224,9 @@ impl TestCluster {
 
     fn try_start_server(&self) -> bool {
         let settings = if self.durable {
-            DURABLE_SETTINGS
+            durable_settings()
         } else {
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off".to_string()
         };
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300{settings}",
@@ -338,4 +364,22 @@ fn run(command: &mut Command, what: &str) -> Result<(), ClusterError> {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_buffers_are_a_quarter_of_memory_within_bounds() {
+        assert_eq!(shared_buffers_mib(None), 128);
+        assert_eq!(shared_buffers_mib(Some(256)), 128);
+        assert_eq!(shared_buffers_mib(Some(2048)), 512);
+        assert_eq!(shared_buffers_mib(Some(23_000)), 4096);
+        assert!(durable_settings().contains("-c wal_compression=lz4"));
+        assert!(
+            memory_mib().is_some_and(|mib| mib > 0),
+            "/proc/meminfo read"
+        );
+    }
 }
