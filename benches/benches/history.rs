@@ -259,18 +259,31 @@ fn postgres_url<'a>(env: &'a [(&str, String)]) -> Option<&'a str> {
         .map(|(_, url)| url.as_str())
 }
 
-/// The jobs of each state as a `COUNT(*)` of the table sees them.
-async fn recount(url: &str) -> anyhow::Result<Vec<(JobState, u64)>> {
+/// `work` on a connection of its own to the database at `url`, closed
+/// (and its connection task ended) once `work` is done.
+async fn with_postgres<T>(
+    url: &str,
+    work: impl AsyncFnOnce(&tokio_postgres::Client) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     let connection = tokio::spawn(connection);
-    let rows = client
-        .query(
-            "SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state",
-            &[],
-        )
-        .await?;
+    let result = work(&client).await;
     drop(client);
     let _ = connection.await;
+    result
+}
+
+/// The jobs of each state as a `COUNT(*)` of the table sees them.
+async fn recount(url: &str) -> anyhow::Result<Vec<(JobState, u64)>> {
+    let rows = with_postgres(url, async |client| {
+        Ok(client
+            .query(
+                "SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state",
+                &[],
+            )
+            .await?)
+    })
+    .await?;
     rows.iter()
         .map(|row| {
             let state: String = row.get(0);
@@ -314,16 +327,14 @@ impl BenchStore {
             StoreKind::Postgres => {
                 let url =
                     postgres_url(&self.env).ok_or_else(|| anyhow::anyhow!("no PostgreSQL url"))?;
-                let (client, connection) =
-                    tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-                let connection = tokio::spawn(connection);
-                client.batch_execute("VACUUM ANALYZE").await?;
-                let size: i64 = client
-                    .query_one("SELECT pg_database_size(current_database())", &[])
-                    .await?
-                    .get(0);
-                drop(client);
-                let _ = connection.await;
+                let size: i64 = with_postgres(url, async |client| {
+                    client.batch_execute("VACUUM ANALYZE").await?;
+                    Ok(client
+                        .query_one("SELECT pg_database_size(current_database())", &[])
+                        .await?
+                        .get(0))
+                })
+                .await?;
                 Ok(u64::try_from(size)?)
             }
         }
@@ -342,20 +353,19 @@ impl BlockCounts {
         let Some(url) = postgres_url(&store.env) else {
             return Ok(BlockCounts::default());
         };
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-        let connection = tokio::spawn(connection);
-        let rows = client
-            .query(
-                "SELECT 'table' AS name, COALESCE(heap_blks_read, 0), COALESCE(heap_blks_hit, 0)
-                   FROM pg_statio_user_tables WHERE relname = 'jobs'
-                 UNION ALL
-                 SELECT indexrelname::text, COALESCE(idx_blks_read, 0), COALESCE(idx_blks_hit, 0)
-                   FROM pg_statio_user_indexes WHERE relname = 'jobs'",
-                &[],
-            )
-            .await?;
-        drop(client);
-        let _ = connection.await;
+        let rows = with_postgres(url, async |client| {
+            Ok(client
+                .query(
+                    "SELECT 'table' AS name, COALESCE(heap_blks_read, 0), COALESCE(heap_blks_hit, 0)
+                       FROM pg_statio_user_tables WHERE relname = 'jobs'
+                     UNION ALL
+                     SELECT indexrelname::text, COALESCE(idx_blks_read, 0), COALESCE(idx_blks_hit, 0)
+                       FROM pg_statio_user_indexes WHERE relname = 'jobs'",
+                    &[],
+                )
+                .await?)
+        })
+        .await?;
         Ok(BlockCounts(
             rows.iter()
                 .map(|row| (row.get(0), row.get(1), row.get(2)))
