@@ -49,6 +49,8 @@ fn email_of(i: u64) -> String {
 const BATCH_SMALL: usize = 100;
 const BATCH_LARGE: usize = 1000;
 const BATCH_CALLERS: usize = 8;
+/// HTTP/2 connections the callers share.
+const CONNECTIONS: usize = 4;
 
 type UsersClient = api::user_directory_service_client::UserDirectoryServiceClient<
     ferry_daemon::cli::client::AuthChannel,
@@ -114,6 +116,15 @@ impl LoadOutcome {
 }
 
 impl GrpcLoad {
+    /// The load's HTTP/2 connections to the server at `url`.
+    async fn connect(url: &str, key: &str) -> anyhow::Result<Vec<UsersClient>> {
+        let mut connections = Vec::new();
+        for _ in 0..CONNECTIONS {
+            connections.push(connect(url, Some(key)).await?.users);
+        }
+        Ok(connections)
+    }
+
     /// `callers` loops spread over the connections, each asking about
     /// `batch` random users per call (1: LookupUserByEmail, more:
     /// LookupUsersByEmail) until the duration is up. Every answer is
@@ -264,20 +275,12 @@ async fn measure(shared_store: &SharedStore) -> anyhow::Result<()> {
         summary.created
     );
 
-    // LookupUserByEmail over gRPC: `concurrency` callers on 4 HTTP/2
+    // LookupUserByEmail over gRPC: `concurrency` callers on CONNECTIONS HTTP/2
     // connections for `lookup_secs`, random users, every answer checked;
     // then LookupUsersByEmail in batches, fewer callers (a batch is already
     // many lookups in flight).
-    let mut connections = Vec::new();
-    for _ in 0..4 {
-        connections.push(
-            connect(&daemon.grpc_url(), Some(&institution.admin_key))
-                .await?
-                .users,
-        );
-    }
     let load = GrpcLoad {
-        connections,
+        connections: GrpcLoad::connect(&daemon.grpc_url(), &institution.admin_key).await?,
         server_pid: daemon.pid(),
         users,
         duration: Duration::from_secs(lookup_secs),
@@ -291,16 +294,8 @@ async fn measure(shared_store: &SharedStore) -> anyhow::Result<()> {
 
     // The same load against the bare tonic server: the floor.
     let floor_server = FloorServer::spawn()?;
-    let mut floor_connections = Vec::new();
-    for _ in 0..4 {
-        floor_connections.push(
-            connect(&floor_server.url, Some(&institution.admin_key))
-                .await?
-                .users,
-        );
-    }
     let floor = GrpcLoad {
-        connections: floor_connections,
+        connections: GrpcLoad::connect(&floor_server.url, &institution.admin_key).await?,
         server_pid: floor_server.child.id(),
         users,
         duration: Duration::from_secs(lookup_secs),

@@ -47,6 +47,11 @@ async fn serve() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What every call but a lookup gets.
+fn lookups_only() -> Status {
+    Status::unimplemented("the floor server only answers lookups")
+}
+
 /// Answers lookups from the request; nothing else.
 struct Floor;
 
@@ -64,9 +69,7 @@ impl UserDirectoryService for Floor {
         &self,
         _request: Request<Streaming<api::SyncUsersRequest>>,
     ) -> Result<Response<api::SyncUsersSummary>, Status> {
-        Err(Status::unimplemented(
-            "the floor server only answers lookups",
-        ))
+        Err(lookups_only())
     }
 
     async fn lookup_user_by_email(
@@ -100,26 +103,20 @@ impl UserDirectoryService for Floor {
         &self,
         _request: Request<api::LookupUsersByEmailRequest>,
     ) -> Result<Response<api::LookupUsersByEmailResponse>, Status> {
-        Err(Status::unimplemented(
-            "the floor server only answers lookups",
-        ))
+        Err(lookups_only())
     }
 
     async fn get_user(
         &self,
         _request: Request<api::GetUserRequest>,
     ) -> Result<Response<api::User>, Status> {
-        Err(Status::unimplemented(
-            "the floor server only answers lookups",
-        ))
+        Err(lookups_only())
     }
 
     async fn list_users(
         &self,
         _request: Request<api::ListUsersRequest>,
     ) -> Result<Response<api::ListUsersResponse>, Status> {
-        Err(Status::unimplemented(
-            "the floor server only answers lookups",
-        ))
+        Err(lookups_only())
     }
 }
